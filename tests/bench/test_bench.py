@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Unit tests of the benchmark suite (run by `make test`): config parser,
+JSON-line writer, dirty-trace format (Python and C sides), replay tool,
+report helpers. Prints 'N passed, N failed' last; exits non-zero on failure."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+
+import benchconf  # noqa: E402
+import jsonl  # noqa: E402
+import replay  # noqa: E402
+import tracefmt  # noqa: E402
+
+SAMPLE_CONF = """
+# a comment
+name = t            # matrix name
+[defaults]
+repeats = 2
+mem = 256M
+[cell a]
+vmm = minivmm, qemu
+wss = 0, 64         # axis
+[cell b]
+link = veth:1gbit
+rate = 1000
+repeats = 1
+"""
+
+
+class ConfigTests(unittest.TestCase):
+    def test_parse_and_expand(self):
+        cfg = benchconf.parse(SAMPLE_CONF)
+        self.assertEqual(cfg["matrix"]["name"], "t")
+        runs = benchconf.expand(cfg)
+        # a: 2 wss x 2 repeats x 2 vmms; b: 1 x 1 x 1 (vmm default minivmm)
+        self.assertEqual(len(runs), 9)
+        ids = [r["run_id"] for r in runs]
+        self.assertEqual(len(set(ids)), len(ids))
+        self.assertEqual(runs[0]["inputs"]["vmm"], "minivmm")
+        self.assertEqual(runs[1]["inputs"]["vmm"], "qemu")  # interleaved
+        self.assertEqual(runs[0]["inputs"]["mem"], "256M")
+        self.assertEqual(runs[-1]["inputs"]["link"], "veth:1gbit")
+        self.assertEqual(runs[0]["axes"], ["wss"])
+        t = benchconf.typed_inputs(runs[-1]["inputs"])
+        self.assertEqual(t["mem"], 256 << 20)
+        self.assertEqual(t["rate"], 1000)
+        self.assertEqual(t["link_spec"], {"kind": "veth", "rate_bps": 1000000000})
+        self.assertEqual(len(benchconf.expand(cfg, repeats_override=1)), 5)
+
+    def test_ids_stable(self):
+        a = [r["run_id"] for r in benchconf.expand(benchconf.parse(SAMPLE_CONF))]
+        b = [r["run_id"] for r in benchconf.expand(benchconf.parse(SAMPLE_CONF))]
+        self.assertEqual(a, b)
+
+    def test_errors_name_the_line(self):
+        bad = {
+            "[cell a]\nwss = lots\n": ":2: wss",
+            "[cell a]\nfoo = 1\n": "unknown key 'foo'",
+            "[cell a]\nmem = 12Q\n": "bad size",
+            "[cell a]\n[cell a]\n": "duplicate cell",
+            "[cell a]\nvmm = vbox\n": "unknown 'vbox'",
+            "[cell a]\nlink = veth:fast\n": "bad link rate",
+            "[cell a]\nwss = 1,,2\n": "empty value",
+            "[cell a]\nwss = 1\nwss = 2\n": "given twice",
+            "[cell a]\njust words\n": "expected key = value",
+            "[defaults]\nmem = 1G\n": "no [cell",
+            "bogus = 1\n[cell a]\n": "unknown matrix key",
+            "[cell a]\nrepeats = 1, 2\n": "one value",
+        }
+        for text, msg in bad.items():
+            with self.assertRaises(benchconf.ConfigError, msg=text) as cm:
+                benchconf.parse(text)
+            self.assertIn(msg, str(cm.exception), text)
+
+    def test_sizes(self):
+        self.assertEqual(benchconf.parse_size("2G"), 2 << 30)
+        self.assertEqual(benchconf.parse_size("512m"), 512 << 20)
+        self.assertEqual(benchconf.parse_size("0"), 0)
+        self.assertEqual(benchconf.parse_link("veth:10gbit:2ms")["rtt_ms"], 2.0)
+
+    def test_shipped_configs_parse(self):
+        for name in ("matrix-quick.conf", "matrix-default.conf", "matrix-migrate.conf"):
+            p = os.path.join(HERE, name)
+            if os.path.exists(p):
+                runs = benchconf.expand(benchconf.load(p))
+                self.assertTrue(runs, name)
+
+
+class JsonlTests(unittest.TestCase):
+    def setUp(self):
+        self.d = tempfile.mkdtemp()
+        self.p = os.path.join(self.d, "sub", "r.jsonl")
+
+    def tearDown(self):
+        shutil.rmtree(self.d)
+
+    def test_append_and_read(self):
+        jsonl.append_line(self.p, {"kind": "run", "run_id": "a", "x": float("nan"), "s": "é\n"})
+        jsonl.append_line(self.p, {"kind": "run", "run_id": "b", "status": "harness-error"})
+        with open(self.p) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2)
+        objs, bad = jsonl.read_lines(self.p)
+        self.assertEqual(bad, 0)
+        self.assertIsNone(objs[0]["x"])
+        self.assertEqual(objs[0]["s"], "é\n")
+        self.assertEqual(jsonl.done_run_ids(self.p), {"a"})  # harness errors are redone
+
+    def test_torn_line(self):
+        jsonl.append_line(self.p, {"kind": "run", "run_id": "a"})
+        with open(self.p, "a") as f:
+            f.write('{"kind":"run","run_id":"tor')
+        jsonl.append_line(self.p, {"kind": "run", "run_id": "c"})
+        objs, bad = jsonl.read_lines(self.p)
+        self.assertEqual(bad, 1)
+        self.assertEqual([o["run_id"] for o in objs], ["a", "c"])
+
+    def test_missing_file(self):
+        self.assertEqual(jsonl.read_lines(os.path.join(self.d, "none")), ([], 0))
+
+
+class TraceFormatTests(unittest.TestCase):
+    def setUp(self):
+        self.d = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.d)
+
+    def write_sample(self, path, npages=1000):
+        rounds = [list(range(npages)), [], [0, 1, 2, 5, 999], list(range(10, 500, 3))]
+        w = tracefmt.Writer(path, npages)
+        for i, pages in enumerate(rounds):
+            w.round(i, i * 1_000_000, pages)
+        w.close()
+        return rounds
+
+    def test_python_round_trip(self):
+        p = os.path.join(self.d, "t.trace")
+        rounds = self.write_sample(p)
+        tr = tracefmt.read(p, strict=True)
+        self.assertTrue(tr["complete"])
+        self.assertEqual(tr["npages"], 1000)
+        self.assertEqual([tracefmt.pages_from_runs(r["runs"]) for r in tr["rounds"]], rounds)
+        self.assertEqual(tr["rounds"][2]["runs"], [(0, 3), (5, 1), (999, 1)])
+        self.assertEqual(tr["rounds"][3]["t_ns"], 3_000_000)
+
+    def test_truncated_and_corrupt(self):
+        p = os.path.join(self.d, "t.trace")
+        self.write_sample(p)
+        with open(p, "rb") as f:
+            data = f.read()
+        q = os.path.join(self.d, "cut.trace")
+        for n in range(0, len(data), 7):
+            with open(q, "wb") as f:
+                f.write(data[:n])
+            if n < tracefmt.HEADER.size:
+                self.assertRaises(tracefmt.TraceError, tracefmt.read, q)
+            else:
+                self.assertFalse(tracefmt.read(q)["complete"])
+                self.assertRaises(tracefmt.Truncated, tracefmt.read, q, True)
+        for i in range(tracefmt.HEADER.size, len(data)):
+            bad = bytearray(data)
+            bad[i] ^= 0x10
+            with open(q, "wb") as f:
+                f.write(bad)
+            self.assertRaises(tracefmt.TraceError, tracefmt.read, q)
+
+    def test_c_writer_python_reader(self):
+        """migrate/trace.c writes, tracefmt reads (and the C reader reads Python's file)."""
+        cc = shutil.which("cc") or shutil.which("gcc")
+        src = os.path.join(ROOT, "migrate", "trace.c")
+        if not cc or not os.path.exists(src):
+            self.skipTest("no C compiler or migrate/trace.c")
+        prog = r'''
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "trace.h"
+int main(int argc, char **argv) {
+    if (argc == 3) { /* read: print rounds as "round ndirty firstpage" */
+        struct trace_reader r; int ret = trace_reader_open(&r, argv[2]);
+        if (ret) return 2;
+        uint64_t *bm = calloc(trace_bitmap_words(r.npages), 8);
+        struct trace_round_info in;
+        while ((ret = trace_read_round(&r, &in, bm)) == 1) {
+            long first = -1;
+            for (uint64_t i = 0; i < r.npages; i++) if (bm[i/64] >> (i%64) & 1) { first = (long)i; break; }
+            printf("%u %lu %ld\n", in.round, (unsigned long)in.ndirty, first);
+        }
+        free(bm); trace_reader_close(&r); return ret == 0 ? 0 : 3;
+    }
+    struct trace t; uint64_t bm[3] = {0};
+    if (trace_open(&t, argv[1], 130, 4096)) return 1;
+    bm[0] = 0xff00000000000001ull; bm[1] = ~0ull; bm[2] = 0x3;   /* 1 + 8 + 64 + 2 pages */
+    if (trace_round(&t, 0, 5, bm)) return 1;
+    memset(bm, 0, sizeof bm); bm[2] = 1ull << 1;                /* page 129 */
+    if (trace_round(&t, 1, 7000, bm)) return 1;
+    return trace_close(&t) ? 1 : 0;
+}
+'''
+        c = os.path.join(self.d, "w.c")
+        exe = os.path.join(self.d, "w")
+        with open(c, "w") as f:
+            f.write(prog)
+        subprocess.run([cc, "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-I",
+                        os.path.join(ROOT, "migrate"), "-o", exe, c, src], check=True)
+        p = os.path.join(self.d, "c.trace")
+        subprocess.run([exe, p], check=True)
+        tr = tracefmt.read(p, strict=True)
+        self.assertEqual(tr["npages"], 130)
+        self.assertEqual(tr["rounds"][0]["runs"], [(0, 1), (56, 74)])
+        self.assertEqual(tr["rounds"][0]["ndirty"], 75)
+        self.assertEqual(tr["rounds"][1]["runs"], [(129, 1)])
+        self.assertEqual(tr["rounds"][1]["t_ns"], 7000)
+        # Python writes, C reads
+        q = os.path.join(self.d, "py.trace")
+        self.write_sample(q)
+        out = subprocess.run([exe, "r", q], check=True, capture_output=True, text=True).stdout
+        self.assertEqual(out.split("\n")[:4], ["0 1000 0", "1 0 -1", "2 5 0", "3 164 10"])
+
+
+class ReplayTests(unittest.TestCase):
+    def setUp(self):
+        self.d = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.d)
+
+    def model(self, **kw):
+        p = os.path.join(self.d, "s.trace")
+        replay.synth(p, **kw)
+        return replay.DirtyModel(tracefmt.read(p))
+
+    def test_never_converging(self):
+        # 256 MiB; a hot set of 2000 pages rewritten every 10 ms (800 MB/s of
+        # dirtying) against a 100 MB/s link: no rule can converge.
+        m = self.model(npages=65536, nrounds=20, interval_ms=10, dirty=2000, pattern="seq")
+        xen = replay.simulate(m, "xen", 100e6)
+        self.assertEqual(xen["rounds"], 30)
+        self.assertEqual(xen["reason"], "30 rounds")
+        self.assertFalse(xen["converged"])
+        ours = replay.simulate(m, "ours", 100e6, max_rounds=12)
+        self.assertEqual(ours["reason"], "round cap")
+        self.assertEqual(ours["rounds"], 12)
+        self.assertGreater(ours["downtime_ms"], 30)
+        q = replay.simulate(m, "qemu", 100e6, max_time_s=2)
+        self.assertFalse(q["converged"])
+        self.assertGreaterEqual(q["total_ms"], 2000)
+        for res in (xen, ours, q):
+            sent = sum(r["bytes"] for r in res["round_records"])
+            self.assertEqual(res["bytes_total"], sent + res["final_pages"] * (4096 + 16))
+
+    def test_xen_byte_cap(self):
+        # whole RAM dirtied per interval: > 3x RAM sent before 30 rounds
+        m = self.model(npages=1000, nrounds=10, interval_ms=1, dirty=1000, pattern="seq")
+        xen = replay.simulate(m, "xen", 10e6)
+        self.assertEqual(xen["reason"], "3x RAM sent")
+        self.assertLessEqual(xen["rounds"], 5)
+
+    def test_shrinking_converges(self):
+        # dirty set halves every interval: our rule switches over within the limit
+        m = self.model(npages=8192, nrounds=16, interval_ms=20, dirty=4000, shrink=0.5)
+        bw = 300e6
+        ours = replay.simulate(m, "ours", bw, downtime_ms=30, fixed_ms=1)
+        self.assertTrue(ours["converged"])
+        self.assertLessEqual(ours["downtime_ms"], 30)
+        self.assertGreater(ours["rounds"], 1)
+        pages = [r["pages"] for r in ours["round_records"]]
+        self.assertEqual(pages[0], 8192)
+        q = replay.simulate(m, "qemu", bw, downtime_ms=30)
+        self.assertTrue(q["converged"])
+        # with no dirtying after the trace, everything ends in few rounds
+        m2 = self.model(npages=8192, nrounds=2, interval_ms=20, dirty=10)
+        m2.extend = "none"
+        self.assertTrue(replay.simulate(m2, "xen", bw)["converged"])
+
+    def test_dirty_model_window(self):
+        m = self.model(npages=1000, nrounds=3, interval_ms=100, dirty=500, pattern="seq")
+        self.assertEqual(len(m.dirtied(0, 0.1)), 500)
+        self.assertEqual(len(m.dirtied(0, 0.05)), 250)
+        self.assertEqual(len(m.dirtied(0.2, 10)), 500)  # extended steady state
+        m.extend = "none"
+        self.assertEqual(len(m.dirtied(0.2, 10)), 0)
+
+    def test_cli(self):
+        p = os.path.join(self.d, "s.trace")
+        replay.main(["synth", p, "--npages", "512", "--rounds", "5", "--interval-ms", "5",
+                     "--dirty", "100"])
+        out = subprocess.run([sys.executable, os.path.join(HERE, "replay.py"), p, "--bw", "1gbit",
+                              "--json"], check=True, capture_output=True, text=True).stdout
+        res = json.loads(out)
+        self.assertEqual([r["rule"] for r in res["results"]], ["ours", "qemu", "xen"])
+        self.assertAlmostEqual(res["results"][0]["bw_Bps"], 125e6)
+        self.assertEqual(replay.parse_bw("125M"), 125 * (1 << 20))
+
+
+def load_report_tests():
+    try:
+        import report  # noqa: F401
+    except ImportError:
+        return None
+
+    class ReportTests(unittest.TestCase):
+        def test_stats(self):
+            self.assertEqual(report.median([3, 1, 2]), 2)
+            self.assertEqual(report.median([4, 1, 2, 3]), 2.5)
+            self.assertIsNone(report.median([]))
+            self.assertEqual(report.fmt_mmm([10.0, 30.0, 20.0]), "20.0 [10.0-30.0]")
+
+        def test_gap(self):
+            import harness
+            lines = [(0.0, "seq=1"), (0.1, "seq=2"), (0.2, "seq=3"), (0.9, "seq=4"), (1.0, "seq=5"),
+                     (1.05, "verify: pass pages=3")]
+            g = harness.heartbeat_gaps(lines, 0.15, 0.9)
+            self.assertAlmostEqual(g["gap_ms"], 700, places=3)
+
+    return ReportTests
+
+
+class _Result(unittest.TextTestResult):
+    pass
+
+
+def main():
+    loader = unittest.TestLoader()
+    suite = unittest.TestSuite()
+    for cls in (ConfigTests, JsonlTests, TraceFormatTests, ReplayTests):
+        suite.addTests(loader.loadTestsFromTestCase(cls))
+    rt = load_report_tests()
+    if rt:
+        suite.addTests(loader.loadTestsFromTestCase(rt))
+    res = unittest.TextTestRunner(verbosity=2, resultclass=_Result).run(suite)
+    failed = len(res.failures) + len(res.errors)
+    passed = res.testsRun - failed - len(res.skipped)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
