@@ -1,0 +1,88 @@
+#include "devices/bus.h"
+
+#include <errno.h>
+#include <string.h>
+
+int bus_init(struct bus *b)
+{
+	memset(b, 0, sizeof(*b));
+	return -pthread_mutex_init(&b->lock, NULL);
+}
+
+void bus_destroy(struct bus *b)
+{
+	pthread_mutex_destroy(&b->lock);
+}
+
+int bus_register(struct bus *b, uint64_t base, uint64_t len, const char *name,
+		 bus_io_fn fn, void *dev)
+{
+	uint64_t end;
+	int i, pos;
+
+	if (len == 0 || fn == NULL || __builtin_add_overflow(base, len - 1, &end))
+		return -EINVAL;
+	if (b->nregions == BUS_MAX_REGIONS)
+		return -ENOSPC;
+	for (i = 0; i < b->nregions; i++) {
+		const struct bus_region *r = &b->regions[i];
+		uint64_t rend = r->base + r->len - 1;
+
+		if (base <= rend && r->base <= end)
+			return -EEXIST;
+	}
+	for (pos = 0; pos < b->nregions && b->regions[pos].base < base; pos++)
+		;
+	memmove(&b->regions[pos + 1], &b->regions[pos],
+		(size_t)(b->nregions - pos) * sizeof(b->regions[0]));
+	b->regions[pos] = (struct bus_region){ base, len, name, fn, dev };
+	b->nregions++;
+	return 0;
+}
+
+const struct bus_region *bus_find(const struct bus *b, uint64_t addr)
+{
+	int lo = 0, hi = b->nregions - 1;
+
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		const struct bus_region *r = &b->regions[mid];
+
+		if (addr < r->base)
+			hi = mid - 1;
+		else if (addr - r->base >= r->len)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+bool bus_access(struct bus *b, uint64_t addr, uint8_t *data, uint32_t len,
+		bool is_write)
+{
+	const struct bus_region *r;
+
+	pthread_mutex_lock(&b->lock);
+	r = bus_find(b, addr);
+	/* An access must fit in one region; a straddling one is unmapped. */
+	if (r && len <= r->len && addr - r->base <= r->len - len) {
+		r->fn(r->dev, addr - r->base, data, len, is_write);
+		pthread_mutex_unlock(&b->lock);
+		return true;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (!is_write)
+		memset(data, 0xff, len);
+	return false;
+}
+
+void bus_lock(struct bus *b)
+{
+	pthread_mutex_lock(&b->lock);
+}
+
+void bus_unlock(struct bus *b)
+{
+	pthread_mutex_unlock(&b->lock);
+}

@@ -1,0 +1,227 @@
+#include "vmm/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLI_MIN_MEM (4ULL << 20)
+
+enum {
+	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER,
+	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM,
+};
+
+static const struct option long_opts[] = {
+	{ "kernel", required_argument, NULL, 'k' },
+	{ "append", required_argument, NULL, 'a' },
+	{ "mem", required_argument, NULL, 'm' },
+	{ "cpus", required_argument, NULL, 'c' },
+	{ "name", required_argument, NULL, 'n' },
+	{ "monitor", required_argument, NULL, OPT_MONITOR },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
+	{ "migrate", required_argument, NULL, OPT_MIGRATE },
+	{ "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
+	{ "downtime-ms", required_argument, NULL, OPT_DOWNTIME },
+	{ "max-bandwidth", required_argument, NULL, OPT_MAX_BW },
+	{ "stats-json", required_argument, NULL, OPT_STATS },
+	{ "dirty-trace", required_argument, NULL, OPT_TRACE },
+	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+void cli_usage(FILE *f)
+{
+	fprintf(f,
+"usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
+"               [--name NAME] [--monitor PATH] [migration options]\n"
+"       minivmm --incoming [HOST]:PORT|file:PATH [--stats-json PATH] [--name NAME]\n"
+"       minivmm --migrate HOST:PORT|file:PATH [--name NAME] [migration options]\n"
+"       minivmm --help | --version\n"
+"\n"
+"Run a Multiboot guest on /dev/kvm, and live-migrate it.\n"
+"\n"
+"  -k, --kernel FILE        Multiboot v1 image (ELF or a.out kludge) to boot\n"
+"  -a, --append ARGS        guest command line (multiboot cmdline)\n"
+"  -m, --mem SIZE           guest RAM, with K/M/G/T suffix (default 256M;\n"
+"                           at least 4M, a multiple of 4K)\n"
+"  -c, --cpus N             vCPUs (default 1); vCPU 0 boots, the others wait\n"
+"                           for INIT/SIPI from the guest\n"
+"  -n, --name NAME          VM name, unique on this host (default vm-PID);\n"
+"                           letters, digits, '.', '_', '-'\n"
+"      --monitor PATH       monitor socket (default /run/minivmm/NAME.sock, or\n"
+"                           $XDG_RUNTIME_DIR/minivmm/NAME.sock when not root)\n"
+"\n"
+"Migration:\n"
+"      --incoming ADDR      wait for a migration on [HOST]:PORT (all addresses\n"
+"                           when HOST is empty) or restore from file:PATH, then\n"
+"                           become that VM\n"
+"      --migrate ADDR       migrate to HOST:PORT (or save to file:PATH). With\n"
+"                           --kernel: the VM booted here, after --migrate-after;\n"
+"                           without: the running VM named by --name (or the\n"
+"                           only one on this host), through its monitor\n"
+"      --migrate-after SEC  seconds to run before migrating (default 0)\n"
+"      --downtime-ms N      downtime limit for the final pause (default 30)\n"
+"      --max-bandwidth RATE bytes per second, K/M/G suffix (default unlimited)\n"
+"      --stats-json PATH    write migration statistics (JSON) to PATH\n"
+"      --dirty-trace PATH   record each round's dirty pages to PATH (source)\n"
+"      --verify-ram         send a digest of all RAM at the pause; the target\n"
+"                           checks it before it accepts the guest\n"
+"\n"
+"  -h, --help               this text\n"
+"  -V, --version            print the version\n"
+"\n"
+"Exit status: the guest's, when it leaves through the debug-exit port 0xf4\n"
+"((value << 1) | 1, as QEMU's isa-debug-exit) or 0 when it powers off through\n"
+"port 0x604; 0 after `quit`, SIGINT/SIGTERM, or a completed migration on the\n"
+"source; 2 for bad usage or input; 3 for a failed migration; 4 when the guest\n"
+"crashed (triple fault, emulation failure).\n");
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case '\0': break;
+	case 'K': mult = 1ULL << 10; end++; break;
+	case 'M': mult = 1ULL << 20; end++; break;
+	case 'G': mult = 1ULL << 30; end++; break;
+	case 'T': mult = 1ULL << 40; end++; break;
+	default: return -EINVAL;
+	}
+	if (mult > 1 && (*end == 'i' || *end == 'I'))
+		end++;
+	if (mult > 1 && (*end == 'b' || *end == 'B'))
+		end++;
+	if (*end != '\0')
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -ERANGE;
+	*out = v * mult;
+	return 0;
+}
+
+static int parse_int(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= VM_NAME_MAX || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
+
+int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
+	      size_t errlen)
+{
+	int c;
+	long v;
+
+	memset(o, 0, sizeof(*o));
+	o->action = CLI_RUN;
+	o->mem = CLI_DEFAULT_MEM;
+	o->cpus = 1;
+	o->migrate_after = -1;
+	o->downtime_ms = CLI_DEFAULT_DOWNTIME_MS;
+	optind = 0; /* glibc: restart the scan, so tests can parse repeatedly */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":k:a:m:c:n:hV", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': o->kernel = optarg; break;
+		case 'a': o->append = optarg; break;
+		case 'm':
+			if (cli_parse_size(optarg, &o->mem))
+				FAIL("--mem '%s': not a size (use e.g. 256M, 2G)", optarg);
+			if (o->mem < CLI_MIN_MEM)
+				FAIL("--mem %s: too small (at least 4M)", optarg);
+			if (o->mem > VM_MAX_MEM)
+				FAIL("--mem %s: too large (at most 1T)", optarg);
+			if (o->mem % VM_PAGE_SIZE)
+				FAIL("--mem %s: not a multiple of 4K", optarg);
+			break;
+		case 'c':
+			if (parse_int(optarg, 1, VM_MAX_CPUS, &v))
+				FAIL("--cpus '%s': must be an integer from 1 to %d", optarg,
+				     VM_MAX_CPUS);
+			o->cpus = (int)v;
+			break;
+		case 'n':
+			if (!valid_name(optarg))
+				FAIL("--name '%s': use 1-%d letters, digits, '.', '_' or '-'",
+				     optarg, VM_NAME_MAX - 1);
+			o->name = optarg;
+			break;
+		case OPT_MONITOR: o->monitor = optarg; break;
+		case OPT_INCOMING: o->incoming = optarg; break;
+		case OPT_MIGRATE: o->migrate = optarg; break;
+		case OPT_MIGRATE_AFTER: {
+			char *end;
+			double d = strtod(optarg, &end);
+
+			if (end == optarg || *end || !(d >= 0) || d > 1e6)
+				FAIL("--migrate-after '%s': not a number of seconds", optarg);
+			o->migrate_after = d;
+			break;
+		}
+		case OPT_DOWNTIME:
+			if (parse_int(optarg, 1, 3600000, &v))
+				FAIL("--downtime-ms '%s': must be an integer from 1 to 3600000",
+				     optarg);
+			o->downtime_ms = (uint32_t)v;
+			break;
+		case OPT_MAX_BW:
+			if (cli_parse_size(optarg, &o->max_bandwidth) || o->max_bandwidth == 0)
+				FAIL("--max-bandwidth '%s': not a rate (bytes/s, e.g. 100M)",
+				     optarg);
+			break;
+		case OPT_STATS: o->stats_json = optarg; break;
+		case OPT_TRACE: o->dirty_trace = optarg; break;
+		case OPT_VERIFY_RAM: o->verify_ram = true; break;
+		case 'h': o->action = CLI_HELP; return 0;
+		case 'V': o->action = CLI_VERSION; return 0;
+		case ':':
+			FAIL("option '%s' needs a value", argv[optind - 1]);
+		default:
+			FAIL("unknown option '%s' (see --help)", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		FAIL("unexpected argument '%s' (see --help)", argv[optind]);
+	if (o->incoming && (o->kernel || o->migrate))
+		FAIL("--incoming takes the VM from the stream: no --kernel or --migrate");
+	if (!o->kernel && !o->incoming && !o->migrate)
+		FAIL("no --kernel given (see --help)");
+	if (o->migrate_after >= 0 && !(o->kernel && o->migrate))
+		FAIL("--migrate-after needs --kernel and --migrate");
+	return 0;
+}

@@ -1,0 +1,43 @@
+/* Command-line parsing into a plain options struct (pure, unit-tested). */
+#ifndef MINIVMM_CLI_H
+#define MINIVMM_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "vmm/vm.h"
+
+#define CLI_DEFAULT_MEM (256ULL << 20)
+#define CLI_DEFAULT_DOWNTIME_MS 30
+
+enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
+
+struct cli_opts {
+	enum cli_action action;
+	const char *kernel;
+	const char *append;
+	uint64_t mem;
+	int cpus;
+	const char *name;
+	const char *monitor;
+	/* migration */
+	const char *incoming;     /* [HOST]:PORT or file:PATH */
+	const char *migrate;      /* HOST:PORT or file:PATH */
+	double migrate_after;     /* seconds; < 0 when not given */
+	uint32_t downtime_ms;
+	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
+	const char *stats_json;
+	const char *dirty_trace;
+	bool verify_ram;
+};
+
+/* Parses K/M/G/T suffixed sizes (binary multiples); 0 on success. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* Fills opts; on error returns -EINVAL with a one-line message in err. */
+int cli_parse(int argc, char **argv, struct cli_opts *opts, char *err,
+	      size_t errlen);
+void cli_usage(FILE *f);
+
+#endif

@@ -1,0 +1,372 @@
+#include "vmm/monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "migrate/migrate.h"
+#include "vmm/vm.h"
+
+int monitor_default_path(const char *name, char *out, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[PATH_MAX];
+	int n;
+
+	if (geteuid() == 0 || !xdg || !*xdg)
+		n = snprintf(dir, sizeof(dir), geteuid() == 0 ? "/run/minivmm" :
+			     "/tmp/minivmm-%u", (unsigned)geteuid());
+	else
+		n = snprintf(dir, sizeof(dir), "%s/minivmm", xdg);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	n = snprintf(out, len, "%s/%s.sock", dir, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int fill_addr(struct sockaddr_un *a, const char *path)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(a->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a->sun_path, path);
+	return 0;
+}
+
+int monitor_connect(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un a;
+	int fd, ret = fill_addr(&a, path);
+
+	if (ret) {
+		snprintf(err, errlen, "monitor path too long: %s", path);
+		return ret;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "connect %s: %s", path, strerror(errno));
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int monitor_request(int fd, const char *cmd, char *reply, size_t cap)
+{
+	size_t len = 0, cmdlen = strlen(cmd);
+	char *line;
+
+	if (cap == 0)
+		return -EINVAL;
+	if (write(fd, cmd, cmdlen) != (ssize_t)cmdlen || write(fd, "\n", 1) != 1)
+		return -EIO;
+	reply[0] = '\0';
+	for (;;) {
+		char *nl;
+		ssize_t n;
+
+		/* The reply ends with a line that is `ok` or `error: ...`. */
+		line = reply;
+		while ((nl = strchr(line, '\n')) != NULL) {
+			*nl = '\0';
+			if (strcmp(line, "ok") == 0) {
+				*line = '\0';
+				return 0;
+			}
+			if (strncmp(line, "error: ", 7) == 0) {
+				memmove(reply, line + 7, strlen(line + 7) + 1);
+				return -EIO;
+			}
+			*nl = '\n';
+			line = nl + 1;
+		}
+		if (len + 1 >= cap)
+			return -E2BIG;
+		n = read(fd, reply + len, cap - 1 - len);
+		if (n <= 0)
+			return n == 0 ? -ECONNRESET : -errno;
+		len += (size_t)n;
+		reply[len] = '\0';
+	}
+}
+
+int monitor_probe(const char *path, pid_t *pid)
+{
+	char err[64], reply[512];
+	int fd = monitor_connect(path, err, sizeof(err));
+
+	if (fd < 0)
+		return fd == -ECONNREFUSED || fd == -ENOENT ? 0 : fd;
+	if (pid) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char *s;
+
+		*pid = 0;
+		/* Best effort: a hung VM still counts as alive. */
+		if (poll(&p, 1, 0) >= 0 && monitor_request(fd, "info status", reply,
+							   sizeof(reply)) == 0 &&
+		    (s = strstr(reply, "pid: ")) != NULL)
+			*pid = (pid_t)atoi(s + 5);
+	}
+	close(fd);
+	return -EADDRINUSE;
+}
+
+static void client_close(struct monitor_client *c)
+{
+	struct monitor *m = c->mon;
+
+	for (int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		if (m->clients[i] == c)
+			m->clients[i] = NULL;
+	evloop_del(m->loop, &c->h);
+	close(c->h.fd);
+	free(c);
+}
+
+static const char *state_name(struct vm *vm)
+{
+	if (vm->stopping)
+		return "shutting-down";
+	if (vm->user_paused)
+		return "paused";
+	return vm->pause_count > 0 ? "paused (migration)" : "running";
+}
+
+static const char help_text[] =
+	"help                          this list\n"
+	"info status                   run state, name, pid, vCPUs, memory\n"
+	"info migrate                  migration status and figures\n"
+	"stop                          pause the guest\n"
+	"cont                          resume the guest\n"
+	"quit                          stop the VM and exit\n"
+	"migrate URI                   live-migrate to HOST:PORT (or file:PATH)\n"
+	"migrate_cancel                cancel the migration; the guest keeps running here\n"
+	"migrate_set_parameter N V     downtime-ms, max-bandwidth, verify-ram\n";
+
+int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
+		 size_t msglen)
+{
+	struct vm *vm = m->vm;
+	char cmd[MONITOR_LINE_MAX], *argv[4] = { 0 }, *save = NULL;
+	int argc = 0, ret = 0;
+
+	snprintf(cmd, sizeof(cmd), "%s", line);
+	for (char *t = strtok_r(cmd, " \t\r", &save); t && argc < 4;
+	     t = strtok_r(NULL, " \t\r", &save))
+		argv[argc++] = t;
+	if (argc == 0)
+		return 0;
+	if (!strcmp(argv[0], "help") || !strcmp(argv[0], "?")) {
+		fputs(help_text, out);
+	} else if (!strcmp(argv[0], "info") && argc == 2 && !strcmp(argv[1], "status")) {
+		pthread_mutex_lock(&vm->lock);
+		fprintf(out, "status: %s\nname: %s\npid: %d\ncpus: %d\nmem: %llu\n",
+			state_name(vm), vm->cfg.name, (int)getpid(), vm->ncpus,
+			(unsigned long long)vm->ram_size);
+		pthread_mutex_unlock(&vm->lock);
+	} else if (!strcmp(argv[0], "info") && argc == 2 && !strcmp(argv[1], "migrate")) {
+		mig_info(vm, out);
+	} else if (!strcmp(argv[0], "stop") && argc == 1) {
+		if (!vm->user_paused) {
+			ret = vm_pause(vm);
+			if (ret == 0)
+				vm->user_paused = true;
+			else
+				snprintf(msg, msglen, "cannot pause: %s", strerror(-ret));
+		}
+	} else if (!strcmp(argv[0], "cont") && argc == 1) {
+		if (vm->user_paused) {
+			vm->user_paused = false;
+			vm_resume(vm);
+		}
+	} else if (!strcmp(argv[0], "quit") && argc == 1) {
+		vm_request_stop(vm, VM_EXIT_QUIT, 0, "quit from the monitor");
+	} else if (!strcmp(argv[0], "migrate") && argc == 2) {
+		ret = mig_start(vm, argv[1], m->mig_defaults, msg, msglen);
+	} else if (!strcmp(argv[0], "migrate_cancel") && argc == 1) {
+		ret = mig_cancel(vm);
+		if (ret)
+			snprintf(msg, msglen, "no migration in progress");
+	} else if (!strcmp(argv[0], "migrate_set_parameter") && argc == 3) {
+		ret = mig_set_parameter(vm, argv[1], argv[2], msg, msglen);
+	} else {
+		snprintf(msg, msglen, "unknown command or wrong arguments: '%s' (try help)",
+			 line);
+		ret = -EINVAL;
+	}
+	return ret;
+}
+
+static void client_line(struct monitor_client *c, const char *line)
+{
+	char msg[256] = "", *body = NULL;
+	size_t blen = 0;
+	FILE *out = open_memstream(&body, &blen);
+	int ret;
+
+	if (!out)
+		return;
+	ret = monitor_exec(c->mon, line, out, msg, sizeof(msg));
+	if (ret)
+		fprintf(out, "error: %s\n", msg[0] ? msg : strerror(-ret));
+	else
+		fputs("ok\n", out);
+	fclose(out);
+	/* Replies are short; a client that does not read them loses them. */
+	for (size_t off = 0; off < blen;) {
+		ssize_t n = send(c->h.fd, body + off, blen - off, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	free(body);
+}
+
+static void client_event(struct ev_handler *h, uint32_t events)
+{
+	struct monitor_client *c = h->opaque;
+	ssize_t n;
+	char *nl;
+
+	(void)events;
+	n = read(h->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (n <= 0) {
+		client_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
+		*nl = '\0';
+		client_line(c, c->buf);
+		c->len -= (size_t)(nl + 1 - c->buf);
+		memmove(c->buf, nl + 1, c->len);
+		c->buf[c->len] = '\0';
+	}
+	if (c->len == sizeof(c->buf) - 1) { /* a line too long to be a command */
+		client_close(c);
+	}
+}
+
+static void listen_event(struct ev_handler *h, uint32_t events)
+{
+	struct monitor *m = h->opaque;
+	struct monitor_client *c;
+	int fd, slot = -1;
+
+	(void)events;
+	fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		if (!m->clients[i]) {
+			slot = i;
+			break;
+		}
+	c = slot < 0 ? NULL : calloc(1, sizeof(*c));
+	if (!c) {
+		static const char busy[] = "error: too many monitor clients\n";
+
+		if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL) < 0) {
+			/* closing anyway */
+		}
+		close(fd);
+		return;
+	}
+	c->mon = m;
+	c->h = (struct ev_handler){ .fd = fd, .fn = client_event, .opaque = c };
+	if (evloop_add(m->loop, &c->h, EPOLLIN) < 0) {
+		close(fd);
+		free(c);
+		return;
+	}
+	m->clients[slot] = c;
+}
+
+int monitor_open(struct monitor *m, struct vm *vm, struct evloop *loop,
+		 const char *path, bool takeover, char *err, size_t errlen)
+{
+	struct sockaddr_un a;
+	char tmp[PATH_MAX];
+	struct stat st;
+	pid_t pid = 0;
+	int fd, ret;
+
+	memset(m, 0, sizeof(*m));
+	m->vm = vm;
+	m->loop = loop;
+	m->listen.fd = -1;
+	snprintf(m->path, sizeof(m->path), "%s", path);
+	if (!takeover && monitor_probe(path, &pid) == -EADDRINUSE) {
+		snprintf(err, errlen,
+			 "VM name '%s' is already in use on this host (pid %d, monitor %s)",
+			 vm->cfg.name, (int)pid, path);
+		return -EADDRINUSE;
+	}
+	/* Bind a private name, then rename over the public one: a stale
+	 * socket is replaced and a reader never sees a missing path. */
+	if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof(tmp) ||
+	    fill_addr(&a, tmp) < 0) {
+		snprintf(err, errlen, "monitor path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "monitor socket: %s", strerror(errno));
+		return ret;
+	}
+	unlink(tmp);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 8) < 0 ||
+	    stat(tmp, &st) < 0 || rename(tmp, path) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "monitor %s: %s", path, strerror(errno));
+		unlink(tmp);
+		close(fd);
+		return ret;
+	}
+	m->ino = st.st_ino;
+	m->listen = (struct ev_handler){ .fd = fd, .fn = listen_event, .opaque = m };
+	ret = evloop_add(loop, &m->listen, EPOLLIN);
+	if (ret) {
+		snprintf(err, errlen, "monitor: epoll: %s", strerror(-ret));
+		monitor_close(m);
+		return ret;
+	}
+	vm->mon = m;
+	return 0;
+}
+
+void monitor_close(struct monitor *m)
+{
+	struct stat st;
+
+	for (int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		if (m->clients[i])
+			client_close(m->clients[i]);
+	if (m->listen.fd >= 0) {
+		evloop_del(m->loop, &m->listen);
+		close(m->listen.fd);
+		/* A same-host migration target may own the path by now. */
+		if (stat(m->path, &st) == 0 && st.st_ino == m->ino)
+			unlink(m->path);
+	}
+	m->listen.fd = -1;
+	if (m->vm && m->vm->mon == m)
+		m->vm->mon = NULL;
+}

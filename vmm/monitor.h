@@ -1,0 +1,60 @@
+/* The monitor: a unix socket per VM speaking a line protocol. Each request
+ * is one line; each reply is zero or more lines of text ending with a line
+ * `ok` or `error: MESSAGE`. See docs/monitor.md. */
+#ifndef MINIVMM_MONITOR_H
+#define MINIVMM_MONITOR_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "vmm/evloop.h"
+
+#define MONITOR_MAX_CLIENTS 8
+#define MONITOR_LINE_MAX 1024
+
+struct vm;
+struct mig_params;
+
+struct monitor_client {
+	struct ev_handler h;
+	struct monitor *mon;
+	char buf[MONITOR_LINE_MAX];
+	size_t len;
+};
+
+struct monitor {
+	struct vm *vm;
+	struct evloop *loop;
+	char path[PATH_MAX];
+	ino_t ino;
+	struct ev_handler listen;
+	struct monitor_client *clients[MONITOR_MAX_CLIENTS];
+	const struct mig_params *mig_defaults;
+};
+
+/* Where NAME's socket lives by default. */
+int monitor_default_path(const char *name, char *out, size_t len);
+/* -EADDRINUSE when a live VM answers on path (its pid in *pid if known). */
+int monitor_probe(const char *path, pid_t *pid);
+/* Binds path. With takeover, a live socket there is replaced atomically
+ * (the target of a same-host migration taking over the source's name). */
+int monitor_open(struct monitor *m, struct vm *vm, struct evloop *loop,
+		 const char *path, bool takeover, char *err, size_t errlen);
+/* Unlinks the socket only if it is still ours. */
+void monitor_close(struct monitor *m);
+/* Runs one command line against vm, writing the reply body to out.
+ * Returns 0 or -errno (the caller turns that into `error: ...`); msg gets
+ * the error text. */
+int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
+		 size_t msglen);
+
+/* Client side, for `minivmm --migrate` without --kernel. */
+int monitor_connect(const char *path, char *err, size_t errlen);
+/* Sends cmd and reads the reply body into reply; returns 0 on `ok`,
+ * -EIO with the error text in reply on `error:`. */
+int monitor_request(int fd, const char *cmd, char *reply, size_t cap);
+
+#endif

@@ -1,0 +1,378 @@
+#include "vmm/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/kvm.h"
+#include "vmm/vm.h"
+
+/* The kick signal: blocked in every thread, unblocked only inside KVM_RUN
+ * (KVM_SET_SIGNAL_MASK), so a kick that lands before KVM_RUN is entered
+ * stays pending and makes KVM_RUN return at once instead of being lost. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+#define APIC_LVT0 0x350
+#define APIC_LVT1 0x360
+#define APIC_MODE_NMI 0x4
+#define APIC_MODE_EXTINT 0x7
+
+static void set_lvt(struct kvm_lapic_state *l, int reg, uint32_t mode)
+{
+	uint32_t v;
+
+	memcpy(&v, &l->regs[reg], 4);
+	v = (v & ~0x10700u) | (mode << 8); /* delivery mode, unmasked */
+	memcpy(&l->regs[reg], &v, 4);
+}
+
+static int setup_cpuid(struct vcpu *v, const struct kvm_cpuid2 *sup,
+		       char *err, size_t errlen)
+{
+	size_t sz = sizeof(*sup) + sup->nent * sizeof(sup->entries[0]);
+	struct kvm_cpuid2 *c = malloc(sz);
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, sup, sz);
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		switch (e->function) {
+		case 1:
+			e->ebx = (e->ebx & 0x00ffffffu) | ((uint32_t)v->id << 24);
+			e->ecx |= 1u << 31; /* hypervisor present */
+			break;
+		case 0xa: /* no PMU: the guest must not touch its MSRs */
+			e->eax = e->ebx = e->ecx = e->edx = 0;
+			break;
+		case 0xb:
+		case 0x1f:
+			e->edx = (uint32_t)v->id;
+			break;
+		default:
+			break;
+		}
+	}
+	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "KVM_SET_CPUID2: %s", strerror(-ret));
+	}
+	free(c);
+	return ret;
+}
+
+static int setup_lapic(struct vcpu *v, char *err, size_t errlen)
+{
+	struct kvm_lapic_state l;
+
+	/* Virtual-wire mode on the boot CPU: PIC interrupts (the PIT's IRQ0,
+	 * the UART's IRQ4) arrive through LINT0 as ExtINT. */
+	if (ioctl(v->fd, KVM_GET_LAPIC, &l) < 0) {
+		KVM_ERR(err, errlen, "KVM_GET_LAPIC: %s", strerror(errno));
+		return -errno;
+	}
+	set_lvt(&l, APIC_LVT0, APIC_MODE_EXTINT);
+	set_lvt(&l, APIC_LVT1, APIC_MODE_NMI);
+	if (ioctl(v->fd, KVM_SET_LAPIC, &l) < 0) {
+		KVM_ERR(err, errlen, "KVM_SET_LAPIC: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int vcpu_create(struct vm *vm, struct vcpu *v, int id,
+		const struct kvm_cpuid2 *cpuid, char *err, size_t errlen)
+{
+	sigset_t mask;
+	struct kvm_signal_mask *km;
+	int ret;
+
+	memset(v, 0, sizeof(*v));
+	v->vm = vm;
+	v->id = id;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
+	if (v->fd < 0) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "KVM_CREATE_VCPU(%d): %s", id, strerror(-ret));
+		return ret;
+	}
+	v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE,
+		      MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "mmap(kvm_run): %s", strerror(-ret));
+		v->run = NULL;
+		goto fail;
+	}
+	ret = setup_cpuid(v, cpuid, err, errlen);
+	if (ret)
+		goto fail;
+	if (id == 0) {
+		ret = setup_lapic(v, err, errlen);
+		if (ret)
+			goto fail;
+	}
+	/* Inside KVM_RUN every signal but the kick stays as the thread has it. */
+	pthread_sigmask(SIG_SETMASK, NULL, &mask);
+	sigdelset(&mask, VCPU_KICK_SIGNAL);
+	km = calloc(1, sizeof(*km) + 8);
+	if (!km) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	km->len = 8; /* the kernel's sigset_t is 64 bits */
+	memcpy(km->sigset, &mask, 8);
+	if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, km) < 0) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "KVM_SET_SIGNAL_MASK: %s", strerror(-ret));
+		free(km);
+		goto fail;
+	}
+	free(km);
+	return 0;
+fail:
+	vcpu_destroy(v);
+	return ret;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, (size_t)v->vm->run_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}
+
+static void flat_segment(struct kvm_segment *s, uint16_t sel, uint8_t type)
+{
+	*s = (struct kvm_segment){
+		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
+		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+	};
+}
+
+int vcpu_set_multiboot_entry(struct vcpu *v, uint32_t eip, uint32_t ebx,
+			     char *err, size_t errlen)
+{
+	struct kvm_sregs s;
+	struct kvm_regs r;
+	struct kvm_fpu fpu;
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
+		KVM_ERR(err, errlen, "KVM_GET_SREGS: %s", strerror(errno));
+		return -errno;
+	}
+	/* Multiboot: flat 4 GiB code (exec/read) and data (read/write)
+	 * segments, PE on, paging off. The guest loads its own GDT. */
+	flat_segment(&s.cs, 0x08, 0xb);
+	flat_segment(&s.ds, 0x10, 0x3);
+	s.es = s.fs = s.gs = s.ss = s.ds;
+	s.cr0 = 0x11; /* PE | ET */
+	s.cr4 = 0;
+	s.efer = 0;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+		KVM_ERR(err, errlen, "KVM_SET_SREGS: %s", strerror(errno));
+		return -errno;
+	}
+	memset(&r, 0, sizeof(r));
+	r.rip = eip;
+	r.rax = 0x2badb002;
+	r.rbx = ebx;
+	r.rflags = 0x2;
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0) {
+		KVM_ERR(err, errlen, "KVM_SET_REGS: %s", strerror(errno));
+		return -errno;
+	}
+	memset(&fpu, 0, sizeof(fpu));
+	fpu.fcw = 0x37f;
+	fpu.mxcsr = 0x1f80;
+	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0) {
+		KVM_ERR(err, errlen, "KVM_SET_FPU: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void drain_kick(void)
+{
+	sigset_t set;
+	struct timespec zero = { 0, 0 };
+
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	while (sigtimedwait(&set, NULL, &zero) > 0)
+		;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (v->thread_started)
+		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_dump(struct vcpu *v, int fd)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
+		dprintf(fd, "vcpu%d: registers unavailable: %s\n", v->id, strerror(errno));
+		return;
+	}
+	dprintf(fd, "vcpu%d: rip=%016llx rsp=%016llx rflags=%08llx\n", v->id,
+		r.rip, r.rsp, r.rflags);
+	dprintf(fd, "  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx\n",
+		r.rax, r.rbx, r.rcx, r.rdx);
+	dprintf(fd, "  rsi=%016llx rdi=%016llx rbp=%016llx r8 =%016llx\n",
+		r.rsi, r.rdi, r.rbp, r.r8);
+	dprintf(fd, "  cs=%04x(base %llx l%d db%d) ss=%04x cr0=%llx cr3=%llx cr4=%llx efer=%llx\n",
+		s.cs.selector, s.cs.base, s.cs.l, s.cs.db, s.ss.selector,
+		s.cr0, s.cr3, s.cr4, s.efer);
+}
+
+/* Returns false when the exit ends the VM. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	struct kvm_run *run = v->run;
+	char msg[200];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO: {
+		uint8_t *data = (uint8_t *)run + run->io.data_offset;
+
+		for (uint32_t i = 0; i < run->io.count; i++)
+			bus_access(&vm->pio, run->io.port, data + i * run->io.size,
+				   run->io.size, run->io.direction == KVM_EXIT_IO_OUT);
+		return true;
+	}
+	case KVM_EXIT_MMIO:
+		/* No MMIO devices yet: reads float high, writes vanish. */
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+		return true;
+	case KVM_EXIT_HLT:
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		snprintf(msg, sizeof(msg), "guest shutdown on vcpu%d (triple fault)", v->id);
+		vcpu_dump(v, 2);
+		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		snprintf(msg, sizeof(msg), "guest system event %u (reset/shutdown) on vcpu%d",
+			 run->system_event.type, v->id);
+		vm_request_stop(vm, VM_EXIT_GUEST, 0, msg);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(msg, sizeof(msg),
+			 "KVM_EXIT_INTERNAL_ERROR on vcpu%d: suberror %u%s", v->id,
+			 run->internal.suberror,
+			 run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+				 " (instruction emulation failed)" : "");
+		vcpu_dump(v, 2);
+		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(msg, sizeof(msg), "KVM_EXIT_FAIL_ENTRY on vcpu%d: reason 0x%llx",
+			 v->id, (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_dump(v, 2);
+		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		return false;
+	default:
+		snprintf(msg, sizeof(msg), "unhandled KVM exit %u on vcpu%d",
+			 run->exit_reason, v->id);
+		vcpu_dump(v, 2);
+		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		return false;
+	}
+}
+
+/* Re-enter KVM_RUN with immediate_exit so the kernel completes a pending
+ * I/O instruction: only then is the vCPU's state consistent. */
+static void complete_pending_io(struct vcpu *v)
+{
+	v->run->immediate_exit = 1;
+	(void)ioctl(v->fd, KVM_RUN, 0);
+	v->run->immediate_exit = 0;
+	drain_kick();
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	char msg[200];
+
+	for (;;) {
+		pthread_mutex_lock(&vm->lock);
+		if (vm->stopping) {
+			pthread_mutex_unlock(&vm->lock);
+			break;
+		}
+		if (vm->pause_count > 0) {
+			pthread_mutex_unlock(&vm->lock);
+			complete_pending_io(v);
+			pthread_mutex_lock(&vm->lock);
+			vm->parked++;
+			pthread_cond_broadcast(&vm->cond);
+			while (!vm->stopping && vm->pause_count > 0)
+				pthread_cond_wait(&vm->cond, &vm->lock);
+			vm->parked--;
+			pthread_mutex_unlock(&vm->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&vm->lock);
+
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				drain_kick();
+				continue;
+			}
+			snprintf(msg, sizeof(msg), "KVM_RUN on vcpu%d: %s", v->id,
+				 strerror(errno));
+			vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+			break;
+		}
+		if (!handle_exit(v))
+			break;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->threads--;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+int vcpu_start_thread(struct vcpu *v, char *err, size_t errlen)
+{
+	char name[16];
+	int ret;
+
+	pthread_mutex_lock(&v->vm->lock);
+	v->vm->threads++;
+	pthread_mutex_unlock(&v->vm->lock);
+	ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	if (ret) {
+		pthread_mutex_lock(&v->vm->lock);
+		v->vm->threads--;
+		pthread_mutex_unlock(&v->vm->lock);
+		KVM_ERR(err, errlen, "pthread_create(vcpu%d): %s", v->id, strerror(ret));
+		return -ret;
+	}
+	v->thread_started = true;
+	snprintf(name, sizeof(name), "vcpu%d", v->id);
+	pthread_setname_np(v->thread, name);
+	return 0;
+}

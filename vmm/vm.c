@@ -1,0 +1,398 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/kvm.h"
+#include "vmm/vcpu.h"
+
+int vm_layout_slots(uint64_t mem_size, struct vm_slot *slots, int *nslots)
+{
+	if (mem_size < VM_MIN_MEM || mem_size > VM_MAX_MEM ||
+	    mem_size % VM_PAGE_SIZE)
+		return -EINVAL;
+	memset(slots, 0, sizeof(*slots) * VM_MAX_SLOTS);
+	slots[0].id = 0;
+	slots[0].gpa = 0;
+	slots[0].ram_offset = 0;
+	slots[0].size = mem_size < VM_LOW_MEM_END ? mem_size : VM_LOW_MEM_END;
+	*nslots = 1;
+	if (mem_size > VM_LOW_MEM_END) {
+		slots[1].id = 1;
+		slots[1].gpa = VM_HIGH_MEM_START;
+		slots[1].ram_offset = VM_LOW_MEM_END;
+		slots[1].size = mem_size - VM_LOW_MEM_END;
+		*nslots = 2;
+	}
+	return 0;
+}
+
+static void uart_irq(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+
+	kvm_irq_line(vm->vm_fd, COM1_IRQ, level);
+}
+
+static void uart_tx(void *opaque, uint8_t byte)
+{
+	struct vm *vm = opaque;
+
+	/* A console nobody reads must not stop the guest: drop on error. */
+	while (write(vm->console_out, &byte, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void guest_exit(void *opaque, int status, const char *why)
+{
+	vm_request_stop(opaque, VM_EXIT_GUEST, status, why);
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
+{
+	static const struct {
+		uint64_t base, len;
+		const char *name;
+		bus_io_fn fn;
+		int which; /* 0 = uart, 1 = exitdev */
+	} map[] = {
+		{ COM1_PORT, 8, "com1", uart_io, 0 },
+		{ EXITDEV_DEBUG_PORT, EXITDEV_DEBUG_LEN, "debug-exit", exitdev_debug_io, 1 },
+		{ EXITDEV_PM_PORT, EXITDEV_PM_LEN, "pm-poweroff", exitdev_pm_io, 1 },
+		{ 0x80, 1, "post-code", exitdev_sink_io, 1 },
+	};
+	int ret = bus_init(&vm->pio);
+
+	if (ret) {
+		KVM_ERR(err, errlen, "bus_init: %s", strerror(-ret));
+		return ret;
+	}
+	uart_init(&vm->uart, uart_irq, uart_tx, vm);
+	exitdev_init(&vm->exitdev, guest_exit, vm);
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		void *dev = map[i].which == 0 ? (void *)&vm->uart : (void *)&vm->exitdev;
+
+		ret = bus_register(&vm->pio, map[i].base, map[i].len, map[i].name,
+				   map[i].fn, dev);
+		if (ret) {
+			KVM_ERR(err, errlen, "bus_register(%s): %s", map[i].name,
+				strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
+{
+	int ret = vm_layout_slots(vm->cfg.mem_size, vm->slots, &vm->nslots);
+
+	if (ret) {
+		KVM_ERR(err, errlen, "memory size %llu is not usable",
+			(unsigned long long)vm->cfg.mem_size);
+		return ret;
+	}
+	vm->ram_size = vm->cfg.mem_size;
+	/* NORESERVE: untouched guest RAM costs nothing, and migration can
+	 * tell untouched pages apart (mincore) and skip them. */
+	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		KVM_ERR(err, errlen, "mmap guest RAM (%llu MiB): %s",
+			(unsigned long long)(vm->ram_size >> 20), strerror(errno));
+		return -ENOMEM;
+	}
+	for (int i = 0; i < vm->nslots; i++) {
+		struct vm_slot *s = &vm->slots[i];
+
+		ret = kvm_set_memslot(vm->vm_fd, s->id, s->flags, s->gpa, s->size,
+				      vm->ram + s->ram_offset, err, errlen);
+		if (ret)
+			return ret;
+	}
+	vm->vmm_dirty = calloc((vm->ram_size / VM_PAGE_SIZE + 63) / 64, 8);
+	if (!vm->vmm_dirty)
+		return -ENOMEM;
+	return 0;
+}
+
+static int vm_ioctl(struct vm *vm, unsigned long req, unsigned long arg,
+		    const char *name, char *err, size_t errlen)
+{
+	if (ioctl(vm->vm_fd, req, arg) < 0) {
+		int e = errno;
+		KVM_ERR(err, errlen, "%s: %s", name, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
+	      size_t errlen)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	struct kvm_cpuid2 *cpuid = NULL;
+	struct sigaction sa;
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = *cfg;
+	vm->kvm_fd = vm->vm_fd = vm->notify_fd = -1;
+	vm->console_out = STDOUT_FILENO;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kick_handler;
+	sigaction(SIGUSR1, &sa, NULL);
+
+	ret = kvm_open(err, errlen);
+	if (ret < 0)
+		goto fail;
+	vm->kvm_fd = ret;
+	vm->max_vcpus = kvm_check_cap(vm->kvm_fd, KVM_CAP_MAX_VCPUS);
+	if (vm->max_vcpus <= 0)
+		vm->max_vcpus = kvm_check_cap(vm->kvm_fd, KVM_CAP_NR_VCPUS);
+	if (vm->max_vcpus > VM_MAX_CPUS)
+		vm->max_vcpus = VM_MAX_CPUS;
+	if (cfg->ncpus < 1 || cfg->ncpus > vm->max_vcpus) {
+		KVM_ERR(err, errlen, "--cpus %d: must be between 1 and %d (KVM's limit here)",
+			cfg->ncpus, vm->max_vcpus);
+		ret = -EINVAL;
+		goto fail;
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		goto fail;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		goto fail;
+	}
+	ret = vm_ioctl(vm, KVM_SET_TSS_ADDR, VM_TSS_ADDR, "KVM_SET_TSS_ADDR", err, errlen);
+	if (ret)
+		goto fail;
+	/* The irqchip must exist before any vCPU is created. */
+	ret = vm_ioctl(vm, KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP", err, errlen);
+	if (ret)
+		goto fail;
+	ret = vm_ioctl(vm, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2",
+		       err, errlen);
+	if (ret)
+		goto fail;
+	ret = vm_create_memory(vm, err, errlen);
+	if (ret)
+		goto fail;
+	ret = kvm_supported_cpuid(vm->kvm_fd, &cpuid, err, errlen);
+	if (ret)
+		goto fail;
+	vm->vcpus = calloc((size_t)cfg->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < cfg->ncpus; i++) {
+		ret = vcpu_create(vm, &vm->vcpus[i], i, cpuid, err, errlen);
+		if (ret)
+			goto fail;
+		vm->ncpus++;
+	}
+	free(cpuid);
+	cpuid = NULL;
+	ret = vm_create_devices(vm, err, errlen);
+	if (ret)
+		goto fail;
+	vm->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->notify_fd < 0) {
+		ret = -errno;
+		KVM_ERR(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	free(cpuid);
+	vm_destroy(vm);
+	return ret;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_stop_vcpus(vm);
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	vm->ncpus = 0;
+	if (vm->pio.nregions || vm->pio.regions[0].fn)
+		bus_destroy(&vm->pio);
+	if (vm->ram)
+		munmap(vm->ram, vm->ram_size);
+	vm->ram = NULL;
+	free(vm->vmm_dirty);
+	vm->vmm_dirty = NULL;
+	if (vm->notify_fd >= 0)
+		close(vm->notify_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->notify_fd = vm->vm_fd = vm->kvm_fd = -1;
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+}
+
+int vm_start(struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->ncpus; i++) {
+		int ret = vcpu_start_thread(&vm->vcpus[i], err, errlen);
+
+		if (ret) {
+			vm_request_stop(vm, VM_EXIT_ERROR, 4, err);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int vm_pause(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (++vm->pause_count == 1)
+		for (int i = 0; i < vm->ncpus; i++)
+			vcpu_kick(&vm->vcpus[i]);
+	while (vm->parked < vm->threads && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (vm->stopping)
+		ret = -ESHUTDOWN;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_count > 0 && --vm->pause_count == 0)
+		pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+bool vm_is_running(struct vm *vm)
+{
+	bool r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = vm->pause_count == 0 && !vm->stopping && vm->threads > 0;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason why, int status,
+		     const char *msg)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->stop_reason == VM_RUNNING) {
+		vm->stop_reason = why;
+		vm->exit_status = status;
+		snprintf(vm->stop_msg, sizeof(vm->stop_msg), "%s", msg ? msg : "");
+	}
+	vm->stopping = true;
+	pthread_cond_broadcast(&vm->cond);
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->notify_fd >= 0 && write(vm->notify_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow in practice; nothing to do. */
+	}
+}
+
+void vm_stop_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->stopping = true;
+	pthread_cond_broadcast(&vm->cond);
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->thread_started) {
+			pthread_join(v->thread, NULL);
+			v->thread_started = false;
+		}
+	}
+}
+
+uint8_t *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	for (int i = 0; i < vm->nslots; i++) {
+		const struct vm_slot *s = &vm->slots[i];
+
+		if (gpa >= s->gpa && gpa - s->gpa <= s->size &&
+		    len <= s->size - (gpa - s->gpa))
+			return vm->ram + s->ram_offset + (gpa - s->gpa);
+	}
+	return NULL;
+}
+
+void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len)
+{
+	uint64_t first, last;
+
+	if (len == 0 || ram_offset >= vm->ram_size)
+		return;
+	if (len > vm->ram_size - ram_offset)
+		len = vm->ram_size - ram_offset;
+	first = ram_offset / VM_PAGE_SIZE;
+	last = (ram_offset + len - 1) / VM_PAGE_SIZE;
+	for (uint64_t p = first; p <= last; p++)
+		__atomic_fetch_or(&vm->vmm_dirty[p / 64], 1ULL << (p % 64),
+				  __ATOMIC_RELAXED);
+}
+
+int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
+{
+	uint8_t *p = vm_gpa_to_hva(vm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(p, src, len);
+	vm_mark_dirty(vm, (uint64_t)(p - vm->ram), len);
+	return 0;
+}
+
+int vm_set_dirty_logging(struct vm *vm, bool on, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->nslots; i++) {
+		struct vm_slot *s = &vm->slots[i];
+		uint32_t flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+		int ret = kvm_set_memslot(vm->vm_fd, s->id, flags, s->gpa, s->size,
+					  vm->ram + s->ram_offset, err, errlen);
+
+		if (ret)
+			return ret;
+		s->flags = flags;
+	}
+	return 0;
+}

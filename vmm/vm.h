@@ -1,0 +1,141 @@
+/* The VM object: everything minivmm knows about one guest. It is passed to
+ * every module that needs it; there is no other global state. */
+#ifndef MINIVMM_VM_H
+#define MINIVMM_VM_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "devices/bus.h"
+#include "devices/exitdev.h"
+#include "devices/uart.h"
+
+#define VM_PAGE_SIZE 4096ULL
+#define VM_PAGE_SHIFT 12
+#define VM_NAME_MAX 64
+#define VM_APPEND_MAX 4096
+#define VM_MAX_CPUS 64
+#define VM_MIN_MEM (2ULL << 20)
+#define VM_MAX_MEM (1ULL << 40)
+/* RAM above this would overlap the 32-bit device hole (LAPIC, IOAPIC,
+ * TSS); the rest of it is mapped from 4 GiB up. */
+#define VM_LOW_MEM_END (3ULL << 30)
+#define VM_HIGH_MEM_START (4ULL << 30)
+#define VM_TSS_ADDR 0xfffbd000ULL
+#define VM_MAX_SLOTS 2
+
+#define COM1_PORT 0x3f8
+#define COM1_IRQ 4
+
+struct vm_config {
+	char name[VM_NAME_MAX];
+	uint64_t mem_size;
+	int ncpus;
+};
+
+/* One KVM memory slot; all slots are views of the single RAM mapping, so
+ * a "RAM offset" (0 .. mem_size) is the natural page index for migration. */
+struct vm_slot {
+	uint32_t id;
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t ram_offset;
+	uint32_t flags;
+};
+
+struct vcpu;
+struct monitor;
+struct mig;
+struct evloop;
+
+enum vm_stop_reason {
+	VM_RUNNING = 0,
+	VM_EXIT_GUEST,    /* guest asked: debug-exit port or power-off */
+	VM_EXIT_SIGNAL,   /* SIGINT/SIGTERM */
+	VM_EXIT_QUIT,     /* monitor quit */
+	VM_EXIT_MIGRATED, /* the guest now runs on the target */
+	VM_EXIT_ERROR,    /* triple fault, emulation failure, ... */
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	int run_size;
+	int max_vcpus;
+
+	uint8_t *ram;
+	uint64_t ram_size;
+	struct vm_slot slots[VM_MAX_SLOTS];
+	int nslots;
+
+	struct vcpu *vcpus;
+	int ncpus;
+
+	struct bus pio;
+	struct uart uart;
+	struct exitdev exitdev;
+	int console_out; /* guest serial output goes here (stdout) */
+
+	/* Run control: vCPUs run while pause_count == 0 and !stopping. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pause_count;
+	int parked;    /* vCPU threads currently parked */
+	int threads;   /* vCPU threads alive */
+	bool stopping; /* vCPU threads must exit */
+	bool user_paused; /* `stop` from the monitor */
+	enum vm_stop_reason stop_reason;
+	int exit_status;
+	char stop_msg[256];
+	int notify_fd; /* eventfd: wakes the main loop on a stop */
+
+	/* Pages the VMM itself wrote into guest RAM (bit per RAM page), which
+	 * KVM's dirty log cannot see. Migration ORs it into each round. */
+	uint64_t *vmm_dirty;
+
+	struct monitor *mon;
+	struct mig *mig;
+};
+
+/* Creates the KVM VM, RAM, irqchip, PIT, vCPUs (threads not started) and
+ * devices. On failure returns -errno with a message in err. */
+int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
+	      size_t errlen);
+void vm_destroy(struct vm *vm);
+
+/* Loads a Multiboot kernel and sets the boot vCPU's entry state. */
+int vm_load_kernel(struct vm *vm, const char *path, const char *append,
+		   char *err, size_t errlen);
+
+/* Starts the vCPU threads; they run unless the VM is paused. */
+int vm_start(struct vm *vm, char *err, size_t errlen);
+/* Pause nests: every vm_pause needs a vm_resume. vm_pause returns once
+ * every vCPU is parked outside KVM_RUN with its pending I/O completed, so
+ * vCPU state may then be read or written from any thread. */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_is_running(struct vm *vm);
+
+/* Asks the VM to stop for good (thread-safe; the first reason wins). */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason why, int status,
+		     const char *msg);
+/* Stops and joins the vCPU threads. */
+void vm_stop_vcpus(struct vm *vm);
+
+/* Host pointer for [gpa, gpa+len) if it lies inside one slot, else NULL. */
+uint8_t *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+/* Writes guest memory and records the pages in vmm_dirty. */
+int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
+void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len);
+
+/* Re-registers every slot with or without KVM_MEM_LOG_DIRTY_PAGES. */
+int vm_set_dirty_logging(struct vm *vm, bool on, char *err, size_t errlen);
+
+/* Lays out the slots for cfg->mem_size (pure: used by tests too). */
+int vm_layout_slots(uint64_t mem_size, struct vm_slot *slots, int *nslots);
+
+#endif
