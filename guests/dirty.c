@@ -1,3 +1,420 @@
+/*
+ * dirty: dirties a working set of pages at a chosen rate and pattern, and
+ * proves memory integrity on demand.
+ *
+ * Every working-set page i carries a stamp: word 0 = (i << 32) | gen and
+ * word 511 = check(word 0); the expected generation of every page lives in
+ * a table (u32 per page) outside the working set. Dirtying a page bumps its
+ * generation and rewrites both stamp words (one page, so one dirty-log fault).
+ * verify compares every page against the table, so a page that a VMM lost
+ * (older generation, or zeroes) is reported.
+ *
+ * With several CPUs each one owns a contiguous slice of the working set and
+ * is the only writer of its pages and table entries.
+ */
 #include "common.h"
-static struct param params[] = { PARAM_HZ };
-void guest_main(void) { rt_init("dirty", params, 1, 1); rt_print_boot(); rt_exit(0); }
+
+static const char *const pattern_choices[] = { "seq", "random", "hotcold", 0 };
+enum { PAT_SEQ, PAT_RANDOM, PAT_HOTCOLD };
+
+#define NO_PAGE UINT64_MAX
+
+static struct param params[] = {
+    PARAM_HZ,
+    PARAM_PERIOD,
+    PARAM_COUNT,
+    { .name = "wss", .kind = P_UINT, .def = 16, .min = 0, .max = 1024 * 1024 },
+    { .name = "rate", .kind = P_UINT_OR_MAX, .def = PARAM_MAX, .min = 1, .max = 1000000000 },
+    { .name = "pattern", .kind = P_ENUM, .def = PAT_SEQ, .choices = pattern_choices },
+    { .name = "fill", .kind = P_UINT, .def = 0, .min = 0, .max = 1024 * 1024 },
+    { .name = "verify_every", .kind = P_UINT, .def = 0, .min = 0, .max = UINT64_MAX },
+    { .name = "verify", .kind = P_UINT, .def = 0, .min = 0, .max = 1 },
+    /* hidden knobs (echoed only when given) */
+    { .name = "corrupt", .kind = P_UINT, .def = NO_PAGE, .min = 0, .max = UINT64_MAX, .flags = P_HIDDEN },
+    { .name = "smp", .kind = P_UINT, .def = 1, .min = 0, .max = 1, .flags = P_HIDDEN },
+    { .name = "smp_wait_ms", .kind = P_UINT, .def = 20, .min = 1, .max = 10000, .flags = P_HIDDEN },
+};
+
+struct percpu {
+    u64 first, end;                     /* slice [first, end) of page indices */
+    u64 cur;                            /* seq: next page */
+    u64 rng;
+    u64 hot;                            /* hotcold: pages in the hot part */
+    volatile u64 dirtied;               /* table increments so far (owner writes) */
+    u64 rate;                           /* pages/s, 0 = unlimited */
+    u64 acc, allow, cap, last_tick;     /* rate limiter */
+    u64 pad[5];
+} __attribute__((aligned(128)));
+
+static struct percpu pc[MAX_CPUS];
+static u8 *ws;                          /* working set (vmapped) */
+static u32 *gt;                         /* expected generation per page */
+static u64 npages;
+static int pattern;
+static u64 skip_page = NO_PAGE;         /* corrupted on purpose: never rewritten */
+static volatile u32 phase;              /* 0 wait, 1 stamp, 2 run */
+static volatile u32 stamped;
+static volatile u32 pause_req;
+static volatile u32 paused;
+
+#define CHUNK 32
+
+static inline u64 check_word(u64 h)
+{
+    h ^= 0x5bd1e9955bd1e995UL;
+    h *= 0x9E3779B97F4A7C15UL;
+    h ^= h >> 29;
+    return h | 1;                       /* never 0: a zeroed page always fails */
+}
+
+static inline void write_stamp(u64 i, u32 g)
+{
+    u64 *p = (u64 *)(ws + (i << 12));
+    u64 h = (i << 32) | g;
+    p[0] = h;
+    p[511] = check_word(h);
+}
+
+static inline void touch(u64 i)
+{
+    u32 g = gt[i] + 1;
+    gt[i] = g;
+    write_stamp(i, g);
+}
+
+static inline u64 xorshift(u64 *s)
+{
+    u64 x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+static inline u64 mulhi(u64 a, u64 b) { return (u64)(((unsigned __int128)a * b) >> 64); }
+
+/* Dirty n pages of c's slice; returns the number of table increments. */
+static u64 dirty_pages(struct percpu *c, u64 n)
+{
+    u64 len = c->end - c->first, done = 0;
+    if (pattern == PAT_SEQ) {
+        u64 i = c->cur;
+        for (u64 k = 0; k < n; k++) {
+            if (__builtin_expect(i != skip_page, 1)) {
+                touch(i);
+                done++;
+            }
+            if (++i == c->end)
+                i = c->first;
+        }
+        c->cur = i;
+    } else if (pattern == PAT_RANDOM) {
+        for (u64 k = 0; k < n; k++) {
+            u64 i = c->first + mulhi(xorshift(&c->rng), len);
+            if (__builtin_expect(i != skip_page, 1)) {
+                touch(i);
+                done++;
+            }
+        }
+    } else {
+        u64 hot = c->hot, cold = len - hot;
+        for (u64 k = 0; k < n; k++) {
+            u64 r = xorshift(&c->rng);
+            u64 i;
+            if (!cold || (((r & 0xffffffffUL) * 10) >> 32) < 9)
+                i = c->first + mulhi(r, hot);           /* 90 %: hottest 10 % */
+            else
+                i = c->first + hot + mulhi(r, cold);
+            if (__builtin_expect(i != skip_page, 1)) {
+                touch(i);
+                done++;
+            }
+        }
+    }
+    c->dirtied += done;
+    return done;
+}
+
+/* One step of work; returns 0 when the CPU has nothing to do until a tick. */
+static int work(struct percpu *c)
+{
+    if (c->end == c->first)
+        return 0;
+    if (!c->rate) {
+        dirty_pages(c, CHUNK);
+        return 1;
+    }
+    u64 now = rt_ticks;
+    if (now != c->last_tick) {
+        u64 dt = now - c->last_tick;
+        c->last_tick = now;
+        if (dt > 1000000)
+            dt = 1000000;
+        c->acc += dt * c->rate * rt_pit_div;
+        c->allow += c->acc / PIT_FREQ;
+        c->acc %= PIT_FREQ;
+        if (c->allow > c->cap)
+            c->allow = c->cap;
+    }
+    if (!c->allow)
+        return 0;
+    u64 n = c->allow < CHUNK ? c->allow : CHUNK;
+    c->allow -= n;
+    dirty_pages(c, n);
+    return 1;
+}
+
+static void stamp_slice(struct percpu *c)
+{
+    for (u64 i = c->first; i < c->end; i++) {
+        gt[i] = 1;
+        write_stamp(i, 1);
+    }
+}
+
+/* ---- APs ---- */
+static void ap_main(int cpu)
+{
+    struct percpu *c = &pc[cpu];
+    while (phase < 1)
+        rt_wait_change(&phase, 0);
+    stamp_slice(c);
+    __atomic_fetch_add(&stamped, 1, __ATOMIC_SEQ_CST);
+    while (phase < 2)
+        rt_wait_change(&phase, 1);
+    c->last_tick = rt_ticks;
+    for (;;) {
+        if (pause_req) {
+            __atomic_fetch_add(&paused, 1, __ATOMIC_SEQ_CST);
+            while (pause_req)
+                rt_wait_change(&pause_req, 1);
+            __atomic_fetch_sub(&paused, 1, __ATOMIC_SEQ_CST);
+            continue;
+        }
+        if (work(c))
+            continue;
+        /* idle until the next tick IPI (or a pause request) */
+        u64 seen = c->last_tick;
+        __asm__ volatile("cli" ::: "memory");
+        if (rt_ticks == seen && !pause_req)
+            __asm__ volatile("sti; hlt" ::: "memory");
+        else
+            __asm__ volatile("sti" ::: "memory");
+    }
+}
+
+static void pause_aps(void)
+{
+    if (rt_ncpus < 2)
+        return;
+    __atomic_store_n(&pause_req, 1, __ATOMIC_SEQ_CST);
+    rt_wake_aps();
+    while (__atomic_load_n(&paused, __ATOMIC_SEQ_CST) != (u32)(rt_ncpus - 1))
+        cpu_relax();
+}
+
+static void resume_aps(void)
+{
+    if (rt_ncpus < 2)
+        return;
+    __atomic_store_n(&pause_req, 0, __ATOMIC_SEQ_CST);
+    rt_wake_aps();
+}
+
+/* ---- verify ---- */
+static int verified_once;
+static int ever_failed;
+
+static int verify(void)
+{
+    u64 bad = 0, first_bad = NO_PAGE;
+    pause_aps();
+    for (int cpu = 0; cpu < rt_ncpus; cpu++) {
+        struct percpu *c = &pc[cpu];
+        u64 sum = 0;
+        for (u64 i = c->first; i < c->end; i++) {
+            u32 g = gt[i];
+            u64 h = (i << 32) | g;
+            const u64 *p = (const u64 *)(ws + (i << 12));
+            sum += g;
+            if (__builtin_expect(p[0] != h || p[511] != check_word(h), 0)) {
+                if (first_bad == NO_PAGE)
+                    first_bad = i;
+                bad++;
+            }
+        }
+        /* the table itself: its entries must add up to what was done */
+        if ((u32)sum != (u32)(c->end - c->first + c->dirtied)) {
+            if (first_bad == NO_PAGE)
+                first_bad = c->first;
+            bad++;
+        }
+    }
+    if (!bad) {
+        kprintf("verify: pass pages=%lu\n", npages);
+    } else {
+        kprintf("verify: FAIL pages=%lu bad=%lu first_bad=%lu\n", npages, bad, first_bad);
+        ever_failed = 1;
+    }
+    u64 cp = rt_param("corrupt")->val;
+    if (!bad && !verified_once && cp != NO_PAGE && cp < npages) {
+        /* debug: make page cp look like a page whose last write was lost */
+        skip_page = cp;
+        u32 g = gt[cp];
+        write_stamp(cp, g - 1);
+        kprintf("dirty: debug: corrupted page %lu (gen %u -> %u)\n", cp, g, g - 1);
+    }
+    verified_once = 1;
+    resume_aps();
+    return bad == 0;
+}
+
+static void finish(int do_verify)
+{
+    int ok = do_verify ? verify() : !ever_failed;
+    rt_exit(ok ? 0 : 1);
+}
+
+static u64 total_dirtied(void)
+{
+    u64 s = 0;
+    for (int cpu = 0; cpu < rt_ncpus; cpu++)
+        s += pc[cpu].dirtied;
+    return s;
+}
+
+/* ---- setup ---- */
+static u64 round2m(u64 b) { return (b + 2 * MIB - 1) & ~(2 * MIB - 1); }
+
+static void plan_memory(struct param *wss, struct param *fill)
+{
+    u64 avail = rt_vmap_avail();
+    u64 w = wss->val;
+    while (w && round2m(w * 256 * 4) + round2m(w * MIB) > avail)
+        w--;
+    if (w != wss->val) {
+        rt_warn("wss=%lu does not fit in RAM, using wss=%lu", wss->val, w);
+        wss->val = w;
+    }
+    u64 used = w ? round2m(w * 256 * 4) + round2m(w * MIB) : 0;
+    u64 f = fill->val;
+    if (round2m(f * MIB) > avail - used) {
+        u64 nf = (avail - used) / MIB;
+        rt_warn("fill=%lu does not fit in RAM, using fill=%lu", f, nf);
+        fill->val = nf;
+    }
+}
+
+static struct heartbeat hb;
+
+void guest_main(void)
+{
+    struct param *p_smp;
+    rt_ap_main = ap_main;
+    rt_init("dirty", params, sizeof(params) / sizeof(params[0]), 0);
+    p_smp = rt_param("smp");
+    if (p_smp->val)
+        rt_smp_start();
+
+    struct param *p_wss = rt_param("wss"), *p_fill = rt_param("fill");
+    plan_memory(p_wss, p_fill);
+    u64 period = rt_param("period_ms")->val;
+    u64 count = rt_param("count")->val;
+    u64 rate = rt_param("rate")->val;
+    u64 verify_every = rt_param("verify_every")->val;
+    int verify_at_end = (int)rt_param("verify")->val;
+    pattern = (int)rt_param("pattern")->val;
+    npages = p_wss->val * 256;
+
+    rt_print_boot();
+
+    if (p_fill->val) {
+        u64 n = p_fill->val * 256;
+        u64 *f = rt_vmap_alloc(n * PAGE_SIZE);
+        for (u64 i = 0; i < n; i++)     /* one store per page: not a zero page */
+            f[i * 512] = 0xF111F111F1110000UL ^ i;
+        kprintf("fill: done mb=%lu\n", p_fill->val);
+    }
+    if (npages) {
+        gt = rt_vmap_alloc(npages * 4);
+        ws = rt_vmap_alloc(npages * PAGE_SIZE);
+    }
+
+    /* slices, proportional rate shares */
+    u64 ncpu = (u64)rt_ncpus, given = 0;
+    for (u64 cpu = 0; cpu < ncpu; cpu++) {
+        struct percpu *c = &pc[cpu];
+        c->first = npages * cpu / ncpu;
+        c->end = npages * (cpu + 1) / ncpu;
+        c->cur = c->first;
+        c->rng = 0x9E3779B97F4A7C15UL * (cpu + 1) ^ 0xD1B54A32D192ED03UL;
+        c->hot = (c->end - c->first) / 10;
+        if (!c->hot)
+            c->hot = 1;
+        c->dirtied = 0;
+        if (rate != PARAM_MAX) {
+            c->rate = npages ? rate * (c->end - c->first) / npages : 0;
+            given += c->rate;
+        }
+    }
+    if (rate != PARAM_MAX) {
+        for (u64 cpu = 0; cpu < ncpu && given < rate; cpu++)
+            if (pc[cpu].end > pc[cpu].first) {
+                pc[cpu].rate += rate - given;   /* remainder */
+                break;
+            }
+        for (u64 cpu = 0; cpu < ncpu; cpu++) {
+            struct percpu *c = &pc[cpu];
+            /* burst allowance: two ticks plus 50 ms worth of pages */
+            c->cap = c->rate * ((u64)rt_pit_div * 2 + PIT_FREQ / 20) / PIT_FREQ + 1;
+        }
+        if (ncpu > 1 && npages)
+            rt_ap_wake = 1;             /* timer ISR wakes halted APs each tick */
+    }
+
+    /* stamp every page (each CPU its own slice) before the first heartbeat */
+    if (ncpu > 1) {
+        rt_smp_release();
+        phase = 1;
+        rt_wake_aps();
+    }
+    stamp_slice(&pc[0]);
+    while (__atomic_load_n(&stamped, __ATOMIC_SEQ_CST) != (u32)(ncpu - 1))
+        rt_wait_tick(rt_ticks);
+
+    hb_start(&hb, period);
+    u64 seen = rt_ticks, last_hb_ticks = seen, last_hb_dirtied = 0;
+    pc[0].last_tick = seen;
+    phase = 2;
+    rt_wake_aps();
+
+    for (;;) {
+        u64 now = rt_ticks;
+        if (now != seen) {
+            seen = now;
+            if (hb_due(&hb, now)) {
+                u64 d = total_dirtied();
+                u64 r = rt_per_second(d - last_hb_dirtied, now - last_hb_ticks);
+                last_hb_dirtied = d;
+                last_hb_ticks = now;
+                kprintf("seq=%lu t_ms=%lu rate=%lu gen=%lu\n", hb.seq, rt_ticks_to_ms(now), r,
+                        npages ? d / npages : 0);
+                if (count && hb.seq >= count)
+                    finish(verify_at_end);
+                if (verify_every && hb.seq % verify_every == 0)
+                    verify();
+            }
+            int ch = serial_getc();
+            if (ch == 'v')
+                verify();
+            else if (ch == 'q')
+                finish(1);
+            else if (ch == 'x')
+                rt_exit(0);
+        }
+        if (work(&pc[0]))
+            continue;
+        rt_wait_tick(seen);
+    }
+}

@@ -10,7 +10,6 @@
 
 #define MB_BOOT_MAGIC 0x2BADB002
 #define COM1 0x3f8
-#define PIT_FREQ 1193182UL
 #define LAPIC_DEFAULT_BASE 0xFEE00000UL
 
 void guest_main(void);                  /* provided by each guest */
@@ -33,7 +32,8 @@ int rt_ncpus = 1;
 u32 rt_hz = 1000;
 void (*rt_ap_main)(int cpu);
 
-static u32 pit_div = 1193;
+u32 rt_pit_div = 1193;
+#define pit_div rt_pit_div
 static const char *guest_name = "guest";
 static struct param *g_params;
 static int g_nparams;
@@ -666,7 +666,7 @@ static void icr_send(u32 lo)
         cpu_relax();
 }
 
-static void smp_start(void)
+void rt_smp_start(void)
 {
     size_t n = (size_t)(tramp_end - tramp_start);
     if (!is_ram(TRAMP_BASE, 4096)) {
@@ -833,7 +833,7 @@ void rt_init(const char *name, struct param *params, int nparams, int smp)
     lapic_enable(1);
     __asm__ volatile("sti");
     if (smp)
-        smp_start();
+        rt_smp_start();
 }
 
 void rt_print_boot(void)

@@ -31,6 +31,8 @@ static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 /* ---- time (PIT ticks, counted by the BSP's IRQ0 handler) ---- */
 extern volatile u64 rt_ticks;
 extern u32 rt_hz;                       /* requested tick rate (hz=) */
+#define PIT_FREQ 1193182UL
+extern u32 rt_pit_div;                  /* PIT cycles per tick */
 u64 rt_ticks_to_ms(u64 ticks);          /* exact, uses the PIT divisor */
 u64 rt_now_ms(void);
 /* pages (or any count) per second from a count over a number of ticks */
@@ -95,6 +97,7 @@ struct param *rt_param(const char *name);
 /* ---- SMP ---- */
 extern void (*rt_ap_main)(int cpu);     /* set before rt_init(smp=1) */
 extern volatile u32 rt_ap_wake;         /* timer ISR IPIs APs every tick */
+void rt_smp_start(void);                /* INIT-SIPI-SIPI, count APs */
 void rt_smp_release(void);              /* let counted APs call rt_ap_main */
 void rt_wake_aps(void);                 /* one wake-up IPI to all APs */
 /* Halt (interrupts enabled) unless *flag already differs from 'seen'. */
