@@ -1,0 +1,161 @@
+/* Size and option parsing. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "vmm/cli.h"
+
+static void test_sizes(void **state)
+{
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(cli_parse_size("256M", &v), 0);
+	assert_int_equal(v, 256ull << 20);
+	assert_int_equal(cli_parse_size("2G", &v), 0);
+	assert_int_equal(v, 2ull << 30);
+	assert_int_equal(cli_parse_size("2GiB", &v), 0);
+	assert_int_equal(v, 2ull << 30);
+	assert_int_equal(cli_parse_size("64k", &v), 0);
+	assert_int_equal(v, 64ull << 10);
+	assert_int_equal(cli_parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(cli_parse_size("1T", &v), 0);
+	assert_int_equal(v, 1ull << 40);
+	assert_int_not_equal(cli_parse_size("", &v), 0);
+	assert_int_not_equal(cli_parse_size("M", &v), 0);
+	assert_int_not_equal(cli_parse_size("12Q", &v), 0);
+	assert_int_not_equal(cli_parse_size("-5M", &v), 0);
+	assert_int_not_equal(cli_parse_size("5MM", &v), 0);
+	assert_int_not_equal(cli_parse_size("99999999999999999999", &v), 0);
+	assert_int_not_equal(cli_parse_size("17179869184T", &v), 0); /* overflow */
+}
+
+static int parse(struct cli_opts *o, char *err, const char **args)
+{
+	int argc = 0;
+
+	while (args[argc])
+		argc++;
+	return cli_parse(argc, (char **)args, o, err, 256);
+}
+
+static void test_defaults(void **state)
+{
+	struct cli_opts o;
+	char err[256];
+	const char *a[] = { "minivmm", "--kernel", "g.elf", NULL };
+
+	(void)state;
+	assert_int_equal(parse(&o, err, a), 0);
+	assert_string_equal(o.kernel, "g.elf");
+	assert_int_equal(o.mem, 256ull << 20);
+	assert_int_equal(o.cpus, 1);
+	assert_int_equal(o.downtime_ms, 30);
+	assert_int_equal(o.max_bandwidth, 0);
+	assert_null(o.name);
+	assert_int_equal(o.action, CLI_RUN);
+}
+
+static void test_all_options(void **state)
+{
+	struct cli_opts o;
+	char err[256];
+	const char *a[] = { "minivmm", "-k", "g.elf", "--append", "wss=16 rate=max",
+			    "--mem", "2G", "--cpus", "2", "--name", "vm-1.a_b",
+			    "--monitor", "/tmp/m.sock", "--migrate", "127.0.0.1:4444",
+			    "--migrate-after", "1.5", "--downtime-ms", "50",
+			    "--max-bandwidth", "100M", "--stats-json", "s.json",
+			    "--dirty-trace", "t.bin", "--verify-ram", NULL };
+
+	(void)state;
+	assert_int_equal(parse(&o, err, a), 0);
+	assert_string_equal(o.append, "wss=16 rate=max");
+	assert_int_equal(o.mem, 2ull << 30);
+	assert_int_equal(o.cpus, 2);
+	assert_string_equal(o.name, "vm-1.a_b");
+	assert_string_equal(o.monitor, "/tmp/m.sock");
+	assert_string_equal(o.migrate, "127.0.0.1:4444");
+	assert_true(o.migrate_after > 1.49 && o.migrate_after < 1.51);
+	assert_int_equal(o.downtime_ms, 50);
+	assert_int_equal(o.max_bandwidth, 100ull << 20);
+	assert_string_equal(o.stats_json, "s.json");
+	assert_string_equal(o.dirty_trace, "t.bin");
+	assert_true(o.verify_ram);
+}
+
+static void expect_error(const char **a, const char *needle)
+{
+	struct cli_opts o;
+	char err[256] = "";
+
+	assert_int_equal(parse(&o, err, a), -EINVAL);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' lacks '%s'", err, needle);
+	assert_null(strchr(err, '\n')); /* one line */
+}
+
+static void test_bad_options(void **state)
+{
+	(void)state;
+	expect_error((const char *[]){ "minivmm", NULL }, "no --kernel");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--mem", "1M", NULL }, "too small");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--mem", "2T", NULL }, "too large");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--mem", "lots", NULL }, "not a size");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--mem", "5000001", NULL }, "multiple of 4K");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--cpus", "0", NULL }, "--cpus");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--cpus", "1000", NULL }, "--cpus");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--cpus", "two", NULL }, "--cpus");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--name", "a/b", NULL }, "--name");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--name", "", NULL }, "--name");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--bogus", NULL }, "unknown option");
+	expect_error((const char *[]){ "minivmm", "-k", NULL }, "needs a value");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "extra", NULL }, "unexpected argument");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--downtime-ms", "0", NULL }, "--downtime-ms");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--max-bandwidth", "fast", NULL }, "--max-bandwidth");
+	expect_error((const char *[]){ "minivmm", "--incoming", ":4444", "-k", "g", NULL }, "--incoming");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-after", "3", NULL }, "--migrate-after");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate", "h:1", "--migrate-after", "-1", NULL }, "--migrate-after");
+}
+
+static void test_help_version(void **state)
+{
+	struct cli_opts o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--help", NULL }), 0);
+	assert_int_equal(o.action, CLI_HELP);
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-V", NULL }), 0);
+	assert_int_equal(o.action, CLI_VERSION);
+}
+
+static void test_modes(void **state)
+{
+	struct cli_opts o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":4444", NULL }), 0);
+	assert_string_equal(o.incoming, ":4444");
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--migrate", "h:1", "--name", "x", NULL }), 0);
+	assert_null(o.kernel);
+	assert_string_equal(o.migrate, "h:1");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_all_options),
+		cmocka_unit_test(test_bad_options),
+		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_modes),
+	};
+	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}
