@@ -138,7 +138,8 @@ static int exit_status(struct vm *vm)
 {
 	switch (vm->stop_reason) {
 	case VM_EXIT_ERROR:
-		fprintf(stderr, "minivmm: %s\n", vm->stop_msg);
+		if (!vm->error_reported)
+			fprintf(stderr, "minivmm: %s\n", vm->stop_msg);
 		return vm->exit_status ? vm->exit_status : VMM_EXIT_CRASH;
 	case VM_EXIT_SIGNAL:
 	case VM_EXIT_QUIT:

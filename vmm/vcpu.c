@@ -240,6 +240,15 @@ void vcpu_dump(struct vcpu *v, int fd)
 		s.cr0, s.cr3, s.cr4, s.efer);
 }
 
+/* The one-line error first, then the registers that explain it. */
+static void vcpu_fatal(struct vcpu *v, const char *msg)
+{
+	dprintf(2, "minivmm: %s\n", msg);
+	vcpu_dump(v, 2);
+	vm_request_stop(v->vm, VM_EXIT_ERROR, 4, msg);
+	v->vm->error_reported = true;
+}
+
 /* Returns false when the exit ends the VM. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -267,8 +276,7 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		snprintf(msg, sizeof(msg), "guest shutdown on vcpu%d (triple fault)", v->id);
-		vcpu_dump(v, 2);
-		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		vcpu_fatal(v, msg);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		snprintf(msg, sizeof(msg), "guest system event %u (reset/shutdown) on vcpu%d",
@@ -281,20 +289,17 @@ static bool handle_exit(struct vcpu *v)
 			 run->internal.suberror,
 			 run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
 				 " (instruction emulation failed)" : "");
-		vcpu_dump(v, 2);
-		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		vcpu_fatal(v, msg);
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(msg, sizeof(msg), "KVM_EXIT_FAIL_ENTRY on vcpu%d: reason 0x%llx",
 			 v->id, (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		vcpu_dump(v, 2);
-		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		vcpu_fatal(v, msg);
 		return false;
 	default:
 		snprintf(msg, sizeof(msg), "unhandled KVM exit %u on vcpu%d",
 			 run->exit_reason, v->id);
-		vcpu_dump(v, 2);
-		vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+		vcpu_fatal(v, msg);
 		return false;
 	}
 }

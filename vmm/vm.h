@@ -91,6 +91,7 @@ struct vm {
 	enum vm_stop_reason stop_reason;
 	int exit_status;
 	char stop_msg[256];
+	bool error_reported; /* stop_msg already went to stderr */
 	int notify_fd; /* eventfd: wakes the main loop on a stop */
 
 	/* Pages the VMM itself wrote into guest RAM (bit per RAM page), which
