@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""minivmm benchmark runner (docs/benchmarking.md).
+
+    bench.py run CONFIG [--results FILE] [--repeats N] [--cells a,b] [--dry-run]
+    bench.py boot [--runs 20] [--results FILE]
+    bench.py ceiling
+
+`run` expands the matrix, measures the physical ceilings once, then runs every
+run that has no result line yet (an interrupted matrix resumes), one JSON line
+per run. Progress and ETA on stderr.
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import benchconf  # noqa: E402
+import harness  # noqa: E402
+import jsonl  # noqa: E402
+
+ROOT = harness.ROOT
+CEILING = os.path.join(ROOT, "build", "bench", "ceiling")
+MINIVMM = os.path.join(ROOT, "minivmm")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt_s(s):
+    s = int(max(0, s))
+    return "%dm%02ds" % (s // 60, s % 60) if s >= 60 else "%ds" % s
+
+
+def build_ceiling():
+    src = os.path.join(HERE, "ceiling.c")
+    if not os.path.exists(CEILING) or os.path.getmtime(CEILING) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(CEILING), exist_ok=True)
+        subprocess.run(["cc", "-O2", "-o", CEILING, src], check=True)
+
+
+def measure_ceilings(links=()):
+    """Memory bandwidth and single-stream TCP, in this run."""
+    build_ceiling()
+    out = {}
+    for name, cmd in (("memcpy", [CEILING, "memcpy", "256", "8"]),
+                      ("zeroscan", [CEILING, "zeroscan", "1024"]),
+                      ("tcp_loopback", [CEILING, "tcp", "3"])):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        try:
+            out[name] = json.loads(r.stdout)
+        except ValueError:
+            out[name] = {"error": r.stderr.strip()}
+    for spec in links:
+        key = "tcp_veth_%dmbit" % (spec["rate_bps"] // 1000000)
+        link = harness.Link(spec, "c%d" % (os.getpid() % 1000))
+        try:
+            link.setup()
+            srv = subprocess.Popen(link.prefix(1) + [CEILING, "tcp-server", link.addr[1], "5201"],
+                                   stdout=subprocess.PIPE, text=True)
+            srv.stdout.readline()
+            subprocess.run(link.prefix(0) + [CEILING, "tcp-client", link.addr[1], "5201", "3"],
+                           capture_output=True, timeout=30)
+            out[key] = json.loads(srv.stdout.readline())
+            srv.wait(5)
+        except (RuntimeError, ValueError, subprocess.SubprocessError) as e:
+            out[key] = {"error": str(e)}
+        finally:
+            link.teardown()
+    return out
+
+
+def ensure_env(need_qemu):
+    pk = {"gnuplot": "gnuplot-nox", "ip": "iproute2", "tc": "iproute2"}
+    if need_qemu:
+        pk[harness.QEMU] = "qemu-system-x86"
+    harness.ensure_packages(pk, log)
+    if not os.path.exists(MINIVMM) or not os.path.exists(harness.guest_elf("dirty")):
+        log("bench: building minivmm and guests (make)")
+        subprocess.run(["make", "-C", ROOT, "-s", "all"], check=True)
+
+
+def cmd_run(a):
+    cfg = benchconf.load(a.config)
+    runs = benchconf.expand(cfg, a.repeats)
+    if a.cells:
+        keep = set(a.cells.split(","))
+        runs = [r for r in runs if r["cell"] in keep]
+    name = cfg["matrix"].get("name", os.path.splitext(os.path.basename(a.config))[0])
+    results = a.results or os.path.join(ROOT, "docs", "results", "data", "%s.jsonl" % name)
+    done = jsonl.done_run_ids(results)
+    todo = [r for r in runs if r["run_id"] not in done]
+    log("bench: matrix %s: %d runs, %d done, %d to do -> %s" % (name, len(runs), len(runs) - len(todo),
+                                                               len(todo), os.path.relpath(results, ROOT)))
+    if a.dry_run:
+        for r in todo:
+            print(r["run_id"])
+        return 0
+    if not todo:
+        return 0
+    need_qemu = any(r["inputs"]["vmm"] != "minivmm" for r in todo)
+    ensure_env(need_qemu)
+    session = uuid.uuid4().hex[:12]
+    facts = harness.machine_facts()
+    links = []
+    for r in todo:
+        spec = benchconf.parse_link(r["inputs"]["link"])
+        if spec["kind"] == "veth" and spec not in links:
+            links.append(spec)
+    log("bench: measuring ceilings (memcpy, zero scan, single-stream TCP)")
+    ceil = measure_ceilings(links)
+    jsonl.append_line(results, {"kind": "ceiling", "schema": jsonl.SCHEMA_CEILING, "session": session,
+                                "matrix": name, "machine": facts, "ceiling": ceil})
+    log("bench: memcpy %.1f GB/s, loopback TCP %.1f Gbit/s" % (
+        ceil.get("memcpy", {}).get("memcpy_Bps", 0) / 1e9,
+        ceil.get("tcp_loopback", {}).get("tcp_Bps", 0) * 8 / 1e9))
+    est_default = float(cfg["matrix"].get("est_run_s", 15))
+    durations = {}
+    t_begin = time.monotonic()
+    stop = {"flag": False}
+
+    def on_sigint(sig, frm):
+        stop["flag"] = True
+        log("\nbench: interrupted; finishing the current run (Ctrl-C again to abort)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    tty = sys.stderr.isatty()
+    for k, run in enumerate(todo):
+        if stop["flag"]:
+            break
+        inp = run["inputs"]
+        vm = inp["vmm"]
+        est = {}
+        for r in todo[k:]:
+            v = r["inputs"]["vmm"]
+            d = durations.get(v)
+            est[v] = statistics.mean(d) if d else est_default
+        left = sum(est[r["inputs"]["vmm"]] for r in todo[k:])
+        msg = "[%d/%d] %s %s rep %d | elapsed %s | ETA %s" % (
+            k + 1, len(todo), run["cell"], vm, run["repeat"],
+            fmt_s(time.monotonic() - t_begin), fmt_s(left))
+        log(("\r\033[K" + msg) if tty else msg)
+        typed = benchconf.typed_inputs(inp)
+        workdir = os.path.join(ROOT, "build", "bench", "runs", name,
+                               run["run_id"].replace("/", "_").replace(",", "_").replace("=", "-"))
+        link = harness.Link(typed["link_spec"], "%d" % (os.getpid() % 10000))
+        line = {"kind": "run", "schema": jsonl.SCHEMA_RUN, "session": session, "matrix": name,
+                "run_id": run["run_id"], "cell": run["cell"], "repeat": run["repeat"],
+                "axes": run["axes"], "inputs": typed, "machine": facts, "ceiling": ceil,
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        t0 = time.monotonic()
+        try:
+            link.setup()
+            ctx = harness.RunContext(run, typed, workdir, link, MINIVMM)
+            res = harness.run_one(ctx)
+            line["result"] = res
+            oc = str(res.get("outcome"))
+            line["status"] = "ok" if oc == "completed" else "failed"
+        except Exception as e:  # one broken run must not stop the matrix
+            line["status"] = "harness-error"
+            line["error"] = "%s: %s" % (type(e).__name__, e)
+        finally:
+            link.teardown()
+        line["wall_s"] = time.monotonic() - t0
+        durations.setdefault(vm, []).append(line["wall_s"])
+        jsonl.append_line(results, line)
+        r = line.get("result", {})
+        brief = "outcome=%s total=%s ms downtime=%s ms gap=%s ms rounds=%s verify=%s" % (
+            r.get("outcome"), _r(r.get("total_ms")), _r(r.get("downtime_ms")), _r(r.get("gap_ms")),
+            r.get("rounds"), r.get("verify_pass")) if r else line.get("error")
+        log(("\r\033[K" if tty else "") + "  %s %s: %s" % (run["cell"], vm, brief))
+    log("bench: %d runs in %s; results in %s" % (sum(len(v) for v in durations.values()),
+                                                  fmt_s(time.monotonic() - t_begin),
+                                                  os.path.relpath(results, ROOT)))
+    return 130 if stop["flag"] else 0
+
+
+def _r(x):
+    return "%.1f" % x if isinstance(x, (int, float)) else str(x)
+
+
+def time_cmd(cmd, timeout=120):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = []
+    rc, ru = harness.wait_rusage(p, timeout)
+    t = time.monotonic() - t0
+    if rc is None:
+        harness.kill(p, signal.SIGKILL)
+    out = p.stdout.read().decode("utf-8", "replace")
+    return t, rc, ru, out
+
+
+def cmd_boot(a):
+    ensure_env(True)
+    hello = harness.guest_elf("hello")
+    counter = harness.guest_elf("counter")
+    results = a.results or os.path.join(ROOT, "docs", "results", "data", "boot.jsonl")
+    facts = harness.machine_facts()
+    mv_cmd = [MINIVMM, "--kernel", hello]
+    q_cmd = [harness.QEMU, "-enable-kvm", "-nodefaults", "-display", "none", "-monitor", "none", "-m", "256M",
+             "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", hello]
+    times = {"minivmm": [], "qemu": []}
+    bad = []
+    for i in range(a.runs):
+        for name, cmd in (("minivmm", mv_cmd), ("qemu", q_cmd)):
+            t, rc, ru, out = time_cmd(cmd)
+            if rc != 1 or "hello from" not in out:
+                bad.append({"vmm": name, "rc": rc, "out": out[-200:]})
+            times[name].append(t * 1000.0)
+        log("[%d/%d] minivmm %.1f ms, qemu %.0f ms" % (i + 1, a.runs, times["minivmm"][-1], times["qemu"][-1]))
+    rss = {}
+    for label, vmm_cmd in (
+            ("minivmm_2g", [MINIVMM, "--kernel", counter, "--mem", "2G", "--append", "count=5"]),
+            ("minivmm_256m", [MINIVMM, "--kernel", counter, "--mem", "256M", "--append", "count=5"]),
+            ("qemu_2g", [harness.QEMU, "-enable-kvm", "-nodefaults", "-display", "none", "-monitor", "none",
+                         "-m", "2G", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+                         "-kernel", counter, "-append", "count=5"])):
+        t, rc, ru, out = time_cmd(vmm_cmd)
+        rss[label] = {"maxrss_kib": ru.ru_maxrss if ru else None, "exit": rc, "wall_ms": t * 1000.0,
+                      "command": vmm_cmd, "lines": len(out.splitlines())}
+    line = {"kind": "boot", "schema": jsonl.SCHEMA_BOOT, "machine": facts, "runs": a.runs,
+            "commands": {"minivmm": mv_cmd, "qemu": q_cmd}, "boot_ms": times, "rss": rss, "bad_runs": bad}
+    jsonl.append_line(results, line)
+    for name in times:
+        v = sorted(times[name])
+        print("%-8s boot-to-exit ms: median %.2f min %.2f max %.2f" % (name, statistics.median(v), v[0], v[-1]))
+    print("ratio qemu/minivmm (medians): %.0fx" % (statistics.median(times["qemu"]) /
+                                                   statistics.median(times["minivmm"])))
+    for k, v in rss.items():
+        print("peak RSS %-13s %s KiB (exit %s)" % (k, v["maxrss_kib"], v["exit"]))
+    if bad:
+        print("WARNING: %d runs did not print the hello line / exit 1" % len(bad))
+    print("results appended to %s" % os.path.relpath(results, ROOT))
+    return 0
+
+
+def cmd_ceiling(a):
+    print(json.dumps(measure_ceilings(), indent=1))
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("config")
+    r.add_argument("--results")
+    r.add_argument("--repeats", type=int)
+    r.add_argument("--cells")
+    r.add_argument("--dry-run", action="store_true")
+    b = sub.add_parser("boot")
+    b.add_argument("--runs", type=int, default=20)
+    b.add_argument("--results")
+    sub.add_parser("ceiling")
+    a = ap.parse_args()
+    if os.geteuid() != 0 and a.cmd == "run":
+        log("bench: note: network namespaces and apt-get need root")
+    return {"run": cmd_run, "boot": cmd_boot, "ceiling": cmd_ceiling}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

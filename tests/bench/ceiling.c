@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Physical ceilings for the benchmark suite, measured in the same run:
+ *   ceiling memcpy MIB REPS          best memcpy bandwidth over REPS copies of MIB MiB
+ *   ceiling zeroscan MIB             time to check MIB MiB of zero pages
+ *   ceiling tcp SECONDS              single-stream TCP over loopback (fork: sender+receiver)
+ *   ceiling tcp-server ADDR PORT     receive one stream, print bytes and seconds
+ *   ceiling tcp-client ADDR PORT SECONDS
+ * Output: one JSON object on stdout. Built by tests/bench/bench.mk, not part of minivmm.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK (1 << 20)
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int do_memcpy(size_t mib, int reps)
+{
+	size_t n = mib << 20;
+	char *a = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *b = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED || b == MAP_FAILED)
+		return perror("mmap"), 1;
+	memset(a, 0x5a, n);
+	memset(b, 0, n);
+	double best = 1e9;
+	for (int r = 0; r < reps; r++) {
+		double t = now();
+		memcpy(b, a, n);
+		t = now() - t;
+		if (t < best)
+			best = t;
+		a[r % n]++;
+	}
+	printf("{\"memcpy_Bps\":%.0f,\"memcpy_mib\":%zu,\"reps\":%d,\"check\":%d}\n", (double)n / best, mib,
+	       reps, b[1]);
+	return 0;
+}
+
+static int do_zeroscan(size_t mib)
+{
+	size_t n = mib << 20;
+	uint64_t *a = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (a == MAP_FAILED)
+		return perror("mmap"), 1;
+	memset(a, 0, n);
+	double t = now();
+	size_t zero = 0;
+	for (size_t p = 0; p < n / 8; p += 512) {
+		uint64_t acc = 0;
+		for (size_t i = 0; i < 512; i++)
+			acc |= a[p + i];
+		zero += !acc;
+	}
+	t = now() - t;
+	printf("{\"zeroscan_Bps\":%.0f,\"zero_pages\":%zu}\n", (double)n / t, zero);
+	return 0;
+}
+
+static int serve(int lfd, double *secs, uint64_t *bytes)
+{
+	int fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		return perror("accept"), 1;
+	char *buf = malloc(CHUNK);
+	uint64_t total = 0;
+	double t0 = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf, CHUNK);
+		if (r <= 0)
+			break;
+		if (!total)
+			t0 = now();
+		total += (uint64_t)r;
+	}
+	*secs = now() - t0;
+	*bytes = total;
+	free(buf);
+	close(fd);
+	return 0;
+}
+
+static int send_for(int fd, double seconds)
+{
+	char *buf = malloc(CHUNK);
+	memset(buf, 0xa5, CHUNK);
+	double end = now() + seconds;
+	while (now() < end) {
+		size_t off = 0;
+		while (off < CHUNK) {
+			ssize_t w = write(fd, buf + off, CHUNK - off);
+			if (w <= 0)
+				return perror("write"), 1;
+			off += (size_t)w;
+		}
+	}
+	shutdown(fd, SHUT_WR);
+	char c;
+	while (read(fd, &c, 1) > 0)
+		;
+	free(buf);
+	return 0;
+}
+
+static int listen_on(const char *addr, int port)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0)
+		return perror("bind/listen"), -1;
+	return lfd;
+}
+
+static int connect_to(const char *addr, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	for (int i = 0; i < 100; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		close(fd);
+		usleep(20000);
+	}
+	perror("connect");
+	return -1;
+}
+
+static int do_tcp_loop(double seconds)
+{
+	int lfd = listen_on("127.0.0.1", 0);
+	if (lfd < 0)
+		return 1;
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	getsockname(lfd, (struct sockaddr *)&sa, &sl);
+	int pfd[2];
+	if (pipe(pfd) < 0)
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		double secs;
+		uint64_t bytes;
+		close(pfd[0]);
+		serve(lfd, &secs, &bytes);
+		dprintf(pfd[1], "%.9f %llu\n", secs, (unsigned long long)bytes);
+		_exit(0);
+	}
+	close(pfd[1]);
+	int fd = connect_to("127.0.0.1", ntohs(sa.sin_port));
+	if (fd < 0)
+		return 1;
+	send_for(fd, seconds);
+	close(fd);
+	char line[128] = { 0 };
+	if (read(pfd[0], line, sizeof(line) - 1) <= 0)
+		return 1;
+	waitpid(pid, NULL, 0);
+	double secs;
+	unsigned long long bytes;
+	sscanf(line, "%lf %llu", &secs, &bytes);
+	printf("{\"tcp_Bps\":%.0f,\"bytes\":%llu,\"seconds\":%.3f}\n", (double)bytes / secs, bytes, secs);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 4 && !strcmp(argv[1], "memcpy"))
+		return do_memcpy((size_t)atol(argv[2]), atoi(argv[3]));
+	if (argc >= 3 && !strcmp(argv[1], "zeroscan"))
+		return do_zeroscan((size_t)atol(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "tcp"))
+		return do_tcp_loop(atof(argv[2]));
+	if (argc >= 4 && !strcmp(argv[1], "tcp-server")) {
+		int lfd = listen_on(argv[2], atoi(argv[3]));
+		if (lfd < 0)
+			return 1;
+		printf("listening\n");
+		fflush(stdout);
+		double secs;
+		uint64_t bytes;
+		if (serve(lfd, &secs, &bytes))
+			return 1;
+		printf("{\"tcp_Bps\":%.0f,\"bytes\":%llu,\"seconds\":%.3f}\n", (double)bytes / secs,
+		       (unsigned long long)bytes, secs);
+		return 0;
+	}
+	if (argc >= 5 && !strcmp(argv[1], "tcp-client")) {
+		int fd = connect_to(argv[2], atoi(argv[3]));
+		return fd < 0 ? 1 : send_for(fd, atof(argv[4]));
+	}
+	fprintf(stderr, "usage: ceiling memcpy MIB REPS | zeroscan MIB | tcp SECONDS | "
+			"tcp-server ADDR PORT | tcp-client ADDR PORT SECONDS\n");
+	return 2;
+}

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Turn benchmark JSON lines into docs/results/: index.md (tables) and plots
+(gnuplot, SVG + PNG).
+
+    report.py [RESULTS.jsonl ...] [--out docs/results]
+
+Default input: every docs/results/data/*.jsonl except boot.jsonl.
+"""
+
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import jsonl  # noqa: E402
+
+CMD = "make bench-report"
+VMM_ORDER = ["minivmm", "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-tuned"]
+FIG = [  # (key, header, scale, fmt)
+    ("total_ms", "total ms", 1, "%.0f"),
+    ("downtime_ms", "downtime ms (ours)", 1, "%.1f"),
+    ("qemu_downtime_ms", "QEMU downtime ms", 1, "%.1f"),
+    ("gap_ms", "guest gap ms", 1, "%.0f"),
+    ("bytes_total", "MiB sent", 1 / (1 << 20), "%.1f"),
+    ("rounds", "rounds", 1, "%.0f"),
+    ("throughput_Bps", "Gbit/s", 8 / 1e9, "%.2f"),
+]
+
+
+def median(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt_mmm(v, fmt="%.1f"):
+    v = [x for x in v if x is not None]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return fmt % v[0]
+    return (fmt + " [" + fmt + "-" + fmt + "]") % (statistics.median(v), min(v), max(v))
+
+
+def cell_key(line):
+    inp = line["inputs"]
+    keys = ["mem", "cpus", "guest", "wss", "rate", "pattern", "fill", "downtime_ms", "max_bandwidth", "link"]
+    return tuple((k, inp.get(k)) for k in keys)
+
+
+def human_inputs(inp):
+    mem = inp["mem"]
+    s = "%s RAM" % ("%dG" % (mem >> 30) if mem % (1 << 30) == 0 else "%dM" % (mem >> 20))
+    if inp.get("cpus", 1) != 1:
+        s += ", %d vCPUs" % inp["cpus"]
+    if inp["guest"] == "dirty":
+        s += ", wss %d MiB @ %s %s" % (inp["wss"], inp["rate"], inp["pattern"])
+        if inp.get("fill"):
+            s += ", fill %d MiB" % inp["fill"]
+    else:
+        s += ", %s guest" % inp["guest"]
+    s += ", %s" % inp["link"]
+    if inp.get("max_bandwidth"):
+        s += ", max-bw %d MiB/s" % (inp["max_bandwidth"] >> 20)
+    if inp.get("downtime_ms") != 30:
+        s += ", limit %d ms" % inp["downtime_ms"]
+    return s
+
+
+def fig(line, key):
+    r = line.get("result") or {}
+    return r.get(key)
+
+
+def load(paths):
+    runs, ceilings, bad = [], [], 0
+    for p in paths:
+        objs, b = jsonl.read_lines(p)
+        bad += b
+        for o in objs:
+            if o.get("kind") == "run":
+                o["_file"] = p
+                runs.append(o)
+            elif o.get("kind") == "ceiling":
+                ceilings.append(o)
+    return runs, ceilings, bad
+
+
+def vmm_sort(v):
+    return VMM_ORDER.index(v) if v in VMM_ORDER else 99
+
+
+def tables(runs):
+    out = []
+    by_matrix = {}
+    for r in runs:
+        by_matrix.setdefault(r["matrix"], []).append(r)
+    for m, mr in by_matrix.items():
+        out.append("## Matrix `%s`\n" % m)
+        cells = {}
+        for r in mr:
+            cells.setdefault((r["cell"], cell_key(r)), []).append(r)
+        for (cell, _), rs in cells.items():
+            out.append("### %s: %s\n" % (cell, human_inputs(rs[0]["inputs"])))
+            hdr = "| VMM | runs | outcome | " + " | ".join(h for _, h, _, _ in FIG) + " | verify |"
+            out.append(hdr)
+            out.append("|" + "---|" * (hdr.count("|") - 1))
+            by_vmm = {}
+            for r in rs:
+                by_vmm.setdefault(r["inputs"]["vmm"], []).append(r)
+            for vmm in sorted(by_vmm, key=vmm_sort):
+                vr = by_vmm[vmm]
+                outcomes = {}
+                for r in vr:
+                    oc = r.get("error") if r.get("status") == "harness-error" else fig(r, "outcome")
+                    oc = str(oc)[:40]
+                    outcomes[oc] = outcomes.get(oc, 0) + 1
+                cols = []
+                for key, _, scale, f in FIG:
+                    vals = [fig(r, key) for r in vr]
+                    vals = [v * scale if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+                            for v in vals]
+                    cols.append(fmt_mmm(vals, f))
+                ver = [fig(r, "verify_pass") for r in vr]
+                vtxt = "%d/%d pass" % (sum(1 for v in ver if v), sum(1 for v in ver if v is not None)) \
+                    if any(v is not None for v in ver) else "-"
+                oc_txt = ", ".join("%s x%d" % (k, n) if n > 1 else k for k, n in outcomes.items())
+                out.append("| %s | %d | %s | %s | %s |" % (vmm, len(vr), oc_txt, " | ".join(cols), vtxt))
+            ratios = ratio_rows(by_vmm)
+            if ratios:
+                out.append("\n" + ratios)
+            out.append("")
+    return "\n".join(out)
+
+
+def ratio_rows(by_vmm):
+    if "minivmm" not in by_vmm:
+        return ""
+    qemus = [v for v in by_vmm if v != "minivmm"]
+    if not qemus:
+        return ""
+    parts = []
+    for key, name in (("total_ms", "total time"), ("gap_ms", "guest gap"), ("bytes_total", "bytes")):
+        mv = median([fig(r, key) for r in by_vmm["minivmm"] if fig(r, "outcome") == "completed"])
+        best, bestv = None, None
+        qd = None
+        for q in qemus:
+            med = median([fig(r, key) for r in by_vmm[q] if fig(r, "outcome") == "completed"])
+            if med is None:
+                continue
+            if q == "qemu":
+                qd = med
+            if bestv is None or med < bestv:
+                best, bestv = q, med
+        if mv is None or bestv is None or bestv == 0:
+            continue
+        s = "%s minivmm/%s (best QEMU) = %.2f" % (name, best, mv / bestv)
+        if qd and best != "qemu":
+            s += ", minivmm/qemu = %.2f" % (mv / qd)
+        parts.append(s)
+    return ("Ratios of medians (completed runs): " + "; ".join(parts) + ".") if parts else ""
+
+
+def machine_table(ceilings, runs):
+    c = ceilings[-1] if ceilings else None
+    facts = c["machine"] if c else (runs[-1]["machine"] if runs else {})
+    ce = c["ceiling"] if c else {}
+    rows = [("CPU", facts.get("cpu_model")), ("cores", facts.get("cores")), ("kernel", facts.get("kernel")),
+            ("KVM", facts.get("kvm_flavour")), ("QEMU", facts.get("qemu_version")),
+            ("minivmm commit", (facts.get("minivmm_commit") or "")[:12] +
+             (" (+ uncommitted changes)" if facts.get("minivmm_tree_dirty") else "")),
+            ("date", facts.get("date_utc"))]
+    if ce.get("memcpy", {}).get("memcpy_Bps"):
+        rows.append(("memcpy (same run)", "%.1f GB/s" % (ce["memcpy"]["memcpy_Bps"] / 1e9)))
+    if ce.get("zeroscan", {}).get("zeroscan_Bps"):
+        rows.append(("zero-page scan", "%.1f GB/s" % (ce["zeroscan"]["zeroscan_Bps"] / 1e9)))
+    if ce.get("tcp_loopback", {}).get("tcp_Bps"):
+        rows.append(("single-stream loopback TCP", "%.1f Gbit/s" % (ce["tcp_loopback"]["tcp_Bps"] * 8 / 1e9)))
+    for k, v in ce.items():
+        if k.startswith("tcp_veth") and v.get("tcp_Bps"):
+            rows.append(("TCP over %s" % k[4:], "%.2f Gbit/s" % (v["tcp_Bps"] * 8 / 1e9)))
+    return "| fact | value |\n|---|---|\n" + "\n".join("| %s | %s |" % r for r in rows) + "\n"
+
+
+# ---------------------------------------------------------------- plots
+
+def series_by_axis(runs, axis, xfun):
+    """{series name: {x: [lines]}} for runs whose cell varies AXIS."""
+    out = {}
+    for r in runs:
+        if axis not in r.get("axes", []) or r.get("status") == "harness-error":
+            continue
+        inp = r["inputs"]
+        others = [a for a in r["axes"] if a != axis]
+        name = inp["vmm"] + "".join(" %s=%s" % (a, inp[a]) for a in others)
+        x = xfun(r)
+        if x is None:
+            continue
+        out.setdefault(name, {}).setdefault(x, []).append(r)
+    return out
+
+
+def write_dat(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(" ".join("NaN" if v is None else str(v) for v in row) + "\n")
+
+
+def gnuplot(script, outbase):
+    """Render SCRIPT (which plots to the current terminal) to outbase.svg and .png."""
+    for term, ext in (("svg size 900,600 dynamic font 'Helvetica,12'", "svg"),
+                      ("pngcairo size 900,600 font 'Helvetica,11'", "png")):
+        full = "set terminal %s\nset output '%s.%s'\n%s\n" % (term, outbase, ext, script)
+        r = subprocess.run(["gnuplot"], input=full, text=True, capture_output=True)
+        if r.returncode:
+            print("report: gnuplot failed for %s: %s" % (outbase, r.stderr.strip()[:500]), file=sys.stderr)
+            return False
+    with open(outbase + ".gp", "w") as f:
+        f.write("# made by: %s (tests/bench/report.py)\n%s\n" % (CMD, script))
+    return True
+
+
+def esc(s):
+    return s.replace("_", "\\_")
+
+
+def plot_vs(runs, outdir, axis, xlabel, keys, name, title, xfun, logx=False, logy=False):
+    ser = series_by_axis(runs, axis, xfun)
+    if not ser:
+        return None
+    plots = []
+    for sname, pts in sorted(ser.items(), key=lambda kv: (vmm_sort(kv[0].split()[0]), kv[0])):
+        for key, klabel, scale, style in keys:
+            rows = []
+            for x in sorted(pts):
+                vals = [fig(r, key) for r in pts[x]]
+                vals = [v * scale for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                if vals:
+                    rows.append((x, median(vals), min(vals), max(vals)))
+            if not rows:
+                continue
+            fn = os.path.join(outdir, "%s-%s-%s.dat" % (name, sname.replace(" ", "_").replace("=", ""), key))
+            write_dat(fn, rows)
+            plots.append((fn, "%s %s" % (sname, klabel), style))
+    if not plots:
+        return None
+    lines = ["set title \"%s\\n{/*0.8 made by: %s; median with min-max bars}\"" % (title, CMD),
+             "set xlabel '%s'" % xlabel, "set grid", "set key outside right top",
+             "set ylabel '%s'" % keys[0][4] if len(keys[0]) > 4 else ""]
+    if logx:
+        lines.append("set logscale x")
+    if logy:
+        lines.append("set logscale y")
+    pl = []
+    for i, (fn, t, style) in enumerate(plots):
+        pl.append("'%s' using 1:2:3:4 with yerrorlines lw 2 %s title \"%s\"" % (fn, style, esc(t)))
+    lines.append("plot " + ", \\\n     ".join(pl))
+    base = os.path.join(outdir, name)
+    return base if gnuplot("\n".join(lines), base) else None
+
+
+def rate_x(r):
+    rate = r["inputs"]["rate"]
+    if rate == "max":
+        v = fig(r, "rate_before_pps")
+        return round(v) if v else None
+    return rate
+
+
+def plot_rounds(runs, outdir):
+    """Dirty pages per round over time: a converging and a non-converging case."""
+    conv = nonconv = None
+    for r in runs:
+        res = r.get("result") or {}
+        if r["inputs"]["vmm"] != "minivmm" or not res.get("round_series"):
+            continue
+        if len(res["round_series"]) < 2:
+            continue
+        if res.get("converged") and (conv is None or len(res["round_series"]) > len(conv["result"]["round_series"])):
+            conv = r
+        if res.get("converged") is False and nonconv is None:
+            nonconv = r
+    qemu_nc = None
+    for r in runs:
+        res = r.get("result") or {}
+        if r["inputs"]["vmm"].startswith("qemu") and res.get("qmp_samples") and \
+                (nonconv is not None and cell_key(r) == cell_key(nonconv)):
+            qemu_nc = r
+            break
+    plots = []
+    for r, label in ((conv, "converging"), (nonconv, "not converging")):
+        if r is None:
+            continue
+        fn = os.path.join(outdir, "rounds-%s.dat" % label.replace(" ", "-"))
+        write_dat(fn, [(s[0], s[1]) for s in r["result"]["round_series"]])
+        plots.append("'%s' using 1:2 with linespoints lw 2 pt 7 title \"minivmm, %s: %s\"" % (
+            fn, label, esc(human_inputs(r["inputs"]))))
+    if qemu_nc:
+        fn = os.path.join(outdir, "rounds-qemu.dat")
+        write_dat(fn, [(s[0], (s[2] or 0) / 4096) for s in qemu_nc["result"]["qmp_samples"]])
+        plots.append("'%s' using 1:2 with lines lw 1 dt 2 title \"%s: pages still to send (query-migrate, 20 ms)\"" % (
+            fn, qemu_nc["inputs"]["vmm"]))
+    if not plots:
+        return None
+    script = "\n".join([
+        "set title \"Dirty pages per pre-copy round over time\\n{/*0.8 made by: %s; from --stats-json round_records}\"" % CMD,
+        "set xlabel 'time since migrate command (ms)'", "set ylabel 'dirty pages at round start (4 KiB pages)'",
+        "set grid", "set key below", "set logscale y",
+        "plot " + ", \\\n     ".join(plots)])
+    base = os.path.join(outdir, "rounds")
+    return base if gnuplot(script, base) else None
+
+
+def plot_honesty(runs, outdir):
+    pts = {}
+    for r in runs:
+        res = r.get("result") or {}
+        if res.get("outcome") != "completed" or res.get("gap_ms") is None:
+            continue
+        vmm = r["inputs"]["vmm"]
+        rep = res.get("downtime_ms") if vmm == "minivmm" else res.get("qemu_downtime_ms")
+        if rep is None:
+            continue
+        pts.setdefault(vmm, []).append((max(rep, 0.1), res["gap_ms"], r["inputs"]["period_ms"]))
+    if not pts:
+        return None
+    plots = []
+    for vmm in sorted(pts, key=vmm_sort):
+        fn = os.path.join(outdir, "honesty-%s.dat" % vmm)
+        write_dat(fn, pts[vmm])
+        plots.append("'%s' using 1:2 with points pt 7 ps 1.2 title \"%s (reported: %s)\"" % (
+            fn, vmm, "downtime\\\\_ms" if vmm == "minivmm" else "query-migrate downtime"))
+    script = "\n".join([
+        "set title \"Reported downtime vs downtime the guest saw\\n{/*0.8 made by: %s; "
+        "points above the dashed line = the tool under-reports}\"" % CMD,
+        "set xlabel 'downtime reported by the VMM (ms)'",
+        "set ylabel 'guest-observed gap between heartbeats (ms)'",
+        "set logscale xy", "set grid", "set key below",
+        "plot " + ", \\\n     ".join(plots) +
+        ", x with lines dt 2 lc 'black' title 'gap = reported', x+100 with lines dt 3 lc 'gray' "
+        "title 'gap = reported + heartbeat period (100 ms)'"])
+    base = os.path.join(outdir, "honesty")
+    return base if gnuplot(script, base) else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results", nargs="*")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results"))
+    a = ap.parse_args(argv)
+    paths = a.results or sorted(p for p in glob.glob(os.path.join(ROOT, "docs", "results", "data", "*.jsonl"))
+                                if not p.endswith("boot.jsonl"))
+    runs, ceilings, bad = load(paths)
+    if not runs:
+        print("report: no run lines in %s" % (", ".join(paths) or "docs/results/data/"), file=sys.stderr)
+        return 1
+    os.makedirs(a.out, exist_ok=True)
+    pdir = os.path.join(a.out, "plots")
+    os.makedirs(pdir, exist_ok=True)
+    made = []
+    if shutil.which("gnuplot"):
+        os.chdir(a.out)  # keep paths inside the .gp files relative
+        rel = "plots"
+        made.append(("Total time and bytes vs working set", plot_vs(
+            runs, rel, "wss", "working set (MiB)",
+            [("total_ms", "total ms", 1, "lt 1"), ("bytes_total", "MiB sent", 1 / (1 << 20), "dt 2")],
+            "total-vs-wss", "Total migration time (ms, solid) and data sent (MiB, dashed) vs working set",
+            lambda r: r["inputs"]["wss"], logy=True)))
+        made.append(("Downtime and guest gap vs dirty rate", plot_vs(
+            runs, rel, "rate", "guest dirty rate (pages/s; 'max' placed at its measured rate)",
+            [("downtime_ms", "downtime ms", 1, "lt 1"), ("gap_ms", "guest gap ms", 1, "dt 2")],
+            "downtime-vs-rate", "Downtime (ms, solid) and guest-observed gap (ms, dashed) vs dirty rate",
+            rate_x, logx=True, logy=True)))
+        made.append(("Dirty pages per round", plot_rounds(runs, rel)))
+        made.append(("Reported downtime vs guest-observed gap", plot_honesty(runs, rel)))
+    else:
+        print("report: gnuplot missing (apt-get install gnuplot-nox): tables only", file=sys.stderr)
+    md = ["# Benchmark results", "",
+          "Generated by `%s` (tests/bench/report.py) from %s. Every figure: median [min-max] over the "
+          "repeats; definitions in docs/benchmarking.md. Raw data: the JSON lines in docs/results/data/." % (
+              CMD, ", ".join("`%s`" % os.path.relpath(p, ROOT) for p in paths)), "",
+          "## Machine (facts and ceilings measured in the same run)", "", machine_table(ceilings, runs)]
+    if bad:
+        md.append("(%d unreadable lines skipped)\n" % bad)
+    plots = [(t, b) for t, b in made if b]
+    if plots:
+        md.append("## Plots\n")
+        for t, b in plots:
+            md.append("### %s\n\n![%s](%s.svg)\n\n([PNG](%s.png), [gnuplot script](%s.gp))\n" % (t, t, b, b, b))
+    md.append(tables(runs))
+    with open(os.path.join(a.out, "index.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("report: %d runs -> %s (%d plots)" % (len(runs), os.path.relpath(os.path.join(a.out, "index.md"), ROOT),
+                                                 len(plots)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
