@@ -286,6 +286,24 @@ static void test_sigterm_stops_cleanly(void **state)
 	proc_free(&p);
 }
 
+static void test_valgrind_clean(void **state)
+{
+	struct proc p;
+	/* The optimised binary, not the sanitizer one: valgrind and ASan
+	 * do not mix. Two vCPUs exercise the thread start/stop paths. */
+	const char *argv[] = { "valgrind", "-q", "--error-exitcode=9", "--leak-check=full",
+			       "--errors-for-leak-kinds=definite,indirect", "./minivmm",
+			       "--kernel", COUNTER, "--cpus", "2", "--append",
+			       "count=2 period_ms=10", NULL };
+
+	(void)state;
+	assert_int_equal(proc_run(&p, argv, 120000), 1);
+	assert_int_equal(proc_count_prefix(&p, 0, "seq="), 2);
+	if (p.err && *p.err)
+		fail_msg("valgrind reported: %s", p.err);
+	proc_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_no_kvm_permission),
 		cmocka_unit_test(test_monitor_and_name_clash),
 		cmocka_unit_test(test_sigterm_stops_cleanly),
+		cmocka_unit_test(test_valgrind_clean),
 	};
 	return cmocka_run_group_tests_name("boot", tests, kvm_setup, NULL);
 }
