@@ -57,15 +57,13 @@ static volatile u32 stamped;
 static volatile u32 pause_req;
 static volatile u32 paused;
 
-#define CHUNK 32
+#define CHUNK 64
 
-static inline u64 check_word(u64 h)
-{
-    h ^= 0x5bd1e9955bd1e995UL;
-    h *= 0x9E3779B97F4A7C15UL;
-    h ^= h >> 29;
-    return h | 1;                       /* never 0: a zeroed page always fails */
-}
+#define CHECK_SALT 0x5bd1e9955bd1e995UL
+
+/* The check word: cheap (one xor) because every instruction costs ~0.6 us
+ * here; never 0 for a valid stamp, so a zeroed page always fails. */
+static inline u64 check_word(u64 h) { return h ^ CHECK_SALT; }
 
 static inline void write_stamp(u64 i, u32 g)
 {
@@ -80,6 +78,23 @@ static inline void touch(u64 i)
     u32 g = gt[i] + 1;
     gt[i] = g;
     write_stamp(i, g);
+}
+
+/* seq: pages [i, stop), running pointers; ~14 instructions per page */
+static inline __attribute__((always_inline)) void seq_run(u64 i, u64 stop, int chk)
+{
+    u64 *p = (u64 *)(ws + (i << 12));
+    u32 *t = gt + i;
+    u64 hi = i << 32;
+    for (; i < stop; i++, p += 512, t++, hi += 1UL << 32) {
+        if (chk && i == skip_page)
+            continue;
+        u32 g = *t + 1;
+        *t = g;
+        u64 h = hi | g;
+        p[0] = h;
+        p[511] = check_word(h);
+    }
 }
 
 static inline u64 xorshift(u64 *s)
@@ -99,16 +114,21 @@ static u64 dirty_pages(struct percpu *c, u64 n)
 {
     u64 len = c->end - c->first, done = 0;
     if (pattern == PAT_SEQ) {
-        u64 i = c->cur;
-        for (u64 k = 0; k < n; k++) {
-            if (__builtin_expect(i != skip_page, 1)) {
-                touch(i);
-                done++;
+        while (n) {
+            u64 i = c->cur, stop = i + n;
+            if (stop > c->end)
+                stop = c->end;
+            if (__builtin_expect(skip_page == NO_PAGE, 1)) {
+                seq_run(i, stop, 0);
+            } else {
+                seq_run(i, stop, 1);
+                if (skip_page >= i && skip_page < stop)
+                    done--;
             }
-            if (++i == c->end)
-                i = c->first;
+            done += stop - i;
+            n -= stop - i;
+            c->cur = stop == c->end ? c->first : stop;
         }
-        c->cur = i;
     } else if (pattern == PAT_RANDOM) {
         for (u64 k = 0; k < n; k++) {
             u64 i = c->first + mulhi(xorshift(&c->rng), len);
