@@ -4,7 +4,7 @@
 #include "rt/rt.h"
 
 #define PARAM_HZ \
-    { .name = "hz", .kind = P_UINT, .def = 1000, .min = 19, .max = 10000 }
+    { .name = "hz", .kind = P_UINT, .def = 1000, .min = 19, .max = 5000 }
 #define PARAM_PERIOD \
     { .name = "period_ms", .kind = P_UINT, .def = 100, .min = 1, .max = 3600000 }
 #define PARAM_COUNT \

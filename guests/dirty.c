@@ -311,6 +311,8 @@ static void plan_memory(struct param *wss, struct param *fill)
 {
     u64 avail = rt_vmap_avail();
     u64 w = wss->val;
+    if (w && round2m(w * 256 * 4) + round2m(w * MIB) > avail)
+        w = avail / (MIB + 1024);       /* then trim the rounding below */
     while (w && round2m(w * 256 * 4) + round2m(w * MIB) > avail)
         w--;
     if (w != wss->val) {
@@ -352,13 +354,15 @@ void guest_main(void)
     if (p_fill->val) {
         u64 n = p_fill->val * 256;
         u64 *f = rt_vmap_alloc(n * PAGE_SIZE);
-        for (u64 i = 0; i < n; i++)     /* one store per page: not a zero page */
+        for (u64 i = 0; f && i < n; i++)     /* one store per page: not a zero page */
             f[i * 512] = 0xF111F111F1110000UL ^ i;
         kprintf("fill: done mb=%lu\n", p_fill->val);
     }
     if (npages) {
         gt = rt_vmap_alloc(npages * 4);
         ws = rt_vmap_alloc(npages * PAGE_SIZE);
+        if (!gt || !ws)                 /* cannot happen: plan_memory() fits it */
+            npages = 0;
     }
 
     /* slices, proportional rate shares */
