@@ -388,13 +388,35 @@ void guest_main(void)
                 pc[cpu].rate += rate - given;   /* remainder */
                 break;
             }
+        /* Halted APs are woken by an IPI from the BSP's timer ISR every
+         * 'wake' ticks: often enough for a chunk of ~16 pages per AP, and at
+         * least 10 times per heartbeat period. */
+        u64 wake = 1;
+        if (ncpu > 1) {
+            u64 ap_rate = 0, naps = 0;
+            for (u64 cpu = 1; cpu < ncpu; cpu++)
+                if (pc[cpu].rate) {
+                    ap_rate += pc[cpu].rate;
+                    naps++;
+                }
+            if (naps) {
+                ap_rate /= naps;
+                wake = rt_ms_to_ticks(16 * 1000 / (ap_rate ? ap_rate : 1));
+                u64 lim = rt_ms_to_ticks(period) / 10;
+                if (wake > lim)
+                    wake = lim;
+                if (wake < 1)
+                    wake = 1;
+                if (wake > 1000000)
+                    wake = 1000000;
+                rt_ap_wake = (u32)wake;
+            }
+        }
         for (u64 cpu = 0; cpu < ncpu; cpu++) {
             struct percpu *c = &pc[cpu];
-            /* burst allowance: two ticks plus 50 ms worth of pages */
-            c->cap = c->rate * ((u64)rt_pit_div * 2 + PIT_FREQ / 20) / PIT_FREQ + 1;
+            /* burst allowance: two wake intervals plus 50 ms worth of pages */
+            c->cap = c->rate * ((u64)rt_pit_div * 2 * wake + PIT_FREQ / 20) / PIT_FREQ + 1;
         }
-        if (ncpu > 1 && npages)
-            rt_ap_wake = 1;             /* timer ISR wakes halted APs each tick */
     }
 
     /* stamp every page (each CPU its own slice) before the first heartbeat */

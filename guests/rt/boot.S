@@ -109,9 +109,13 @@ isr_timer:
         jne     1f
         popq    %rax
         iretq
-1:      movq    rt_lapic_base(%rip), %rax
+1:      decl    rt_ap_wake_cnt(%rip)    /* every rt_ap_wake ticks: */
+        jnz     2f
+        movl    rt_ap_wake(%rip), %eax
+        movl    %eax, rt_ap_wake_cnt(%rip)
+        movq    rt_lapic_base(%rip), %rax
         movl    $0x000C00F0, 0x300(%rax) /* fixed IPI 0xF0, all excluding self */
-        popq    %rax
+2:      popq    %rax
         iretq
 
         .globl  isr_wake
@@ -174,6 +178,8 @@ exc_common:
 mb_magic:       .long 0
 mb_info:        .long 0
 ap_stack_next:  .long 1
+        .globl  rt_ap_wake_cnt
+rt_ap_wake_cnt: .long 1
 
         .balign 16
         .globl  gdt, gdt_end

@@ -608,7 +608,7 @@ static void lapic_enable(int bsp)
     }
 }
 
-static u64 pit_ms_to_ticks(u64 ms)
+u64 rt_ms_to_ticks(u64 ms)
 {
     return (ms * PIT_FREQ + (u64)pit_div * 1000 - 1) / ((u64)pit_div * 1000);
 }
@@ -643,7 +643,7 @@ void rt_wait_change(volatile u32 *flag, u32 seen)
 
 void rt_sleep_ms(u64 ms)
 {
-    u64 end = rt_ticks + pit_ms_to_ticks(ms);
+    u64 end = rt_ticks + rt_ms_to_ticks(ms);
     u64 t;
     while ((t = rt_ticks) < end)
         rt_wait_tick(t);

@@ -35,6 +35,7 @@ extern u32 rt_hz;                       /* requested tick rate (hz=) */
 extern u32 rt_pit_div;                  /* PIT cycles per tick */
 u64 rt_ticks_to_ms(u64 ticks);          /* exact, uses the PIT divisor */
 u64 rt_now_ms(void);
+u64 rt_ms_to_ticks(u64 ms);             /* rounded up */
 /* pages (or any count) per second from a count over a number of ticks */
 u64 rt_per_second(u64 count, u64 ticks);
 /* Halt until the tick counter moves past 'seen' (or any interrupt). */
@@ -96,7 +97,7 @@ struct param *rt_param(const char *name);
 
 /* ---- SMP ---- */
 extern void (*rt_ap_main)(int cpu);     /* set before rt_init(smp=1) */
-extern volatile u32 rt_ap_wake;         /* timer ISR IPIs APs every tick */
+extern volatile u32 rt_ap_wake;         /* !=0: timer ISR IPIs the APs every rt_ap_wake ticks */
 void rt_smp_start(void);                /* INIT-SIPI-SIPI, count APs */
 void rt_smp_release(void);              /* let counted APs call rt_ap_main */
 void rt_wake_aps(void);                 /* one wake-up IPI to all APs */
