@@ -1,0 +1,127 @@
+/* Dirty tracking for pre-copy: KVM's per-slot dirty log ORed with the
+ * pages the VMM wrote itself (vm->vmm_dirty), into one bitmap indexed by
+ * RAM page. With KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_GET_DIRTY_LOG only
+ * reads the log; each range is re-protected (KVM_CLEAR_DIRTY_LOG) right
+ * before its pages are read, so a write after the clear is caught by the
+ * next round, and pages dirtied between GET and send are not sent twice. */
+#include "migrate/ram.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "migrate/bitmap.h"
+
+int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
+		    char *err, size_t errlen)
+{
+	int ret, caps;
+
+	memset(d, 0, sizeof(*d));
+	d->npages = vm->ram_size / VM_PAGE_SIZE;
+	/* One spare word: the slot copies below write whole words. */
+	d->bm = calloc(bm_words(d->npages) + 1, sizeof(uint64_t));
+	if (!d->bm) {
+		snprintf(err, errlen, "dirty bitmap: out of memory");
+		return -ENOMEM;
+	}
+	caps = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+	if (try_manual && caps > 0 && (caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
+		struct kvm_enable_cap c = {
+			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+			.args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE },
+		};
+
+		/* Without INITIALLY_SET: turning logging on write-protects all
+		 * of RAM, and round 0 sends everything anyway. */
+		d->manual = ioctl(vm->vm_fd, KVM_ENABLE_CAP, &c) == 0;
+	}
+	/* Drop what the VMM wrote before: round 0 sends every page. */
+	for (size_t w = 0; w < bm_words(d->npages); w++)
+		if (vm->vmm_dirty[w])
+			__atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+	ret = vm_set_dirty_logging(vm, true, err, errlen);
+	if (ret) {
+		free(d->bm);
+		d->bm = NULL;
+		return ret;
+	}
+	d->logging = true;
+	return 0;
+}
+
+int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->nslots; i++) {
+		const struct vm_slot *s = &vm->slots[i];
+		uint64_t first = s->ram_offset / VM_PAGE_SIZE, n = s->size / VM_PAGE_SIZE;
+		uint64_t *tmp = calloc(bm_words(n), sizeof(uint64_t));
+		struct kvm_dirty_log log = { .slot = s->id, .dirty_bitmap = tmp };
+
+		if (!tmp) {
+			snprintf(err, errlen, "dirty bitmap: out of memory");
+			return -ENOMEM;
+		}
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+			int e = errno;
+
+			snprintf(err, errlen, "KVM_GET_DIRTY_LOG slot %u: %s", s->id, strerror(e));
+			free(tmp);
+			return -e;
+		}
+		/* Slots start on a 64-page boundary (vm_layout_slots), so the
+		 * slot's words line up with the RAM bitmap's. */
+		for (size_t w = 0; w < bm_words(n); w++)
+			d->bm[first / 64 + w] |= tmp[w];
+		free(tmp);
+	}
+	for (size_t w = 0; w < bm_words(d->npages); w++)
+		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED))
+			d->bm[w] |= __atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+	return 0;
+}
+
+int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
+		    uint64_t n, char *err, size_t errlen)
+{
+	if (!d->manual)
+		return 0;
+	for (int i = 0; i < vm->nslots; i++) {
+		const struct vm_slot *s = &vm->slots[i];
+		uint64_t sfirst = s->ram_offset / VM_PAGE_SIZE, sn = s->size / VM_PAGE_SIZE;
+		uint64_t lo = first > sfirst ? first : sfirst;
+		uint64_t hi = first + n < sfirst + sn ? first + n : sfirst + sn;
+		struct kvm_clear_dirty_log c;
+
+		if (lo >= hi)
+			continue;
+		c = (struct kvm_clear_dirty_log){
+			.slot = s->id,
+			.first_page = lo - sfirst,
+			.num_pages = (uint32_t)(hi - lo),
+			.dirty_bitmap = &d->bm[lo / 64],
+		};
+		if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0) {
+			int e = errno;
+
+			snprintf(err, errlen, "KVM_CLEAR_DIRTY_LOG slot %u pages %llu+%u: %s",
+				 s->id, (unsigned long long)c.first_page, c.num_pages,
+				 strerror(e));
+			return -e;
+		}
+	}
+	return 0;
+}
+
+void ram_dirty_stop(struct vm *vm, struct ram_dirty *d)
+{
+	char err[128];
+
+	if (d->logging)
+		vm_set_dirty_logging(vm, false, err, sizeof(err));
+	d->logging = false;
+	free(d->bm);
+	d->bm = NULL;
+}

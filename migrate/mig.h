@@ -1,0 +1,76 @@
+/* Per-VM migration state (vm->mig), shared by the source thread, the
+ * monitor (info/cancel/set_parameter) and the target. Internal to
+ * migrate/. */
+#ifndef MINIVMM_MIGRATE_MIG_H
+#define MINIVMM_MIGRATE_MIG_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migrate/estimator.h"
+#include "migrate/migrate.h"
+#include "migrate/stats.h"
+#include "migrate/stream.h"
+
+/* Bounds every blocking read/write on the socket: a hung peer turns into
+ * an error (and a resumed guest) instead of a hang. */
+#define MIG_IO_TIMEOUT_MS 10000
+#define MIG_PATH_MAX 4096
+
+enum mig_state {
+	MIG_NONE,
+	MIG_SETUP,       /* connecting, handshake */
+	MIG_ACTIVE,      /* pre-copy rounds */
+	MIG_SWITCHOVER,  /* guest paused, final pass and state */
+	MIG_COMMITTED,   /* COMMIT sent: the target owns the guest */
+	MIG_COMPLETED,
+	MIG_FAILED,
+	MIG_CANCELLED,
+};
+
+struct mig_tunables {
+	uint32_t downtime_ms;
+	uint64_t max_bandwidth;
+	bool verify_ram;
+	uint32_t max_rounds;
+	uint32_t max_bytes_factor; /* x RAM */
+	uint64_t max_time_ms;
+	bool cancel_on_nonconvergence;
+	bool manual_protect;       /* use KVM_CLEAR_DIRTY_LOG when offered */
+	char stats_json[MIG_PATH_MAX];
+	char dirty_trace[MIG_PATH_MAX];
+};
+
+struct mig {
+	pthread_mutex_t lock;      /* everything below that the monitor reads */
+	pthread_t thread;
+	bool thread_started;
+	uint32_t set_mask;         /* tunables set by migrate_set_parameter */
+	struct mig_tunables t;     /* the next migration's settings */
+	struct mig_tunables run;   /* the running migration's copy */
+	char uri[512];
+	enum mig_state state;
+	volatile int cancel;
+	int sock_fd;               /* shut down by mig_cancel to unblock I/O */
+	struct stats st;
+	/* live figures for `info migrate` */
+	uint32_t round;
+	uint64_t remaining_pages;
+	double expected_downtime_ms;
+	double bw_Bps;
+	uint64_t t0_ns;
+	/* target */
+	struct stream in;
+	bool in_file;
+	uint64_t end_ns;           /* END received: restore_ms starts */
+	char in_stats[MIG_PATH_MAX];
+};
+
+uint64_t mig_now_ns(void);
+const char *mig_state_name(enum mig_state s);
+/* Allocates vm->mig on first use. */
+struct mig *mig_get(struct vm *vm);
+void *mig_source_thread(void *vm);
+
+#endif

@@ -1,0 +1,76 @@
+/* Guest RAM for migration: dirty tracking (KVM dirty log + the VMM's own
+ * bitmap), the page sender (writev straight from guest RAM) and receiver
+ * (readv straight into guest RAM), and the RAM digest of --verify-ram. */
+#ifndef MINIVMM_MIGRATE_RAM_H
+#define MINIVMM_MIGRATE_RAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "migrate/stream.h"
+#include "vmm/vm.h"
+
+struct est_rate;
+
+/* ---- dirty tracking (dirty.c) ---------------------------------------- */
+struct ram_dirty {
+	uint64_t npages;
+	uint64_t *bm;      /* pages still to send, by RAM page index */
+	bool manual;       /* KVM_CLEAR_DIRTY_LOG: re-protect before reading */
+	bool logging;
+};
+
+/* Turns dirty logging on for every slot (manual protect when offered and
+ * allowed) and clears the VMM's own bitmap. */
+int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
+		    char *err, size_t errlen);
+/* Folds KVM's dirty log and vm->vmm_dirty into d->bm. */
+int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen);
+/* Manual protect: re-arms tracking for the pages set in d->bm within
+ * [first, first + n) (n and first multiples of 64, or reaching the end)
+ * before they are read. A no-op without manual protect. */
+int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
+		    uint64_t n, char *err, size_t errlen);
+void ram_dirty_stop(struct vm *vm, struct ram_dirty *d);
+
+/* ---- sender (ram_send.c) --------------------------------------------- */
+struct ram_sender {
+	struct vm *vm;
+	struct stream *s;
+	uint64_t npages;
+	const volatile int *cancel; /* checked between batches */
+	struct est_rate *rate;      /* may be NULL: unlimited */
+	uint64_t *sent_bm;          /* when set, round 0 marks what it covered */
+	uint64_t pages_normal, pages_zero, pages_skipped;
+	/* the batch being built */
+	uint8_t tbl[STREAM_HDR_LEN + PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];
+	struct page_run runs[PAGES_MAX_RUNS];
+	struct iovec iov[PAGES_MAX_RUNS + 1];
+	uint32_t nruns, data_pages;
+};
+
+void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
+		   const volatile int *cancel, struct est_rate *rate);
+/* Round 0: every page; untouched ones (mincore) skipped unread, zero ones
+ * as markers. */
+int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
+		 size_t errlen);
+/* Later rounds: the pages set in d->bm, which it clears. */
+int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
+		   size_t errlen);
+
+/* ---- receiver (ram_recv.c) ------------------------------------------- */
+/* Reads the payload (len bytes) of one PAGES frame into guest RAM, after
+ * checking every run against the RAM size. */
+int ram_recv_pages(struct stream *s, struct vm *vm, uint32_t len,
+		   uint64_t *normal, uint64_t *zero, char *err, size_t errlen);
+
+/* ---- digest (digest.c) ----------------------------------------------- */
+bool ram_page_is_zero(const uint8_t *p);
+/* A 64-bit digest of all RAM; untouched pages count as zero pages without
+ * being read. */
+uint64_t ram_digest(const uint8_t *ram, uint64_t npages);
+
+#endif

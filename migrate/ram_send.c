@@ -1,0 +1,207 @@
+/* Page sender. Pages go out as PAGES frames: a run table, then the
+ * contents of the normal runs, written with one sendmsg() straight from
+ * guest RAM (one iovec per run of contiguous pages, no copy). A batch
+ * holds up to PAGES_MAX_RUNS runs or PAGES_MAX_DATA_PAGES pages. */
+#include "migrate/ram.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "migrate/bitmap.h"
+#include "migrate/estimator.h"
+
+/* Pages looked at per step: the mincore vector and the manual-protect
+ * clear granularity (must be a multiple of 64). 32 Ki pages = 128 MiB. */
+#define CHUNK_PAGES (1ULL << 15)
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
+		   const volatile int *cancel, struct est_rate *rate)
+{
+	memset(rs, 0, sizeof(*rs));
+	rs->vm = vm;
+	rs->s = s;
+	rs->npages = vm->ram_size / VM_PAGE_SIZE;
+	rs->cancel = cancel;
+	rs->rate = rate;
+}
+
+static int flush(struct ram_sender *rs, char *err, size_t errlen)
+{
+	uint8_t *p = rs->tbl;
+	uint64_t len;
+	int ret, niov = 1;
+
+	if (!rs->nruns)
+		return 0;
+	if (rs->cancel && *rs->cancel) {
+		snprintf(err, errlen, "cancelled");
+		return -ECANCELED;
+	}
+	len = PAGES_HDR_LEN + (uint64_t)rs->nruns * PAGE_RUN_LEN +
+	      (uint64_t)rs->data_pages * VM_PAGE_SIZE;
+	stream_hdr_encode(p, ST_PAGES, (uint32_t)len);
+	le_put32(p + STREAM_HDR_LEN, rs->nruns);
+	le_put32(p + STREAM_HDR_LEN + 4, 0);
+	for (uint32_t i = 0; i < rs->nruns; i++) {
+		const struct page_run *r = &rs->runs[i];
+
+		stream_run_encode(p + STREAM_HDR_LEN + PAGES_HDR_LEN + i * PAGE_RUN_LEN, r);
+		if (r->kind == PAGE_RUN_NORMAL)
+			rs->iov[niov++] = (struct iovec){
+				.iov_base = rs->vm->ram + r->first * VM_PAGE_SIZE,
+				.iov_len = r->count * VM_PAGE_SIZE,
+			};
+	}
+	rs->iov[0] = (struct iovec){ .iov_base = p,
+		.iov_len = STREAM_HDR_LEN + PAGES_HDR_LEN + rs->nruns * PAGE_RUN_LEN };
+	ret = stream_writev_all(rs->s, rs->iov, niov, err, errlen);
+	if (ret)
+		return ret;
+	if (rs->rate) {
+		uint64_t ns = est_rate_account(rs->rate, len + STREAM_HDR_LEN, now_ns());
+
+		if (ns) {
+			struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
+					       .tv_nsec = (long)(ns % 1000000000ULL) };
+
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+	}
+	rs->nruns = rs->data_pages = 0;
+	return 0;
+}
+
+/* Queues [first, first + count) of one kind, merging with the last run
+ * and splitting at the batch limits. */
+static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
+		   uint32_t kind, char *err, size_t errlen)
+{
+	while (count) {
+		struct page_run *last = rs->nruns ? &rs->runs[rs->nruns - 1] : NULL;
+		uint64_t n = count;
+		int ret;
+
+		if (kind == PAGE_RUN_NORMAL) {
+			if (rs->data_pages == PAGES_MAX_DATA_PAGES) {
+				ret = flush(rs, err, errlen);
+				if (ret)
+					return ret;
+				continue;
+			}
+			if (n > PAGES_MAX_DATA_PAGES - rs->data_pages)
+				n = PAGES_MAX_DATA_PAGES - rs->data_pages;
+			rs->data_pages += (uint32_t)n;
+		} else if (n > UINT32_MAX) {
+			n = UINT32_MAX;
+		}
+		if (last && last->kind == kind && last->first + last->count == first &&
+		    last->count + n <= UINT32_MAX) {
+			last->count += (uint32_t)n;
+		} else {
+			if (rs->nruns == PAGES_MAX_RUNS) {
+				if (kind == PAGE_RUN_NORMAL)
+					rs->data_pages -= (uint32_t)n;
+				ret = flush(rs, err, errlen);
+				if (ret)
+					return ret;
+				continue;
+			}
+			rs->runs[rs->nruns++] = (struct page_run){
+				.first = first, .count = (uint32_t)n, .kind = kind };
+		}
+		if (kind == PAGE_RUN_NORMAL)
+			rs->pages_normal += n;
+		else
+			rs->pages_zero += n;
+		first += n;
+		count -= n;
+	}
+	return 0;
+}
+
+int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
+		 size_t errlen)
+{
+	unsigned char vec[CHUNK_PAGES]; /* 32 KiB: fine on a thread stack */
+	int ret;
+
+	(void)d;
+	for (uint64_t base = 0; base < rs->npages; base += CHUNK_PAGES) {
+		uint64_t n = rs->npages - base < CHUNK_PAGES ? rs->npages - base : CHUNK_PAGES;
+		uint8_t *ram = rs->vm->ram + base * VM_PAGE_SIZE;
+
+		/* Logging is on, so a page first touched after this check is
+		 * caught by round 1: skipping it here is safe. */
+		if (mincore(ram, n * VM_PAGE_SIZE, vec) < 0) {
+			int e = errno;
+
+			snprintf(err, errlen, "mincore: %s", strerror(e));
+			return -e;
+		}
+		for (uint64_t i = 0; i < n;) {
+			uint64_t j = i;
+			uint32_t kind;
+
+			if (!(vec[i] & 1)) {
+				while (j < n && !(vec[j] & 1))
+					j++;
+				rs->pages_skipped += j - i;
+				i = j;
+				continue;
+			}
+			kind = ram_page_is_zero(ram + i * VM_PAGE_SIZE) ? PAGE_RUN_ZERO :
+			       PAGE_RUN_NORMAL;
+			for (j = i + 1; j < n && (vec[j] & 1); j++)
+				if (ram_page_is_zero(ram + j * VM_PAGE_SIZE) !=
+				    (kind == PAGE_RUN_ZERO))
+					break;
+			ret = add_run(rs, base + i, j - i, kind, err, errlen);
+			if (ret)
+				return ret;
+			if (rs->sent_bm)
+				bm_set_range(rs->sent_bm, base + i, j - i);
+			i = j;
+		}
+	}
+	return flush(rs, err, errlen);
+}
+
+int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
+		   size_t errlen)
+{
+	int ret;
+
+	for (uint64_t base = 0; base < rs->npages; base += CHUNK_PAGES) {
+		uint64_t end = base + CHUNK_PAGES < rs->npages ? base + CHUNK_PAGES : rs->npages;
+		uint64_t i = bm_next_set(d->bm, end, base);
+
+		if (i >= end)
+			continue;
+		/* Re-protect before reading: a write from now on is seen by
+		 * the next sync. */
+		ret = ram_dirty_clear(rs->vm, d, base, end - base, err, errlen);
+		if (ret)
+			return ret;
+		while (i < end) {
+			uint64_t j = bm_next_clear(d->bm, end, i);
+
+			ret = add_run(rs, i, j - i, PAGE_RUN_NORMAL, err, errlen);
+			if (ret)
+				return ret;
+			i = bm_next_set(d->bm, end, j);
+		}
+		bm_clear_range(d->bm, base, end - base);
+	}
+	return flush(rs, err, errlen);
+}

@@ -1,0 +1,218 @@
+/* `minivmm --migrate URI` without --kernel: drives the VM running on this
+ * host through its monitor socket (docs/monitor.md), shows progress while
+ * it runs, and prints the summary. The source VMM writes a stats file
+ * before it exits, so the outcome is known even when the monitor goes
+ * away with the process the moment the migration completes. */
+#include "migrate/mig.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/monitor.h"
+
+#define EXIT_OK 0
+#define EXIT_USAGE 2
+#define EXIT_FAILED 3
+
+/* The only live VM in the socket directory, or an error listing them. */
+static int find_only_vm(char *out, size_t cap, char *err, size_t errlen)
+{
+	char probe[PATH_MAX], dir[PATH_MAX], names[512] = "";
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	if (monitor_default_path("x", probe, sizeof(probe)) < 0) {
+		snprintf(err, errlen, "no monitor socket directory");
+		return -ENOENT;
+	}
+	snprintf(dir, sizeof(dir), "%s", dirname(probe));
+	d = opendir(dir);
+	if (!d) {
+		snprintf(err, errlen, "%.300s: %s", dir, strerror(errno));
+		return -ENOENT;
+	}
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		char path[PATH_MAX];
+
+		if (l < 6 || strcmp(e->d_name + l - 5, ".sock"))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+		    monitor_probe(path, NULL) != -EADDRINUSE)
+			continue;
+		if (n++ == 0)
+			snprintf(out, cap, "%s", path);
+		if (strlen(names) + l + 3 < sizeof(names)) {
+			if (names[0])
+				strcat(names, ", ");
+			strncat(names, e->d_name, l - 5);
+		}
+	}
+	closedir(d);
+	if (n == 1)
+		return 0;
+	if (n == 0)
+		snprintf(err, errlen, "no running VM found (monitor sockets in %.300s)", dir);
+	else
+		snprintf(err, errlen, "%d VMs run on this host (%s): pick one with --name", n,
+			 names);
+	return n == 0 ? -ENOENT : -EEXIST;
+}
+
+/* The VMM's working directory is not ours: give it absolute paths. */
+static int absolute(const char *path, char *out, size_t cap)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/')
+		return snprintf(out, cap, "%s", path) < (int)cap ? 0 : -ENAMETOOLONG;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	return snprintf(out, cap, "%s/%s", cwd, path) < (int)cap ? 0 : -ENAMETOOLONG;
+}
+
+static int request(int fd, const char *fmt, const char *a, char *reply, size_t cap)
+{
+	char cmd[MIG_PATH_MAX + 64];
+
+	snprintf(cmd, sizeof(cmd), fmt, a);
+	return monitor_request(fd, cmd, reply, cap);
+}
+
+static const char *field(const char *reply, const char *key, char *out, size_t cap)
+{
+	char pat[64];
+	const char *p;
+	size_t n;
+
+	snprintf(pat, sizeof(pat), "%s: ", key);
+	for (p = reply; (p = strstr(p, pat)) != NULL; p++)
+		if (p == reply || p[-1] == '\n')
+			break;
+	if (!p) {
+		out[0] = '\0';
+		return out;
+	}
+	p += strlen(pat);
+	n = strcspn(p, "\n");
+	snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+	return out;
+}
+
+static void progress(const char *reply)
+{
+	char st[32], round[16], bytes[32], rem[32], exp[32];
+
+	field(reply, "status", st, sizeof(st));
+	field(reply, "round", round, sizeof(round));
+	field(reply, "bytes_total", bytes, sizeof(bytes));
+	field(reply, "remaining_pages", rem, sizeof(rem));
+	field(reply, "expected_downtime_ms", exp, sizeof(exp));
+	fprintf(stderr, "\r\033[K  %s: round %s, sent %.1f MB, %s pages dirty, expected downtime %s ms",
+		st, round, strtod(bytes, NULL) / 1e6, rem[0] ? rem : "-", exp[0] ? exp : "-");
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+int mig_remote(const char *name, const char *monitor_path, const char *uri,
+	       const struct mig_params *p)
+{
+	char path[PATH_MAX], err[512] = "", reply[4096], stats[PATH_MAX], status[32] = "";
+	bool tty = isatty(STDERR_FILENO), tmp_stats = false;
+	struct stats st;
+	int fd, ret, rc = EXIT_FAILED;
+
+	if (monitor_path)
+		ret = snprintf(path, sizeof(path), "%s", monitor_path) < (int)sizeof(path) ? 0 :
+		      -ENAMETOOLONG;
+	else if (name)
+		ret = monitor_default_path(name, path, sizeof(path));
+	else
+		ret = find_only_vm(path, sizeof(path), err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "minivmm: %s\n", err[0] ? err : strerror(-ret));
+		return EXIT_USAGE;
+	}
+	fd = monitor_connect(path, err, sizeof(err));
+	if (fd < 0) {
+		fprintf(stderr, "minivmm: no VM answers on %s: %s\n", path, err);
+		return EXIT_USAGE;
+	}
+	if (p->stats_json)
+		ret = absolute(p->stats_json, stats, sizeof(stats));
+	else {
+		snprintf(stats, sizeof(stats), "/tmp/minivmm-migrate-%d.json", (int)getpid());
+		tmp_stats = true;
+		ret = 0;
+	}
+	snprintf(err, sizeof(err), "%u", p->downtime_ms);
+	if (!ret)
+		ret = request(fd, "migrate_set_parameter downtime-ms %s", err, reply, sizeof(reply));
+	snprintf(err, sizeof(err), "%llu", (unsigned long long)p->max_bandwidth);
+	if (!ret)
+		ret = request(fd, "migrate_set_parameter max-bandwidth %s", err, reply, sizeof(reply));
+	if (!ret)
+		ret = request(fd, "migrate_set_parameter verify-ram %s", p->verify_ram ? "on" : "off",
+			      reply, sizeof(reply));
+	if (!ret)
+		ret = request(fd, "migrate_set_parameter stats-json %s", stats, reply, sizeof(reply));
+	if (!ret && p->dirty_trace) {
+		char abs[PATH_MAX];
+
+		ret = absolute(p->dirty_trace, abs, sizeof(abs));
+		if (!ret)
+			ret = request(fd, "migrate_set_parameter dirty-trace %s", abs, reply,
+				      sizeof(reply));
+	}
+	if (!ret)
+		ret = request(fd, "migrate %s", uri, reply, sizeof(reply));
+	if (ret) {
+		fprintf(stderr, "minivmm: migrate %s: %s\n", uri, ret == -EIO ? reply : strerror(-ret));
+		close(fd);
+		return EXIT_FAILED;
+	}
+	unlink(stats); /* a stale file must not be taken for this run's outcome */
+	for (;;) {
+		sleep_ms(100);
+		ret = monitor_request(fd, "info migrate", reply, sizeof(reply));
+		if (ret)
+			break; /* the source exited: its stats file says how it ended */
+		field(reply, "status", status, sizeof(status));
+		if (tty)
+			progress(reply);
+		if (strcmp(status, "setup") && strcmp(status, "active") &&
+		    strcmp(status, "switchover") && strcmp(status, "committed"))
+			break;
+	}
+	close(fd);
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	/* The source writes the file before it reports the end. */
+	for (int i = 0; i < 50 && stats_read_json(stats, &st, err, sizeof(err)) < 0; i++)
+		sleep_ms(100);
+	if (stats_read_json(stats, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "minivmm: migration to %s: outcome unknown (the source VMM "
+			"left no stats: %s)\n", uri, err);
+	} else if (!strcmp(st.result, "completed")) {
+		printf("migration to %s completed: the guest runs on the target\n", uri);
+		stats_print_summary(stdout, &st);
+		rc = EXIT_OK;
+	} else {
+		fprintf(stderr, "minivmm: migration to %s %s: %s\n", uri, st.result, st.error);
+	}
+	if (tmp_stats)
+		unlink(stats);
+	return rc;
+}

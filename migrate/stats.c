@@ -1,0 +1,207 @@
+/* Stats JSON writer/reader and the printed summary. */
+#include "migrate/stats.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int stats_add_round(struct stats *st, const struct stats_round *r)
+{
+	if (st->nrec == st->caprec) {
+		size_t cap = st->caprec ? st->caprec * 2 : 16;
+		struct stats_round *n = realloc(st->rec, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		st->rec = n;
+		st->caprec = cap;
+	}
+	st->rec[st->nrec++] = *r;
+	return 0;
+}
+
+void stats_free(struct stats *st)
+{
+	free(st->rec);
+	st->rec = NULL;
+	st->nrec = st->caprec = 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void write_doc(FILE *f, const struct stats *st)
+{
+	fprintf(f, "{\n  \"schema\": \"%s\",\n  \"role\": ", STATS_SCHEMA);
+	json_str(f, st->role);
+	fprintf(f, ",\n  \"result\": ");
+	json_str(f, st->result ? st->result : "failed");
+	fprintf(f, ",\n  \"error\": ");
+	if (st->error[0])
+		json_str(f, st->error);
+	else
+		fputs("null", f);
+	fprintf(f, ",\n  \"downtime_limit_ms\": %u,\n  \"max_bandwidth_Bps\": %llu,\n"
+		"  \"ram_bytes\": %llu,\n  \"vcpus\": %u,\n",
+		st->downtime_limit_ms, (unsigned long long)st->max_bandwidth_Bps,
+		(unsigned long long)st->ram_bytes, st->vcpus);
+	fprintf(f, "  \"setup_ms\": %.3f,\n  \"total_ms\": %.3f,\n  \"downtime_ms\": %.3f,\n"
+		"  \"restore_ms\": %.3f,\n",
+		st->setup_ms, st->total_ms, st->downtime_ms, st->restore_ms);
+	fprintf(f, "  \"bytes_total\": %llu,\n  \"pages_normal\": %llu,\n"
+		"  \"pages_zero\": %llu,\n  \"pages_skipped\": %llu,\n  \"rounds\": %u,\n"
+		"  \"converged\": %s,\n  \"throughput_Bps\": %.0f,\n  \"round_records\": [",
+		(unsigned long long)st->bytes_total, (unsigned long long)st->pages_normal,
+		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped,
+		st->rounds, st->converged ? "true" : "false", st->throughput_Bps);
+	for (size_t i = 0; i < st->nrec; i++) {
+		const struct stats_round *r = &st->rec[i];
+
+		fprintf(f, "%s\n    {\"round\": %u, \"start_ms\": %.3f, \"duration_ms\": %.3f, "
+			"\"dirty_pages\": %llu, \"pages_sent\": %llu, \"bytes\": %llu, "
+			"\"bw_estimate_Bps\": %.0f, \"dirty_rate_pps\": %.0f, "
+			"\"expected_downtime_ms\": %.3f}",
+			i ? "," : "", r->round, r->start_ms, r->duration_ms,
+			(unsigned long long)r->dirty_pages, (unsigned long long)r->pages_sent,
+			(unsigned long long)r->bytes, r->bw_estimate_Bps, r->dirty_rate_pps,
+			r->expected_downtime_ms);
+	}
+	fprintf(f, "%s]\n}\n", st->nrec ? "\n  " : "");
+}
+
+int stats_write_json(const struct stats *st, const char *path, char *err,
+		     size_t errlen)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "stats path too long");
+		return -ENAMETOOLONG;
+	}
+	f = fopen(tmp, "w");
+	if (!f) {
+		int e = errno;
+
+		snprintf(err, errlen, "stats %s: %s", tmp, strerror(e));
+		return -e;
+	}
+	write_doc(f, st);
+	if (fclose(f) != 0 || rename(tmp, path) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "stats %s: %s", path, strerror(e));
+		unlink(tmp);
+		return -e;
+	}
+	return 0;
+}
+
+static void human_bytes(char *out, size_t n, double b)
+{
+	if (b >= 1e9)
+		snprintf(out, n, "%.2f GB", b / 1e9);
+	else if (b >= 1e6)
+		snprintf(out, n, "%.1f MB", b / 1e6);
+	else
+		snprintf(out, n, "%.1f kB", b / 1e3);
+}
+
+void stats_print_summary(FILE *f, const struct stats *st)
+{
+	char bytes[32], bw[32];
+
+	human_bytes(bytes, sizeof(bytes), (double)st->bytes_total);
+	human_bytes(bw, sizeof(bw), st->throughput_Bps);
+	fprintf(f, "  rounds %u (%s), total %.0f ms, setup %.0f ms, downtime %.1f ms "
+		"(limit %u ms)\n", st->rounds, st->converged ? "converged" : "forced",
+		st->total_ms, st->setup_ms, st->downtime_ms, st->downtime_limit_ms);
+	fprintf(f, "  sent %s at %s/s: %llu normal, %llu zero, %llu skipped pages\n",
+		bytes, bw, (unsigned long long)st->pages_normal,
+		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped);
+}
+
+/* Minimal reader for our own output: "key": value on one line each. */
+static const char *find_key(const char *doc, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\n  \"%s\": ", key);
+	p = strstr(doc, pat);
+	return p ? p + strlen(pat) : NULL;
+}
+
+static double num(const char *doc, const char *key)
+{
+	const char *p = find_key(doc, key);
+
+	return p ? strtod(p, NULL) : 0;
+}
+
+int stats_read_json(const char *path, struct stats *st, char *err, size_t errlen)
+{
+	static const char *const results[] = { "completed", "cancelled", "failed" };
+	char *doc = NULL;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+	const char *p;
+	ssize_t n;
+
+	if (!f) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	n = getdelim(&doc, &cap, '\0', f);
+	fclose(f);
+	if (n <= 0 || !strstr(doc, STATS_SCHEMA)) {
+		snprintf(err, errlen, "%s: not a stats file", path);
+		free(doc);
+		return -EINVAL;
+	}
+	memset(st, 0, sizeof(*st));
+	p = find_key(doc, "result");
+	st->result = "failed";
+	for (size_t i = 0; p && i < 3; i++)
+		if (!strncmp(p + 1, results[i], strlen(results[i])))
+			st->result = results[i];
+	p = find_key(doc, "error");
+	if (p && *p == '"') {
+		const char *e = strchr(p + 1, '\n');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+
+		/* "text",\n: drop the quotes and the comma. */
+		if (l >= 3)
+			snprintf(st->error, sizeof(st->error), "%.*s", (int)(l - 3), p + 1);
+	}
+	st->downtime_limit_ms = (uint32_t)num(doc, "downtime_limit_ms");
+	st->setup_ms = num(doc, "setup_ms");
+	st->total_ms = num(doc, "total_ms");
+	st->downtime_ms = num(doc, "downtime_ms");
+	st->bytes_total = (uint64_t)num(doc, "bytes_total");
+	st->pages_normal = (uint64_t)num(doc, "pages_normal");
+	st->pages_zero = (uint64_t)num(doc, "pages_zero");
+	st->pages_skipped = (uint64_t)num(doc, "pages_skipped");
+	st->rounds = (uint32_t)num(doc, "rounds");
+	st->throughput_Bps = num(doc, "throughput_Bps");
+	p = find_key(doc, "converged");
+	st->converged = p && !strncmp(p, "true", 4);
+	free(doc);
+	return 0;
+}

@@ -1,0 +1,617 @@
+/* Migration stream framing and transport (docs/migration-stream.md). */
+#include "migrate/stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vmm/vm.h"
+
+static const char *const type_names[] = {
+	[ST_HELLO] = "HELLO", [ST_ACCEPT] = "ACCEPT", [ST_REJECT] = "REJECT",
+	[ST_PING] = "PING", [ST_PONG] = "PONG", [ST_ROUND] = "ROUND",
+	[ST_PAGES] = "PAGES", [ST_STATE] = "STATE", [ST_END] = "END",
+	[ST_READY] = "READY", [ST_COMMIT] = "COMMIT", [ST_RUNNING] = "RUNNING",
+	[ST_ERROR] = "ERROR",
+};
+
+const char *stream_type_name(uint32_t type)
+{
+	return type >= 1 && type <= ST_TYPE_MAX ? type_names[type] : "unknown";
+}
+
+uint32_t stream_max_len(uint32_t type)
+{
+	switch (type) {
+	case ST_HELLO:
+		return HELLO_FIXED_LEN + HELLO_MAX_COMPAT;
+	case ST_REJECT:
+	case ST_ERROR:
+		return TEXT_MAX_LEN;
+	case ST_PING:
+	case ST_PONG:
+		return 8;
+	case ST_ROUND:
+		return ROUND_LEN;
+	case ST_PAGES:
+		return PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN +
+		       PAGES_MAX_DATA_PAGES * (uint32_t)VM_PAGE_SIZE;
+	case ST_STATE:
+		return STATE_MAX_LEN;
+	case ST_END:
+		return END_LEN;
+	case ST_ACCEPT:
+	case ST_READY:
+	case ST_COMMIT:
+	case ST_RUNNING:
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void stream_preamble_encode(uint8_t out[STREAM_PREAMBLE_LEN])
+{
+	memcpy(out, STREAM_MAGIC, STREAM_MAGIC_LEN);
+	le_put32(out + 8, STREAM_VERSION);
+	le_put32(out + 12, 0);
+}
+
+int stream_preamble_decode(const uint8_t in[STREAM_PREAMBLE_LEN], char *err,
+			   size_t errlen)
+{
+	uint32_t v;
+
+	if (memcmp(in, STREAM_MAGIC, STREAM_MAGIC_LEN) != 0) {
+		snprintf(err, errlen, "not a minivmm migration stream (bad magic)");
+		return -EPROTO;
+	}
+	v = le_get32(in + 8);
+	if (v != STREAM_VERSION) {
+		snprintf(err, errlen,
+			 "migration stream version %u is not supported (this minivmm speaks %u)",
+			 v, STREAM_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
+void stream_hdr_encode(uint8_t out[STREAM_HDR_LEN], uint32_t type, uint32_t len)
+{
+	le_put32(out, type);
+	le_put32(out + 4, len);
+}
+
+int stream_hdr_decode(const uint8_t in[STREAM_HDR_LEN], struct stream_hdr *h,
+		      char *err, size_t errlen)
+{
+	h->type = le_get32(in);
+	h->len = le_get32(in + 4);
+	if (h->type < 1 || h->type > ST_TYPE_MAX) {
+		snprintf(err, errlen, "bad frame: unknown type %u", h->type);
+		return -EPROTO;
+	}
+	if (h->len > stream_max_len(h->type)) {
+		snprintf(err, errlen, "bad frame: %s length %u exceeds the limit %u",
+			 stream_type_name(h->type), h->len, stream_max_len(h->type));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int stream_hello_encode(const struct hello *h, uint8_t *out, size_t cap)
+{
+	uint8_t *p = out;
+
+	if (h->compat_len > HELLO_MAX_COMPAT || cap < HELLO_FIXED_LEN + h->compat_len)
+		return -EINVAL;
+	le_put32(p, h->version);
+	le_put32(p + 4, h->flags);
+	le_put64(p + 8, h->mem_size);
+	le_put32(p + 16, h->ncpus);
+	le_put32(p + 20, h->pid);
+	le_put32(p + 24, h->page_size);
+	memset(p + 28, 0, HELLO_NAME_LEN);
+	memcpy(p + 28, h->name, strnlen(h->name, HELLO_NAME_LEN - 1));
+	le_put32(p + 28 + HELLO_NAME_LEN, h->compat_len);
+	if (h->compat_len)
+		memcpy(p + HELLO_FIXED_LEN, h->compat, h->compat_len);
+	return (int)(HELLO_FIXED_LEN + h->compat_len);
+}
+
+static bool name_ok(const char *n)
+{
+	if (!*n)
+		return false;
+	for (; *n; n++)
+		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
+		      (*n >= '0' && *n <= '9') || *n == '.' || *n == '_' || *n == '-'))
+			return false;
+	return true;
+}
+
+int stream_hello_decode(const uint8_t *in, size_t len, struct hello *h,
+			char *err, size_t errlen)
+{
+	struct vm_slot slots[VM_MAX_SLOTS];
+	int nslots;
+
+	if (len < HELLO_FIXED_LEN) {
+		snprintf(err, errlen, "bad HELLO: %zu bytes, need at least %d", len,
+			 HELLO_FIXED_LEN);
+		return -EPROTO;
+	}
+	memset(h, 0, sizeof(*h));
+	h->version = le_get32(in);
+	h->flags = le_get32(in + 4);
+	h->mem_size = le_get64(in + 8);
+	h->ncpus = le_get32(in + 16);
+	h->pid = le_get32(in + 20);
+	h->page_size = le_get32(in + 24);
+	memcpy(h->name, in + 28, HELLO_NAME_LEN);
+	h->compat_len = le_get32(in + 28 + HELLO_NAME_LEN);
+	if (h->version != STREAM_VERSION) {
+		snprintf(err, errlen, "HELLO: version %u is not supported (this minivmm speaks %u)",
+			 h->version, STREAM_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (h->page_size != VM_PAGE_SIZE) {
+		snprintf(err, errlen, "HELLO: page size %u, this host uses %llu",
+			 h->page_size, (unsigned long long)VM_PAGE_SIZE);
+		return -EPROTO;
+	}
+	if (vm_layout_slots(h->mem_size, slots, &nslots) < 0) {
+		snprintf(err, errlen, "HELLO: RAM size %llu is not valid",
+			 (unsigned long long)h->mem_size);
+		return -EPROTO;
+	}
+	if (h->ncpus < 1 || h->ncpus > VM_MAX_CPUS) {
+		snprintf(err, errlen, "HELLO: %u vCPUs is out of range (1..%d)", h->ncpus,
+			 VM_MAX_CPUS);
+		return -EPROTO;
+	}
+	if (memchr(h->name, '\0', HELLO_NAME_LEN) == NULL || !name_ok(h->name)) {
+		snprintf(err, errlen, "HELLO: the VM name is not valid");
+		return -EPROTO;
+	}
+	if (h->compat_len > HELLO_MAX_COMPAT || h->compat_len != len - HELLO_FIXED_LEN) {
+		snprintf(err, errlen, "HELLO: CPU description length %u does not match the frame",
+			 h->compat_len);
+		return -EPROTO;
+	}
+	h->compat = in + HELLO_FIXED_LEN;
+	return 0;
+}
+
+void stream_run_encode(uint8_t out[PAGE_RUN_LEN], const struct page_run *r)
+{
+	le_put64(out, r->first);
+	le_put32(out + 8, r->count);
+	le_put32(out + 12, r->kind);
+}
+
+int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
+			struct page_run *runs, size_t maxruns,
+			uint64_t *data_pages, char *err, size_t errlen)
+{
+	uint32_t n;
+	uint64_t data = 0, table;
+
+	if (len < PAGES_HDR_LEN) {
+		snprintf(err, errlen, "bad PAGES: %zu bytes is too short", len);
+		return -EPROTO;
+	}
+	n = le_get32(in);
+	if (n == 0 || n > PAGES_MAX_RUNS || n > maxruns) {
+		snprintf(err, errlen, "bad PAGES: %u runs (1..%u allowed)", n, PAGES_MAX_RUNS);
+		return -EPROTO;
+	}
+	table = PAGES_HDR_LEN + (uint64_t)n * PAGE_RUN_LEN;
+	if (table > len) {
+		snprintf(err, errlen, "bad PAGES: %u runs do not fit in %zu bytes", n, len);
+		return -EPROTO;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p = in + PAGES_HDR_LEN + (size_t)i * PAGE_RUN_LEN;
+		struct page_run *r = &runs[i];
+
+		r->first = le_get64(p);
+		r->count = le_get32(p + 8);
+		r->kind = le_get32(p + 12);
+		if (r->count == 0 || r->first >= npages || r->count > npages - r->first) {
+			snprintf(err, errlen,
+				 "bad PAGES: run %u (page %llu, %u pages) is outside guest RAM (%llu pages)",
+				 i, (unsigned long long)r->first, r->count,
+				 (unsigned long long)npages);
+			return -ERANGE;
+		}
+		if (r->kind != PAGE_RUN_NORMAL && r->kind != PAGE_RUN_ZERO) {
+			snprintf(err, errlen, "bad PAGES: run %u has unknown kind %u", i, r->kind);
+			return -EPROTO;
+		}
+		if (r->kind == PAGE_RUN_NORMAL)
+			data += r->count;
+		if (data > PAGES_MAX_DATA_PAGES) {
+			snprintf(err, errlen, "bad PAGES: more than %u pages of contents",
+				 PAGES_MAX_DATA_PAGES);
+			return -EPROTO;
+		}
+	}
+	if (table + data * VM_PAGE_SIZE != len) {
+		snprintf(err, errlen,
+			 "bad PAGES: frame is %zu bytes, its runs need %llu", len,
+			 (unsigned long long)(table + data * VM_PAGE_SIZE));
+		return -EPROTO;
+	}
+	*data_pages = data;
+	return (int)n;
+}
+
+/* ---- transport ------------------------------------------------------- */
+
+static int split_uri(const char *uri, char *host, size_t hostlen, char *port,
+		     size_t portlen)
+{
+	const char *colon = strrchr(uri, ':');
+	size_t hl;
+
+	if (!colon || !colon[1] || strlen(colon + 1) >= portlen)
+		return -EINVAL;
+	hl = (size_t)(colon - uri);
+	if (hl >= 2 && uri[0] == '[' && uri[hl - 1] == ']') { /* [v6]:port */
+		uri++;
+		hl -= 2;
+	}
+	if (hl >= hostlen)
+		return -EINVAL;
+	memcpy(host, uri, hl);
+	host[hl] = '\0';
+	strcpy(port, colon + 1);
+	for (const char *p = port; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+	return 0;
+}
+
+static void set_timeouts(int fd, int timeout_ms)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000,
+			      .tv_usec = (timeout_ms % 1000) * 1000 };
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Control messages are tiny and latency is downtime. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void stream_init(struct stream *s, int fd, bool is_file, int timeout_ms)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->is_file = is_file;
+	s->timeout_ms = timeout_ms;
+}
+
+int stream_connect(struct stream *s, const char *uri, int timeout_ms,
+		   char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
+	char host[256], port[16];
+	int fd = -1, ret, e = ECONNREFUSED;
+
+	if (split_uri(uri, host, sizeof(host), port, sizeof(port)) < 0 || !host[0]) {
+		snprintf(err, errlen, "bad address '%s' (want HOST:PORT)", uri);
+		return -EINVAL;
+	}
+	ret = getaddrinfo(host, port, &hints, &res);
+	if (ret) {
+		snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(ret));
+		return -EHOSTUNREACH;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		struct pollfd p;
+		socklen_t sl = sizeof(e);
+
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		e = 0;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+			e = errno;
+			if (e == EINPROGRESS) {
+				p = (struct pollfd){ .fd = fd, .events = POLLOUT };
+				ret = poll(&p, 1, timeout_ms);
+				if (ret == 0)
+					e = ETIMEDOUT;
+				else if (ret < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
+					e = errno;
+			}
+		}
+		if (e == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "connect %s: %s", uri, strerror(e));
+		return -e;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	set_timeouts(fd, timeout_ms);
+	stream_init(s, fd, false, timeout_ms);
+	return 0;
+}
+
+int stream_listen(const char *uri, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE },
+			*res = NULL;
+	char host[256], port[16];
+	int fd, ret, one = 1;
+
+	if (split_uri(uri, host, sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(err, errlen, "bad address '%s' (want [HOST]:PORT)", uri);
+		return -EINVAL;
+	}
+	ret = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (ret) {
+		snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(ret));
+		return -EHOSTUNREACH;
+	}
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "listen on %s: %s", uri, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	ret = fd;
+out:
+	freeaddrinfo(res);
+	return ret;
+}
+
+int stream_accept(struct stream *s, int lfd, int timeout_ms, char *err,
+		  size_t errlen)
+{
+	int fd;
+
+	do
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "accept: %s", strerror(e));
+		return -e;
+	}
+	set_timeouts(fd, timeout_ms);
+	stream_init(s, fd, false, timeout_ms);
+	return 0;
+}
+
+int stream_open_file(struct stream *s, const char *path, bool write,
+		     char *err, size_t errlen)
+{
+	int fd = open(path, write ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC :
+		      O_RDONLY | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "open %s: %s", path, strerror(e));
+		return -e;
+	}
+	stream_init(s, fd, true, 0);
+	return 0;
+}
+
+void stream_close(struct stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+static int io_error(struct stream *s, bool writing, ssize_t n, int e, char *err,
+		    size_t errlen)
+{
+	if (n == 0 && !writing) {
+		snprintf(err, errlen, s->is_file ? "stream truncated (end of file)" :
+			 "connection closed by the peer");
+		return -ECONNRESET;
+	}
+	if (e == EAGAIN || e == EWOULDBLOCK) {
+		snprintf(err, errlen, "%s timed out after %d ms (peer not responding)",
+			 writing ? "send" : "receive", s->timeout_ms);
+		return -ETIMEDOUT;
+	}
+	snprintf(err, errlen, "%s: %s", writing ? "send" : "receive", strerror(e));
+	return -e;
+}
+
+/* Advances iov past n bytes; returns the new first index. */
+static int iov_advance(struct iovec *iov, int iovcnt, int i, size_t n)
+{
+	while (i < iovcnt && n >= iov[i].iov_len) {
+		n -= iov[i].iov_len;
+		i++;
+	}
+	if (i < iovcnt) {
+		iov[i].iov_base = (uint8_t *)iov[i].iov_base + n;
+		iov[i].iov_len -= n;
+	}
+	return i;
+}
+
+int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,
+		      char *err, size_t errlen)
+{
+	int i = 0;
+
+	while (i < iovcnt && iov[i].iov_len == 0)
+		i++;
+	while (i < iovcnt) {
+		ssize_t n;
+
+		if (s->is_file) {
+			n = writev(s->fd, iov + i, iovcnt - i);
+		} else {
+			struct msghdr m = { .msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i) };
+
+			n = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+		}
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return io_error(s, true, n, n < 0 ? errno : EPIPE, err, errlen);
+		}
+		s->bytes_out += (uint64_t)n;
+		i = iov_advance(iov, iovcnt, i, (size_t)n);
+		while (i < iovcnt && iov[i].iov_len == 0)
+			i++;
+	}
+	return 0;
+}
+
+int stream_readv_all(struct stream *s, struct iovec *iov, int iovcnt,
+		     char *err, size_t errlen)
+{
+	int i = 0;
+
+	while (i < iovcnt && iov[i].iov_len == 0)
+		i++;
+	while (i < iovcnt) {
+		ssize_t n = readv(s->fd, iov + i, iovcnt - i);
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return io_error(s, false, n, n < 0 ? errno : 0, err, errlen);
+		}
+		s->bytes_in += (uint64_t)n;
+		i = iov_advance(iov, iovcnt, i, (size_t)n);
+		while (i < iovcnt && iov[i].iov_len == 0)
+			i++;
+	}
+	return 0;
+}
+
+int stream_write_all(struct stream *s, const void *buf, size_t len, char *err,
+		     size_t errlen)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return stream_writev_all(s, &iov, 1, err, errlen);
+}
+
+int stream_read_all(struct stream *s, void *buf, size_t len, char *err,
+		    size_t errlen)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return stream_readv_all(s, &iov, 1, err, errlen);
+}
+
+int stream_send(struct stream *s, uint32_t type, const void *payload,
+		uint32_t len, char *err, size_t errlen)
+{
+	uint8_t hdr[STREAM_HDR_LEN];
+	struct iovec iov[2] = {
+		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = (void *)payload, .iov_len = len },
+	};
+
+	stream_hdr_encode(hdr, type, len);
+	return stream_writev_all(s, iov, 2, err, errlen);
+}
+
+int stream_send_text(struct stream *s, uint32_t type, const char *text)
+{
+	char err[64];
+	size_t n = strnlen(text, TEXT_MAX_LEN);
+
+	return stream_send(s, type, text, (uint32_t)n, err, sizeof(err));
+}
+
+int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
+		    size_t errlen)
+{
+	uint8_t b[STREAM_HDR_LEN];
+	int ret = stream_read_all(s, b, sizeof(b), err, errlen);
+
+	return ret ? ret : stream_hdr_decode(b, h, err, errlen);
+}
+
+int stream_recv_text(struct stream *s, uint32_t len, char *out, size_t cap,
+		     char *err, size_t errlen)
+{
+	char buf[TEXT_MAX_LEN + 1];
+	int ret;
+
+	if (len > TEXT_MAX_LEN) {
+		snprintf(err, errlen, "text frame too long");
+		return -EPROTO;
+	}
+	ret = stream_read_all(s, buf, len, err, errlen);
+	if (ret)
+		return ret;
+	buf[len] = '\0';
+	/* The peer's text ends up on our terminal: keep it printable. */
+	for (uint32_t i = 0; i < len; i++)
+		if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] == 0x7f)
+			buf[i] = '?';
+	snprintf(out, cap, "%s", buf);
+	return 0;
+}
+
+int stream_recv_expect(struct stream *s, uint32_t want, void *buf, size_t cap,
+		       uint32_t *len, const char *peer, char *err,
+		       size_t errlen)
+{
+	struct stream_hdr h;
+	char text[TEXT_MAX_LEN + 1];
+	int ret = stream_recv_hdr(s, &h, err, errlen);
+
+	if (ret)
+		return ret;
+	if (h.type == ST_ERROR || (h.type == ST_REJECT && want != ST_REJECT)) {
+		ret = stream_recv_text(s, h.len, text, sizeof(text), err, errlen);
+		if (ret)
+			return ret;
+		snprintf(err, errlen, "%s %s: %s", peer,
+			 h.type == ST_REJECT ? "refused the migration" : "failed", text);
+		return -ECONNABORTED;
+	}
+	if (h.type != want) {
+		snprintf(err, errlen, "protocol error: expected %s from the %s, got %s",
+			 stream_type_name(want), peer, stream_type_name(h.type));
+		return -EPROTO;
+	}
+	if (h.len > cap) {
+		snprintf(err, errlen, "protocol error: %s of %u bytes (at most %zu expected)",
+			 stream_type_name(h.type), h.len, cap);
+		return -EPROTO;
+	}
+	if (len)
+		*len = h.len;
+	return stream_read_all(s, buf, h.len, err, errlen);
+}

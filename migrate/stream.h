@@ -1,0 +1,176 @@
+/* The migration stream: a preamble, then framed messages (u32 type, u32
+ * length, payload), all little-endian. Layout and limits are documented in
+ * docs/migration-stream.md; this file is the only place that knows them.
+ *
+ * Everything read from the peer is untrusted: stream_recv_hdr() refuses an
+ * unknown type or a length above that type's limit before any payload is
+ * read, and the decoders check every field before returning it. */
+#ifndef MINIVMM_MIGRATE_STREAM_H
+#define MINIVMM_MIGRATE_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define STREAM_MAGIC "MVMMIGR\n"
+#define STREAM_MAGIC_LEN 8
+#define STREAM_VERSION 1u
+#define STREAM_PREAMBLE_LEN 16 /* magic, u32 version, u32 reserved */
+#define STREAM_HDR_LEN 8
+
+enum stream_type {
+	ST_HELLO = 1,   /* S->T: VM config, CPU description */
+	ST_ACCEPT = 2,  /* T->S: empty */
+	ST_REJECT = 3,  /* T->S: reason text */
+	ST_PING = 4,    /* S->T: u64 token (round-trip measurement) */
+	ST_PONG = 5,    /* T->S: the same token */
+	ST_ROUND = 6,   /* S->T: u32 round: the pages that follow belong to it */
+	ST_PAGES = 7,   /* S->T: a batch of page runs and their contents */
+	ST_STATE = 8,   /* S->T: the vmstate blob (vCPUs, irqchip, PIT, clock, UART) */
+	ST_END = 9,     /* S->T: u32 flags, u64 RAM digest */
+	ST_READY = 10,  /* T->S: state loaded and checked */
+	ST_COMMIT = 11, /* S->T: the target owns the guest from now on */
+	ST_RUNNING = 12,/* T->S: the target's vCPUs run */
+	ST_ERROR = 13,  /* either way: reason text; the sender gives up */
+	ST_TYPE_MAX = 13,
+};
+
+/* Page batches: a u32 run count, a u32 reserved word, the runs, then the
+ * contents of every normal page in run order. */
+#define PAGES_HDR_LEN 8
+#define PAGE_RUN_LEN 16
+#define PAGES_MAX_RUNS 1000u          /* one iovec each, under IOV_MAX */
+#define PAGES_MAX_DATA_PAGES 4096u    /* 16 MiB of contents per batch */
+#define PAGE_RUN_NORMAL 0u
+#define PAGE_RUN_ZERO 1u
+
+#define HELLO_NAME_LEN 64
+#define HELLO_FIXED_LEN (4 + 4 + 8 + 4 + 4 + 4 + HELLO_NAME_LEN + 4)
+#define HELLO_MAX_COMPAT 16384u
+#define HELLO_FLAG_VERIFY_RAM 1u
+#define ROUND_LEN 8
+#define ROUND_FLAG_FINAL 1u     /* the guest is paused: last round */
+#define ROUND_FLAG_CONVERGED 2u /* the stop rule was met (else a backstop) */
+#define END_LEN 12
+#define END_FLAG_DIGEST 1u
+#define STATE_MAX_LEN (64u << 20)
+#define TEXT_MAX_LEN 1024u
+
+struct stream_hdr {
+	uint32_t type;
+	uint32_t len;
+};
+
+struct hello {
+	uint32_t version;      /* STREAM_VERSION of the sender */
+	uint32_t flags;        /* HELLO_FLAG_* */
+	uint64_t mem_size;
+	uint32_t ncpus;
+	uint32_t pid;          /* the source VMM: a same-host name clash check */
+	uint32_t page_size;
+	char name[HELLO_NAME_LEN];
+	uint32_t compat_len;   /* cpucompat blob, opaque here */
+	const uint8_t *compat; /* points into the decoded buffer */
+};
+
+struct page_run {
+	uint64_t first; /* page index in RAM (RAM offset / 4096) */
+	uint32_t count;
+	uint32_t kind;  /* PAGE_RUN_NORMAL | PAGE_RUN_ZERO */
+};
+
+/* A connection (or a file, for cold migration) plus the byte counters the
+ * stats need. timeout_ms bounds every blocking read and write. */
+struct stream {
+	int fd;
+	bool is_file;
+	int timeout_ms;
+	uint64_t bytes_out;
+	uint64_t bytes_in;
+};
+
+static inline void le_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void le_put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t le_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t le_get64(const uint8_t *p)
+{
+	return (uint64_t)le_get32(p) | (uint64_t)le_get32(p + 4) << 32;
+}
+
+const char *stream_type_name(uint32_t type);
+/* Largest payload a frame of this type may carry (0 for an unknown type). */
+uint32_t stream_max_len(uint32_t type);
+
+/* Pure encoders/decoders (unit-tested without sockets). */
+void stream_preamble_encode(uint8_t out[STREAM_PREAMBLE_LEN]);
+int stream_preamble_decode(const uint8_t in[STREAM_PREAMBLE_LEN], char *err,
+			   size_t errlen);
+void stream_hdr_encode(uint8_t out[STREAM_HDR_LEN], uint32_t type, uint32_t len);
+int stream_hdr_decode(const uint8_t in[STREAM_HDR_LEN], struct stream_hdr *h,
+		      char *err, size_t errlen);
+/* HELLO: encode returns the length written to out (cap >= HELLO_FIXED_LEN
+ * + compat_len) or -EINVAL. decode checks every field. */
+int stream_hello_encode(const struct hello *h, uint8_t *out, size_t cap);
+int stream_hello_decode(const uint8_t *in, size_t len, struct hello *h,
+			char *err, size_t errlen);
+/* PAGES: checks the run table against len (the whole payload) and npages
+ * (guest RAM). Returns the number of runs; *data_pages gets the normal
+ * page count whose contents follow the table. */
+int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
+			struct page_run *runs, size_t maxruns,
+			uint64_t *data_pages, char *err, size_t errlen);
+void stream_run_encode(uint8_t out[PAGE_RUN_LEN], const struct page_run *r);
+
+/* Connections. HOST:PORT; an empty HOST listens on every address. */
+int stream_connect(struct stream *s, const char *uri, int timeout_ms,
+		   char *err, size_t errlen);
+int stream_listen(const char *uri, char *err, size_t errlen);
+int stream_accept(struct stream *s, int lfd, int timeout_ms, char *err,
+		  size_t errlen);
+int stream_open_file(struct stream *s, const char *path, bool write,
+		     char *err, size_t errlen);
+void stream_close(struct stream *s);
+
+/* I/O: whole buffers or errors ("timed out", "connection closed by the
+ * target"...). peer names the other side in messages. */
+int stream_write_all(struct stream *s, const void *buf, size_t len, char *err,
+		     size_t errlen);
+int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,
+		      char *err, size_t errlen);
+int stream_read_all(struct stream *s, void *buf, size_t len, char *err,
+		    size_t errlen);
+int stream_readv_all(struct stream *s, struct iovec *iov, int iovcnt,
+		     char *err, size_t errlen);
+
+/* One whole frame: header plus payload. */
+int stream_send(struct stream *s, uint32_t type, const void *payload,
+		uint32_t len, char *err, size_t errlen);
+int stream_send_text(struct stream *s, uint32_t type, const char *text);
+int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
+		    size_t errlen);
+/* Receives a frame that must be of type want and fit in cap; an ERROR or
+ * REJECT frame from the peer becomes -ECONNABORTED with its text. */
+int stream_recv_expect(struct stream *s, uint32_t want, void *buf, size_t cap,
+		       uint32_t *len, const char *peer, char *err,
+		       size_t errlen);
+/* Reads a text payload of len bytes (ERROR/REJECT) into out, sanitised. */
+int stream_recv_text(struct stream *s, uint32_t len, char *out, size_t cap,
+		     char *err, size_t errlen);
+
+#endif

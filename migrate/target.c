@@ -1,0 +1,414 @@
+/* The target side: accept one migration, check HELLO, build the VM from
+ * it, take RAM and state, check them, say READY, wait for COMMIT. Only
+ * then does mig_incoming() return; mig_incoming_commit() starts the vCPUs
+ * and says RUNNING. Every value from the stream is checked before use
+ * (stream.c, ram_recv.c, vmstate_load), and any failure before COMMIT
+ * discards the VM: the guest never runs here unless the source gave it up. */
+#include "migrate/mig.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrate/ram.h"
+#include "migrate/vmstate.h"
+#include "vmm/monitor.h"
+#include "vmm/vm.h"
+#if __has_include("migrate/cpucompat.h")
+#include "migrate/cpucompat.h"
+#define HAVE_CPUCOMPAT 1
+#endif
+
+struct tgt {
+	struct vm *vm;
+	struct mig *m;
+	struct stream *s;
+	bool vm_made;
+	uint8_t *state;
+	size_t state_len;
+	uint32_t round;
+	struct stats_round rec;
+	bool in_round;
+	uint64_t t0, t_final;
+	char *err;
+	size_t errlen;
+};
+
+static bool signalled(void)
+{
+	sigset_t set;
+
+	/* SIGINT/SIGTERM are blocked (run.c reads them from a signalfd
+	 * later), so a target stuck waiting must look for them itself. */
+	return sigpending(&set) == 0 &&
+	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1);
+}
+
+static int wait_connection(struct tgt *g, const char *uri)
+{
+	int lfd = stream_listen(uri, g->err, g->errlen), ret;
+
+	if (lfd < 0)
+		return lfd;
+	fprintf(stderr, "minivmm: waiting for a migration on %s\n", uri);
+	for (;;) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+		ret = poll(&p, 1, 200);
+		if (ret > 0)
+			break;
+		if ((ret < 0 && errno != EINTR) || signalled()) {
+			snprintf(g->err, g->errlen, ret < 0 ? "poll: %s" : "interrupted by a signal",
+				 strerror(errno));
+			close(lfd);
+			return ret < 0 ? -errno : -EINTR;
+		}
+	}
+	ret = stream_accept(g->s, lfd, MIG_IO_TIMEOUT_MS, g->err, g->errlen);
+	close(lfd);
+	return ret;
+}
+
+static int reject(struct tgt *g, const char *fmt, const char *what)
+{
+	char why[TEXT_MAX_LEN];
+
+	snprintf(why, sizeof(why), fmt, what);
+	if (!g->m->in_file)
+		stream_send_text(g->s, ST_REJECT, why);
+	snprintf(g->err, g->errlen, "refused the migration: %s", why);
+	return -EPERM;
+}
+
+static int check_hello(struct tgt *g, const struct hello *h)
+{
+	char path[PATH_MAX];
+	pid_t pid = 0;
+
+	/* A live VM of that name here is a clash, unless it is the source
+	 * itself (a same-host migration): HELLO carries its pid. */
+	if (!g->m->in_file && monitor_default_path(h->name, path, sizeof(path)) == 0 &&
+	    monitor_probe(path, &pid) == -EADDRINUSE && (pid == 0 || (uint32_t)pid != h->pid)) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "VM name '%s' is already running on this host (pid %d)",
+			 h->name, (int)pid);
+		return reject(g, "%s", msg);
+	}
+	return 0;
+}
+
+/* The source's CPU against the one this host gives the same VM. */
+static int check_cpu(struct tgt *g, const struct hello *h)
+{
+#ifdef HAVE_CPUCOMPAT
+	struct cpucompat src, here;
+	char why[512];
+
+	if (cpucompat_decode(&src, h->compat, h->compat_len, why, sizeof(why)) < 0)
+		return reject(g, "bad CPU description: %s", why);
+	if (cpucompat_get(g->vm, &here, why, sizeof(why)) < 0)
+		return reject(g, "cannot read this host's CPU: %s", why);
+	if (cpucompat_check(&src, &here, why, sizeof(why)) < 0)
+		return reject(g, "incompatible CPU: %s", why);
+#else
+	(void)g;
+	(void)h;
+#endif
+	return 0;
+}
+
+static int handshake(struct tgt *g)
+{
+	uint8_t pre[STREAM_PREAMBLE_LEN], *buf = NULL;
+	struct vm_config cfg = { 0 };
+	struct hello h;
+	uint32_t len;
+	int ret;
+
+	ret = stream_read_all(g->s, pre, sizeof(pre), g->err, g->errlen);
+	if (!ret)
+		ret = stream_preamble_decode(pre, g->err, g->errlen);
+	if (ret)
+		return ret;
+	buf = malloc(stream_max_len(ST_HELLO));
+	if (!buf)
+		return -ENOMEM;
+	ret = stream_recv_expect(g->s, ST_HELLO, buf, stream_max_len(ST_HELLO), &len,
+				 "source", g->err, g->errlen);
+	if (!ret)
+		ret = stream_hello_decode(buf, len, &h, g->err, g->errlen);
+	if (!ret)
+		ret = check_hello(g, &h);
+	if (ret)
+		goto out;
+	snprintf(cfg.name, sizeof(cfg.name), "%s", h.name);
+	cfg.mem_size = h.mem_size;
+	cfg.ncpus = (int)h.ncpus;
+	ret = vm_create(g->vm, &cfg, g->err, g->errlen);
+	if (ret) {
+		char why[600];
+
+		snprintf(why, sizeof(why), "%s", g->err);
+		ret = reject(g, "cannot create the VM here: %s", why);
+		goto out;
+	}
+	g->vm_made = true;
+	ret = check_cpu(g, &h); /* h.compat points into buf */
+	if (ret)
+		goto out;
+	pthread_mutex_lock(&g->m->lock);
+	g->m->st.ram_bytes = h.mem_size;
+	g->m->st.vcpus = h.ncpus;
+	pthread_mutex_unlock(&g->m->lock);
+	if (!g->m->in_file)
+		ret = stream_send(g->s, ST_ACCEPT, NULL, 0, g->err, g->errlen);
+out:
+	free(buf);
+	return ret;
+}
+
+static void close_round(struct tgt *g)
+{
+	if (!g->in_round)
+		return;
+	g->rec.duration_ms = (double)(mig_now_ns() - g->t0) / 1e6 - g->rec.start_ms;
+	g->rec.bytes = g->s->bytes_in - g->rec.bytes;
+	stats_add_round(&g->m->st, &g->rec);
+	g->in_round = false;
+}
+
+static int on_round(struct tgt *g, uint32_t len)
+{
+	uint8_t b[8];
+	int ret;
+
+	if (len != ROUND_LEN) {
+		snprintf(g->err, g->errlen, "bad ROUND: %u bytes", len);
+		return -EPROTO;
+	}
+	ret = stream_read_all(g->s, b, 8, g->err, g->errlen);
+	if (ret)
+		return ret;
+	close_round(g);
+	g->round = le_get32(b);
+	if (le_get32(b + 4) & ROUND_FLAG_FINAL) {
+		g->t_final = mig_now_ns();
+		g->m->st.converged = (le_get32(b + 4) & ROUND_FLAG_CONVERGED) != 0;
+	}
+	g->rec = (struct stats_round){
+		.round = g->round,
+		.start_ms = (double)(mig_now_ns() - g->t0) / 1e6,
+		.bytes = g->s->bytes_in, /* start value; close_round subtracts */
+	};
+	g->in_round = true;
+	g->m->st.rounds++;
+	return 0;
+}
+
+static int on_end(struct tgt *g, uint32_t len)
+{
+	uint8_t b[END_LEN];
+	int ret;
+
+	if (len != END_LEN) {
+		snprintf(g->err, g->errlen, "bad END: %u bytes", len);
+		return -EPROTO;
+	}
+	ret = stream_read_all(g->s, b, END_LEN, g->err, g->errlen);
+	if (ret)
+		return ret;
+	close_round(g);
+	g->m->end_ns = mig_now_ns();
+	if (!g->state) {
+		snprintf(g->err, g->errlen, "protocol error: END before the machine state");
+		return -EPROTO;
+	}
+	ret = vmstate_load(g->vm, g->state, g->state_len, g->err, g->errlen);
+	if (ret)
+		return ret;
+	if (le_get32(b) & END_FLAG_DIGEST) {
+		uint64_t want = le_get64(b + 4);
+		uint64_t got = ram_digest(g->vm->ram, g->vm->ram_size / VM_PAGE_SIZE);
+
+		if (got != want) {
+			snprintf(g->err, g->errlen,
+				 "RAM digest mismatch: source %016llx, target %016llx",
+				 (unsigned long long)want, (unsigned long long)got);
+			return -EIO;
+		}
+		fprintf(stderr, "minivmm: RAM digest verified: %016llx\n",
+			(unsigned long long)got);
+	}
+	return 0;
+}
+
+static int on_state(struct tgt *g, uint32_t len)
+{
+	if (g->state) {
+		snprintf(g->err, g->errlen, "protocol error: machine state sent twice");
+		return -EPROTO;
+	}
+	g->state = malloc(len ? len : 1);
+	if (!g->state)
+		return -ENOMEM;
+	g->state_len = len;
+	return stream_read_all(g->s, g->state, len, g->err, g->errlen);
+}
+
+/* Frames until END; returns 0 once the state is loaded and checked. */
+static int receive(struct tgt *g)
+{
+	for (;;) {
+		struct stream_hdr h;
+		uint8_t tok[8];
+		char text[TEXT_MAX_LEN + 1];
+		int ret;
+
+		if (signalled()) {
+			snprintf(g->err, g->errlen, "interrupted by a signal");
+			return -EINTR;
+		}
+		ret = stream_recv_hdr(g->s, &h, g->err, g->errlen);
+		if (ret)
+			return ret;
+		switch (h.type) {
+		case ST_PING:
+			if (h.len != 8) {
+				snprintf(g->err, g->errlen, "bad PING: %u bytes", h.len);
+				return -EPROTO;
+			}
+			ret = stream_read_all(g->s, tok, 8, g->err, g->errlen);
+			if (!ret && !g->m->in_file)
+				ret = stream_send(g->s, ST_PONG, tok, 8, g->err, g->errlen);
+			break;
+		case ST_ROUND:
+			ret = on_round(g, h.len);
+			break;
+		case ST_PAGES:
+			if (!g->in_round) {
+				snprintf(g->err, g->errlen, "protocol error: pages outside a round");
+				return -EPROTO;
+			}
+			ret = ram_recv_pages(g->s, g->vm, h.len, &g->m->st.pages_normal,
+					     &g->m->st.pages_zero, g->err, g->errlen);
+			g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero;
+			break;
+		case ST_STATE:
+			ret = on_state(g, h.len);
+			break;
+		case ST_END:
+			return on_end(g, h.len);
+		case ST_ERROR:
+			ret = stream_recv_text(g->s, h.len, text, sizeof(text), g->err, g->errlen);
+			if (!ret)
+				snprintf(g->err, g->errlen, "the source gave up: %s", text);
+			return -ECONNABORTED;
+		default:
+			snprintf(g->err, g->errlen, "protocol error: unexpected %s from the source",
+				 stream_type_name(h.type));
+			return -EPROTO;
+		}
+		if (ret)
+			return ret;
+	}
+}
+
+static void write_stats(struct mig *m, const char *result, const char *error)
+{
+	char err[256];
+
+	m->st.result = result;
+	if (error)
+		snprintf(m->st.error, sizeof(m->st.error), "%s", error);
+	m->st.bytes_total = m->in.bytes_in;
+	if (m->in_stats[0] && stats_write_json(&m->st, m->in_stats, err, sizeof(err)) < 0)
+		fprintf(stderr, "minivmm: %s\n", err);
+}
+
+int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
+		 char *err, size_t errlen)
+{
+	struct mig *m = calloc(1, sizeof(*m));
+	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen };
+	int ret;
+
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	m->sock_fd = -1;
+	m->in.fd = -1;
+	m->st.role = "target";
+	if (p && p->stats_json)
+		snprintf(m->in_stats, sizeof(m->in_stats), "%s", p->stats_json);
+	g.s = &m->in;
+	m->in_file = !strncmp(uri, "file:", 5);
+	ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
+	      wait_connection(&g, uri);
+	g.t0 = m->t0_ns = mig_now_ns();
+	if (!ret)
+		ret = handshake(&g);
+	if (!ret)
+		ret = receive(&g);
+	if (!ret && !m->in_file)
+		ret = stream_send(&m->in, ST_READY, NULL, 0, err, errlen);
+	if (!ret && !m->in_file)
+		ret = stream_recv_expect(&m->in, ST_COMMIT, NULL, 0, NULL, "source", err, errlen);
+	free(g.state);
+	if (g.t_final)
+		m->end_ns = m->end_ns ? m->end_ns : g.t_final;
+	m->st.downtime_ms = g.t_final ? (double)g.t_final / 1e6 : 0; /* finished in commit */
+	if (ret) {
+		if (m->in.fd >= 0 && ret != -ECONNABORTED && !m->in_file)
+			stream_send_text(&m->in, ST_ERROR, err);
+		m->st.total_ms = (double)(mig_now_ns() - m->t0_ns) / 1e6;
+		write_stats(m, "failed", err);
+		stream_close(&m->in);
+		if (g.vm_made) {
+			vm->mig = NULL;
+			vm_destroy(vm);
+		}
+		stats_free(&m->st);
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return ret;
+	}
+	vm->mig = m;
+	return 0;
+}
+
+int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
+{
+	struct mig *m = vm->mig;
+	uint64_t now;
+	int ret;
+
+	if (!m) {
+		snprintf(err, errlen, "no incoming migration");
+		return -EINVAL;
+	}
+	ret = vm_start(vm, err, errlen);
+	now = mig_now_ns();
+	if (ret) {
+		write_stats(m, "failed", err);
+		return ret;
+	}
+	m->st.restore_ms = (double)(now - m->end_ns) / 1e6;
+	m->st.downtime_ms = m->st.downtime_ms > 0 ? (double)now / 1e6 - m->st.downtime_ms : 0;
+	m->st.total_ms = (double)(now - m->t0_ns) / 1e6;
+	m->state = MIG_COMPLETED;
+	/* The guest runs here now whatever happens to this message. */
+	if (!m->in_file && stream_send(&m->in, ST_RUNNING, NULL, 0, err, errlen) < 0)
+		fprintf(stderr, "minivmm: could not tell the source the guest runs here: %s\n",
+			err);
+	stream_close(&m->in);
+	write_stats(m, "completed", NULL);
+	fprintf(stderr, "minivmm: incoming migration completed: guest running (restore %.1f ms)\n",
+		m->st.restore_ms);
+	return 0;
+}
