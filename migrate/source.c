@@ -41,7 +41,7 @@ struct src {
 	struct est_rate rate;
 	struct trace trace;
 	bool tracing, paused, committed, file, converged;
-	uint64_t t0, t_pause, t_last_sync;
+	uint64_t t0, t_pause, t_last_sync, t_prev_sync;
 	double rtt_ms, state_ms, digest_ms, pause_ms, sync_ms;
 	size_t state_len;
 	char err[512];
@@ -254,6 +254,7 @@ static int sync_round(struct src *c, struct stats_round *rec, uint64_t *dirty)
 	rec->dirty_pages = *dirty;
 	rec->dirty_rate_pps = t > c->t_last_sync ?
 		(double)*dirty * 1e9 / (double)(t - c->t_last_sync) : 0;
+	c->t_prev_sync = c->t_last_sync;
 	c->t_last_sync = t;
 	est_set_fixed_ms(&c->e, fixed_cost_ms(c));
 	rec->expected_downtime_ms = est_expected_downtime_ms(&c->e, *dirty * WIRE_PAGE_BYTES);
@@ -329,6 +330,9 @@ static int switchover(struct src *c, uint32_t round)
 		return ret;
 	}
 	if (!c->file) {
+		/* The sync that chose to stop sent nothing: the final round's
+		 * dirty rate counts from the last round that did. */
+		c->t_last_sync = c->t_prev_sync;
 		ret = sync_round(c, &rec, &dirty);
 		if (!ret)
 			ret = send_round(c, round, true, &rec);

@@ -30,6 +30,7 @@ struct tgt {
 	uint8_t *state;
 	size_t state_len;
 	uint32_t round;
+	uint64_t pages_at_round;
 	struct stats_round rec;
 	bool in_round;
 	uint64_t t0, t_final;
@@ -205,6 +206,7 @@ static int on_round(struct tgt *g, uint32_t len)
 		.bytes = g->s->bytes_in, /* start value; close_round subtracts */
 	};
 	g->in_round = true;
+	g->pages_at_round = g->m->st.pages_normal + g->m->st.pages_zero;
 	g->m->st.rounds++;
 	return 0;
 }
@@ -295,7 +297,8 @@ static int receive(struct tgt *g)
 			}
 			ret = ram_recv_pages(g->s, g->vm, h.len, &g->m->st.pages_normal,
 					     &g->m->st.pages_zero, g->err, g->errlen);
-			g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero;
+			g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero -
+					    g->pages_at_round;
 			break;
 		case ST_STATE:
 			ret = on_state(g, h.len);
