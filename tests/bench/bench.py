@@ -11,6 +11,7 @@ per run. Progress and ETA on stderr.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -79,7 +80,7 @@ def measure_ceilings(links=()):
 
 
 def ensure_env(need_qemu):
-    pk = {"gnuplot": "gnuplot-nox", "ip": "iproute2", "tc": "iproute2"}
+    pk = {"gnuplot": "gnuplot-nox", "ip": "iproute2", "tc": "iproute2", "/usr/bin/time": "time"}
     if need_qemu:
         pk[harness.QEMU] = "qemu-system-x86"
     harness.ensure_packages(pk, log)
@@ -150,8 +151,9 @@ def cmd_run(a):
             fmt_s(time.monotonic() - t_begin), fmt_s(left))
         log(("\r\033[K" + msg) if tty else msg)
         typed = benchconf.typed_inputs(inp)
-        workdir = os.path.join(ROOT, "build", "bench", "runs", name,
-                               run["run_id"].replace("/", "_").replace(",", "_").replace("=", "-"))
+        # short: unix socket paths (QMP) are limited to 107 bytes
+        workdir = os.path.join(ROOT, "build", "bench", "runs", name, "%s-%s-r%d-%s" % (
+            run["cell"], vm, run["repeat"], hashlib.sha1(run["run_id"].encode()).hexdigest()[:8]))
         link = harness.Link(typed["link_spec"], "%d" % (os.getpid() % 10000))
         line = {"kind": "run", "schema": jsonl.SCHEMA_RUN, "session": session, "matrix": name,
                 "run_id": run["run_id"], "cell": run["cell"], "repeat": run["repeat"],
@@ -171,6 +173,7 @@ def cmd_run(a):
         finally:
             link.teardown()
         line["wall_s"] = time.monotonic() - t0
+        line["workdir"] = os.path.relpath(workdir, ROOT)
         durations.setdefault(vm, []).append(line["wall_s"])
         jsonl.append_line(results, line)
         r = line.get("result", {})
@@ -225,8 +228,17 @@ def cmd_boot(a):
             ("qemu_2g", [harness.QEMU, "-enable-kvm", "-nodefaults", "-display", "none", "-monitor", "none",
                          "-m", "2G", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
                          "-kernel", counter, "-append", "count=5"])):
-        t, rc, ru, out = time_cmd(vmm_cmd)
-        rss[label] = {"maxrss_kib": ru.ru_maxrss if ru else None, "exit": rc, "wall_ms": t * 1000.0,
+        tf = os.path.join(ROOT, "build", "bench", "time.out")
+        os.makedirs(os.path.dirname(tf), exist_ok=True)
+        # GNU time forks the VMM itself, so the peak RSS is the VMM's alone
+        # (wait4's ru_maxrss from here would include this Python's image)
+        t, rc, ru, out = time_cmd(["/usr/bin/time", "-f", "%M", "-o", tf] + vmm_cmd)
+        try:
+            with open(tf) as f:
+                maxrss = int(f.read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            maxrss = None
+        rss[label] = {"maxrss_kib": maxrss, "exit": rc, "wall_ms": t * 1000.0,
                       "command": vmm_cmd, "lines": len(out.splitlines())}
     line = {"kind": "boot", "schema": jsonl.SCHEMA_BOOT, "machine": facts, "runs": a.runs,
             "commands": {"minivmm": mv_cmd, "qemu": q_cmd}, "boot_ms": times, "rss": rss, "bad_runs": bad}

@@ -95,7 +95,14 @@ def machine_facts():
 def wait_rusage(proc, timeout):
     """Wait for a Popen child with wait4; returns (returncode, rusage) or (None, None)."""
     end = time.monotonic() + timeout
+    last_hwm = 0.0
     while True:
+        now = time.monotonic()
+        if now - last_hwm > 0.05:
+            last_hwm = now
+            h = vm_hwm_kib(proc.pid)
+            if h:
+                proc.hwm_kib = max(h, getattr(proc, "hwm_kib", 0))
         try:
             pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         except ChildProcessError:
@@ -108,9 +115,25 @@ def wait_rusage(proc, timeout):
         time.sleep(0.005)
 
 
+def vm_hwm_kib(pid):
+    """Peak RSS of a live process (VmHWM). Unlike wait4's ru_maxrss, it does not
+    include the Python image the child was forked from."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def kill(proc, sig=signal.SIGTERM, grace=3.0):
     if proc is None or proc.returncode is not None:
         return None
+    h = vm_hwm_kib(proc.pid)
+    if h:
+        proc.hwm_kib = max(h, getattr(proc, "hwm_kib", 0))
     try:
         proc.send_signal(sig)
     except ProcessLookupError:
@@ -488,17 +511,29 @@ def run_minivmm(ctx):
         t_start = time.monotonic()
         src = subprocess.Popen(src_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=src_err)
         src_con = Console(src.stdout, "source")
-        rc, ru = wait_rusage(src, inp["migrate_after"] + inp["timeout_s"] + 10)
+        deadline = time.monotonic() + inp["migrate_after"] + inp["timeout_s"] + 10
+        t_tgt_dead = None
+        while True:
+            rc, ru = wait_rusage(src, 0.5)
+            if rc is not None or time.monotonic() > deadline:
+                break
+            # the target gave up (it exits non-zero on any failure) while the
+            # source keeps the guest running, as it must: the migration failed
+            if tgt.poll() is not None:
+                t_tgt_dead = t_tgt_dead or time.monotonic()
+                if time.monotonic() - t_tgt_dead > 3.0:
+                    res["outcome"] = "failed (target exited %s, guest still on source)" % tgt.returncode
+                    break
         t_done = time.monotonic()
-        if rc is None:
+        if rc is None and "outcome" not in res:
             res["outcome"] = "timeout"
-            _monitor_cmd(os.path.join(ctx.dir, "src.mon"), "migrate_cancel")
+            res["monitor_cancel_reply"] = _monitor_cmd(os.path.join(ctx.dir, "src.mon"), "migrate_cancel")
             time.sleep(1.0)
+        if rc is None:
             ru = kill(src)
             rc = src.returncode
         res["source_exit"] = rc
         if ru:
-            res["source_maxrss_kib"] = ru.ru_maxrss
             res["source_cpu_s"] = ru.ru_utime + ru.ru_stime
         stats = _load_json(src_stats)
         res["vmm_stats_source"] = stats
@@ -510,9 +545,10 @@ def run_minivmm(ctx):
             _post_switch(ctx, tgt_con, res, t_done, period_s, tgt)
         ru = kill(tgt, signal.SIGTERM)
         if ru:
-            res["target_maxrss_kib"] = ru.ru_maxrss
             res["target_cpu_s"] = ru.ru_utime + ru.ru_stime
         res["target_exit"] = tgt.returncode
+        res["source_peak_rss_kib"] = getattr(src, "hwm_kib", None)
+        res["target_peak_rss_kib"] = getattr(tgt, "hwm_kib", None)
         time.sleep(0.05)
         res["vmm_stats_target"] = _load_json(tgt_stats)
         _guest_figures(res, src_con.lines, tgt_con.lines, t_mig, t_done, period_s)
@@ -648,6 +684,11 @@ def run_qemu(ctx):
             samples.append([round((now - t_mig) * 1000.0, 1), ram.get("dirty-sync-count"),
                             ram.get("remaining"), ram.get("transferred"), ram.get("dirty-pages-rate"),
                             info.get("cpu-throttle-percentage", 0)])
+            if len(samples) % 10 == 1:
+                for p in (src, tgt):
+                    h = vm_hwm_kib(p.pid)
+                    if h:
+                        p.hwm_kib = max(h, getattr(p, "hwm_kib", 0))
             if status in ("completed", "failed", "cancelled"):
                 break
             if now > deadline:
@@ -686,6 +727,10 @@ def run_qemu(ctx):
         if status != "completed":
             # QEMU's total-time keeps counting while active; use our clock
             res["total_ms"] = (t_done - t_mig) * 1000.0
+        for p in (src, tgt):
+            h = vm_hwm_kib(p.pid)
+            if h:
+                p.hwm_kib = max(h, getattr(p, "hwm_kib", 0))
         for q in (sqmp, tqmp):
             try:
                 q.cmd("quit", timeout=3)
@@ -693,9 +738,11 @@ def run_qemu(ctx):
                 pass
         ru_s, ru_t = kill(src, grace=5), kill(tgt, grace=5)
         if ru_s:
-            res["source_maxrss_kib"], res["source_cpu_s"] = ru_s.ru_maxrss, ru_s.ru_utime + ru_s.ru_stime
+            res["source_cpu_s"] = ru_s.ru_utime + ru_s.ru_stime
         if ru_t:
-            res["target_maxrss_kib"], res["target_cpu_s"] = ru_t.ru_maxrss, ru_t.ru_utime + ru_t.ru_stime
+            res["target_cpu_s"] = ru_t.ru_utime + ru_t.ru_stime
+        res["source_peak_rss_kib"] = getattr(src, "hwm_kib", None)
+        res["target_peak_rss_kib"] = getattr(tgt, "hwm_kib", None)
         time.sleep(0.05)
         # after the switchover the source's console is silent; use QMP time for t_to
         _guest_figures(res, src_con.lines, tgt_con.lines, t_mig, t_done, period_s)

@@ -19,7 +19,7 @@ downtime = pending bytes / bw + fixed cost.
 
 Stop rules:
   ours  pending_bytes / bw + fixed_ms <= limit; caps: --max-rounds (30),
-        --max-bytes-factor x RAM (4), --max-time-s (60): forced switchover.
+        --max-bytes-factor x RAM (3), --max-time-s (300): forced switchover.
   qemu  pending dirty bytes (pages x page size) <= bw x limit
         (migration_iteration_run's threshold_size); no caps of its own, so
         --max-time-s ends it as "not converged" (QEMU would go on forever).
@@ -119,8 +119,8 @@ class DirtyModel:
 
 
 def simulate(model, rule, bw_Bps, page_size=4096, overhead=16, downtime_ms=30.0,
-             fixed_ms=0.0, sync_ms=0.0, setup_ms=0.0, max_rounds=30, max_bytes_factor=4.0,
-             max_time_s=60.0, round0_pages=None):
+             fixed_ms=0.0, sync_ms=0.0, setup_ms=0.0, max_rounds=30, max_bytes_factor=3.0,
+             max_time_s=300.0, round0_pages=None):
     per_page = page_size + overhead
     ram_bytes = model.npages * page_size
     limit_s = downtime_ms / 1000.0
@@ -230,8 +230,8 @@ def main(argv=None):
     ap.add_argument("--sync-ms", type=float, default=0.0, help="cost of each dirty-log sync")
     ap.add_argument("--setup-ms", type=float, default=0.0)
     ap.add_argument("--max-rounds", type=int, default=30)
-    ap.add_argument("--max-bytes-factor", type=float, default=4.0)
-    ap.add_argument("--max-time-s", type=float, default=60.0)
+    ap.add_argument("--max-bytes-factor", type=float, default=3.0)
+    ap.add_argument("--max-time-s", type=float, default=300.0)
     ap.add_argument("--extend", choices=("last", "loop", "none"), default="last")
     ap.add_argument("--round0-pages", type=int, default=None, help="override round 0's page count")
     ap.add_argument("--compare", help="the real run's source --stats-json, shown beside the prediction")

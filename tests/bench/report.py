@@ -230,12 +230,16 @@ def esc(s):
 
 
 def plot_vs(runs, outdir, axis, xlabel, keys, name, title, xfun, logx=False, logy=False):
+    """One panel per figure in KEYS [(key, y label, scale)], one coloured line per series."""
     ser = series_by_axis(runs, axis, xfun)
     if not ser:
         return None
-    plots = []
-    for sname, pts in sorted(ser.items(), key=lambda kv: (vmm_sort(kv[0].split()[0]), kv[0])):
-        for key, klabel, scale, style in keys:
+    names = sorted(ser, key=lambda n: (vmm_sort(n.split()[0]), n))
+    panels = []
+    for key, ylabel, scale in keys:
+        plots = []
+        for ci, sname in enumerate(names):
+            pts = ser[sname]
             rows = []
             for x in sorted(pts):
                 vals = [fig(r, key) for r in pts[x]]
@@ -246,20 +250,23 @@ def plot_vs(runs, outdir, axis, xlabel, keys, name, title, xfun, logx=False, log
                 continue
             fn = os.path.join(outdir, "%s-%s-%s.dat" % (name, sname.replace(" ", "_").replace("=", ""), key))
             write_dat(fn, rows)
-            plots.append((fn, "%s %s" % (sname, klabel), style))
-    if not plots:
+            plots.append("'%s' using 1:2:3:4 with yerrorlines lw 2 lc %d pt %d title \"%s\"" % (
+                fn, ci + 1, ci + 4, esc(sname)))
+        if plots:
+            panels.append((ylabel, plots))
+    if not panels:
         return None
-    lines = ["set title \"%s\\n{/*0.8 made by: %s; median with min-max bars}\"" % (title, CMD),
-             "set xlabel '%s'" % xlabel, "set grid", "set key outside right top",
-             "set ylabel '%s'" % keys[0][4] if len(keys[0]) > 4 else ""]
+    lines = ["set multiplot layout %d,1 title \"%s\\n{/*0.8 made by: %s; median, bars = min-max}\"" % (
+        len(panels), title, CMD), "set grid", "set key outside right top"]
     if logx:
         lines.append("set logscale x")
     if logy:
         lines.append("set logscale y")
-    pl = []
-    for i, (fn, t, style) in enumerate(plots):
-        pl.append("'%s' using 1:2:3:4 with yerrorlines lw 2 %s title \"%s\"" % (fn, style, esc(t)))
-    lines.append("plot " + ", \\\n     ".join(pl))
+    for i, (ylabel, plots) in enumerate(panels):
+        lines.append("set ylabel '%s'" % ylabel)
+        lines.append("set xlabel '%s'" % (xlabel if i == len(panels) - 1 else ""))
+        lines.append("plot " + ", \\\n     ".join(plots))
+    lines.append("unset multiplot")
     base = os.path.join(outdir, name)
     return base if gnuplot("\n".join(lines), base) else None
 
@@ -308,7 +315,7 @@ def plot_rounds(runs, outdir):
     if not plots:
         return None
     script = "\n".join([
-        "set title \"Dirty pages per pre-copy round over time\\n{/*0.8 made by: %s; from --stats-json round_records}\"" % CMD,
+        "set title \"Dirty pages per pre-copy round over time\\n{/*0.8 made by: %s; from --stats-json round\\\\_records}\"" % CMD,
         "set xlabel 'time since migrate command (ms)'", "set ylabel 'dirty pages at round start (4 KiB pages)'",
         "set grid", "set key below", "set logscale y",
         "plot " + ", \\\n     ".join(plots)])
@@ -351,10 +358,24 @@ def plot_honesty(runs, outdir):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="*")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results"))
+    ap.add_argument("--out", default=None, help="default: docs/results for the default matrix, "
+                    "docs/results/NAME for matrix NAME")
     a = ap.parse_args(argv)
-    paths = a.results or sorted(p for p in glob.glob(os.path.join(ROOT, "docs", "results", "data", "*.jsonl"))
-                                if not p.endswith("boot.jsonl"))
+    if not a.results:
+        # one report per matrix file
+        rc = 1
+        for p in sorted(glob.glob(os.path.join(ROOT, "docs", "results", "data", "*.jsonl"))):
+            n = os.path.splitext(os.path.basename(p))[0]
+            if n == "boot":
+                continue
+            out = os.path.join(ROOT, "docs", "results") if n == "default" else \
+                os.path.join(ROOT, "docs", "results", n)
+            rc = min(rc, main([p, "--out", out]))
+        return rc
+    paths = [os.path.abspath(p) for p in a.results]
+    if a.out is None:
+        a.out = os.path.join(ROOT, "docs", "results")
+    a.out = os.path.abspath(a.out)
     runs, ceilings, bad = load(paths)
     if not runs:
         print("report: no run lines in %s" % (", ".join(paths) or "docs/results/data/"), file=sys.stderr)
@@ -368,13 +389,13 @@ def main(argv=None):
         rel = "plots"
         made.append(("Total time and bytes vs working set", plot_vs(
             runs, rel, "wss", "working set (MiB)",
-            [("total_ms", "total ms", 1, "lt 1"), ("bytes_total", "MiB sent", 1 / (1 << 20), "dt 2")],
-            "total-vs-wss", "Total migration time (ms, solid) and data sent (MiB, dashed) vs working set",
+            [("total_ms", "total migration time (ms)", 1), ("bytes_total", "data sent (MiB)", 1 / (1 << 20))],
+            "total-vs-wss", "Total migration time and data sent vs working set",
             lambda r: r["inputs"]["wss"], logy=True)))
         made.append(("Downtime and guest gap vs dirty rate", plot_vs(
             runs, rel, "rate", "guest dirty rate (pages/s; 'max' placed at its measured rate)",
-            [("downtime_ms", "downtime ms", 1, "lt 1"), ("gap_ms", "guest gap ms", 1, "dt 2")],
-            "downtime-vs-rate", "Downtime (ms, solid) and guest-observed gap (ms, dashed) vs dirty rate",
+            [("downtime_ms", "downtime, ours (ms)", 1), ("gap_ms", "guest-observed gap (ms)", 1)],
+            "downtime-vs-rate", "Downtime (source pause to guest running on target) and guest-observed gap vs dirty rate",
             rate_x, logx=True, logy=True)))
         made.append(("Dirty pages per round", plot_rounds(runs, rel)))
         made.append(("Reported downtime vs guest-observed gap", plot_honesty(runs, rel)))
