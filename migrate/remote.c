@@ -61,7 +61,7 @@ static int find_only_vm(char *out, size_t cap, char *err, size_t errlen)
 	if (n == 0)
 		snprintf(err, errlen, "no running VM found (monitor sockets in %.300s)", dir);
 	else
-		snprintf(err, errlen, "%d VMs run on this host (%s): pick one with --name", n,
+		snprintf(err, errlen, "%d VMs run on this host (%.400s): pick one with --name", n,
 			 names);
 	return n == 0 ? -ENOENT : -EEXIST;
 }

@@ -358,6 +358,10 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		ret = handshake(&g);
 	if (!ret)
 		ret = receive(&g);
+	/* Test hook: a target that dies mid-switchover (docs/migration.md). */
+	if (!ret && getenv("MINIVMM_TEST_TARGET_DIE") &&
+	    !strcmp(getenv("MINIVMM_TEST_TARGET_DIE"), "before-ready"))
+		raise(SIGKILL);
 	if (!ret && !m->in_file)
 		ret = stream_send(&m->in, ST_READY, NULL, 0, err, errlen);
 	if (!ret && !m->in_file)

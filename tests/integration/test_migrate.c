@@ -1,0 +1,587 @@
+/* Live migration over loopback on real KVM: the dirty guest with several
+ * working sets and vCPU counts (heartbeat continuity, guest verify, RAM
+ * digest, downtime), a double migration, every failure (refused, REJECT,
+ * cancel, target killed mid-round and mid-switchover) with the guest still
+ * running at the source, and hostile streams sent to a target. */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tests/harness.h"
+
+#define COUNTER "build/guests/counter.elf"
+#define DIRTY "build/guests/dirty.elf"
+#define T_BOOT 20000
+#define T_MIG 60000
+
+static int next_port;
+
+static int kvm_setup(void **state)
+{
+	(void)state;
+	h_require_kvm();
+	next_port = 20000 + (int)(getpid() % 20000);
+	return 0;
+}
+
+static int port(void)
+{
+	return next_port++;
+}
+
+static void tmpfile_path(char *buf, size_t n, const char *tag)
+{
+	snprintf(buf, n, "/tmp/test_migrate_%d_%s", (int)getpid(), tag);
+}
+
+/* Waits until stderr contains needle (the harness matches stdout lines). */
+static bool wait_stderr(struct proc *p, const char *needle, int timeout_ms)
+{
+	double end = h_now_ms() + timeout_ms;
+
+	while (!proc_stderr_has(p, needle)) {
+		if (h_now_ms() > end || (!proc_pump(p, 50) && !proc_stderr_has(p, needle)))
+			return proc_stderr_has(p, needle);
+	}
+	return true;
+}
+
+static void spawn_target(struct proc *t, int prt, const char *stats)
+{
+	char addr[32];
+	const char *argv[] = { NULL, "--incoming", addr, "--stats-json", stats, NULL };
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	assert_int_equal(proc_spawn(t, argv), 0);
+	if (!wait_stderr(t, "waiting for a migration", T_BOOT))
+		fail_msg("target did not listen: %s", t->err ? t->err : "");
+}
+
+/* Last heartbeat seq printed (lines from `from`), -1 if none. */
+static long last_seq(struct proc *p, size_t from)
+{
+	long last = -1, seq;
+
+	for (size_t i = from; i < p->nlines; i++)
+		if (sscanf(p->lines[i].text, "seq=%ld", &seq) == 1)
+			last = seq;
+	return last;
+}
+
+static long first_seq(struct proc *p)
+{
+	long seq;
+
+	for (size_t i = 0; i < p->nlines; i++)
+		if (sscanf(p->lines[i].text, "seq=%ld", &seq) == 1)
+			return seq;
+	return -1;
+}
+
+/* Consecutive heartbeats (from `from`) have consecutive seqs. */
+static void check_heartbeats(struct proc *p, size_t from)
+{
+	long last = -1, seq;
+
+	for (size_t i = from; i < p->nlines; i++) {
+		if (sscanf(p->lines[i].text, "seq=%ld t_ms", &seq) != 1)
+			continue;
+		if (last >= 0 && seq != last + 1)
+			fail_msg("heartbeat seq=%ld after seq=%ld", seq, last);
+		last = seq;
+	}
+}
+
+static double json_num(const char *path, const char *key)
+{
+	char buf[65536], pat[64], *p;
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		fail_msg("no stats file %s", path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	p = strstr(buf, pat);
+	if (!p)
+		fail_msg("%s: no %s", path, key);
+	p += strlen(pat);
+	if (!strncmp(p, "true", 4))
+		return 1;
+	if (!strncmp(p, "false", 5))
+		return 0;
+	if (*p == '"')
+		return !strncmp(p, "\"completed\"", 11) ? 1 : 0;
+	return strtod(p, NULL);
+}
+
+/* The guest keeps printing heartbeats after `from` (it still runs). */
+static void assert_still_running(struct proc *s, size_t from)
+{
+	long a, b;
+
+	assert_true(proc_wait_line(s, from, "seq=", 10000) >= 0);
+	a = last_seq(s, from);
+	assert_true(proc_wait_line(s, s->nlines, "seq=", 10000) >= 0);
+	b = last_seq(s, from);
+	assert_true(b > a || a < 0);
+	check_heartbeats(s, from);
+}
+
+/* Migrates a dirty guest once and checks everything the issue asks. */
+static void migrate_dirty(int wss, int cpus)
+{
+	char append[64], cpus_s[8], addr[32], sstats[128], tstats[128];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", append, "--cpus", cpus_s,
+			       "--migrate", addr, "--migrate-after", "1.55", "--verify-ram",
+			       "--stats-json", sstats, NULL };
+	struct proc s, t;
+	int prt = port();
+	long last, first;
+
+	snprintf(append, sizeof(append), "wss=%d", wss);
+	snprintf(cpus_s, sizeof(cpus_s), "%d", cpus);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(sstats, sizeof(sstats), "src.json");
+	tmpfile_path(tstats, sizeof(tstats), "tgt.json");
+	spawn_target(&t, prt, tstats);
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "completed"));
+	last = last_seq(&s, 0);
+	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
+	assert_true(wait_stderr(&t, "RAM digest verified", 1000));
+	first = first_seq(&t);
+	if (last >= 0 && first != last + 1)
+		fail_msg("heartbeat: source ended at seq=%ld, target began at seq=%ld", last, first);
+	/* The guest's own check of every working-set page. */
+	proc_send(&t, "v");
+	if (wss > 0 && proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
+		fail_msg("guest verify on the target did not pass");
+	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
+	check_heartbeats(&t, 0);
+	assert_true(json_num(sstats, "result") == 1);
+	assert_true(json_num(tstats, "result") == 1);
+	if (json_num(sstats, "converged") == 1)
+		assert_true(json_num(sstats, "downtime_ms") <= json_num(sstats, "downtime_limit_ms"));
+	assert_true(json_num(sstats, "downtime_ms") > 0);
+	proc_kill(&t, SIGTERM);
+	proc_wait_exit(&t, 10000);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(sstats);
+	unlink(tstats);
+}
+
+static void test_wss0_1cpu(void **state) { (void)state; migrate_dirty(0, 1); }
+static void test_wss16_2cpu(void **state) { (void)state; migrate_dirty(16, 2); }
+static void test_wss64_1cpu(void **state) { (void)state; migrate_dirty(64, 1); }
+static void test_wss64_2cpu(void **state) { (void)state; migrate_dirty(64, 2); }
+
+/* A -> B (boot form) -> C (remote client form, by name). */
+static void test_double_migration(void **state)
+{
+	char a1[32], a2[32], name[32], st[128];
+	const char *src[] = { NULL, "--kernel", DIRTY, "--append", "wss=8", "--name", name,
+			      "--migrate", a1, "--migrate-after", "1.3", NULL };
+	const char *cli[] = { NULL, "--migrate", a2, "--name", name, "--verify-ram", NULL };
+	struct proc a, b, c, r;
+	int p1 = port(), p2 = port();
+
+	(void)state;
+	snprintf(name, sizeof(name), "dbl-%d", (int)getpid());
+	snprintf(a1, sizeof(a1), "127.0.0.1:%d", p1);
+	snprintf(a2, sizeof(a2), "127.0.0.1:%d", p2);
+	tmpfile_path(st, sizeof(st), "dbl.json");
+	spawn_target(&b, p1, st);
+	spawn_target(&c, p2, st);
+	assert_int_equal(proc_spawn(&a, src), 0);
+	assert_int_equal(proc_wait_exit(&a, T_MIG), 0);
+	assert_true(proc_wait_line(&b, 0, "seq=", T_BOOT) >= 0);
+	assert_int_equal(proc_run(&r, cli, T_MIG), 0);
+	assert_true(proc_wait_line(&r, 0, "completed", 0) >= 0);
+	assert_int_equal(proc_wait_exit(&b, 10000), 0);
+	assert_true(proc_wait_line(&c, 0, "seq=", T_BOOT) >= 0);
+	if (first_seq(&c) != last_seq(&b, 0) + 1)
+		fail_msg("B ended at seq=%ld, C began at %ld", last_seq(&b, 0), first_seq(&c));
+	proc_send(&c, "v");
+	assert_true(proc_wait_line(&c, 0, "verify: pass", 30000) >= 0);
+	proc_kill(&c, SIGTERM);
+	proc_wait_exit(&c, 10000);
+	proc_free(&a);
+	proc_free(&b);
+	proc_free(&c);
+	proc_free(&r);
+	unlink(st);
+}
+
+/* Source counter guest migrating to addr with extra options; returns
+ * after the source reported the failure. */
+static void failing_source(struct proc *s, const char *addr, const char *name,
+			   const char *monitor, const char *bw, const char *expect)
+{
+	const char *argv[16] = { NULL, "--kernel", DIRTY, "--append", "wss=16", "--name", name,
+				 "--migrate", addr, "--migrate-after", "1.2" };
+	int n = 11;
+
+	if (monitor) {
+		argv[n++] = "--monitor";
+		argv[n++] = monitor;
+	}
+	if (bw) {
+		argv[n++] = "--max-bandwidth";
+		argv[n++] = bw;
+	}
+	argv[n] = NULL;
+	assert_int_equal(proc_spawn(s, argv), 0);
+	if (expect && !wait_stderr(s, expect, T_MIG))
+		fail_msg("source stderr lacks '%s': %s", expect, s->err ? s->err : "");
+}
+
+static void finish_source(struct proc *s)
+{
+	assert_true(proc_stderr_has(s, "the guest keeps running here"));
+	assert_still_running(s, s->nlines);
+	proc_send(s, "q");
+	if (proc_wait_exit(s, 30000) < 0)
+		fail_msg("source did not exit");
+	proc_free(s);
+}
+
+static void test_connection_refused(void **state)
+{
+	char addr[32], name[32];
+	struct proc s;
+
+	(void)state;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port());
+	snprintf(name, sizeof(name), "ref-%d", (int)getpid());
+	failing_source(&s, addr, name, NULL, NULL, "Connection refused");
+	finish_source(&s);
+}
+
+static void test_reject_name_clash(void **state)
+{
+	char addr[32], name[32], mon[128], st[128];
+	const char *other[] = { NULL, "--kernel", COUNTER, "--name", name, NULL };
+	struct proc o, s, t;
+	int prt = port();
+
+	(void)state;
+	snprintf(name, sizeof(name), "clash-%d", (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(mon, sizeof(mon), "mon.sock");
+	tmpfile_path(st, sizeof(st), "clash.json");
+	/* Another VM of that name runs here; the source hides its own socket
+	 * elsewhere so that only the target sees the clash. */
+	assert_int_equal(proc_spawn(&o, other), 0);
+	assert_true(proc_wait_line(&o, 0, "seq=", T_BOOT) >= 0);
+	spawn_target(&t, prt, st);
+	failing_source(&s, addr, name, mon, NULL, "already running on this host");
+	assert_int_equal(proc_wait_exit(&t, 10000), 3);
+	assert_true(proc_stderr_has(&t, "already running on this host"));
+	finish_source(&s);
+	proc_kill(&o, SIGTERM);
+	proc_wait_exit(&o, 10000);
+	proc_free(&o);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_reject_cpu(void **state)
+{
+	char addr[32], name[32], st[128];
+	struct proc s, t;
+	int prt = port();
+
+	(void)state;
+	snprintf(name, sizeof(name), "cpu-%d", (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(st, sizeof(st), "cpu.json");
+	spawn_target(&t, prt, st);
+	/* The source claims its guest saw a feature this host lacks. */
+	setenv("MINIVMM_CPUCOMPAT_OVERRIDE", "vendor=FakeVendor00", 1);
+	failing_source(&s, addr, name, NULL, NULL, "incompatible CPU");
+	unsetenv("MINIVMM_CPUCOMPAT_OVERRIDE");
+	assert_int_equal(proc_wait_exit(&t, 10000), 3);
+	finish_source(&s);
+	assert_true(json_num(st, "result") == 0);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_cancel(void **state)
+{
+	char addr[32], name[32], mon[128], st[128], reply[4096];
+	struct proc s, t;
+	int prt = port();
+
+	(void)state;
+	snprintf(name, sizeof(name), "can-%d", (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(mon, sizeof(mon), "can.sock");
+	tmpfile_path(st, sizeof(st), "can.json");
+	spawn_target(&t, prt, st);
+	/* 2 MB/s: 16 MiB take seconds, time to cancel in round 0. */
+	failing_source(&s, addr, name, mon, "2M", NULL);
+	for (int i = 0; i < 200; i++) {
+		proc_pump(&s, 50);
+		if (h_monitor(mon, "info migrate", reply, sizeof(reply)) == 0 &&
+		    strstr(reply, "status: active"))
+			break;
+	}
+	assert_non_null(strstr(reply, "status: active"));
+	assert_int_equal(h_monitor(mon, "migrate_cancel", reply, sizeof(reply)), 0);
+	assert_true(wait_stderr(&s, "cancelled", 10000));
+	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+	assert_non_null(strstr(reply, "status: cancelled"));
+	assert_int_equal(proc_wait_exit(&t, 10000), 3);
+	assert_true(proc_stderr_has(&t, "the source gave up"));
+	finish_source(&s);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_target_killed_mid_round(void **state)
+{
+	char addr[32], name[32], mon[128], st[128], reply[4096];
+	struct proc s, t;
+	int prt = port();
+
+	(void)state;
+	snprintf(name, sizeof(name), "kil-%d", (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(mon, sizeof(mon), "kil.sock");
+	tmpfile_path(st, sizeof(st), "kil.json");
+	spawn_target(&t, prt, st);
+	failing_source(&s, addr, name, mon, "2M", NULL);
+	for (int i = 0; i < 200; i++) {
+		proc_pump(&s, 50);
+		if (h_monitor(mon, "info migrate", reply, sizeof(reply)) == 0 &&
+		    strstr(reply, "status: active"))
+			break;
+	}
+	proc_kill(&t, SIGKILL);
+	proc_wait_exit(&t, 10000);
+	assert_true(wait_stderr(&s, "failed", 15000));
+	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+	assert_non_null(strstr(reply, "status: failed"));
+	finish_source(&s);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_target_killed_mid_switchover(void **state)
+{
+	char addr[32], name[32], st[128];
+	struct proc s, t;
+	int prt = port();
+
+	(void)state;
+	snprintf(name, sizeof(name), "sw-%d", (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(st, sizeof(st), "sw.json");
+	/* The target dies after END, before READY: the source is paused. */
+	setenv("MINIVMM_TEST_TARGET_DIE", "before-ready", 1);
+	spawn_target(&t, prt, st);
+	unsetenv("MINIVMM_TEST_TARGET_DIE");
+	failing_source(&s, addr, name, NULL, NULL, "failed");
+	assert_int_not_equal(proc_wait_exit(&t, 10000), 0);
+	finish_source(&s);
+	proc_free(&t);
+	unlink(st);
+}
+
+/* ---- hostile streams sent straight to a target ------------------------ */
+
+static int connect_to(int prt)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)prt) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Preamble + a HELLO for a 16 MiB, 1-vCPU VM with a CPU description that
+ * asks for nothing (this host's vendor, no features). */
+static size_t good_start(uint8_t *b, uint32_t version)
+{
+	char vendor[13] = "GenuineIntel", line[256];
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	uint8_t *h = b + 24;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "vendor_id : %12s", vendor) == 1)
+			break;
+	if (f)
+		fclose(f);
+	memset(b, 0, 24 + 96 + 72);
+	memcpy(b, "MVMMIGR\n", 8);
+	put32(b + 8, version);
+	put32(b + 16, 1);            /* HELLO */
+	put32(b + 20, 96 + 72);
+	put32(h, version);
+	put64(h + 8, 16ULL << 20);
+	put32(h + 16, 1);
+	put32(h + 20, 1);            /* pid */
+	put32(h + 24, 4096);
+	snprintf((char *)h + 28, 64, "hostile-%d", (int)getpid());
+	put32(h + 92, 72);
+	put32(h + 96, 1);            /* cpucompat version */
+	put32(h + 100, 72);
+	memcpy(h + 104, vendor, 12);
+	return 24 + 96 + 72;
+}
+
+static void hostile(const uint8_t *bytes, size_t len, bool wait_accept,
+		    const uint8_t *more, size_t morelen, const char *expect)
+{
+	char st[128];
+	struct proc t;
+	int prt = port(), fd;
+	uint8_t reply[64];
+
+	tmpfile_path(st, sizeof(st), "hostile.json");
+	spawn_target(&t, prt, st);
+	fd = connect_to(prt);
+	assert_int_equal(write(fd, bytes, len), (ssize_t)len);
+	if (wait_accept) {
+		ssize_t n = read(fd, reply, 8);
+
+		if (n != 8 || reply[0] != 2)
+			fail_msg("no ACCEPT (%zd bytes, type %d): %s", n, n > 0 ? reply[0] : -1,
+				 t.err ? t.err : "");
+	}
+	if (morelen)
+		assert_int_equal(write(fd, more, morelen), (ssize_t)morelen);
+	shutdown(fd, SHUT_WR); /* a truncated stream ends here */
+	assert_int_equal(proc_wait_exit(&t, 15000), 3);
+	if (!proc_stderr_has(&t, expect))
+		fail_msg("target stderr lacks '%s': %s", expect, t.err ? t.err : "");
+	assert_true(proc_stderr_has(&t, "incoming migration failed"));
+	close(fd);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_hostile_garbage(void **state)
+{
+	const uint8_t junk[] = "GET / HTTP/1.0\r\n\r\n";
+
+	(void)state;
+	hostile(junk, sizeof(junk) - 1, false, NULL, 0, "bad magic");
+}
+
+static void test_hostile_wrong_version(void **state)
+{
+	uint8_t b[256];
+
+	(void)state;
+	hostile(b, good_start(b, 7), false, NULL, 0, "version 7 is not supported");
+}
+
+static void test_hostile_truncated_hello(void **state)
+{
+	uint8_t b[256];
+	size_t n = good_start(b, 1);
+
+	(void)state;
+	hostile(b, n - 30, false, NULL, 0, "closed by the peer");
+}
+
+static void test_hostile_page_out_of_range(void **state)
+{
+	uint8_t b[256], f[64];
+
+	(void)state;
+	memset(f, 0, sizeof(f));
+	put32(f, 6);                 /* ROUND 0 */
+	put32(f + 4, 8);
+	put32(f + 16, 7);            /* PAGES: one zero run past 16 MiB */
+	put32(f + 20, 8 + 16);
+	put32(f + 24, 1);
+	put64(f + 32, 4095);
+	put32(f + 40, 2);
+	put32(f + 44, 1);
+	hostile(b, good_start(b, 1), true, f, 48, "outside guest RAM");
+}
+
+static void test_hostile_huge_frame(void **state)
+{
+	uint8_t b[256], f[8];
+
+	(void)state;
+	put32(f, 8);                 /* STATE of 4 GiB - 1 */
+	put32(f + 4, 0xffffffffu);
+	hostile(b, good_start(b, 1), true, f, 8, "exceeds the limit");
+}
+
+static void test_hostile_truncated_pages(void **state)
+{
+	uint8_t b[256], f[64];
+
+	(void)state;
+	memset(f, 0, sizeof(f));
+	put32(f, 6);
+	put32(f + 4, 8);
+	put32(f + 16, 7);            /* PAGES: one normal page, contents cut */
+	put32(f + 20, 8 + 16 + 4096);
+	put32(f + 24, 1);
+	put64(f + 32, 10);
+	put32(f + 40, 1);
+	hostile(b, good_start(b, 1), true, f, 56, "closed by the peer");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hostile_garbage),
+		cmocka_unit_test(test_hostile_wrong_version),
+		cmocka_unit_test(test_hostile_truncated_hello),
+		cmocka_unit_test(test_hostile_page_out_of_range),
+		cmocka_unit_test(test_hostile_huge_frame),
+		cmocka_unit_test(test_hostile_truncated_pages),
+		cmocka_unit_test(test_wss0_1cpu),
+		cmocka_unit_test(test_wss16_2cpu),
+		cmocka_unit_test(test_wss64_1cpu),
+		cmocka_unit_test(test_wss64_2cpu),
+		cmocka_unit_test(test_double_migration),
+		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_reject_name_clash),
+		cmocka_unit_test(test_reject_cpu),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_target_killed_mid_round),
+		cmocka_unit_test(test_target_killed_mid_switchover),
+	};
+
+	return cmocka_run_group_tests(tests, kvm_setup, NULL);
+}
