@@ -52,7 +52,8 @@ struct mig {
 	char uri[512];
 	enum mig_state state;
 	volatile int cancel;
-	int sock_fd;               /* shut down by mig_cancel to unblock I/O */
+	int sock_fd;               /* shut down by mig_destroy to unblock I/O */
+	int cancel_efd;            /* eventfd: mig_cancel interrupts the stream */
 	struct stats st;
 	/* live figures for `info migrate` */
 	uint32_t round;

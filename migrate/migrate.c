@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "vmm/cli.h"
@@ -68,6 +70,7 @@ struct mig *mig_get(struct vm *vm)
 	pthread_mutex_init(&m->lock, NULL);
 	m->sock_fd = -1;
 	m->in.fd = -1;
+	m->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	defaults(&m->t, NULL);
 	vm->mig = m;
 	return m;
@@ -111,7 +114,8 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&m->lock);
-	if (busy(m) || m->state == MIG_COMPLETED) {
+	/* A VM that arrived here by migration may leave again. */
+	if (busy(m) || (m->state == MIG_COMPLETED && m->st.role && !strcmp(m->st.role, "source"))) {
 		snprintf(err, errlen, m->state == MIG_COMPLETED ? "the VM has migrated already" :
 			 "a migration is already running (migrate_cancel stops it)");
 		pthread_mutex_unlock(&m->lock);
@@ -127,6 +131,13 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
 	m->state = MIG_SETUP;
 	m->cancel = 0;
+	if (m->cancel_efd >= 0) {
+		uint64_t v;
+
+		if (read(m->cancel_efd, &v, sizeof(v)) < 0) {
+			/* nothing was pending */
+		}
+	}
 	m->round = 0;
 	m->remaining_pages = 0;
 	m->expected_downtime_ms = 0;
@@ -159,10 +170,14 @@ int mig_cancel(struct vm *vm)
 		return -ENOENT;
 	pthread_mutex_lock(&m->lock);
 	if (busy(m) && m->state != MIG_COMMITTED) {
+		uint64_t one = 1;
+
 		m->cancel = 1;
-		/* Unblocks a send or receive in progress. */
-		if (m->sock_fd >= 0)
-			shutdown(m->sock_fd, SHUT_RDWR);
+		/* Interrupts a send or receive in progress (stream.c polls it). */
+		if (m->cancel_efd < 0 || write(m->cancel_efd, &one, sizeof(one)) < 0) {
+			if (m->sock_fd >= 0)
+				shutdown(m->sock_fd, SHUT_RDWR);
+		}
 		ret = 0;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -316,9 +331,15 @@ void mig_destroy(struct vm *vm)
 	if (!m)
 		return;
 	mig_cancel(vm);
+	pthread_mutex_lock(&m->lock);
+	if (m->sock_fd >= 0) /* the VM is going away: no time for goodbyes */
+		shutdown(m->sock_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&m->lock);
 	if (m->thread_started)
 		pthread_join(m->thread, NULL);
 	stream_close(&m->in);
+	if (m->cancel_efd >= 0)
+		close(m->cancel_efd);
 	stats_free(&m->st);
 	pthread_mutex_destroy(&m->lock);
 	free(m);

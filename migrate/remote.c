@@ -6,6 +6,7 @@
 #include "migrate/mig.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -134,6 +135,9 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 	struct stats st;
 	int fd, ret, rc = EXIT_FAILED;
 
+	/* The source's monitor goes away when it completes: a write to it
+	 * must be an error, not a SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	if (monitor_path)
 		ret = snprintf(path, sizeof(path), "%s", monitor_path) < (int)sizeof(path) ? 0 :
 		      -ENAMETOOLONG;

@@ -393,6 +393,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 	}
 	if (ret)
 		return ret;
+	c->s.cancel_fd = c->m->cancel_efd;
 	pthread_mutex_lock(&c->m->lock);
 	c->m->sock_fd = c->s.fd;
 	ret = c->m->cancel ? -ECANCELED : 0;
@@ -459,6 +460,7 @@ static void roll_back(struct src *c, bool cancelled)
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
 
 	if (c->s.fd >= 0 && !c->file) {
+		c->s.cancel_fd = -1;
 		setsockopt(c->s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		stream_send_text(&c->s, ST_ERROR, cancelled ? "migration cancelled on the source" :
 				 c->err);

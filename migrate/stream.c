@@ -298,6 +298,40 @@ static void stream_init(struct stream *s, int fd, bool is_file, int timeout_ms)
 	s->fd = fd;
 	s->is_file = is_file;
 	s->timeout_ms = timeout_ms;
+	s->cancel_fd = -1;
+}
+
+/* With a cancel fd, every blocking step first polls the socket and the
+ * cancel fd together, so `migrate_cancel` interrupts a send or receive at
+ * once while the connection stays usable for the ERROR frame that tells
+ * the target why. Returns 0 when the socket is ready. */
+static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
+{
+	struct pollfd p[2] = { { .fd = s->fd, .events = ev },
+			       { .fd = s->cancel_fd, .events = POLLIN } };
+	int n;
+
+	if (s->cancel_fd < 0 || s->is_file)
+		return 0;
+	do
+		n = poll(p, 2, s->timeout_ms > 0 ? s->timeout_ms : -1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "poll: %s", strerror(e));
+		return -e;
+	}
+	if (p[1].revents) {
+		snprintf(err, errlen, "cancelled");
+		return -ECANCELED;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "%s timed out after %d ms (peer not responding)",
+			 ev == POLLOUT ? "send" : "receive", s->timeout_ms);
+		return -ETIMEDOUT;
+	}
+	return 0;
 }
 
 int stream_connect(struct stream *s, const char *uri, int timeout_ms,
@@ -471,7 +505,10 @@ int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,
 		i++;
 	while (i < iovcnt) {
 		ssize_t n;
+		int ret = wait_ready(s, POLLOUT, err, errlen);
 
+		if (ret)
+			return ret;
 		if (s->is_file) {
 			n = writev(s->fd, iov + i, iovcnt - i);
 		} else {
@@ -500,8 +537,12 @@ int stream_readv_all(struct stream *s, struct iovec *iov, int iovcnt,
 	while (i < iovcnt && iov[i].iov_len == 0)
 		i++;
 	while (i < iovcnt) {
-		ssize_t n = readv(s->fd, iov + i, iovcnt - i);
+		ssize_t n;
+		int ret = wait_ready(s, POLLIN, err, errlen);
 
+		if (ret)
+			return ret;
+		n = readv(s->fd, iov + i, iovcnt - i);
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;

@@ -86,6 +86,7 @@ struct stream {
 	int fd;
 	bool is_file;
 	int timeout_ms;
+	int cancel_fd; /* readable = give up now (-1: none); see stream.c */
 	uint64_t bytes_out;
 	uint64_t bytes_in;
 };

@@ -345,6 +345,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	}
 	pthread_mutex_init(&m->lock, NULL);
 	m->sock_fd = -1;
+	m->cancel_efd = -1;
 	m->in.fd = -1;
 	m->st.role = "target";
 	if (p && p->stats_json)
