@@ -97,12 +97,11 @@ static inline __attribute__((always_inline)) void seq_run(u64 i, u64 stop, int c
     }
 }
 
-static inline u64 xorshift(u64 *s)
+/* 64-bit LCG (Knuth's MMIX constants): 2 instructions. Only its high bits are
+ * used for page indices (mulhi) and bits 16..31 for the hot/cold choice. */
+static inline u64 lcg(u64 *s)
 {
-    u64 x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    u64 x = *s * 6364136223846793005UL + 1442695040888963407UL;
     *s = x;
     return x;
 }
@@ -131,7 +130,7 @@ static u64 dirty_pages(struct percpu *c, u64 n)
         }
     } else if (pattern == PAT_RANDOM) {
         for (u64 k = 0; k < n; k++) {
-            u64 i = c->first + mulhi(xorshift(&c->rng), len);
+            u64 i = c->first + mulhi(lcg(&c->rng), len);
             if (__builtin_expect(i != skip_page, 1)) {
                 touch(i);
                 done++;
@@ -140,9 +139,9 @@ static u64 dirty_pages(struct percpu *c, u64 n)
     } else {
         u64 hot = c->hot, cold = len - hot;
         for (u64 k = 0; k < n; k++) {
-            u64 r = xorshift(&c->rng);
+            u64 r = lcg(&c->rng);
             u64 i;
-            if (!cold || (((r & 0xffffffffUL) * 10) >> 32) < 9)
+            if (!cold || ((r >> 16) & 0xffff) * 10 < 9 * 0x10000)
                 i = c->first + mulhi(r, hot);           /* 90 %: hottest 10 % */
             else
                 i = c->first + hot + mulhi(r, cold);
