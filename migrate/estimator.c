@@ -63,6 +63,8 @@ enum est_decision est_decide(const struct est *e, uint32_t round,
 {
 	if (est_expected_downtime_ms(e, dirty_bytes) <= (double)e->cfg.downtime_ms)
 		return EST_CONVERGED;
+	if (est_expected_downtime_ms(e, dirty_bytes) - e->fixed_ms < EST_FLOOR_MS)
+		return EST_STOP_FLOOR;
 	if (e->cfg.max_rounds && round > e->cfg.max_rounds)
 		return EST_STOP_ROUNDS;
 	if (e->cfg.max_bytes && bytes_total >= e->cfg.max_bytes)
@@ -80,6 +82,7 @@ const char *est_decision_text(enum est_decision d)
 	case EST_STOP_ROUNDS: return "round cap reached";
 	case EST_STOP_BYTES: return "byte cap reached";
 	case EST_STOP_TIME: return "time cap reached";
+	case EST_STOP_FLOOR: return "fixed switchover cost over the limit";
 	}
 	return "?";
 }

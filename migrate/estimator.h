@@ -34,7 +34,11 @@ enum est_decision {
 	EST_STOP_ROUNDS,      /* backstops: the guest outruns the link */
 	EST_STOP_BYTES,
 	EST_STOP_TIME,
+	EST_STOP_FLOOR,       /* nothing left that another round could shrink:
+			       * the fixed cost alone is over the limit */
 };
+/* Below this transfer time another round cannot lower the downtime. */
+#define EST_FLOOR_MS 1.0
 
 void est_init(struct est *e, const struct est_config *cfg);
 /* One measurement: bytes moved in ns of sending (one round, or part). */

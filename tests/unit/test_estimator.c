@@ -61,9 +61,12 @@ static void test_stop_rule(void **state)
 	assert_int_equal(est_decide(&e, 1, 20000000, 0, 0), EST_CONVERGED);
 	/* 26 MB -> 31 ms: another round */
 	assert_int_equal(est_decide(&e, 1, 26000000, 0, 0), EST_CONTINUE);
-	/* the fixed cost alone can exceed the limit */
+	/* the fixed cost alone can exceed the limit: rounds cannot help once
+	 * the dirty pages take less than EST_FLOOR_MS */
 	est_set_fixed_ms(&e, 31);
-	assert_int_equal(est_decide(&e, 1, 0, 0, 0), EST_CONTINUE);
+	assert_int_equal(est_decide(&e, 1, 0, 0, 0), EST_STOP_FLOOR);
+	assert_int_equal(est_decide(&e, 1, 900000, 0, 0), EST_STOP_FLOOR);
+	assert_int_equal(est_decide(&e, 1, 5000000, 0, 0), EST_CONTINUE);
 	est_set_fixed_ms(&e, -3);
 	assert_true(est_expected_downtime_ms(&e, 0) == 0);
 }
