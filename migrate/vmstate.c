@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 
 #include "devices/uart.h"
@@ -42,7 +43,7 @@ _Static_assert(sizeof(struct kvm_msr_entry) == 16, "ABI");
 
 /* ---- section table ------------------------------------------------- */
 
-enum { VS_UART, VS_PIT2, VS_CLOCK, VS_PIC_M, VS_PIC_S, VS_IOAPIC, VS_TSC_KHZ, VS_N };
+enum { VS_UART, VS_PIT2, VS_CLOCK, VS_PIC_M, VS_PIC_S, VS_IOAPIC, VS_TSC_KHZ, VS_CONSOLE, VS_N };
 enum { CS_MP, CS_REGS, CS_SREGS, CS_XSAVE, CS_FPU, CS_XCRS, CS_DR, CS_LAPIC,
        CS_MSRS, CS_EVENTS, CS_N };
 
@@ -63,6 +64,7 @@ static const struct secdesc secdescs[] = {
 	{ VMSTATE_SEC_PIC_SLAVE, "PIC_SLAVE", false, VS_PIC_S, sizeof(struct kvm_irqchip), 0 },
 	{ VMSTATE_SEC_IOAPIC, "IOAPIC", false, VS_IOAPIC, sizeof(struct kvm_irqchip), 0 },
 	{ VMSTATE_SEC_TSC_KHZ, "TSC_KHZ", false, VS_TSC_KHZ, 4, 0 },
+	{ VMSTATE_SEC_CONSOLE, "CONSOLE", false, VS_CONSOLE, 0, 0 },
 	{ VMSTATE_SEC_MP_STATE, "MP_STATE", true, CS_MP, sizeof(struct kvm_mp_state), VMSTATE_F_MP_STATE },
 	{ VMSTATE_SEC_REGS, "REGS", true, CS_REGS, sizeof(struct kvm_regs), 0 },
 	{ VMSTATE_SEC_SREGS, "SREGS", true, CS_SREGS, sizeof(struct kvm_sregs), 0 },
@@ -422,14 +424,21 @@ static bool vm_quiescent(struct vm *vm)
 
 static int save_devices(struct vm *vm, struct wbuf *b)
 {
-	uint8_t u[UART_STATE_SIZE];
+	uint8_t u[UART_STATE_SIZE], line[VM_CONSOLE_LINE_MAX];
+	uint32_t line_len;
+	int ret;
 
 	/* The bus lock keeps the console back-end from feeding the UART
 	 * while it is copied. */
 	bus_lock(&vm->pio);
 	uart_save(&vm->uart, u);
+	line_len = vm->con_len;
+	memcpy(line, vm->con_line, line_len);
 	bus_unlock(&vm->pio);
-	return wb_put(b, VMSTATE_SEC_UART, VMSTATE_VM_SCOPE, u, sizeof(u));
+	ret = wb_put(b, VMSTATE_SEC_UART, VMSTATE_VM_SCOPE, u, sizeof(u));
+	if (ret || line_len == 0)
+		return ret;
+	return wb_put(b, VMSTATE_SEC_CONSOLE, VMSTATE_VM_SCOPE, line, line_len);
 }
 
 static int save_vm_level(struct vm *vm, const struct caps *c, struct wbuf *b,
@@ -1097,6 +1106,7 @@ int vmstate_load_opts(struct vm *vm, const uint8_t *blob, size_t len,
 	struct caps c;
 	bool scale_tsc;
 	uint32_t tsc_khz;
+	struct timespec now;
 	int ret;
 
 	if (!opts)
@@ -1117,8 +1127,21 @@ int vmstate_load_opts(struct vm *vm, const uint8_t *blob, size_t len,
 	/* Devices first, so the interrupt line a device re-drives reaches
 	 * KVM's per-source line state before SET_IRQCHIP (last) overwrites
 	 * the chips' registers with the saved ones. */
+	if (ps->vm[VS_CONSOLE].len > VM_CONSOLE_LINE_MAX) {
+		KVM_ERR(err, errlen, "vmstate_load: CONSOLE section of %u bytes exceeds %d",
+			ps->vm[VS_CONSOLE].len, VM_CONSOLE_LINE_MAX);
+		ret = -EINVAL;
+		goto out;
+	}
 	bus_lock(&vm->pio);
 	ret = uart_load(&vm->uart, ps->vm[VS_UART].p, ps->vm[VS_UART].len);
+	if (ret == 0 && ps->vm[VS_CONSOLE].p) {
+		/* The rest of the line follows from the guest, on this host. */
+		memcpy(vm->con_line, ps->vm[VS_CONSOLE].p, ps->vm[VS_CONSOLE].len);
+		vm->con_len = ps->vm[VS_CONSOLE].len;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		vm->con_first_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	}
 	bus_unlock(&vm->pio);
 	if (ret) {
 		KVM_ERR(err, errlen, "vmstate_load: UART state rejected: %s", strerror(-ret));

@@ -53,6 +53,9 @@ enum vmstate_sec {
 	VMSTATE_SEC_OPTIONAL = 0x80000000u,
 	/* VM scope, u32 guest TSC kHz (informational for the loader's check) */
 	VMSTATE_SEC_TSC_KHZ = 0x80000001u,
+	/* The console's pending partial line (vm->con_line), printed first
+	 * by the target so a line cut by the pause comes out whole there. */
+	VMSTATE_SEC_CONSOLE = 0x80000002u,
 };
 
 /* Upper bounds a loader enforces before allocating or copying. */

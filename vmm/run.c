@@ -178,11 +178,15 @@ static int run_vm(struct runner *r, int sigfd)
 			break;
 		}
 		console_poll(&r->console);
+		vm_console_flush(vm, false);
 	}
 	status = exit_status(vm);
 out:
 	console_close(&r->console);
 	vm_stop_vcpus(vm);
+	/* A migrated guest's partial line went to the target with its state. */
+	if (vm->stop_reason != VM_EXIT_MIGRATED)
+		vm_console_flush(vm, true);
 	mig_destroy(vm);
 	monitor_close(&r->mon);
 	if (r->timer.fd > 0)

@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/kvm.h"
@@ -41,13 +42,55 @@ static void uart_irq(void *opaque, int level)
 	kvm_irq_line(vm->vm_fd, COM1_IRQ, level);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Called with the bus lock held. */
+static void console_write_pending(struct vm *vm)
+{
+	uint32_t off = 0;
+
+	/* A console nobody reads must not stop the guest: drop on error. */
+	while (off < vm->con_len) {
+		ssize_t n = write(vm->console_out, vm->con_line + off, vm->con_len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (uint32_t)n;
+	}
+	vm->con_len = 0;
+}
+
 static void uart_tx(void *opaque, uint8_t byte)
 {
 	struct vm *vm = opaque;
 
-	/* A console nobody reads must not stop the guest: drop on error. */
-	while (write(vm->console_out, &byte, 1) < 0 && errno == EINTR)
-		;
+	if (vm->con_len == 0)
+		vm->con_first_ns = now_ns();
+	vm->con_line[vm->con_len++] = byte;
+	if (byte == '\n' || vm->con_len == VM_CONSOLE_LINE_MAX)
+		console_write_pending(vm);
+}
+
+void vm_console_flush(struct vm *vm, bool force)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->pause_count > 0;
+	pthread_mutex_unlock(&vm->lock);
+	bus_lock(&vm->pio);
+	if (vm->con_len && (force || (!paused &&
+				      now_ns() - vm->con_first_ns >= VM_CONSOLE_STALE_NS)))
+		console_write_pending(vm);
+	bus_unlock(&vm->pio);
 }
 
 static void guest_exit(void *opaque, int status, const char *why)

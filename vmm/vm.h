@@ -27,6 +27,10 @@
 #define VM_TSS_ADDR 0xfffbd000ULL
 #define VM_MAX_SLOTS 2
 
+#define VM_CONSOLE_LINE_MAX 256
+/* A partial line (a prompt) is shown once it is this old. */
+#define VM_CONSOLE_STALE_NS 20000000ULL
+
 #define COM1_PORT 0x3f8
 #define COM1_IRQ 4
 
@@ -79,6 +83,13 @@ struct vm {
 	struct uart uart;
 	struct exitdev exitdev;
 	int console_out; /* guest serial output goes here (stdout) */
+	/* Guest output is written a line at a time, so that a line the guest
+	 * is printing when a migration pauses it comes out whole on the
+	 * target (the partial line travels in the device state) instead of
+	 * split across two hosts. Guarded by the bus lock, like the UART. */
+	uint8_t con_line[VM_CONSOLE_LINE_MAX];
+	uint32_t con_len;
+	uint64_t con_first_ns; /* when the oldest pending byte arrived */
 
 	/* Run control: vCPUs run while pause_count == 0 and !stopping. */
 	pthread_mutex_t lock;
@@ -132,6 +143,11 @@ uint8_t *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 /* Writes guest memory and records the pages in vmm_dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len);
+
+/* Writes out a pending partial console line: always when force, else
+ * only once it is stale and the VM is running (a paused guest's partial
+ * line may yet migrate). */
+void vm_console_flush(struct vm *vm, bool force);
 
 /* Re-registers every slot with or without KVM_MEM_LOG_DIRTY_PAGES. */
 int vm_set_dirty_logging(struct vm *vm, bool on, char *err, size_t errlen);
