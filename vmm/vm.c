@@ -283,8 +283,7 @@ void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->ncpus = 0;
-	if (vm->pio.nregions || vm->pio.regions[0].fn)
-		bus_destroy(&vm->pio);
+	bus_destroy(&vm->pio); /* a zeroed, never-initialised mutex is fine too */
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	vm->ram = NULL;
