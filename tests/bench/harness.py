@@ -541,7 +541,7 @@ def run_minivmm(ctx):
             t_mig = t_done - stats["total_ms"] / 1000.0
         else:
             t_mig = t_start + inp["migrate_after"]
-        if rc == 0 and tgt.returncode is None:
+        if rc == 0 and tgt.returncode is None and "outcome" not in res:
             _post_switch(ctx, tgt_con, res, t_done, period_s, tgt)
         ru = kill(tgt, signal.SIGTERM)
         if ru:

@@ -393,7 +393,7 @@ def main(argv=None):
             "total-vs-wss", "Total migration time and data sent vs working set",
             lambda r: r["inputs"]["wss"], logy=True)))
         made.append(("Downtime and guest gap vs dirty rate", plot_vs(
-            runs, rel, "rate", "guest dirty rate (pages/s; 'max' placed at its measured rate)",
+            runs, rel, "rate", "guest dirty rate (pages/s; max placed at its measured rate)",
             [("downtime_ms", "downtime, ours (ms)", 1), ("gap_ms", "guest-observed gap (ms)", 1)],
             "downtime-vs-rate", "Downtime (source pause to guest running on target) and guest-observed gap vs dirty rate",
             rate_x, logx=True, logy=True)))
