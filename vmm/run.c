@@ -265,7 +265,7 @@ int vmm_main(const struct cli_opts *o)
 		}
 	}
 	status = run_vm(&r, sigfd);
-	vm_destroy(&vm);
+	vm_destroy_detached(&vm);
 	close(sigfd);
 	return status;
 }

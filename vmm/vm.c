@@ -1,6 +1,7 @@
 #include "vmm/vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,8 @@ static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 			(unsigned long long)(vm->ram_size >> 20), strerror(errno));
 		return -ENOMEM;
 	}
+	/* Guest RAM never goes to a child (vm_destroy_detached). */
+	madvise(vm->ram, vm->ram_size, MADV_DONTFORK);
 	for (int i = 0; i < vm->nslots; i++) {
 		struct vm_slot *s = &vm->slots[i];
 
@@ -298,6 +301,37 @@ void vm_destroy(struct vm *vm)
 	vm->notify_fd = vm->vm_fd = vm->kvm_fd = -1;
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
+}
+
+void vm_destroy_detached(struct vm *vm)
+{
+	int gate[2] = { -1, -1 };
+	pid_t pid = -1;
+	char c;
+
+	vm_stop_vcpus(vm); /* fork only a single-threaded process */
+	if (pipe2(gate, O_CLOEXEC) == 0)
+		pid = fork();
+	if (pid == 0) {
+		/* The child holds no pipe or terminal a caller waits on, and
+		 * waits until the parent has dropped its references, so that
+		 * its own close is the last one: the slow one. */
+		setsid();
+		for (int fd = 0; fd < 3; fd++)
+			close(fd);
+		close(gate[1]);
+		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+			;
+		vm_destroy(vm);
+		_exit(0);
+	}
+	/* With the child holding references these closes are cheap; if fork
+	 * failed this is the ordinary, synchronous teardown. */
+	vm_destroy(vm);
+	if (gate[0] >= 0) {
+		close(gate[0]);
+		close(gate[1]);
+	}
 }
 
 int vm_start(struct vm *vm, char *err, size_t errlen)
