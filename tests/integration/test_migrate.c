@@ -188,6 +188,8 @@ static void migrate_dirty(int wss, int cpus)
 }
 
 static void test_wss0_1cpu(void **state) { (void)state; migrate_dirty(0, 1); }
+static void test_wss0_2cpu(void **state) { (void)state; migrate_dirty(0, 2); }
+static void test_wss16_1cpu(void **state) { (void)state; migrate_dirty(16, 1); }
 static void test_wss16_2cpu(void **state) { (void)state; migrate_dirty(16, 2); }
 static void test_wss64_1cpu(void **state) { (void)state; migrate_dirty(64, 1); }
 static void test_wss64_2cpu(void **state) { (void)state; migrate_dirty(64, 2); }
@@ -272,6 +274,30 @@ static void test_connection_refused(void **state)
 	snprintf(name, sizeof(name), "ref-%d", (int)getpid());
 	failing_source(&s, addr, name, NULL, NULL, "Connection refused");
 	finish_source(&s);
+}
+
+/* A target that takes the connection and then never answers: the source
+ * must give up after its I/O timeout, not hang, and keep its guest. */
+static void test_hung_target_times_out(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	char addr[32], name[32];
+	struct proc s;
+	int lfd, one = 1, prt = port();
+
+	(void)state;
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_port = htons((uint16_t)prt);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 4), 0); /* the kernel completes the handshake */
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	snprintf(name, sizeof(name), "hung-%d", (int)getpid());
+	failing_source(&s, addr, name, NULL, NULL, "timed out");
+	finish_source(&s);
+	close(lfd);
 }
 
 static void test_reject_name_clash(void **state)
@@ -571,11 +597,14 @@ int main(void)
 		cmocka_unit_test(test_hostile_huge_frame),
 		cmocka_unit_test(test_hostile_truncated_pages),
 		cmocka_unit_test(test_wss0_1cpu),
+		cmocka_unit_test(test_wss0_2cpu),
+		cmocka_unit_test(test_wss16_1cpu),
 		cmocka_unit_test(test_wss16_2cpu),
 		cmocka_unit_test(test_wss64_1cpu),
 		cmocka_unit_test(test_wss64_2cpu),
 		cmocka_unit_test(test_double_migration),
 		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_hung_target_times_out),
 		cmocka_unit_test(test_reject_name_clash),
 		cmocka_unit_test(test_reject_cpu),
 		cmocka_unit_test(test_cancel),
