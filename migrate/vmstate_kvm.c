@@ -241,7 +241,7 @@ int vmstate_msr_list(struct vm *vm, struct kvm_msr_entry **out, uint32_t *nout,
 	if (deadline && n < max)
 		e[n++].index = MSR_IA32_TSC_DEADLINE;
 	if (n > VMSTATE_MAX_MSRS) {
-		KVM_ERR(err, errlen, "%u MSRs to save, format allows %u", n, VMSTATE_MAX_MSRS);
+		KVM_ERR(err, errlen, "%u MSRs to save, format allows %d", n, VMSTATE_MAX_MSRS);
 		ret = -E2BIG;
 		goto fail;
 	}
