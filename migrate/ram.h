@@ -62,10 +62,19 @@ int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
 		   size_t errlen);
 
 /* ---- receiver (ram_recv.c) ------------------------------------------- */
+/* Helper threads that populate the pages of the frame being received
+ * (first touch of fresh RAM in parallel with the copy). nthreads 0 gives
+ * *pf = NULL: no helpers. Stop them before the RAM goes away. */
+#define RAM_PREFAULT_MAX_THREADS 4
+struct ram_prefault;
+int ram_prefault_start(struct ram_prefault **pf, struct vm *vm, int nthreads,
+		       char *err, size_t errlen);
+void ram_prefault_stop(struct ram_prefault *pf);
 /* Reads the payload (len bytes) of one PAGES frame into guest RAM, after
- * checking every run against the RAM size. */
-int ram_recv_pages(struct stream *s, struct vm *vm, uint32_t len,
-		   uint64_t *normal, uint64_t *zero, char *err, size_t errlen);
+ * checking every run against the RAM size. pf may be NULL. */
+int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
+		   uint32_t len, uint64_t *normal, uint64_t *zero, char *err,
+		   size_t errlen);
 
 /* ---- digest (digest.c) ----------------------------------------------- */
 bool ram_page_is_zero(const uint8_t *p);
