@@ -303,6 +303,34 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->lock);
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* The detached child must not keep the caller's pipes, terminal, sockets
+ * or migration stream open: it keeps only what KVM teardown needs. */
+static void close_all_but_kvm(struct vm *vm, int gate)
+{
+	int keep[VM_MAX_CPUS + 4], n = 0, next = 0;
+
+	keep[n++] = vm->kvm_fd;
+	keep[n++] = vm->vm_fd;
+	keep[n++] = gate;
+	for (int i = 0; i < vm->ncpus; i++)
+		keep[n++] = vm->vcpus[i].fd;
+	qsort(keep, (size_t)n, sizeof(keep[0]), cmp_int);
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < 0)
+			continue;
+		if (keep[i] > next)
+			close_range((unsigned)next, (unsigned)keep[i] - 1, 0);
+		next = keep[i] + 1;
+	}
+	close_range((unsigned)next, ~0u, 0);
+	vm->notify_fd = -1;
+}
+
 void vm_destroy_detached(struct vm *vm)
 {
 	int gate[2] = { -1, -1 };
@@ -317,9 +345,7 @@ void vm_destroy_detached(struct vm *vm)
 		 * waits until the parent has dropped its references, so that
 		 * its own close is the last one: the slow one. */
 		setsid();
-		for (int fd = 0; fd < 3; fd++)
-			close(fd);
-		close(gate[1]);
+		close_all_but_kvm(vm, gate[0]);
 		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
 			;
 		vm_destroy(vm);
