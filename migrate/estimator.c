@@ -57,14 +57,9 @@ double est_expected_downtime_ms(const struct est *e, uint64_t dirty_bytes)
 	return (double)dirty_bytes * 1000.0 / bw + e->fixed_ms;
 }
 
-enum est_decision est_decide(const struct est *e, uint32_t round,
-			     uint64_t dirty_bytes, uint64_t bytes_total,
-			     uint64_t elapsed_ms)
+static enum est_decision backstop(const struct est *e, uint32_t round,
+				   uint64_t bytes_total, uint64_t elapsed_ms)
 {
-	if (est_expected_downtime_ms(e, dirty_bytes) <= (double)e->cfg.downtime_ms)
-		return EST_CONVERGED;
-	if (est_expected_downtime_ms(e, dirty_bytes) - e->fixed_ms < EST_FLOOR_MS)
-		return EST_STOP_FLOOR;
 	if (e->cfg.max_rounds && round > e->cfg.max_rounds)
 		return EST_STOP_ROUNDS;
 	if (e->cfg.max_bytes && bytes_total >= e->cfg.max_bytes)
@@ -72,6 +67,31 @@ enum est_decision est_decide(const struct est *e, uint32_t round,
 	if (e->cfg.max_time_ms && elapsed_ms >= e->cfg.max_time_ms)
 		return EST_STOP_TIME;
 	return EST_CONTINUE;
+}
+
+enum est_decision est_decide(const struct est *e, uint32_t round,
+			     uint64_t dirty_bytes, uint64_t bytes_total,
+			     uint64_t elapsed_ms, double dirty_rate_Bps)
+{
+	double expected = est_expected_downtime_ms(e, dirty_bytes);
+	double pages_ms = expected - e->fixed_ms;
+	enum est_decision cap = backstop(e, round, bytes_total, elapsed_ms);
+
+	if (expected <= (double)e->cfg.downtime_ms) {
+		/* Within the limit; but when the link outruns the guest, one
+		 * more round costs about the pause it saves, once, and the
+		 * guest sees a shorter pause. While sending this set the
+		 * guest dirties about rate x time; go on if that is at most
+		 * half the set. Each such round halves the pause, so this
+		 * ends within a few rounds (or at the floor or a cap). */
+		if (cap == EST_CONTINUE && pages_ms >= EST_FLOOR_MS && dirty_rate_Bps > 0 &&
+		    dirty_rate_Bps * pages_ms / 1000.0 <= EST_REFINE_FACTOR * (double)dirty_bytes)
+			return EST_CONTINUE;
+		return EST_CONVERGED;
+	}
+	if (pages_ms < EST_FLOOR_MS)
+		return EST_STOP_FLOOR;
+	return cap;
 }
 
 const char *est_decision_text(enum est_decision d)

@@ -47,10 +47,16 @@ void est_set_fixed_ms(struct est *e, double ms);
 /* Bandwidth the switchover will see: the estimate, capped by the limit. */
 double est_bandwidth(const struct est *e);
 double est_expected_downtime_ms(const struct est *e, uint64_t dirty_bytes);
-/* After a dirty sync: round = number of the round about to be sent. */
+/* A converged migration still takes another round when that round is
+ * expected to at least halve the bytes the pause must send. */
+#define EST_REFINE_FACTOR 0.5
+
+/* After a dirty sync: round = number of the round about to be sent;
+ * dirty_rate_Bps = how fast the guest dirtied new pages since the last
+ * sync (0 when unknown: then the plain stop rule applies). */
 enum est_decision est_decide(const struct est *e, uint32_t round,
 			     uint64_t dirty_bytes, uint64_t bytes_total,
-			     uint64_t elapsed_ms);
+			     uint64_t elapsed_ms, double dirty_rate_Bps);
 const char *est_decision_text(enum est_decision d);
 
 /* Rate limiter: a budget per 100 ms slice (QEMU's BUFFER_DELAY), so a

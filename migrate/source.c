@@ -278,7 +278,8 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		if (ret)
 			return ret;
 		*why = est_decide(&c->e, r, dirty * WIRE_PAGE_BYTES, c->s.bytes_out,
-				  (uint64_t)ms_since(c->t0));
+				  (uint64_t)ms_since(c->t0),
+				  rec.dirty_rate_pps * WIRE_PAGE_BYTES);
 		publish(c, r, dirty, rec.expected_downtime_ms);
 		if (*why != EST_CONTINUE) {
 			*next_round = r;

@@ -350,27 +350,36 @@ static void test_reject_cpu(void **state)
 	unlink(st);
 }
 
-static void test_cancel(void **state)
+/* A source throttled to 2 MB/s (16 MiB take seconds) to a live target,
+ * returned once `info migrate` shows it active in round 0. */
+static void start_slow_migration(struct proc *s, struct proc *t, const char *tag,
+				 char *mon, char *st, size_t len)
 {
-	char addr[32], name[32], mon[128], st[128], reply[4096];
-	struct proc s, t;
+	char addr[32], name[32], reply[4096] = "";
 	int prt = port();
 
-	(void)state;
-	snprintf(name, sizeof(name), "can-%d", (int)getpid());
+	snprintf(name, sizeof(name), "%s-%d", tag, (int)getpid());
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
-	tmpfile_path(mon, sizeof(mon), "can.sock");
-	tmpfile_path(st, sizeof(st), "can.json");
-	spawn_target(&t, prt, st);
-	/* 2 MB/s: 16 MiB take seconds, time to cancel in round 0. */
-	failing_source(&s, addr, name, mon, "2M", NULL);
+	tmpfile_path(mon, len, "slow.sock");
+	tmpfile_path(st, len, "slow.json");
+	spawn_target(t, prt, st);
+	failing_source(s, addr, name, mon, "2M", NULL);
 	for (int i = 0; i < 200; i++) {
-		proc_pump(&s, 50);
+		proc_pump(s, 50);
 		if (h_monitor(mon, "info migrate", reply, sizeof(reply)) == 0 &&
 		    strstr(reply, "status: active"))
 			break;
 	}
 	assert_non_null(strstr(reply, "status: active"));
+}
+
+static void test_cancel(void **state)
+{
+	char mon[128], st[128], reply[4096];
+	struct proc s, t;
+
+	(void)state;
+	start_slow_migration(&s, &t, "can", mon, st, sizeof(mon));
 	assert_int_equal(h_monitor(mon, "migrate_cancel", reply, sizeof(reply)), 0);
 	assert_true(wait_stderr(&s, "cancelled", 10000));
 	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
@@ -384,23 +393,11 @@ static void test_cancel(void **state)
 
 static void test_target_killed_mid_round(void **state)
 {
-	char addr[32], name[32], mon[128], st[128], reply[4096];
+	char mon[128], st[128], reply[4096];
 	struct proc s, t;
-	int prt = port();
 
 	(void)state;
-	snprintf(name, sizeof(name), "kil-%d", (int)getpid());
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
-	tmpfile_path(mon, sizeof(mon), "kil.sock");
-	tmpfile_path(st, sizeof(st), "kil.json");
-	spawn_target(&t, prt, st);
-	failing_source(&s, addr, name, mon, "2M", NULL);
-	for (int i = 0; i < 200; i++) {
-		proc_pump(&s, 50);
-		if (h_monitor(mon, "info migrate", reply, sizeof(reply)) == 0 &&
-		    strstr(reply, "status: active"))
-			break;
-	}
+	start_slow_migration(&s, &t, "kil", mon, st, sizeof(mon));
 	proc_kill(&t, SIGKILL);
 	proc_wait_exit(&t, 10000);
 	assert_true(wait_stderr(&s, "failed", 15000));

@@ -29,7 +29,7 @@ static void test_first_sample_sets_estimate(void **state)
 	(void)state;
 	assert_true(est_bandwidth(&e) == 0);
 	/* no estimate yet: any dirty byte means "unknown, keep going" */
-	assert_int_equal(est_decide(&e, 1, 4096, 0, 0), EST_CONTINUE);
+	assert_int_equal(est_decide(&e, 1, 4096, 0, 0, 0), EST_CONTINUE);
 	est_sample(&e, 1000000000ULL, 250 * MS); /* 4 GB/s */
 	assert_true(fabs(est_bandwidth(&e) - 4e9) < 1e3);
 }
@@ -58,15 +58,15 @@ static void test_stop_rule(void **state)
 	est_set_fixed_ms(&e, 5);
 	/* 20 MB -> 20 ms + 5 ms fixed = 25 ms: stop */
 	assert_true(fabs(est_expected_downtime_ms(&e, 20000000) - 25) < 0.01);
-	assert_int_equal(est_decide(&e, 1, 20000000, 0, 0), EST_CONVERGED);
+	assert_int_equal(est_decide(&e, 1, 20000000, 0, 0, 0), EST_CONVERGED);
 	/* 26 MB -> 31 ms: another round */
-	assert_int_equal(est_decide(&e, 1, 26000000, 0, 0), EST_CONTINUE);
+	assert_int_equal(est_decide(&e, 1, 26000000, 0, 0, 0), EST_CONTINUE);
 	/* the fixed cost alone can exceed the limit: rounds cannot help once
 	 * the dirty pages take less than EST_FLOOR_MS */
 	est_set_fixed_ms(&e, 31);
-	assert_int_equal(est_decide(&e, 1, 0, 0, 0), EST_STOP_FLOOR);
-	assert_int_equal(est_decide(&e, 1, 900000, 0, 0), EST_STOP_FLOOR);
-	assert_int_equal(est_decide(&e, 1, 5000000, 0, 0), EST_CONTINUE);
+	assert_int_equal(est_decide(&e, 1, 0, 0, 0, 0), EST_STOP_FLOOR);
+	assert_int_equal(est_decide(&e, 1, 900000, 0, 0, 0), EST_STOP_FLOOR);
+	assert_int_equal(est_decide(&e, 1, 5000000, 0, 0, 0), EST_CONTINUE);
 	est_set_fixed_ms(&e, -3);
 	assert_true(est_expected_downtime_ms(&e, 0) == 0);
 }
@@ -79,8 +79,8 @@ static void test_bandwidth_cap(void **state)
 	assert_true(est_bandwidth(&e) == 1e6); /* the cap before any sample */
 	est_sample(&e, 4000000000ULL, 1000 * MS);
 	assert_true(est_bandwidth(&e) == 1e6);
-	assert_int_equal(est_decide(&e, 1, 29000, 0, 0), EST_CONVERGED);
-	assert_int_equal(est_decide(&e, 1, 31000, 0, 0), EST_CONTINUE);
+	assert_int_equal(est_decide(&e, 1, 29000, 0, 0, 0), EST_CONVERGED);
+	assert_int_equal(est_decide(&e, 1, 31000, 0, 0, 0), EST_CONTINUE);
 }
 
 static void test_backstops(void **state)
@@ -89,12 +89,12 @@ static void test_backstops(void **state)
 
 	(void)state;
 	est_sample(&e, 100000000ULL, 1000 * MS); /* 100 MB/s: 3 MB in 30 ms */
-	assert_int_equal(est_decide(&e, 30, 50000000, 0, 0), EST_CONTINUE);
-	assert_int_equal(est_decide(&e, 31, 50000000, 0, 0), EST_STOP_ROUNDS);
-	assert_int_equal(est_decide(&e, 5, 50000000, 3ULL << 30, 0), EST_STOP_BYTES);
-	assert_int_equal(est_decide(&e, 5, 50000000, 0, 60000), EST_STOP_TIME);
+	assert_int_equal(est_decide(&e, 30, 50000000, 0, 0, 0), EST_CONTINUE);
+	assert_int_equal(est_decide(&e, 31, 50000000, 0, 0, 0), EST_STOP_ROUNDS);
+	assert_int_equal(est_decide(&e, 5, 50000000, 3ULL << 30, 0, 0), EST_STOP_BYTES);
+	assert_int_equal(est_decide(&e, 5, 50000000, 0, 60000, 0), EST_STOP_TIME);
 	/* convergence wins over a backstop reached at the same time */
-	assert_int_equal(est_decide(&e, 31, 1000, 3ULL << 30, 60000), EST_CONVERGED);
+	assert_int_equal(est_decide(&e, 31, 1000, 3ULL << 30, 60000, 0), EST_CONVERGED);
 	assert_string_equal(est_decision_text(EST_STOP_BYTES), "byte cap reached");
 }
 
@@ -113,7 +113,7 @@ static void test_synthetic_trace(void **state)
 
 		est_sample(&e, (uint64_t)dirty, (uint64_t)(secs * 1e9));
 		dirty = rate * secs; /* dirtied while that round was sent */
-		if (est_decide(&e, r, (uint64_t)dirty, 0, 0) != EST_CONTINUE)
+		if (est_decide(&e, r, (uint64_t)dirty, 0, 0, 0) != EST_CONTINUE)
 			break;
 	}
 	/* round 1 sends 512 MB in 256 ms, leaving 128 MB (64 + 2 ms: go on);
@@ -128,10 +128,43 @@ static void test_synthetic_trace(void **state)
 
 		est_sample(&e, (uint64_t)dirty, (uint64_t)(secs * 1e9));
 		dirty = 3e9 * secs > 2e9 ? 2e9 : 3e9 * secs;
-		if (est_decide(&e, r, (uint64_t)dirty, 0, 0) != EST_CONTINUE)
+		if (est_decide(&e, r, (uint64_t)dirty, 0, 0, 0) != EST_CONTINUE)
 			break;
 	}
 	assert_int_equal(r, 31);
+}
+
+/* Within the limit, rounds that halve the pause are still taken; rounds
+ * that would not are not. */
+static void test_refine_while_it_halves(void **state)
+{
+	struct est e = make(30, 0);
+	double bw = 2e9, rate = 5e8, dirty = 512e6;
+	uint32_t r;
+
+	(void)state;
+	est_set_fixed_ms(&e, 2);
+	for (r = 1; r < 40; r++) {
+		double secs = dirty / bw;
+
+		est_sample(&e, (uint64_t)dirty, (uint64_t)(secs * 1e9));
+		dirty = rate * secs;
+		if (est_decide(&e, r, (uint64_t)dirty, 0, 0, rate) != EST_CONTINUE)
+			break;
+	}
+	/* 512 -> 128 -> 32 (within the limit, but the guest dirties only 8
+	 * while it is sent) -> 8 -> 2 -> 0.5 MB: below the 1 ms floor. */
+	assert_int_equal(r, 5);
+	assert_true(est_expected_downtime_ms(&e, (uint64_t)dirty) < 3);
+	/* A guest dirtying at 3/4 of the link: another round would not halve
+	 * the set, so the plain rule decides. */
+	e = make(30, 0);
+	est_set_fixed_ms(&e, 2);
+	est_sample(&e, 100000000, 50000000);
+	assert_int_equal(est_decide(&e, 2, 20000000, 0, 0, 1.5e9), EST_CONVERGED);
+	assert_int_equal(est_decide(&e, 2, 20000000, 0, 0, 0.9e9), EST_CONTINUE);
+	/* No refinement past a backstop. */
+	assert_int_equal(est_decide(&e, 31, 20000000, 0, 0, 0.9e9), EST_CONVERGED);
 }
 
 static void test_rate_limiter(void **state)
@@ -167,6 +200,7 @@ int main(void)
 		cmocka_unit_test(test_bandwidth_cap),
 		cmocka_unit_test(test_backstops),
 		cmocka_unit_test(test_synthetic_trace),
+		cmocka_unit_test(test_refine_while_it_halves),
 		cmocka_unit_test(test_rate_limiter),
 	};
 
