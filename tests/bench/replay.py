@@ -18,7 +18,9 @@ rule decides; the final stop-and-copy sends the pending set while paused:
 downtime = pending bytes / bw + fixed cost.
 
 Stop rules:
-  ours  pending_bytes / bw + fixed_ms <= limit; caps: --max-rounds (30),
+  ours  pending_bytes / bw + fixed_ms <= limit, unless one more round is
+        expected to halve the pending set (dirty rate x its send time <= half
+        of it, and at least 1 ms of pages); caps: --max-rounds (30),
         --max-bytes-factor x RAM (3), --max-time-s (300): forced switchover.
   qemu  pending dirty bytes (pages x page size) <= bw x limit
         (migration_iteration_run's threshold_size); no caps of its own, so
@@ -130,12 +132,22 @@ def simulate(model, rule, bw_Bps, page_size=4096, overhead=16, downtime_ms=30.0,
     sent_bytes, sent_pages, rounds = 0, 0, []
     reason, converged = None, False
     r = 0
+    last_dur = 0.0
     while True:
         if r > 0:
             pend_bytes = pending * per_page
             if rule == "ours":
-                if pend_bytes / bw_Bps + fixed_ms / 1000.0 <= limit_s:
-                    reason, converged = "converged", True
+                pages_s = pend_bytes / bw_Bps
+                capped = (r >= max_rounds or sent_bytes >= max_bytes_factor * ram_bytes
+                          or t >= max_time_s)
+                # migrate/estimator.c: within the limit, still take a round
+                # that is expected to at least halve the final set.
+                rate = pend_bytes / last_dur if last_dur > 0 else 0.0
+                refine = (not capped and pages_s >= 0.001 and rate > 0
+                          and rate * pages_s <= 0.5 * pend_bytes)
+                if pages_s + fixed_ms / 1000.0 <= limit_s:
+                    if not refine:
+                        reason, converged = "converged", True
                 elif r >= max_rounds:
                     reason = "round cap"
                 elif sent_bytes >= max_bytes_factor * ram_bytes:
@@ -159,6 +171,7 @@ def simulate(model, rule, bw_Bps, page_size=4096, overhead=16, downtime_ms=30.0,
             if reason:
                 break
         dur = pending * per_page / bw_Bps + sync_ms / 1000.0
+        last_dur = dur
         rounds.append({"round": r, "start_s": t, "pages": pending, "bytes": pending * per_page,
                        "duration_s": dur})
         sent_bytes += pending * per_page
