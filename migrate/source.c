@@ -316,6 +316,19 @@ static int send_state_and_end(struct src *c)
 	return stream_send(&c->s, ST_END, end, END_LEN, c->err, sizeof(c->err));
 }
 
+/* Downtime starts here (design notes section 4). */
+static int pause_guest(struct src *c)
+{
+	int ret;
+
+	c->t_pause = mig_now_ns();
+	ret = vm_pause(c->vm);
+	c->paused = true;
+	if (ret)
+		snprintf(c->err, sizeof(c->err), "the VM is shutting down");
+	return ret;
+}
+
 static int switchover(struct src *c, uint32_t round)
 {
 	struct stats_round rec = { 0 };
@@ -323,13 +336,9 @@ static int switchover(struct src *c, uint32_t round)
 	int ret;
 
 	set_state(c, MIG_SWITCHOVER);
-	c->t_pause = mig_now_ns();
-	ret = vm_pause(c->vm);
-	c->paused = true;
-	if (ret) {
-		snprintf(c->err, sizeof(c->err), "the VM is shutting down");
+	ret = pause_guest(c);
+	if (ret)
 		return ret;
-	}
 	if (!c->file) {
 		/* The sync that chose to stop sent nothing: the final round's
 		 * dirty rate counts from the last round that did. */
@@ -370,13 +379,9 @@ static int save_to_file(struct src *c)
 	struct stats_round rec = { 0 };
 	int ret;
 
-	c->t_pause = mig_now_ns();
-	ret = vm_pause(c->vm);
-	c->paused = true;
-	if (ret) {
-		snprintf(c->err, sizeof(c->err), "the VM is shutting down");
+	ret = pause_guest(c);
+	if (ret)
 		return ret;
-	}
 	set_state(c, MIG_SWITCHOVER);
 	ret = send_round(c, 0, true, &rec);
 	return ret ? ret : send_state_and_end(c);

@@ -496,20 +496,22 @@ static int iov_advance(struct iovec *iov, int iovcnt, int i, size_t n)
 	return i;
 }
 
-int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,
-		      char *err, size_t errlen)
+/* Moves every byte of iov one way, resuming after short transfers and
+ * EINTR; wait_ready() bounds how long a silent peer can stall us. */
+static int xfer_all(struct stream *s, bool writing, struct iovec *iov, int iovcnt,
+		    char *err, size_t errlen)
 {
-	int i = 0;
+	int i = iov_advance(iov, iovcnt, 0, 0); /* skips empty entries */
 
-	while (i < iovcnt && iov[i].iov_len == 0)
-		i++;
 	while (i < iovcnt) {
 		ssize_t n;
-		int ret = wait_ready(s, POLLOUT, err, errlen);
+		int ret = wait_ready(s, writing ? POLLOUT : POLLIN, err, errlen);
 
 		if (ret)
 			return ret;
-		if (s->is_file) {
+		if (!writing) {
+			n = readv(s->fd, iov + i, iovcnt - i);
+		} else if (s->is_file) {
 			n = writev(s->fd, iov + i, iovcnt - i);
 		} else {
 			struct msghdr m = { .msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i) };
@@ -519,41 +521,25 @@ int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;
-			return io_error(s, true, n, n < 0 ? errno : EPIPE, err, errlen);
+			return io_error(s, writing, n, n < 0 ? errno : writing ? EPIPE : 0,
+					err, errlen);
 		}
-		s->bytes_out += (uint64_t)n;
+		*(writing ? &s->bytes_out : &s->bytes_in) += (uint64_t)n;
 		i = iov_advance(iov, iovcnt, i, (size_t)n);
-		while (i < iovcnt && iov[i].iov_len == 0)
-			i++;
 	}
 	return 0;
+}
+
+int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,
+		      char *err, size_t errlen)
+{
+	return xfer_all(s, true, iov, iovcnt, err, errlen);
 }
 
 int stream_readv_all(struct stream *s, struct iovec *iov, int iovcnt,
 		     char *err, size_t errlen)
 {
-	int i = 0;
-
-	while (i < iovcnt && iov[i].iov_len == 0)
-		i++;
-	while (i < iovcnt) {
-		ssize_t n;
-		int ret = wait_ready(s, POLLIN, err, errlen);
-
-		if (ret)
-			return ret;
-		n = readv(s->fd, iov + i, iovcnt - i);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			return io_error(s, false, n, n < 0 ? errno : 0, err, errlen);
-		}
-		s->bytes_in += (uint64_t)n;
-		i = iov_advance(iov, iovcnt, i, (size_t)n);
-		while (i < iovcnt && iov[i].iov_len == 0)
-			i++;
-	}
-	return 0;
+	return xfer_all(s, false, iov, iovcnt, err, errlen);
 }
 
 int stream_write_all(struct stream *s, const void *buf, size_t len, char *err,
