@@ -231,6 +231,61 @@ static void test_double_migration(void **state)
 	unlink(st);
 }
 
+/* Cold migration: the running guest's state to a file, restored by
+ * another process; a cut-short file is refused with one clear line. */
+static void test_cold_migration_file(void **state)
+{
+	char uri[160], snap[128], cut[128], st[128];
+	const char *src[] = { NULL, "--kernel", DIRTY, "--append", "wss=8", "--cpus", "2",
+			      "--migrate", uri, "--migrate-after", "1.2", NULL };
+	const char *dst[] = { NULL, "--incoming", uri, "--stats-json", st, NULL };
+	struct proc a, b;
+	FILE *in, *out;
+	long size;
+	char *buf;
+
+	(void)state;
+	tmpfile_path(snap, sizeof(snap), "snap.bin");
+	tmpfile_path(cut, sizeof(cut), "snap-cut.bin");
+	tmpfile_path(st, sizeof(st), "cold.json");
+	snprintf(uri, sizeof(uri), "file:%s", snap);
+	assert_int_equal(proc_run(&a, src, T_MIG), 0);
+	assert_true(proc_stderr_has(&a, "completed"));
+	assert_int_equal(proc_spawn(&b, dst), 0);
+	assert_true(proc_wait_line(&b, 0, "seq=", T_BOOT) >= 0);
+	if (first_seq(&b) != last_seq(&a, 0) + 1)
+		fail_msg("saved at seq=%ld, restored at seq=%ld", last_seq(&a, 0), first_seq(&b));
+	proc_send(&b, "q");
+	assert_int_equal(proc_wait_exit(&b, 30000), 1); /* verify passed, guest exit */
+	assert_true(proc_wait_line(&b, 0, "verify: pass pages=2048", 0) >= 0);
+	proc_free(&b);
+
+	/* The same snapshot cut in half. */
+	in = fopen(snap, "rb");
+	assert_non_null(in);
+	fseek(in, 0, SEEK_END);
+	size = ftell(in);
+	rewind(in);
+	buf = malloc((size_t)size);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)size, in), (size_t)size);
+	fclose(in);
+	out = fopen(cut, "wb");
+	assert_non_null(out);
+	fwrite(buf, 1, (size_t)size / 2, out);
+	fclose(out);
+	free(buf);
+	snprintf(uri, sizeof(uri), "file:%s", cut);
+	assert_int_equal(proc_run(&b, dst, T_MIG), 3);
+	assert_true(proc_stderr_has(&b, "truncated"));
+	assert_ptr_equal(strchr(b.err, '\n'), b.err + strlen(b.err) - 1);
+	proc_free(&b);
+	proc_free(&a);
+	unlink(snap);
+	unlink(cut);
+	unlink(st);
+}
+
 /* Source counter guest migrating to addr with extra options; returns
  * after the source reported the failure. */
 static void failing_source(struct proc *s, const char *addr, const char *name,
@@ -600,6 +655,7 @@ int main(void)
 		cmocka_unit_test(test_wss64_1cpu),
 		cmocka_unit_test(test_wss64_2cpu),
 		cmocka_unit_test(test_double_migration),
+		cmocka_unit_test(test_cold_migration_file),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_hung_target_times_out),
 		cmocka_unit_test(test_reject_name_clash),
