@@ -397,16 +397,6 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-bool vm_is_running(struct vm *vm)
-{
-	bool r;
-
-	pthread_mutex_lock(&vm->lock);
-	r = vm->pause_count == 0 && !vm->stopping && vm->threads > 0;
-	pthread_mutex_unlock(&vm->lock);
-	return r;
-}
-
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why, int status,
 		     const char *msg)
 {

@@ -135,7 +135,6 @@ int vm_start(struct vm *vm, char *err, size_t errlen);
  * vCPU state may then be read or written from any thread. */
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
-bool vm_is_running(struct vm *vm);
 
 /* Asks the VM to stop for good (thread-safe; the first reason wins). */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why, int status,
