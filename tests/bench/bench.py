@@ -54,7 +54,8 @@ def measure_ceilings(links=()):
     out = {}
     for name, cmd in (("memcpy", [CEILING, "memcpy", "256", "8"]),
                       ("zeroscan", [CEILING, "zeroscan", "1024"]),
-                      ("tcp_loopback", [CEILING, "tcp", "3"])):
+                      ("tcp_loopback", [CEILING, "tcp", "3"]),
+                      ("tcp_fresh_loopback", [CEILING, "tcp-fresh", "1024"])):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         try:
             out[name] = json.loads(r.stdout)

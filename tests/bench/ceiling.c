@@ -4,6 +4,8 @@
  *   ceiling memcpy MIB REPS          best memcpy bandwidth over REPS copies of MIB MiB
  *   ceiling zeroscan MIB             time to check MIB MiB of zero pages
  *   ceiling tcp SECONDS              single-stream TCP over loopback (fork: sender+receiver)
+ *   ceiling tcp-fresh MIB            the same, but the receiver reads MIB into never-touched
+ *                                    memory, as a migration target does with guest RAM
  *   ceiling tcp-server ADDR PORT     receive one stream, print bytes and seconds
  *   ceiling tcp-client ADDR PORT SECONDS
  * Output: one JSON object on stdout. Built by tests/bench/bench.mk, not part of minivmm.
@@ -183,6 +185,76 @@ static int do_tcp_loop(double seconds)
 	return 0;
 }
 
+/* Receives exactly len bytes into a fresh anonymous mapping: what a
+ * migration target does with round 0. On hosts that supply memory lazily
+ * this, not TCP, is the ceiling. */
+static int serve_fresh(int lfd, size_t len, double *secs)
+{
+	int fd = accept(lfd, NULL, NULL);
+	char *dst = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	size_t got = 0;
+	double t0 = 0;
+
+	if (fd < 0 || dst == MAP_FAILED)
+		return perror("accept/mmap"), 1;
+	while (got < len) {
+		ssize_t r = read(fd, dst + got, len - got);
+		if (r <= 0)
+			break;
+		if (!got)
+			t0 = now();
+		got += (size_t)r;
+	}
+	*secs = now() - t0;
+	close(fd);
+	munmap(dst, len);
+	return got == len ? 0 : 1;
+}
+
+static int do_tcp_fresh(size_t mib)
+{
+	size_t len = mib << 20;
+	int lfd = listen_on("127.0.0.1", 0), pfd[2];
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	char *src, line[64] = { 0 };
+	double secs;
+
+	if (lfd < 0 || pipe(pfd) < 0)
+		return 1;
+	getsockname(lfd, (struct sockaddr *)&sa, &sl);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		if (serve_fresh(lfd, len, &secs))
+			_exit(1);
+		dprintf(pfd[1], "%.9f\n", secs);
+		_exit(0);
+	}
+	close(pfd[1]);
+	src = malloc(len);
+	if (!src)
+		return 1;
+	memset(src, 0xa5, len); /* the sender's memory is warm, as a source's is */
+	int fd = connect_to("127.0.0.1", ntohs(sa.sin_port));
+	if (fd < 0)
+		return 1;
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, src + off, len - off);
+		if (w <= 0)
+			return perror("write"), 1;
+		off += (size_t)w;
+	}
+	close(fd);
+	free(src);
+	if (read(pfd[0], line, sizeof(line) - 1) <= 0 || sscanf(line, "%lf", &secs) != 1)
+		return 1;
+	waitpid(pid, NULL, 0);
+	printf("{\"tcp_fresh_Bps\":%.0f,\"bytes\":%zu,\"seconds\":%.3f}\n", (double)len / secs, len, secs);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && !strcmp(argv[1], "memcpy"))
@@ -191,6 +263,8 @@ int main(int argc, char **argv)
 		return do_zeroscan((size_t)atol(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "tcp"))
 		return do_tcp_loop(atof(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "tcp-fresh"))
+		return do_tcp_fresh((size_t)atol(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "tcp-server")) {
 		int lfd = listen_on(argv[2], atoi(argv[3]));
 		if (lfd < 0)
@@ -209,7 +283,7 @@ int main(int argc, char **argv)
 		int fd = connect_to(argv[2], atoi(argv[3]));
 		return fd < 0 ? 1 : send_for(fd, atof(argv[4]));
 	}
-	fprintf(stderr, "usage: ceiling memcpy MIB REPS | zeroscan MIB | tcp SECONDS | "
+	fprintf(stderr, "usage: ceiling memcpy MIB REPS | zeroscan MIB | tcp SECONDS | tcp-fresh MIB | "
 			"tcp-server ADDR PORT | tcp-client ADDR PORT SECONDS\n");
 	return 2;
 }
