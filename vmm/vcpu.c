@@ -321,13 +321,12 @@ static void *vcpu_thread(void *arg)
 	char msg[200];
 
 	for (;;) {
-		pthread_mutex_lock(&vm->lock);
-		if (vm->stopping) {
-			pthread_mutex_unlock(&vm->lock);
+		/* Lock-free on the common path: a pause or stop that begins
+		 * after these reads has already queued a kick, which makes the
+		 * next KVM_RUN return at once, and we come back here. */
+		if (__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
 			break;
-		}
-		if (vm->pause_count > 0) {
-			pthread_mutex_unlock(&vm->lock);
+		if (__atomic_load_n(&vm->pause_count, __ATOMIC_ACQUIRE) > 0) {
 			complete_pending_io(v);
 			pthread_mutex_lock(&vm->lock);
 			vm->parked++;
@@ -338,8 +337,6 @@ static void *vcpu_thread(void *arg)
 			pthread_mutex_unlock(&vm->lock);
 			continue;
 		}
-		pthread_mutex_unlock(&vm->lock);
-
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				drain_kick();

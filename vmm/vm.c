@@ -378,7 +378,7 @@ int vm_pause(struct vm *vm)
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->lock);
-	if (++vm->pause_count == 1)
+	if (__atomic_add_fetch(&vm->pause_count, 1, __ATOMIC_RELEASE) == 1)
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpus[i]);
 	while (vm->parked < vm->threads && !vm->stopping)
@@ -392,7 +392,8 @@ int vm_pause(struct vm *vm)
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (vm->pause_count > 0 && --vm->pause_count == 0)
+	if (vm->pause_count > 0 &&
+	    __atomic_sub_fetch(&vm->pause_count, 1, __ATOMIC_RELEASE) == 0)
 		pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -408,7 +409,7 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason why, int status,
 		vm->exit_status = status;
 		snprintf(vm->stop_msg, sizeof(vm->stop_msg), "%s", msg ? msg : "");
 	}
-	vm->stopping = true;
+	__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vm->cond);
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
@@ -421,7 +422,7 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason why, int status,
 void vm_stop_vcpus(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	vm->stopping = true;
+	__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vm->cond);
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);

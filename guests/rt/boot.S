@@ -10,6 +10,17 @@
 #define MB_MAGIC  0x1BADB002
 #define MB_FLAGS  0x00000003          /* page-align modules, want memory info */
 
+/* Flat data segments for long mode; fs/gs are unused (null). */
+.macro  load_data_segments
+        movw    $SEL_DATA, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %ss
+        xorl    %eax, %eax
+        movw    %ax, %fs
+        movw    %ax, %gs
+.endm
+
         .section .multiboot, "a"
         .balign 4
         .long   MB_MAGIC
@@ -51,13 +62,7 @@ _start:
 
         .code64
 long_entry:
-        movw    $SEL_DATA, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        xorl    %eax, %eax
-        movw    %ax, %fs
-        movw    %ax, %gs
+        load_data_segments
         movq    $boot_stack_top, %rsp
         /* zero .bss (the big no-init arrays live outside it) */
         movq    $__bss_start, %rdi
@@ -76,13 +81,7 @@ long_entry:
 /* Application processors arrive here from the trampoline, in long mode. */
         .globl  ap_long_entry
 ap_long_entry:
-        movw    $SEL_DATA, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        xorl    %eax, %eax
-        movw    %ax, %fs
-        movw    %ax, %gs
+        load_data_segments
         movl    $1, %eax
         lock xaddl %eax, ap_stack_next(%rip)
         cmpl    $MAX_CPUS, %eax

@@ -469,6 +469,15 @@ def _guest_figures(res, src_lines, tgt_lines, t_from, t_to, period_s):
         res["seq_continuous"] = tgt_hb[0][1] == src_hb[-1][1] + 1
 
 
+def _finish(ctx, res, src_con, tgt_con):
+    """Keeps both consoles and the stderr tails with the run's figures."""
+    _save_console(ctx, "source.console", src_con)
+    _save_console(ctx, "target.console", tgt_con)
+    res["source_stderr_tail"] = _tail(os.path.join(ctx.dir, "source.stderr"))
+    res["target_stderr_tail"] = _tail(os.path.join(ctx.dir, "target.stderr"))
+    return res
+
+
 def _save_console(ctx, name, con):
     with open(os.path.join(ctx.dir, name), "w") as f:
         for t, s in con.lines:
@@ -558,11 +567,7 @@ def run_minivmm(ctx):
             res["outcome"] = (stats or {}).get("result") or ("completed" if rc == 0 else "failed (exit %s)" % rc)
         if trace and os.path.exists(trace):
             res["trace_path"] = os.path.relpath(trace, ROOT)
-        _save_console(ctx, "source.console", src_con)
-        _save_console(ctx, "target.console", tgt_con)
-        res["source_stderr_tail"] = _tail(os.path.join(ctx.dir, "source.stderr"))
-        res["target_stderr_tail"] = _tail(os.path.join(ctx.dir, "target.stderr"))
-        return res
+        return _finish(ctx, res, src_con, tgt_con)
     finally:
         for p in (src, tgt):
             kill(p, signal.SIGKILL, 1)
@@ -746,11 +751,7 @@ def run_qemu(ctx):
         time.sleep(0.05)
         # after the switchover the source's console is silent; use QMP time for t_to
         _guest_figures(res, src_con.lines, tgt_con.lines, t_mig, t_done, period_s)
-        _save_console(ctx, "source.console", src_con)
-        _save_console(ctx, "target.console", tgt_con)
-        res["source_stderr_tail"] = _tail(os.path.join(ctx.dir, "source.stderr"))
-        res["target_stderr_tail"] = _tail(os.path.join(ctx.dir, "target.stderr"))
-        return res
+        return _finish(ctx, res, src_con, tgt_con)
     finally:
         for q in (sqmp, tqmp):
             if q:
