@@ -16,6 +16,11 @@ struct mig_params {
 	bool verify_ram;
 	const char *stats_json;  /* may be NULL */
 	const char *dirty_trace; /* may be NULL */
+	/* Target: what the incoming VM must have (0 = whatever it has), and
+	 * whether to populate expect_mem of RAM while waiting for it. */
+	uint64_t expect_mem;
+	int expect_cpus;
+	bool prealloc;
 };
 
 /* Source: starts migrating vm to uri in a background thread. Returns 0 when

@@ -64,10 +64,12 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->setup_ms, st->total_ms, st->downtime_ms, st->restore_ms);
 	fprintf(f, "  \"bytes_total\": %llu,\n  \"pages_normal\": %llu,\n"
 		"  \"pages_zero\": %llu,\n  \"pages_skipped\": %llu,\n  \"rounds\": %u,\n"
-		"  \"converged\": %s,\n  \"throughput_Bps\": %.0f,\n  \"round_records\": [",
+		"  \"converged\": %s,\n  \"throughput_Bps\": %.0f,\n"
+		"  \"prealloc_bytes\": %llu,\n  \"prealloc_ms\": %.3f,\n  \"round_records\": [",
 		(unsigned long long)st->bytes_total, (unsigned long long)st->pages_normal,
 		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped,
-		st->rounds, st->converged ? "true" : "false", st->throughput_Bps);
+		st->rounds, st->converged ? "true" : "false", st->throughput_Bps,
+		(unsigned long long)st->prealloc_bytes, st->prealloc_ms);
 	for (size_t i = 0; i < st->nrec; i++) {
 		const struct stats_round *r = &st->rec[i];
 

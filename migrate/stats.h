@@ -37,6 +37,10 @@ struct stats {
 	uint32_t rounds;
 	bool converged;
 	double throughput_Bps;
+	/* Target with --prealloc: RAM populated before the connection (not
+	 * part of total_ms), and how long that took. */
+	uint64_t prealloc_bytes;
+	double prealloc_ms;
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

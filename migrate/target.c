@@ -11,11 +11,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "migrate/ram.h"
 #include "migrate/vmstate.h"
 #include "vmm/monitor.h"
+#include "vmm/prealloc.h"
 #include "vmm/vm.h"
 #if __has_include("migrate/cpucompat.h")
 #include "migrate/cpucompat.h"
@@ -37,6 +39,9 @@ struct tgt {
 	char *err;
 	size_t errlen;
 	struct ram_prefault *pf; /* first-touch helpers while RAM arrives */
+	const struct mig_params *p;
+	uint8_t *ram;            /* --mem given: mapped before the connection */
+	struct prealloc *pa;     /* --prealloc: populating ram while waiting */
 };
 
 static bool signalled(void)
@@ -100,7 +105,62 @@ static int check_hello(struct tgt *g, const struct hello *h)
 			 h->name, (int)pid);
 		return reject(g, "%s", msg);
 	}
+	if (g->p && g->p->expect_mem && h->mem_size != g->p->expect_mem) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "memory differs: the VM has %llu MiB, this target "
+			 "was started for %llu MiB (--mem)",
+			 (unsigned long long)(h->mem_size >> 20),
+			 (unsigned long long)(g->p->expect_mem >> 20));
+		return reject(g, "%s", msg);
+	}
+	if (g->p && g->p->expect_cpus && h->ncpus != (uint32_t)g->p->expect_cpus) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "vCPUs differ: the VM has %u, this target was "
+			 "started for %d (--cpus)", h->ncpus, g->p->expect_cpus);
+		return reject(g, "%s", msg);
+	}
 	return 0;
+}
+
+/* The populating is done or stopped once the source is here: from now on
+ * the receiver and its prefault helpers need the CPUs. */
+static void prealloc_end(struct tgt *g)
+{
+	uint64_t done;
+	double ms;
+
+	if (!g->pa)
+		return;
+	done = prealloc_stop(g->pa, &ms);
+	g->pa = NULL;
+	pthread_mutex_lock(&g->m->lock);
+	g->m->st.prealloc_bytes = done;
+	g->m->st.prealloc_ms = ms;
+	pthread_mutex_unlock(&g->m->lock);
+	fprintf(stderr, "minivmm: %llu of %llu MiB of guest RAM populated ahead, in %.0f ms\n",
+		(unsigned long long)(done >> 20), (unsigned long long)(g->p->expect_mem >> 20), ms);
+}
+
+/* --mem given: RAM exists before the source does, so it can be populated
+ * while nobody waits for it. */
+static int premap_ram(struct tgt *g)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int ret;
+
+	if (!g->p || !g->p->expect_mem)
+		return 0;
+	ret = vm_ram_map(g->p->expect_mem, &g->ram, g->err, g->errlen);
+	if (ret || !g->p->prealloc)
+		return ret;
+	ret = prealloc_start(&g->pa, g->ram, g->p->expect_mem, ncpu > 1 ? (int)ncpu : 1,
+			     g->err, g->errlen);
+	if (!ret)
+		fprintf(stderr, "minivmm: populating %llu MiB of guest RAM while waiting (--prealloc)\n",
+			(unsigned long long)(g->p->expect_mem >> 20));
+	return ret;
 }
 
 /* The source's CPU against the one this host gives the same VM. */
@@ -143,6 +203,7 @@ static int handshake(struct tgt *g)
 				 "source", g->err, g->errlen);
 	if (!ret)
 		ret = stream_hello_decode(buf, len, &h, g->err, g->errlen);
+	prealloc_end(g);
 	if (!ret)
 		ret = check_hello(g, &h);
 	if (ret)
@@ -150,6 +211,8 @@ static int handshake(struct tgt *g)
 	snprintf(cfg.name, sizeof(cfg.name), "%s", h.name);
 	cfg.mem_size = h.mem_size;
 	cfg.ncpus = (int)h.ncpus;
+	cfg.ram = g->ram; /* NULL, or checked above to be mem_size bytes */
+	g->ram = NULL;
 	ret = vm_create(g->vm, &cfg, g->err, g->errlen);
 	if (ret) {
 		char why[600];
@@ -346,7 +409,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		 char *err, size_t errlen)
 {
 	struct mig *m = calloc(1, sizeof(*m));
-	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen };
+	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p };
 	int ret;
 
 	if (!m) {
@@ -362,8 +425,10 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		snprintf(m->in_stats, sizeof(m->in_stats), "%s", p->stats_json);
 	g.s = &m->in;
 	m->in_file = !strncmp(uri, "file:", 5);
-	ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
-	      wait_connection(&g, uri);
+	ret = premap_ram(&g);
+	if (!ret)
+		ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
+		      wait_connection(&g, uri);
 	g.t0 = m->t0_ns = mig_now_ns();
 	if (!ret)
 		ret = handshake(&g);
@@ -373,6 +438,9 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	if (!ret)
 		ret = receive(&g);
 	ram_prefault_stop(g.pf); /* before the VM (and its RAM) can go away */
+	prealloc_stop(g.pa, NULL); /* still running only if no source came */
+	if (g.ram) /* not adopted by a VM: nothing got that far */
+		munmap(g.ram, p->expect_mem);
 	/* Test hook: a target that dies mid-switchover (docs/migration.md). */
 	if (!ret && getenv("MINIVMM_TEST_TARGET_DIE") &&
 	    !strcmp(getenv("MINIVMM_TEST_TARGET_DIE"), "before-ready"))

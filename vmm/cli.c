@@ -10,7 +10,7 @@
 
 enum {
 	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER,
-	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM,
+	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM, OPT_PREALLOC,
 };
 
 static const struct option long_opts[] = {
@@ -28,6 +28,7 @@ static const struct option long_opts[] = {
 	{ "stats-json", required_argument, NULL, OPT_STATS },
 	{ "dirty-trace", required_argument, NULL, OPT_TRACE },
 	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
+	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -38,7 +39,8 @@ void cli_usage(FILE *f)
 	fprintf(f,
 "usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
 "               [--name NAME] [--monitor PATH] [migration options]\n"
-"       minivmm --incoming [HOST]:PORT|file:PATH [--stats-json PATH] [--name NAME]\n"
+"       minivmm --incoming [HOST]:PORT|file:PATH [--mem SIZE [--prealloc]]\n"
+"               [--cpus N] [--stats-json PATH] [--name NAME]\n"
 "       minivmm --migrate HOST:PORT|file:PATH [--name NAME] [migration options]\n"
 "       minivmm --help | --version\n"
 "\n"
@@ -50,6 +52,7 @@ void cli_usage(FILE *f)
 "                           at least 4M, a multiple of 4K)\n"
 "  -c, --cpus N             vCPUs (default 1); vCPU 0 boots, the others wait\n"
 "                           for INIT/SIPI from the guest\n"
+"      --prealloc           populate all guest RAM before the guest runs\n"
 "  -n, --name NAME          VM name, unique on this host (default vm-PID);\n"
 "                           letters, digits, '.', '_', '-'\n"
 "      --monitor PATH       monitor socket (default /run/minivmm/NAME.sock, or\n"
@@ -58,7 +61,10 @@ void cli_usage(FILE *f)
 "Migration:\n"
 "      --incoming ADDR      wait for a migration on [HOST]:PORT (all addresses\n"
 "                           when HOST is empty) or restore from file:PATH, then\n"
-"                           become that VM\n"
+"                           become that VM. --mem and --cpus, when given,\n"
+"                           are what the incoming VM must have (refused\n"
+"                           otherwise); --prealloc populates --mem of RAM\n"
+"                           while waiting, so receiving does not fault it in\n"
 "      --migrate ADDR       migrate to HOST:PORT (or save to file:PATH). With\n"
 "                           --kernel: the VM booted here, after --migrate-after;\n"
 "                           without: the running VM named by --name (or the\n"
@@ -159,6 +165,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 		case 'k': o->kernel = optarg; break;
 		case 'a': o->append = optarg; break;
 		case 'm':
+			o->mem_given = true;
 			if (cli_parse_size(optarg, &o->mem))
 				FAIL("--mem '%s': not a size (use e.g. 256M, 2G)", optarg);
 			if (o->mem < CLI_MIN_MEM)
@@ -173,6 +180,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 				FAIL("--cpus '%s': must be an integer from 1 to %d", optarg,
 				     VM_MAX_CPUS);
 			o->cpus = (int)v;
+			o->cpus_given = true;
 			break;
 		case 'n':
 			if (!valid_name(optarg))
@@ -206,6 +214,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 		case OPT_STATS: o->stats_json = optarg; break;
 		case OPT_TRACE: o->dirty_trace = optarg; break;
 		case OPT_VERIFY_RAM: o->verify_ram = true; break;
+		case OPT_PREALLOC: o->prealloc = true; break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':
@@ -220,6 +229,10 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 		FAIL("--incoming takes the VM from the stream: no --kernel or --migrate");
 	if (!o->kernel && !o->incoming && !o->migrate)
 		FAIL("no --kernel given (see --help)");
+	if (o->prealloc && o->incoming && !o->mem_given)
+		FAIL("--prealloc with --incoming needs --mem: the RAM size to populate");
+	if (o->prealloc && !o->kernel && !o->incoming)
+		FAIL("--prealloc applies to a VM booted or received here, not to --migrate alone");
 	if (o->migrate_after >= 0 && !(o->kernel && o->migrate))
 		FAIL("--migrate-after needs --kernel and --migrate");
 	return 0;

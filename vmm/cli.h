@@ -20,6 +20,8 @@ struct cli_opts {
 	const char *append;
 	uint64_t mem;
 	int cpus;
+	bool mem_given, cpus_given; /* with --incoming: what the VM must have */
+	bool prealloc;
 	const char *name;
 	const char *monitor;
 	/* migration */

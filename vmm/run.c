@@ -199,7 +199,7 @@ int vmm_main(const struct cli_opts *o)
 {
 	struct runner r;
 	struct vm vm;
-	struct vm_config cfg = { .mem_size = o->mem, .ncpus = o->cpus };
+	struct vm_config cfg = { .mem_size = o->mem, .ncpus = o->cpus, .prealloc = o->prealloc };
 	char err[512], path[PATH_MAX];
 	sigset_t set;
 	int sigfd, ret, status;
@@ -211,6 +211,9 @@ int vmm_main(const struct cli_opts *o)
 		.downtime_ms = o->downtime_ms, .max_bandwidth = o->max_bandwidth,
 		.verify_ram = o->verify_ram, .stats_json = o->stats_json,
 		.dirty_trace = o->dirty_trace,
+		.expect_mem = o->incoming && o->mem_given ? o->mem : 0,
+		.expect_cpus = o->incoming && o->cpus_given ? o->cpus : 0,
+		.prealloc = o->prealloc,
 	};
 	if (o->migrate && !o->kernel)
 		return mig_remote(o->name, o->monitor, o->migrate, &r.mig);

@@ -1,4 +1,5 @@
 #include "vmm/vm.h"
+#include "vmm/prealloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -139,6 +140,25 @@ static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+int vm_ram_map(uint64_t size, uint8_t **out, char *err, size_t errlen)
+{
+	/* NORESERVE: untouched guest RAM costs nothing, and migration can
+	 * tell untouched pages apart (mincore) and skip them. */
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	*out = NULL;
+	if (p == MAP_FAILED) {
+		KVM_ERR(err, errlen, "mmap guest RAM (%llu MiB): %s",
+			(unsigned long long)(size >> 20), strerror(errno));
+		return -ENOMEM;
+	}
+	/* Guest RAM never goes to a child (vm_destroy_detached). */
+	madvise(p, size, MADV_DONTFORK);
+	*out = p;
+	return 0;
+}
+
 static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 {
 	int ret = vm_layout_slots(vm->cfg.mem_size, vm->slots, &vm->nslots);
@@ -148,19 +168,17 @@ static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 			(unsigned long long)vm->cfg.mem_size);
 		return ret;
 	}
-	vm->ram_size = vm->cfg.mem_size;
-	/* NORESERVE: untouched guest RAM costs nothing, and migration can
-	 * tell untouched pages apart (mincore) and skip them. */
-	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (vm->ram == MAP_FAILED) {
-		vm->ram = NULL;
-		KVM_ERR(err, errlen, "mmap guest RAM (%llu MiB): %s",
-			(unsigned long long)(vm->ram_size >> 20), strerror(errno));
-		return -ENOMEM;
+	if (!vm->ram) {
+		ret = vm_ram_map(vm->cfg.mem_size, &vm->ram, err, errlen);
+		if (ret)
+			return ret;
+		vm->ram_size = vm->cfg.mem_size;
+		if (vm->cfg.prealloc) {
+			ret = prealloc_all(vm->ram, vm->ram_size, err, errlen);
+			if (ret)
+				return ret;
+		}
 	}
-	/* Guest RAM never goes to a child (vm_destroy_detached). */
-	madvise(vm->ram, vm->ram_size, MADV_DONTFORK);
 	for (int i = 0; i < vm->nslots; i++) {
 		struct vm_slot *s = &vm->slots[i];
 
@@ -196,6 +214,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
+	vm->cfg.ram = NULL;
+	vm->ram = cfg->ram; /* adopted now: vm_destroy unmaps it, also on failure */
+	vm->ram_size = cfg->ram ? cfg->mem_size : 0;
 	vm->kvm_fd = vm->vm_fd = vm->notify_fd = -1;
 	vm->console_out = STDOUT_FILENO;
 	pthread_mutex_init(&vm->lock, NULL);

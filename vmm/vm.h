@@ -38,6 +38,12 @@ struct vm_config {
 	char name[VM_NAME_MAX];
 	uint64_t mem_size;
 	int ncpus;
+	bool prealloc;  /* populate all of RAM before the guest runs */
+	/* A mapping from vm_ram_map() of mem_size bytes for the VM to adopt
+	 * (a migration target maps and populates RAM before it knows the
+	 * rest of the VM), or NULL. vm_create owns it from the call on,
+	 * also when it fails. */
+	uint8_t *ram;
 };
 
 /* One KVM memory slot; all slots are views of the single RAM mapping, so
@@ -112,6 +118,9 @@ struct vm {
 	struct monitor *mon;
 	struct mig *mig;
 };
+
+/* Maps size bytes of guest RAM the way vm_create does. */
+int vm_ram_map(uint64_t size, uint8_t **out, char *err, size_t errlen);
 
 /* Creates the KVM VM, RAM, irqchip, PIT, vCPUs (threads not started) and
  * devices. On failure returns -errno with a message in err. */

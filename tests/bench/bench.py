@@ -55,7 +55,8 @@ def measure_ceilings(links=()):
     for name, cmd in (("memcpy", [CEILING, "memcpy", "256", "8"]),
                       ("zeroscan", [CEILING, "zeroscan", "1024"]),
                       ("tcp_loopback", [CEILING, "tcp", "3"]),
-                      ("tcp_fresh_loopback", [CEILING, "tcp-fresh", "1024"])):
+                      ("tcp_fresh_loopback", [CEILING, "tcp-fresh", "1024"]),
+                      ("tcp_mem_loopback", [CEILING, "tcp-mem", "1024"])):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         try:
             out[name] = json.loads(r.stdout)

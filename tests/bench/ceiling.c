@@ -6,6 +6,9 @@
  *   ceiling tcp SECONDS              single-stream TCP over loopback (fork: sender+receiver)
  *   ceiling tcp-fresh MIB            the same, but the receiver reads MIB into never-touched
  *                                    memory, as a migration target does with guest RAM
+ *   ceiling tcp-mem MIB              MIB from memory into memory the receiver populated first
+ *                                    (a target with --prealloc): the stream without the cache
+ *                                    reuse of `tcp`'s 1 MiB buffers
  *   ceiling tcp-server ADDR PORT     receive one stream, print bytes and seconds
  *   ceiling tcp-client ADDR PORT SECONDS
  * Output: one JSON object on stdout. Built by tests/bench/bench.mk, not part of minivmm.
@@ -187,15 +190,19 @@ static int do_tcp_loop(double seconds)
 
 /* Receives exactly len bytes into a fresh anonymous mapping: what a
  * migration target does with round 0. On hosts that supply memory lazily
- * this, not TCP, is the ceiling. */
-static int serve_fresh(int lfd, size_t len, double *secs)
+ * this, not TCP, is the ceiling. warm: the mapping is populated before
+ * the sender connects. */
+static int serve_fresh(int lfd, size_t len, int warm, double *secs)
 {
-	int fd = accept(lfd, NULL, NULL);
 	char *dst = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	size_t got = 0;
 	double t0 = 0;
+	int fd;
 
+	if (dst != MAP_FAILED && warm)
+		memset(dst, 0x5a, len);
+	fd = accept(lfd, NULL, NULL);
 	if (fd < 0 || dst == MAP_FAILED)
 		return perror("accept/mmap"), 1;
 	while (got < len) {
@@ -212,7 +219,7 @@ static int serve_fresh(int lfd, size_t len, double *secs)
 	return got == len ? 0 : 1;
 }
 
-static int do_tcp_fresh(size_t mib)
+static int do_tcp_fresh(size_t mib, int warm)
 {
 	size_t len = mib << 20;
 	int lfd = listen_on("127.0.0.1", 0), pfd[2];
@@ -227,7 +234,7 @@ static int do_tcp_fresh(size_t mib)
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		if (serve_fresh(lfd, len, &secs))
+		if (serve_fresh(lfd, len, warm, &secs))
 			_exit(1);
 		dprintf(pfd[1], "%.9f\n", secs);
 		_exit(0);
@@ -251,7 +258,8 @@ static int do_tcp_fresh(size_t mib)
 	if (read(pfd[0], line, sizeof(line) - 1) <= 0 || sscanf(line, "%lf", &secs) != 1)
 		return 1;
 	waitpid(pid, NULL, 0);
-	printf("{\"tcp_fresh_Bps\":%.0f,\"bytes\":%zu,\"seconds\":%.3f}\n", (double)len / secs, len, secs);
+	printf("{\"%s\":%.0f,\"bytes\":%zu,\"seconds\":%.3f}\n",
+	       warm ? "tcp_mem_Bps" : "tcp_fresh_Bps", (double)len / secs, len, secs);
 	return 0;
 }
 
@@ -264,7 +272,9 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "tcp"))
 		return do_tcp_loop(atof(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "tcp-fresh"))
-		return do_tcp_fresh((size_t)atol(argv[2]));
+		return do_tcp_fresh((size_t)atol(argv[2]), 0);
+	if (argc >= 3 && !strcmp(argv[1], "tcp-mem"))
+		return do_tcp_fresh((size_t)atol(argv[2]), 1);
 	if (argc >= 4 && !strcmp(argv[1], "tcp-server")) {
 		int lfd = listen_on(argv[2], atoi(argv[3]));
 		if (lfd < 0)
@@ -284,6 +294,6 @@ int main(int argc, char **argv)
 		return fd < 0 ? 1 : send_for(fd, atof(argv[4]));
 	}
 	fprintf(stderr, "usage: ceiling memcpy MIB REPS | zeroscan MIB | tcp SECONDS | tcp-fresh MIB | "
-			"tcp-server ADDR PORT | tcp-client ADDR PORT SECONDS\n");
+			"tcp-mem MIB | tcp-server ADDR PORT | tcp-client ADDR PORT SECONDS\n");
 	return 2;
 }

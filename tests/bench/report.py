@@ -184,6 +184,9 @@ def machine_table(ceilings, runs):
     if ce.get("tcp_fresh_loopback", {}).get("tcp_fresh_Bps"):
         rows.append(("loopback TCP into never-touched memory (a target's round 0)",
                      "%.1f Gbit/s" % (ce["tcp_fresh_loopback"]["tcp_fresh_Bps"] * 8 / 1e9)))
+    if ce.get("tcp_mem_loopback", {}).get("tcp_mem_Bps"):
+        rows.append(("loopback TCP memory to populated memory (1 GiB; a target with --prealloc)",
+                     "%.1f Gbit/s" % (ce["tcp_mem_loopback"]["tcp_mem_Bps"] * 8 / 1e9)))
     for k, v in ce.items():
         if k.startswith("tcp_veth") and v.get("tcp_Bps"):
             rows.append(("TCP over %s" % k[4:], "%.2f Gbit/s" % (v["tcp_Bps"] * 8 / 1e9)))

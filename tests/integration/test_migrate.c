@@ -57,15 +57,25 @@ static bool wait_stderr(struct proc *p, const char *needle, int timeout_ms)
 	return true;
 }
 
-static void spawn_target(struct proc *t, int prt, const char *stats)
+/* A target on prt; extra (NULL-terminated, may be NULL) are more options. */
+static void spawn_target_with(struct proc *t, int prt, const char *stats, const char **extra)
 {
 	char addr[32];
-	const char *argv[] = { NULL, "--incoming", addr, "--stats-json", stats, NULL };
+	const char *argv[16] = { NULL, "--incoming", addr, "--stats-json", stats };
+	int n = 5;
 
+	while (extra && *extra && n < 15)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	assert_int_equal(proc_spawn(t, argv), 0);
 	if (!wait_stderr(t, "waiting for a migration", T_BOOT))
 		fail_msg("target did not listen: %s", t->err ? t->err : "");
+}
+
+static void spawn_target(struct proc *t, int prt, const char *stats)
+{
+	spawn_target_with(t, prt, stats, NULL);
 }
 
 /* Last heartbeat seq printed (lines from `from`), -1 if none. */
@@ -405,6 +415,98 @@ static void test_reject_cpu(void **state)
 	unlink(st);
 }
 
+/* A target started for another VM shape refuses it before any RAM moves. */
+static void reject_shape(const char **target_opts, const char *why)
+{
+	char addr[32], name[32], st[128];
+	struct proc s, t;
+	int prt = port();
+
+	snprintf(name, sizeof(name), "shape-%d", (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(st, sizeof(st), "shape.json");
+	spawn_target_with(&t, prt, st, target_opts);
+	failing_source(&s, addr, name, NULL, NULL, why); /* 256M, 1 vCPU */
+	assert_int_equal(proc_wait_exit(&t, 10000), 3);
+	assert_true(proc_stderr_has(&t, why));
+	finish_source(&s);
+	assert_true(json_num(st, "result") == 0);
+	assert_true(json_num(st, "bytes_total") < 4096); /* no RAM came */
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_reject_mem(void **state)
+{
+	(void)state;
+	reject_shape((const char *[]){ "--mem", "128M", NULL }, "memory differs");
+}
+
+static void test_reject_cpus(void **state)
+{
+	(void)state;
+	reject_shape((const char *[]){ "--cpus", "2", NULL }, "vCPUs differ");
+}
+
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* --mem --prealloc: the target populates the VM's RAM while it waits (its
+ * RSS grows to the RAM size before any source exists), then receives
+ * into that memory: the guest verifies and the digest agrees. */
+static void test_prealloc_target(void **state)
+{
+	char addr[32], sstats[128], tstats[128];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=16", "--migrate", addr,
+			       "--migrate-after", "1.2", "--verify-ram", "--stats-json", sstats, NULL };
+	struct proc s, t;
+	int prt = port();
+	long rss = -1;
+
+	(void)state;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(sstats, sizeof(sstats), "pre-src.json");
+	tmpfile_path(tstats, sizeof(tstats), "pre-tgt.json");
+	spawn_target_with(&t, prt, tstats,
+			  (const char *[]){ "--mem", "256M", "--cpus", "1", "--prealloc", NULL });
+	assert_true(proc_stderr_has(&t, "populating 256 MiB"));
+	for (int i = 0; i < 200 && rss < 256 * 1024; i++) {
+		proc_pump(&t, 50);
+		rss = rss_kib(t.pid);
+	}
+	if (rss < 256 * 1024)
+		fail_msg("target RSS %ld KiB: 256 MiB were not populated ahead", rss);
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(wait_stderr(&t, "RAM digest verified", 5000));
+	assert_true(proc_stderr_has(&t, "256 of 256 MiB of guest RAM populated ahead"));
+	assert_true(json_num(tstats, "prealloc_bytes") == 256.0 * 1024 * 1024);
+	proc_send(&t, "v");
+	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
+		fail_msg("guest verify on the target did not pass");
+	proc_kill(&t, SIGTERM);
+	proc_wait_exit(&t, 10000);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(sstats);
+	unlink(tstats);
+}
+
 /* A source throttled to 2 MB/s (16 MiB take seconds) to a live target,
  * returned once `info migrate` shows it active in round 0. */
 static void start_slow_migration(struct proc *s, struct proc *t, const char *tag,
@@ -660,6 +762,9 @@ int main(void)
 		cmocka_unit_test(test_hung_target_times_out),
 		cmocka_unit_test(test_reject_name_clash),
 		cmocka_unit_test(test_reject_cpu),
+		cmocka_unit_test(test_reject_mem),
+		cmocka_unit_test(test_reject_cpus),
+		cmocka_unit_test(test_prealloc_target),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_target_killed_mid_round),
 		cmocka_unit_test(test_target_killed_mid_switchover),

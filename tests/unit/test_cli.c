@@ -59,6 +59,9 @@ static void test_defaults(void **state)
 	assert_int_equal(o.max_bandwidth, 0);
 	assert_null(o.name);
 	assert_int_equal(o.action, CLI_RUN);
+	assert_false(o.mem_given);
+	assert_false(o.cpus_given);
+	assert_false(o.prealloc);
 }
 
 static void test_all_options(void **state)
@@ -86,6 +89,8 @@ static void test_all_options(void **state)
 	assert_string_equal(o.stats_json, "s.json");
 	assert_string_equal(o.dirty_trace, "t.bin");
 	assert_true(o.verify_ram);
+	assert_true(o.mem_given);
+	assert_true(o.cpus_given);
 }
 
 static void expect_error(const char **a, const char *needle)
@@ -120,6 +125,8 @@ static void test_bad_options(void **state)
 	expect_error((const char *[]){ "minivmm", "--incoming", ":4444", "-k", "g", NULL }, "--incoming");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-after", "3", NULL }, "--migrate-after");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate", "h:1", "--migrate-after", "-1", NULL }, "--migrate-after");
+	expect_error((const char *[]){ "minivmm", "--incoming", ":1", "--prealloc", NULL }, "needs --mem");
+	expect_error((const char *[]){ "minivmm", "--migrate", "h:1", "--prealloc", NULL }, "--prealloc");
 }
 
 static void test_help_version(void **state)
@@ -145,6 +152,13 @@ static void test_modes(void **state)
 	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--migrate", "h:1", "--name", "x", NULL }), 0);
 	assert_null(o.kernel);
 	assert_string_equal(o.migrate, "h:1");
+	/* A target may say what it expects, and populate that RAM ahead. */
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":4444",
+			 "--mem", "1G", "--cpus", "2", "--prealloc", NULL }), 0);
+	assert_true(o.mem_given && o.cpus_given && o.prealloc);
+	assert_int_equal(o.mem, 1ull << 30);
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-k", "g", "--prealloc", NULL }), 0);
+	assert_true(o.prealloc);
 }
 
 int main(void)
