@@ -16,6 +16,7 @@ struct mig_params {
 	bool verify_ram;
 	const char *stats_json;  /* may be NULL */
 	const char *dirty_trace; /* may be NULL */
+	int channels;            /* data channels; < 0: the default */
 	/* Target: what the incoming VM must have (0 = whatever it has), and
 	 * whether to populate expect_mem of RAM while waiting for it. */
 	uint64_t expect_mem;

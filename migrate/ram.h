@@ -4,6 +4,7 @@
 #ifndef MINIVMM_MIGRATE_RAM_H
 #define MINIVMM_MIGRATE_RAM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ struct ram_sender {
 	uint64_t npages;
 	const volatile int *cancel; /* checked between batches */
 	struct est_rate *rate;      /* may be NULL: unlimited */
+	pthread_mutex_t *rate_lock; /* when rate is shared between channels */
 	uint64_t *sent_bm;          /* when set, round 0 marks what it covered */
 	uint64_t pages_normal, pages_zero, pages_skipped;
 	/* the batch being built */
@@ -60,6 +62,16 @@ int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
 /* Later rounds: the pages set in d->bm, which it clears. */
 int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
 		   size_t errlen);
+/* The same for one range (data channels share a round between them):
+ * queue the pages, sending full batches; ram_send_flush sends the rest.
+ * Ranges of concurrent senders must not share a 64-page bitmap word, and
+ * an all-pages range is at most RAM_SEND_RANGE_MAX pages. */
+#define RAM_SEND_RANGE_MAX (1ULL << 15)
+int ram_send_all_range(struct ram_sender *rs, uint64_t first, uint64_t n, char *err,
+		       size_t errlen);
+int ram_send_dirty_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t first,
+			 uint64_t n, char *err, size_t errlen);
+int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen);
 
 /* ---- receiver (ram_recv.c) ------------------------------------------- */
 /* Helper threads that populate the pages of the frame being received

@@ -8,6 +8,7 @@
 #include "migrate/ram.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -17,7 +18,7 @@
 
 /* Pages looked at per step: the mincore vector and the manual-protect
  * clear granularity (must be a multiple of 64). 32 Ki pages = 128 MiB. */
-#define CHUNK_PAGES (1ULL << 15)
+#define CHUNK_PAGES RAM_SEND_RANGE_MAX
 #define SEND_BATCH_PAGES 256u
 _Static_assert(SEND_BATCH_PAGES <= PAGES_MAX_DATA_PAGES, "batch above the stream's limit");
 
@@ -40,7 +41,7 @@ void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
 	rs->rate = rate;
 }
 
-static int flush(struct ram_sender *rs, char *err, size_t errlen)
+int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 {
 	uint8_t *p = rs->tbl;
 	uint64_t len;
@@ -73,7 +74,15 @@ static int flush(struct ram_sender *rs, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	if (rs->rate) {
-		uint64_t ns = est_rate_account(rs->rate, len + STREAM_HDR_LEN, now_ns());
+		uint64_t ns;
+
+		/* Channels share one limit: the account is quick, the sleep
+		 * happens outside the lock. */
+		if (rs->rate_lock)
+			pthread_mutex_lock(rs->rate_lock);
+		ns = est_rate_account(rs->rate, len + STREAM_HDR_LEN, now_ns());
+		if (rs->rate_lock)
+			pthread_mutex_unlock(rs->rate_lock);
 
 		if (ns) {
 			struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
@@ -99,7 +108,7 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 
 		if (kind == PAGE_RUN_NORMAL) {
 			if (rs->data_pages == SEND_BATCH_PAGES) {
-				ret = flush(rs, err, errlen);
+				ret = ram_send_flush(rs, err, errlen);
 				if (ret)
 					return ret;
 				continue;
@@ -117,7 +126,7 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 			if (rs->nruns == PAGES_MAX_RUNS) {
 				if (kind == PAGE_RUN_NORMAL)
 					rs->data_pages -= (uint32_t)n;
-				ret = flush(rs, err, errlen);
+				ret = ram_send_flush(rs, err, errlen);
 				if (ret)
 					return ret;
 				continue;
@@ -135,51 +144,94 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 	return 0;
 }
 
+int ram_send_all_range(struct ram_sender *rs, uint64_t base, uint64_t n, char *err,
+		       size_t errlen)
+{
+	unsigned char vec[CHUNK_PAGES]; /* 32 KiB: fine on a thread stack */
+	uint8_t *ram = rs->vm->ram + base * VM_PAGE_SIZE;
+	int ret;
+
+	if (n > CHUNK_PAGES || base > rs->npages || n > rs->npages - base) {
+		snprintf(err, errlen, "ram_send_all_range: bad range");
+		return -EINVAL;
+	}
+	/* Logging is on, so a page first touched after this check is caught
+	 * by round 1: skipping it here is safe. */
+	if (mincore(ram, n * VM_PAGE_SIZE, vec) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "mincore: %s", strerror(e));
+		return -e;
+	}
+	for (uint64_t i = 0; i < n;) {
+		uint64_t j = i;
+		uint32_t kind;
+
+		if (!(vec[i] & 1)) {
+			while (j < n && !(vec[j] & 1))
+				j++;
+			rs->pages_skipped += j - i;
+			i = j;
+			continue;
+		}
+		kind = ram_page_is_zero(ram + i * VM_PAGE_SIZE) ? PAGE_RUN_ZERO : PAGE_RUN_NORMAL;
+		for (j = i + 1; j < n && (vec[j] & 1); j++)
+			if (ram_page_is_zero(ram + j * VM_PAGE_SIZE) != (kind == PAGE_RUN_ZERO))
+				break;
+		ret = add_run(rs, base + i, j - i, kind, err, errlen);
+		if (ret)
+			return ret;
+		if (rs->sent_bm)
+			bm_set_range(rs->sent_bm, base + i, j - i);
+		i = j;
+	}
+	return 0;
+}
+
 int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
 		 size_t errlen)
 {
-	unsigned char vec[CHUNK_PAGES]; /* 32 KiB: fine on a thread stack */
 	int ret;
 
 	(void)d;
 	for (uint64_t base = 0; base < rs->npages; base += CHUNK_PAGES) {
 		uint64_t n = rs->npages - base < CHUNK_PAGES ? rs->npages - base : CHUNK_PAGES;
-		uint8_t *ram = rs->vm->ram + base * VM_PAGE_SIZE;
 
-		/* Logging is on, so a page first touched after this check is
-		 * caught by round 1: skipping it here is safe. */
-		if (mincore(ram, n * VM_PAGE_SIZE, vec) < 0) {
-			int e = errno;
-
-			snprintf(err, errlen, "mincore: %s", strerror(e));
-			return -e;
-		}
-		for (uint64_t i = 0; i < n;) {
-			uint64_t j = i;
-			uint32_t kind;
-
-			if (!(vec[i] & 1)) {
-				while (j < n && !(vec[j] & 1))
-					j++;
-				rs->pages_skipped += j - i;
-				i = j;
-				continue;
-			}
-			kind = ram_page_is_zero(ram + i * VM_PAGE_SIZE) ? PAGE_RUN_ZERO :
-			       PAGE_RUN_NORMAL;
-			for (j = i + 1; j < n && (vec[j] & 1); j++)
-				if (ram_page_is_zero(ram + j * VM_PAGE_SIZE) !=
-				    (kind == PAGE_RUN_ZERO))
-					break;
-			ret = add_run(rs, base + i, j - i, kind, err, errlen);
-			if (ret)
-				return ret;
-			if (rs->sent_bm)
-				bm_set_range(rs->sent_bm, base + i, j - i);
-			i = j;
-		}
+		ret = ram_send_all_range(rs, base, n, err, errlen);
+		if (ret)
+			return ret;
 	}
-	return flush(rs, err, errlen);
+	return ram_send_flush(rs, err, errlen);
+}
+
+int ram_send_dirty_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t base,
+			 uint64_t n, char *err, size_t errlen)
+{
+	uint64_t end = base + n, i;
+	int ret;
+
+	if (base > rs->npages || n > rs->npages - base) {
+		snprintf(err, errlen, "ram_send_dirty_range: bad range");
+		return -EINVAL;
+	}
+	i = bm_next_set(d->bm, end, base);
+	if (i >= end)
+		return 0;
+	/* Re-protect before reading: a write from now on is seen by the
+	 * next sync. */
+	ret = ram_dirty_clear(rs->vm, d, base, n, err, errlen);
+	if (ret)
+		return ret;
+	while (i < end) {
+		uint64_t j = bm_next_clear(d->bm, end, i);
+
+		ret = add_run(rs, i, j - i, PAGE_RUN_NORMAL, err, errlen);
+		if (ret)
+			return ret;
+		i = bm_next_set(d->bm, end, j);
+	}
+	bm_clear_range(d->bm, base, n);
+	return 0;
 }
 
 int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
@@ -188,25 +240,11 @@ int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
 	int ret;
 
 	for (uint64_t base = 0; base < rs->npages; base += CHUNK_PAGES) {
-		uint64_t end = base + CHUNK_PAGES < rs->npages ? base + CHUNK_PAGES : rs->npages;
-		uint64_t i = bm_next_set(d->bm, end, base);
+		uint64_t n = base + CHUNK_PAGES < rs->npages ? CHUNK_PAGES : rs->npages - base;
 
-		if (i >= end)
-			continue;
-		/* Re-protect before reading: a write from now on is seen by
-		 * the next sync. */
-		ret = ram_dirty_clear(rs->vm, d, base, end - base, err, errlen);
+		ret = ram_send_dirty_range(rs, d, base, n, err, errlen);
 		if (ret)
 			return ret;
-		while (i < end) {
-			uint64_t j = bm_next_clear(d->bm, end, i);
-
-			ret = add_run(rs, i, j - i, PAGE_RUN_NORMAL, err, errlen);
-			if (ret)
-				return ret;
-			i = bm_next_set(d->bm, end, j);
-		}
-		bm_clear_range(d->bm, base, end - base);
 	}
-	return flush(rs, err, errlen);
+	return ram_send_flush(rs, err, errlen);
 }

@@ -19,7 +19,8 @@ static const char *const type_names[] = {
 	[ST_PING] = "PING", [ST_PONG] = "PONG", [ST_ROUND] = "ROUND",
 	[ST_PAGES] = "PAGES", [ST_STATE] = "STATE", [ST_END] = "END",
 	[ST_READY] = "READY", [ST_COMMIT] = "COMMIT", [ST_RUNNING] = "RUNNING",
-	[ST_ERROR] = "ERROR",
+	[ST_ERROR] = "ERROR", [ST_CHANNELS] = "CHANNELS", [ST_CHANNEL] = "CHANNEL",
+	[ST_SYNC] = "SYNC",
 };
 
 const char *stream_type_name(uint32_t type)
@@ -47,6 +48,12 @@ uint32_t stream_max_len(uint32_t type)
 		return STATE_MAX_LEN;
 	case ST_END:
 		return END_LEN;
+	case ST_CHANNELS:
+		return CHANNELS_LEN;
+	case ST_CHANNEL:
+		return CHANNEL_LEN;
+	case ST_SYNC:
+		return SYNC_LEN;
 	case ST_ACCEPT:
 	case ST_READY:
 	case ST_COMMIT:

@@ -33,7 +33,10 @@ enum stream_type {
 	ST_COMMIT = 11, /* S->T: the target owns the guest from now on */
 	ST_RUNNING = 12,/* T->S: the target's vCPUs run */
 	ST_ERROR = 13,  /* either way: reason text; the sender gives up */
-	ST_TYPE_MAX = 13,
+	ST_CHANNELS = 14, /* S->T: u32 data channels wanted, u64 0; T->S: u32 granted, u64 token */
+	ST_CHANNEL = 15,  /* first frame of a data channel: u32 index, u64 token */
+	ST_SYNC = 16,     /* data channel: u32 round: no more pages of it here */
+	ST_TYPE_MAX = 16,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -55,6 +58,10 @@ enum stream_type {
 #define END_LEN 12
 #define END_FLAG_DIGEST 1u
 #define STATE_MAX_LEN (64u << 20)
+#define CHANNELS_LEN 12
+#define CHANNEL_LEN 12
+#define SYNC_LEN 4
+#define CHANNELS_MAX 8u
 #define TEXT_MAX_LEN 1024u
 
 struct stream_hdr {

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
+#include "migrate/chan.h"
 #include "migrate/ram.h"
 #include "migrate/vmstate.h"
 #include "vmm/monitor.h"
@@ -40,6 +42,9 @@ struct tgt {
 	size_t errlen;
 	struct ram_prefault *pf; /* first-touch helpers while RAM arrives */
 	const struct mig_params *p;
+	int lfd;                 /* kept open for the data channels */
+	struct chan_tgt *ct;     /* data channels, when the source asked */
+	struct chan_totals ct_seen; /* channel figures already in the stats */
 	uint8_t *ram;            /* --mem given: mapped before the connection */
 	struct prealloc *pa;     /* --prealloc: populating ram while waiting */
 };
@@ -75,7 +80,7 @@ static int wait_connection(struct tgt *g, const char *uri)
 		}
 	}
 	ret = stream_accept(g->s, lfd, MIG_IO_TIMEOUT_MS, g->err, g->errlen);
-	close(lfd);
+	g->lfd = lfd; /* data channels connect here too */
 	return ret;
 }
 
@@ -236,12 +241,34 @@ out:
 	return ret;
 }
 
+/* Folds what the data channels received since the last call into the
+ * stats; called where the channels are between rounds. */
+static void fold_channels(struct tgt *g)
+{
+	struct chan_totals t;
+
+	if (!g->ct)
+		return;
+	chan_tgt_totals(g->ct, &t);
+	g->m->st.pages_normal += t.normal - g->ct_seen.normal;
+	g->m->st.pages_zero += t.zero - g->ct_seen.zero;
+	g->m->chan_bytes_in = t.bytes;
+	g->ct_seen = t;
+}
+
+static uint64_t in_bytes(const struct tgt *g)
+{
+	return g->s->bytes_in + g->m->chan_bytes_in;
+}
+
 static void close_round(struct tgt *g)
 {
 	if (!g->in_round)
 		return;
+	fold_channels(g);
 	g->rec.duration_ms = (double)(mig_now_ns() - g->t0) / 1e6 - g->rec.start_ms;
-	g->rec.bytes = g->s->bytes_in - g->rec.bytes;
+	g->rec.bytes = in_bytes(g) - g->rec.bytes;
+	g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero - g->pages_at_round;
 	stats_add_round(&g->m->st, &g->rec);
 	g->in_round = false;
 }
@@ -258,6 +285,12 @@ static int on_round(struct tgt *g, uint32_t len)
 	ret = stream_read_all(g->s, b, 8, g->err, g->errlen);
 	if (ret)
 		return ret;
+	/* No page of this round may land before every channel ended the
+	 * previous one (chan.h). */
+	if (g->ct && le_get32(b) > 0)
+		ret = chan_tgt_wait(g->ct, le_get32(b) - 1, g->err, g->errlen);
+	if (ret)
+		return ret;
 	close_round(g);
 	g->round = le_get32(b);
 	if (le_get32(b + 4) & ROUND_FLAG_FINAL) {
@@ -267,7 +300,7 @@ static int on_round(struct tgt *g, uint32_t len)
 	g->rec = (struct stats_round){
 		.round = g->round,
 		.start_ms = (double)(mig_now_ns() - g->t0) / 1e6,
-		.bytes = g->s->bytes_in, /* start value; close_round subtracts */
+		.bytes = in_bytes(g), /* start value; close_round subtracts */
 	};
 	g->in_round = true;
 	g->pages_at_round = g->m->st.pages_normal + g->m->st.pages_zero;
@@ -312,8 +345,54 @@ static int on_end(struct tgt *g, uint32_t len)
 	return 0;
 }
 
+/* The source asks for data channels before round 0; they connect to the
+ * listening socket and prove they belong to this migration with a token
+ * only this connection has seen. */
+static int on_channels(struct tgt *g, uint32_t len)
+{
+	uint8_t b[CHANNELS_LEN];
+	uint64_t token = 0;
+	uint32_t want;
+	int ret;
+
+	if (len != CHANNELS_LEN) {
+		snprintf(g->err, g->errlen, "bad CHANNELS: %u bytes", len);
+		return -EPROTO;
+	}
+	ret = stream_read_all(g->s, b, CHANNELS_LEN, g->err, g->errlen);
+	if (ret)
+		return ret;
+	if (g->ct || g->in_round || g->m->in_file) {
+		snprintf(g->err, g->errlen, "protocol error: CHANNELS after the rounds began");
+		return -EPROTO;
+	}
+	want = le_get32(b);
+	if (want > CHANNELS_MAX)
+		want = CHANNELS_MAX;
+	if (g->lfd < 0)
+		want = 0;
+	if (want && getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
+		snprintf(g->err, g->errlen, "getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	le_put32(b, want);
+	le_put64(b + 4, token);
+	ret = stream_send(g->s, ST_CHANNELS, b, CHANNELS_LEN, g->err, g->errlen);
+	if (!ret && want)
+		ret = chan_tgt_accept(&g->ct, g->lfd, want, token, g->vm, g->pf,
+				      MIG_IO_TIMEOUT_MS, g->err, g->errlen);
+	return ret;
+}
+
 static int on_state(struct tgt *g, uint32_t len)
 {
+	/* The final round's pages on the channels come before the state. */
+	if (g->ct && g->in_round) {
+		int ret = chan_tgt_wait(g->ct, g->round, g->err, g->errlen);
+
+		if (ret)
+			return ret;
+	}
 	if (g->state) {
 		snprintf(g->err, g->errlen, "protocol error: machine state sent twice");
 		return -EPROTO;
@@ -348,6 +427,10 @@ static int receive(struct tgt *g)
 				return -EPROTO;
 			}
 			ret = stream_read_all(g->s, tok, 8, g->err, g->errlen);
+			/* A PING inside a round asks for the round's pages to
+			 * be in (the source's drain) */
+			if (!ret && g->ct && g->in_round)
+				ret = chan_tgt_wait(g->ct, g->round, g->err, g->errlen);
 			if (!ret && !g->m->in_file)
 				ret = stream_send(g->s, ST_PONG, tok, 8, g->err, g->errlen);
 			break;
@@ -363,6 +446,9 @@ static int receive(struct tgt *g)
 					     &g->m->st.pages_zero, g->err, g->errlen);
 			g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero -
 					    g->pages_at_round;
+			break;
+		case ST_CHANNELS:
+			ret = on_channels(g, h.len);
 			break;
 		case ST_STATE:
 			ret = on_state(g, h.len);
@@ -391,7 +477,7 @@ static void write_stats(struct mig *m, const char *result, const char *error)
 	m->st.result = result;
 	if (error)
 		snprintf(m->st.error, sizeof(m->st.error), "%s", error);
-	m->st.bytes_total = m->in.bytes_in;
+	m->st.bytes_total = m->in.bytes_in + m->chan_bytes_in;
 	if (m->in_stats[0] && stats_write_json(&m->st, m->in_stats, err, sizeof(err)) < 0)
 		fprintf(stderr, "minivmm: %s\n", err);
 }
@@ -409,7 +495,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		 char *err, size_t errlen)
 {
 	struct mig *m = calloc(1, sizeof(*m));
-	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p };
+	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p, .lfd = -1 };
 	int ret;
 
 	if (!m) {
@@ -437,6 +523,13 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		fprintf(stderr, "minivmm: %s; receiving without prefault helpers\n", err);
 	if (!ret)
 		ret = receive(&g);
+	if (g.ct) {
+		fold_channels(&g);
+		chan_tgt_close(g.ct); /* before the prefault helpers they use */
+		g.ct = NULL;
+	}
+	if (g.lfd >= 0)
+		close(g.lfd);
 	ram_prefault_stop(g.pf); /* before the VM (and its RAM) can go away */
 	prealloc_stop(g.pa, NULL); /* still running only if no source came */
 	if (g.ram) /* not adopted by a VM: nothing got that far */

@@ -10,7 +10,7 @@
 
 enum {
 	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER,
-	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM, OPT_PREALLOC,
+	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM, OPT_PREALLOC, OPT_CHANNELS,
 };
 
 static const struct option long_opts[] = {
@@ -29,6 +29,7 @@ static const struct option long_opts[] = {
 	{ "dirty-trace", required_argument, NULL, OPT_TRACE },
 	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
+	{ "migrate-channels", required_argument, NULL, OPT_CHANNELS },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -72,6 +73,8 @@ void cli_usage(FILE *f)
 "      --migrate-after SEC  seconds to run before migrating (default 0)\n"
 "      --downtime-ms N      downtime limit for the final pause (default 30)\n"
 "      --max-bandwidth RATE bytes per second, K/M/G suffix (default unlimited)\n"
+"      --migrate-channels N extra TCP connections that carry the pre-copy\n"
+"                           rounds in parallel (0-8, default 2; 0: one stream)\n"
 "      --stats-json PATH    write migration statistics (JSON) to PATH\n"
 "      --dirty-trace PATH   record each round's dirty pages to PATH (source)\n"
 "      --verify-ram         send a digest of all RAM at the pause; the target\n"
@@ -158,6 +161,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	o->cpus = 1;
 	o->migrate_after = -1;
 	o->downtime_ms = CLI_DEFAULT_DOWNTIME_MS;
+	o->channels = -1;
 	optind = 0; /* glibc: restart the scan, so tests can parse repeatedly */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":k:a:m:c:n:hV", long_opts, NULL)) != -1) {
@@ -215,6 +219,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 		case OPT_TRACE: o->dirty_trace = optarg; break;
 		case OPT_VERIFY_RAM: o->verify_ram = true; break;
 		case OPT_PREALLOC: o->prealloc = true; break;
+		case OPT_CHANNELS:
+			if (parse_int(optarg, 0, 8, &v))
+				FAIL("--migrate-channels '%s': must be an integer from 0 to 8", optarg);
+			o->channels = (int)v;
+			break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':

@@ -33,6 +33,7 @@ struct cli_opts {
 	const char *stats_json;
 	const char *dirty_trace;
 	bool verify_ram;
+	int channels;             /* --migrate-channels; -1: the default */
 };
 
 /* Parses K/M/G/T suffixed sizes (binary multiples); 0 on success. */

@@ -1,0 +1,63 @@
+/* Data channels: extra TCP connections that carry the pre-copy rounds'
+ * pages in parallel with each other, one sender thread and one receiver
+ * thread per channel. One stream is bound to one core on both ends (the
+ * copy into and out of the socket); two of them used the two cores of the
+ * benchmark machines where one left a third of them idle
+ * (docs/migration.md, "Data channels").
+ *
+ * Ordering: a page may be sent in round r on one channel and again in
+ * round r+1 on another. Every channel ends every round with SYNC(r), and
+ * no receiver applies a page of round r+1 before all channels have passed
+ * SYNC(r), so an older copy can never land over a newer one. The main
+ * stream keeps the control frames, the final (paused) round and the state. */
+#ifndef MINIVMM_MIGRATE_CHAN_H
+#define MINIVMM_MIGRATE_CHAN_H
+
+#include <stdint.h>
+
+#include "migrate/ram.h"
+
+#define CHAN_CHUNK_PAGES 2048u /* 8 MiB: the unit channels take turns on */
+
+struct chan_totals {
+	uint64_t bytes;   /* socket bytes, all channels */
+	uint64_t normal, zero, skipped;
+};
+
+/* ---- source ---------------------------------------------------------- */
+struct chan_src;
+struct chan_src_cfg {
+	struct vm *vm;
+	struct ram_dirty *d;        /* the round's pages (rounds >= 1) */
+	const volatile int *cancel; /* migrate_cancel */
+	int cancel_fd;              /* interrupts blocked socket I/O */
+	struct est_rate *rate;      /* shared --max-bandwidth, or NULL */
+	uint64_t *sent_bm;          /* round 0 coverage (dirty trace), or NULL */
+	int timeout_ms;
+};
+
+/* Connects n channels to uri, each announced by CHANNEL(index, token),
+ * and starts their threads. */
+int chan_src_open(struct chan_src **out, const char *uri, uint32_t n, uint64_t token,
+		  const struct chan_src_cfg *cfg, char *err, size_t errlen);
+/* Sends round `round` (0: every page; else the pages set in d->bm) over
+ * the channels and ends it with SYNC on each; returns when all are done,
+ * or the first channel's error. */
+int chan_src_round(struct chan_src *cs, uint32_t round, char *err, size_t errlen);
+void chan_src_totals(struct chan_src *cs, struct chan_totals *t);
+void chan_src_close(struct chan_src *cs);
+
+/* ---- target ---------------------------------------------------------- */
+struct chan_tgt;
+/* Accepts n channels on lfd (each must present token and a distinct
+ * index) and starts a receiver for each. pf: prefault helpers, or NULL. */
+int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
+		    struct vm *vm, struct ram_prefault *pf, int timeout_ms,
+		    char *err, size_t errlen);
+/* Returns once every channel has passed SYNC(round); an error if one
+ * failed, closed early or nothing came within the timeout. */
+int chan_tgt_wait(struct chan_tgt *ct, uint32_t round, char *err, size_t errlen);
+void chan_tgt_totals(struct chan_tgt *ct, struct chan_totals *t);
+void chan_tgt_close(struct chan_tgt *ct);
+
+#endif

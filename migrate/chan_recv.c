@@ -1,0 +1,317 @@
+/* Data channels, target side: one receiver thread per channel. After
+ * SYNC(r) a receiver waits until every channel has passed SYNC(r) before it
+ * reads on (chan.h: the ordering rule), and the main stream's ROUND(r+1)
+ * waits for the same. Everything a channel carries is checked as on the
+ * main stream (ram_recv_pages); any error ends the migration. */
+#include "migrate/chan.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+struct chan_r {
+	struct chan_tgt *ct;
+	uint32_t idx;
+	struct stream s;
+	pthread_t th;
+	bool started;
+	/* under ct->mu */
+	int64_t synced; /* last round ended here, -1: none */
+	bool closed;    /* the receiver stopped (EOF or error) */
+	uint64_t normal, zero, bytes;
+};
+
+struct chan_tgt {
+	struct vm *vm;
+	struct ram_prefault *pf;
+	int timeout_ms;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool quit;
+	int err_code;
+	char err[512];
+	uint32_t n;
+	struct chan_r ch[CHANNELS_MAX];
+};
+
+static int64_t min_synced(const struct chan_tgt *ct)
+{
+	int64_t m = INT64_MAX;
+
+	for (uint32_t i = 0; i < ct->n; i++)
+		if (ct->ch[i].synced < m)
+			m = ct->ch[i].synced;
+	return m;
+}
+
+/* Called with ct->mu held. */
+static void fail_locked(struct chan_tgt *ct, int code, const char *why)
+{
+	if (!ct->err_code) {
+		ct->err_code = code;
+		snprintf(ct->err, sizeof(ct->err), "%s", why);
+	}
+	for (uint32_t i = 0; i < ct->n; i++)
+		if (ct->ch[i].s.fd >= 0)
+			shutdown(ct->ch[i].s.fd, SHUT_RDWR);
+	pthread_cond_broadcast(&ct->cv);
+}
+
+static int on_sync(struct chan_r *ch, uint32_t len, char *err, size_t errlen)
+{
+	struct chan_tgt *ct = ch->ct;
+	uint8_t b[SYNC_LEN];
+	uint32_t r;
+	int ret;
+
+	if (len != SYNC_LEN) {
+		snprintf(err, errlen, "bad SYNC: %u bytes", len);
+		return -EPROTO;
+	}
+	ret = stream_read_all(&ch->s, b, SYNC_LEN, err, errlen);
+	if (ret)
+		return ret;
+	r = le_get32(b);
+	pthread_mutex_lock(&ct->mu);
+	if ((int64_t)r != ch->synced + 1) {
+		pthread_mutex_unlock(&ct->mu);
+		snprintf(err, errlen, "SYNC for round %u after round %lld", r,
+			 (long long)ch->synced);
+		return -EPROTO;
+	}
+	ch->synced = r;
+	pthread_cond_broadcast(&ct->cv);
+	while (!ct->quit && !ct->err_code && min_synced(ct) < (int64_t)r)
+		pthread_cond_wait(&ct->cv, &ct->mu);
+	ret = ct->quit || ct->err_code ? -ECANCELED : 0;
+	pthread_mutex_unlock(&ct->mu);
+	if (ret)
+		snprintf(err, errlen, "stopped");
+	return ret;
+}
+
+static int one_frame(struct chan_r *ch, char *err, size_t errlen)
+{
+	struct stream_hdr h;
+	char text[TEXT_MAX_LEN + 1];
+	uint64_t normal = 0, zero = 0;
+	int ret = stream_recv_hdr(&ch->s, &h, err, errlen);
+
+	if (ret)
+		return ret;
+	switch (h.type) {
+	case ST_PAGES:
+		ret = ram_recv_pages(&ch->s, ch->ct->vm, ch->ct->pf, h.len, &normal, &zero,
+				     err, errlen);
+		pthread_mutex_lock(&ch->ct->mu);
+		ch->normal += normal;
+		ch->zero += zero;
+		ch->bytes = ch->s.bytes_in;
+		pthread_mutex_unlock(&ch->ct->mu);
+		return ret;
+	case ST_SYNC:
+		return on_sync(ch, h.len, err, errlen);
+	case ST_ERROR:
+		ret = stream_recv_text(&ch->s, h.len, text, sizeof(text), err, errlen);
+		if (!ret)
+			snprintf(err, errlen, "the source gave up: %.400s", text);
+		return -ECONNABORTED;
+	default:
+		snprintf(err, errlen, "protocol error: unexpected %s on a data channel",
+			 stream_type_name(h.type));
+		return -EPROTO;
+	}
+}
+
+static void *recv_main(void *arg)
+{
+	struct chan_r *ch = arg;
+	struct chan_tgt *ct = ch->ct;
+	char err[512];
+	int ret;
+
+	do
+		ret = one_frame(ch, err, sizeof(err));
+	while (!ret);
+	pthread_mutex_lock(&ct->mu);
+	ch->closed = true;
+	ch->bytes = ch->s.bytes_in;
+	/* After quit this is only the way out; before, it ends the migration
+	 * unless the source closed a channel it no longer needs: that shows
+	 * in chan_tgt_wait as a channel that is closed short of a round. */
+	if (!ct->quit && ret != -ECANCELED && ret != -ECONNRESET) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "data channel %u: %.480s", ch->idx, err);
+		fail_locked(ct, ret, why);
+	}
+	pthread_cond_broadcast(&ct->cv);
+	pthread_mutex_unlock(&ct->mu);
+	return NULL;
+}
+
+/* One connection: preamble, then CHANNEL(index, token). */
+static int accept_one(struct chan_tgt *ct, int lfd, uint64_t token, char *err, size_t errlen)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	uint8_t pre[STREAM_PREAMBLE_LEN], b[CHANNEL_LEN];
+	struct stream s;
+	uint32_t len, idx;
+	int ret = poll(&p, 1, ct->timeout_ms);
+
+	if (ret <= 0) {
+		snprintf(err, errlen, "no data channel connected within %d ms", ct->timeout_ms);
+		return ret < 0 ? -errno : -ETIMEDOUT;
+	}
+	ret = stream_accept(&s, lfd, ct->timeout_ms, err, errlen);
+	if (ret)
+		return ret;
+	ret = stream_read_all(&s, pre, sizeof(pre), err, errlen);
+	if (!ret)
+		ret = stream_preamble_decode(pre, err, errlen);
+	if (!ret)
+		ret = stream_recv_expect(&s, ST_CHANNEL, b, sizeof(b), &len, "source", err, errlen);
+	if (!ret && len != CHANNEL_LEN) {
+		snprintf(err, errlen, "bad CHANNEL: %u bytes", len);
+		ret = -EPROTO;
+	}
+	if (ret)
+		goto fail;
+	idx = le_get32(b);
+	if (le_get64(b + 4) != token) {
+		snprintf(err, errlen, "a data channel presented the wrong token");
+		ret = -EPERM;
+		goto fail;
+	}
+	if (idx >= ct->n || ct->ch[idx].s.fd >= 0) {
+		snprintf(err, errlen, "bad CHANNEL: index %u (of %u, or a repeat)", idx, ct->n);
+		ret = -EPROTO;
+		goto fail;
+	}
+	ct->ch[idx].s = s;
+	return 0;
+fail:
+	stream_close(&s);
+	return ret;
+}
+
+int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
+		    struct vm *vm, struct ram_prefault *pf, int timeout_ms,
+		    char *err, size_t errlen)
+{
+	struct chan_tgt *ct;
+	int ret = 0;
+
+	*out = NULL;
+	if (n == 0 || n > CHANNELS_MAX) {
+		snprintf(err, errlen, "%u data channels: 1..%u allowed", n, CHANNELS_MAX);
+		return -EINVAL;
+	}
+	ct = calloc(1, sizeof(*ct));
+	if (!ct) {
+		snprintf(err, errlen, "calloc(channels): out of memory");
+		return -ENOMEM;
+	}
+	ct->vm = vm;
+	ct->pf = pf;
+	ct->n = n;
+	ct->timeout_ms = timeout_ms;
+	pthread_mutex_init(&ct->mu, NULL);
+	pthread_cond_init(&ct->cv, NULL);
+	for (uint32_t i = 0; i < n; i++) {
+		ct->ch[i] = (struct chan_r){ .ct = ct, .idx = i, .synced = -1 };
+		ct->ch[i].s.fd = -1;
+	}
+	for (uint32_t i = 0; i < n && !ret; i++)
+		ret = accept_one(ct, lfd, token, err, errlen);
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		ret = -pthread_create(&ct->ch[i].th, NULL, recv_main, &ct->ch[i]);
+		if (ret)
+			snprintf(err, errlen, "pthread_create(channel): %s", strerror(-ret));
+		else
+			ct->ch[i].started = true;
+	}
+	if (ret) {
+		chan_tgt_close(ct);
+		return ret;
+	}
+	*out = ct;
+	return 0;
+}
+
+int chan_tgt_wait(struct chan_tgt *ct, uint32_t round, char *err, size_t errlen)
+{
+	struct timespec dl;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ct->timeout_ms / 1000;
+	dl.tv_nsec += (long)(ct->timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ct->mu);
+	while (!ct->err_code && min_synced(ct) < (int64_t)round) {
+		for (uint32_t i = 0; i < ct->n; i++) {
+			if (ct->ch[i].closed && ct->ch[i].synced < (int64_t)round) {
+				snprintf(err, errlen, "data channel %u closed before round %u ended",
+					 i, round);
+				ret = -EPIPE;
+				goto out;
+			}
+		}
+		if (pthread_cond_timedwait(&ct->cv, &ct->mu, &dl) == ETIMEDOUT &&
+		    min_synced(ct) < (int64_t)round) {
+			snprintf(err, errlen, "data channels: round %u did not end within %d ms",
+				 round, ct->timeout_ms);
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+	}
+	if (ct->err_code) {
+		snprintf(err, errlen, "%s", ct->err);
+		ret = ct->err_code;
+	}
+out:
+	pthread_mutex_unlock(&ct->mu);
+	return ret;
+}
+
+void chan_tgt_totals(struct chan_tgt *ct, struct chan_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_lock(&ct->mu);
+	for (uint32_t i = 0; i < ct->n; i++) {
+		t->bytes += ct->ch[i].bytes;
+		t->normal += ct->ch[i].normal;
+		t->zero += ct->ch[i].zero;
+	}
+	pthread_mutex_unlock(&ct->mu);
+}
+
+void chan_tgt_close(struct chan_tgt *ct)
+{
+	if (!ct)
+		return;
+	pthread_mutex_lock(&ct->mu);
+	ct->quit = true;
+	for (uint32_t i = 0; i < ct->n; i++)
+		if (ct->ch[i].s.fd >= 0)
+			shutdown(ct->ch[i].s.fd, SHUT_RDWR);
+	pthread_cond_broadcast(&ct->cv);
+	pthread_mutex_unlock(&ct->mu);
+	for (uint32_t i = 0; i < ct->n; i++) {
+		if (ct->ch[i].started)
+			pthread_join(ct->ch[i].th, NULL);
+		stream_close(&ct->ch[i].s);
+	}
+	pthread_cond_destroy(&ct->cv);
+	pthread_mutex_destroy(&ct->mu);
+	free(ct);
+}

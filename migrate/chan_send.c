@@ -1,0 +1,245 @@
+/* Data channels, source side: one thread per channel. A round is shared
+ * out in CHAN_CHUNK_PAGES chunks taken in address order from one counter,
+ * so a channel that is slowed down simply takes fewer of them. */
+#include "migrate/chan.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+struct chan_s {
+	struct chan_src *cs;
+	uint32_t idx;
+	struct stream s;
+	struct ram_sender rs;
+	pthread_t th;
+	bool started;
+};
+
+struct chan_src {
+	struct chan_src_cfg cfg;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_mutex_t rate_mu;
+	uint32_t n;
+	uint32_t round;
+	uint64_t gen;            /* bumped when a round starts */
+	uint32_t running;        /* channels still in the current round */
+	bool quit;
+	atomic_bool failed;
+	atomic_uint_fast64_t next; /* next chunk's first page */
+	int err_code;
+	char err[512];
+	struct chan_s ch[CHANNELS_MAX];
+};
+
+/* The first failure wins; the other channels are cut off so that none
+ * waits on a peer that will never read again. */
+static void fail(struct chan_src *cs, int code, const char *why)
+{
+	pthread_mutex_lock(&cs->mu);
+	if (!cs->err_code) {
+		cs->err_code = code;
+		snprintf(cs->err, sizeof(cs->err), "%s", why);
+	}
+	pthread_mutex_unlock(&cs->mu);
+	atomic_store(&cs->failed, true);
+	for (uint32_t i = 0; i < cs->n; i++)
+		if (cs->ch[i].s.fd >= 0)
+			shutdown(cs->ch[i].s.fd, SHUT_RDWR);
+}
+
+static int do_round(struct chan_s *ch, uint32_t round, char *err, size_t errlen)
+{
+	struct chan_src *cs = ch->cs;
+	uint64_t npages = ch->rs.npages;
+	uint8_t b[SYNC_LEN];
+	int ret;
+
+	for (;;) {
+		uint64_t base = atomic_fetch_add(&cs->next, CHAN_CHUNK_PAGES), n;
+
+		if (base >= npages || atomic_load(&cs->failed))
+			break;
+		n = npages - base < CHAN_CHUNK_PAGES ? npages - base : CHAN_CHUNK_PAGES;
+		ret = round == 0 ? ram_send_all_range(&ch->rs, base, n, err, errlen) :
+		      ram_send_dirty_range(&ch->rs, cs->cfg.d, base, n, err, errlen);
+		if (ret)
+			return ret;
+	}
+	ret = ram_send_flush(&ch->rs, err, errlen);
+	if (ret)
+		return ret;
+	le_put32(b, round);
+	return stream_send(&ch->s, ST_SYNC, b, SYNC_LEN, err, errlen);
+}
+
+static void *chan_main(void *arg)
+{
+	struct chan_s *ch = arg;
+	struct chan_src *cs = ch->cs;
+	uint64_t seen = 0;
+
+	for (;;) {
+		char err[512];
+		uint32_t round;
+		int ret;
+
+		pthread_mutex_lock(&cs->mu);
+		while (!cs->quit && cs->gen == seen)
+			pthread_cond_wait(&cs->cv, &cs->mu);
+		if (cs->quit) {
+			pthread_mutex_unlock(&cs->mu);
+			return NULL;
+		}
+		seen = cs->gen;
+		round = cs->round;
+		pthread_mutex_unlock(&cs->mu);
+
+		ret = do_round(ch, round, err, sizeof(err));
+		if (ret) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "data channel %u: %.480s", ch->idx, err);
+			fail(cs, ret, why);
+		}
+		pthread_mutex_lock(&cs->mu);
+		if (--cs->running == 0)
+			pthread_cond_broadcast(&cs->cv);
+		pthread_mutex_unlock(&cs->mu);
+	}
+}
+
+static int connect_one(struct chan_src *cs, struct chan_s *ch, const char *uri,
+		       uint64_t token, char *err, size_t errlen)
+{
+	uint8_t pre[STREAM_PREAMBLE_LEN], b[CHANNEL_LEN];
+	int ret;
+
+	ret = stream_connect(&ch->s, uri, cs->cfg.timeout_ms, err, errlen);
+	if (ret)
+		return ret;
+	ch->s.cancel_fd = cs->cfg.cancel_fd;
+	stream_preamble_encode(pre);
+	le_put32(b, ch->idx);
+	le_put64(b + 4, token);
+	ret = stream_write_all(&ch->s, pre, sizeof(pre), err, errlen);
+	if (!ret)
+		ret = stream_send(&ch->s, ST_CHANNEL, b, CHANNEL_LEN, err, errlen);
+	if (ret)
+		return ret;
+	ram_send_init(&ch->rs, cs->cfg.vm, &ch->s, cs->cfg.cancel, cs->cfg.rate);
+	ch->rs.rate_lock = &cs->rate_mu;
+	ch->rs.sent_bm = cs->cfg.sent_bm;
+	ret = pthread_create(&ch->th, NULL, chan_main, ch);
+	if (ret) {
+		snprintf(err, errlen, "pthread_create(channel): %s", strerror(ret));
+		return -ret;
+	}
+	ch->started = true;
+	return 0;
+}
+
+int chan_src_open(struct chan_src **out, const char *uri, uint32_t n, uint64_t token,
+		  const struct chan_src_cfg *cfg, char *err, size_t errlen)
+{
+	struct chan_src *cs;
+	int ret = 0;
+
+	*out = NULL;
+	if (n == 0 || n > CHANNELS_MAX) {
+		snprintf(err, errlen, "%u data channels: 1..%u allowed", n, CHANNELS_MAX);
+		return -EINVAL;
+	}
+	cs = calloc(1, sizeof(*cs));
+	if (!cs) {
+		snprintf(err, errlen, "calloc(channels): out of memory");
+		return -ENOMEM;
+	}
+	cs->cfg = *cfg;
+	cs->n = n;
+	pthread_mutex_init(&cs->mu, NULL);
+	pthread_cond_init(&cs->cv, NULL);
+	pthread_mutex_init(&cs->rate_mu, NULL);
+	for (uint32_t i = 0; i < n; i++) {
+		cs->ch[i].s.fd = -1;
+		cs->ch[i].cs = cs;
+		cs->ch[i].idx = i;
+	}
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		char why[512];
+
+		ret = connect_one(cs, &cs->ch[i], uri, token, why, sizeof(why));
+		if (ret)
+			snprintf(err, errlen, "data channel %u: %.400s", i, why);
+	}
+	if (ret) {
+		chan_src_close(cs);
+		return ret;
+	}
+	*out = cs;
+	return 0;
+}
+
+int chan_src_round(struct chan_src *cs, uint32_t round, char *err, size_t errlen)
+{
+	int ret;
+
+	pthread_mutex_lock(&cs->mu);
+	if (cs->err_code) {
+		ret = cs->err_code;
+		goto out;
+	}
+	cs->round = round;
+	atomic_store(&cs->next, 0);
+	cs->running = cs->n;
+	cs->gen++;
+	pthread_cond_broadcast(&cs->cv);
+	while (cs->running > 0)
+		pthread_cond_wait(&cs->cv, &cs->mu);
+	ret = cs->err_code;
+out:
+	if (ret)
+		snprintf(err, errlen, "%s", cs->err);
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+/* Between rounds only: the channel threads are idle then. */
+void chan_src_totals(struct chan_src *cs, struct chan_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_lock(&cs->mu);
+	for (uint32_t i = 0; i < cs->n; i++) {
+		const struct chan_s *ch = &cs->ch[i];
+
+		t->bytes += ch->s.bytes_out;
+		t->normal += ch->rs.pages_normal;
+		t->zero += ch->rs.pages_zero;
+		t->skipped += ch->rs.pages_skipped;
+	}
+	pthread_mutex_unlock(&cs->mu);
+}
+
+void chan_src_close(struct chan_src *cs)
+{
+	if (!cs)
+		return;
+	pthread_mutex_lock(&cs->mu);
+	cs->quit = true;
+	pthread_cond_broadcast(&cs->cv);
+	pthread_mutex_unlock(&cs->mu);
+	for (uint32_t i = 0; i < cs->n; i++) {
+		if (cs->ch[i].started)
+			pthread_join(cs->ch[i].th, NULL);
+		stream_close(&cs->ch[i].s);
+	}
+	pthread_mutex_destroy(&cs->rate_mu);
+	pthread_cond_destroy(&cs->cv);
+	pthread_mutex_destroy(&cs->mu);
+	free(cs);
+}
