@@ -85,6 +85,7 @@ static int on_sync(struct chan_r *ch, uint32_t len, char *err, size_t errlen)
 		return -EPROTO;
 	}
 	ch->synced = r;
+	ch->bytes = ch->s.bytes_in;
 	pthread_cond_broadcast(&ct->cv);
 	while (!ct->quit && !ct->err_code && min_synced(ct) < (int64_t)r)
 		pthread_cond_wait(&ct->cv, &ct->mu);

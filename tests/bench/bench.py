@@ -109,7 +109,7 @@ def cmd_run(a):
         return 0
     if not todo:
         return 0
-    need_qemu = any(r["inputs"]["vmm"] != "minivmm" for r in todo)
+    need_qemu = any(not r["inputs"]["vmm"].startswith("minivmm") for r in todo)
     ensure_env(need_qemu)
     session = uuid.uuid4().hex[:12]
     facts = harness.machine_facts()

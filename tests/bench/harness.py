@@ -494,6 +494,11 @@ def run_minivmm(ctx):
     trace = os.path.join(ctx.dir, "dirty.trace") if inp.get("trace") else None
     tgt_cmd = ctx.link.prefix(1) + [ctx.minivmm, "--incoming", "%s:%d" % (addr, port),
                                     "--stats-json", tgt_stats]
+    # minivmm-prealloc: the target knows the VM's shape and populates its
+    # RAM while it waits (as QEMU's -mem-prealloc); minivmm-1stream: no
+    # data channels, one TCP stream as before they existed.
+    if inp["vmm"] == "minivmm-prealloc":
+        tgt_cmd += ["--mem", "%dM" % (inp["mem"] >> 20), "--cpus", str(inp["cpus"]), "--prealloc"]
     src_cmd = ctx.link.prefix(0) + [ctx.minivmm, "--kernel", guest_elf(inp["guest"]),
                                     "--mem", "%dM" % (inp["mem"] >> 20), "--cpus", str(inp["cpus"]),
                                     "--name", "bench%d" % os.getpid(),
@@ -507,6 +512,8 @@ def run_minivmm(ctx):
         src_cmd[len(ctx.link.prefix(0)) + 3:len(ctx.link.prefix(0)) + 3] = ["--append", app]
     if inp["max_bandwidth"]:
         src_cmd += ["--max-bandwidth", str(inp["max_bandwidth"])]
+    if inp["vmm"] == "minivmm-1stream":
+        src_cmd += ["--migrate-channels", "0"]
     if trace:
         src_cmd += ["--dirty-trace", trace]
     res["commands"] = {"target": tgt_cmd, "source": src_cmd}
@@ -642,13 +649,16 @@ def _monitor_cmd(path, cmd, timeout=3.0):
 
 def run_qemu(ctx):
     inp, res = ctx.inp, {}
-    caps, params = QEMU_VARIANTS[inp["vmm"]]
+    prealloc = inp["vmm"].endswith("-prealloc")
+    caps, params = QEMU_VARIANTS[inp["vmm"][:-len("-prealloc")] if prealloc else inp["vmm"]]
     period_s = inp["period_ms"] / 1000.0
     port = free_port() if ctx.link.kind == "loopback" else 4444
     addr = ctx.link.target_addr()
     kernel, app = guest_elf(inp["guest"]), guest_append(inp)
     sq, tq = os.path.join(ctx.dir, "src.qmp"), os.path.join(ctx.dir, "tgt.qmp")
     tgt_cmd = ctx.link.prefix(1) + qemu_cmd(kernel, app, inp["mem"], inp["cpus"], tq, incoming=True)
+    if prealloc:
+        tgt_cmd += ["-mem-prealloc"]
     src_cmd = ctx.link.prefix(0) + qemu_cmd(kernel, app, inp["mem"], inp["cpus"], sq)
     res["commands"] = {"target": tgt_cmd, "source": src_cmd}
     src = tgt = None
@@ -763,6 +773,6 @@ def run_qemu(ctx):
 
 
 def run_one(ctx):
-    if ctx.inp["vmm"] == "minivmm":
+    if ctx.inp["vmm"].startswith("minivmm"):
         return run_minivmm(ctx)
     return run_qemu(ctx)

@@ -21,7 +21,8 @@ sys.path.insert(0, HERE)
 import jsonl  # noqa: E402
 
 CMD = "make bench-report"
-VMM_ORDER = ["minivmm", "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-tuned"]
+VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "qemu", "qemu-multifd", "qemu-xbzrle",
+             "qemu-ac", "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc"]
 FIG = [  # (key, header, scale, fmt)
     ("total_ms", "total ms", 1, "%.0f"),
     ("downtime_ms", "downtime ms (ours)", 1, "%.1f"),
@@ -141,7 +142,7 @@ def tables(runs):
 def ratio_rows(by_vmm):
     if "minivmm" not in by_vmm:
         return ""
-    qemus = [v for v in by_vmm if v != "minivmm"]
+    qemus = [v for v in by_vmm if not v.startswith("minivmm")]
     if not qemus:
         return ""
     parts = []

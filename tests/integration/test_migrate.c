@@ -152,18 +152,19 @@ static void assert_still_running(struct proc *s, size_t from)
 }
 
 /* Migrates a dirty guest once and checks everything the issue asks. */
-static void migrate_dirty(int wss, int cpus)
+static void migrate_dirty(int wss, int cpus, int channels)
 {
-	char append[64], cpus_s[8], addr[32], sstats[128], tstats[128];
+	char append[64], cpus_s[8], addr[32], sstats[128], tstats[128], chan_s[8];
 	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", append, "--cpus", cpus_s,
 			       "--migrate", addr, "--migrate-after", "1.55", "--verify-ram",
-			       "--stats-json", sstats, NULL };
+			       "--stats-json", sstats, "--migrate-channels", chan_s, NULL };
 	struct proc s, t;
 	int prt = port();
 	long last, first;
 
 	snprintf(append, sizeof(append), "wss=%d", wss);
 	snprintf(cpus_s, sizeof(cpus_s), "%d", cpus);
+	snprintf(chan_s, sizeof(chan_s), "%d", channels);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "src.json");
 	tmpfile_path(tstats, sizeof(tstats), "tgt.json");
@@ -189,6 +190,12 @@ static void migrate_dirty(int wss, int cpus)
 	if (json_num(sstats, "converged") == 1)
 		assert_true(json_num(sstats, "downtime_ms") <= json_num(sstats, "downtime_limit_ms"));
 	assert_true(json_num(sstats, "downtime_ms") > 0);
+	/* Both ends count every byte and page, on every channel. */
+	if (json_num(sstats, "bytes_total") != json_num(tstats, "bytes_total") ||
+	    json_num(sstats, "pages_normal") != json_num(tstats, "pages_normal"))
+		fail_msg("source sent %.0f bytes / %.0f pages, target got %.0f / %.0f",
+			 json_num(sstats, "bytes_total"), json_num(sstats, "pages_normal"),
+			 json_num(tstats, "bytes_total"), json_num(tstats, "pages_normal"));
 	proc_kill(&t, SIGTERM);
 	proc_wait_exit(&t, 10000);
 	proc_free(&s);
@@ -197,12 +204,13 @@ static void migrate_dirty(int wss, int cpus)
 	unlink(tstats);
 }
 
-static void test_wss0_1cpu(void **state) { (void)state; migrate_dirty(0, 1); }
-static void test_wss0_2cpu(void **state) { (void)state; migrate_dirty(0, 2); }
-static void test_wss16_1cpu(void **state) { (void)state; migrate_dirty(16, 1); }
-static void test_wss16_2cpu(void **state) { (void)state; migrate_dirty(16, 2); }
-static void test_wss64_1cpu(void **state) { (void)state; migrate_dirty(64, 1); }
-static void test_wss64_2cpu(void **state) { (void)state; migrate_dirty(64, 2); }
+/* Channels: the default 2, one stream (0) and more than the cores (4). */
+static void test_wss0_1cpu(void **state) { (void)state; migrate_dirty(0, 1, 2); }
+static void test_wss0_2cpu(void **state) { (void)state; migrate_dirty(0, 2, 0); }
+static void test_wss16_1cpu(void **state) { (void)state; migrate_dirty(16, 1, 0); }
+static void test_wss16_2cpu(void **state) { (void)state; migrate_dirty(16, 2, 2); }
+static void test_wss64_1cpu(void **state) { (void)state; migrate_dirty(64, 1, 4); }
+static void test_wss64_2cpu(void **state) { (void)state; migrate_dirty(64, 2, 2); }
 
 /* A -> B (boot form) -> C (remote client form, by name). */
 static void test_double_migration(void **state)
@@ -741,6 +749,79 @@ static void test_hostile_truncated_pages(void **state)
 	hostile(b, good_start(b, 1), true, f, 56, "closed by the peer");
 }
 
+/* A source that asks for one data channel, connects it with the given
+ * token (xor'ed: flip != 0 presents a wrong one) and, when sync_round >= 0,
+ * ends a round on it that never began, then opens round 1 on the main
+ * stream. The target must refuse with `expect`. */
+static void hostile_channel(uint64_t flip, int64_t sync_round, const char *expect)
+{
+	uint8_t b[256], f[64], reply[32];
+	char st[128];
+	struct proc t;
+	int prt = port(), fd, cfd;
+	uint64_t token = 0;
+
+	tmpfile_path(st, sizeof(st), "hostile-chan.json");
+	spawn_target(&t, prt, st);
+	fd = connect_to(prt);
+	assert_int_equal(write(fd, b, good_start(b, 1)), (ssize_t)good_start(b, 1));
+	assert_int_equal(read(fd, reply, 8), 8); /* ACCEPT */
+	assert_int_equal(reply[0], 2);
+	memset(f, 0, sizeof(f));
+	put32(f, 14);                /* CHANNELS: one, please */
+	put32(f + 4, 12);
+	put32(f + 8, 1);
+	assert_int_equal(write(fd, f, 20), 20);
+	assert_int_equal(read(fd, reply, 20), 20);
+	assert_int_equal(reply[0], 14);
+	assert_int_equal(reply[8], 1);
+	for (int i = 0; i < 8; i++)
+		token |= (uint64_t)reply[12 + i] << (8 * i);
+	cfd = connect_to(prt);
+	memset(f, 0, sizeof(f));
+	memcpy(f, "MVMMIGR\n", 8);
+	put32(f + 8, 1);
+	put32(f + 16, 15);           /* CHANNEL 0 */
+	put32(f + 20, 12);
+	put32(f + 24, 0);
+	put64(f + 28, token ^ flip);
+	assert_int_equal(write(cfd, f, 36), 36);
+	if (sync_round >= 0) {
+		memset(f, 0, sizeof(f));
+		put32(f, 6);                 /* main: ROUND 0 */
+		put32(f + 4, 8);
+		assert_int_equal(write(fd, f, 16), 16);
+		put32(f, 16);                /* channel: SYNC out of order */
+		put32(f + 4, 4);
+		put32(f + 8, (uint32_t)sync_round);
+		assert_int_equal(write(cfd, f, 12), 12);
+		memset(f, 0, sizeof(f));
+		put32(f, 6);                 /* main: ROUND 1 waits for the channel */
+		put32(f + 4, 8);
+		put32(f + 8, 1);
+		assert_int_equal(write(fd, f, 16), 16);
+	}
+	assert_int_equal(proc_wait_exit(&t, 15000), 3);
+	if (!proc_stderr_has(&t, expect))
+		fail_msg("target stderr lacks '%s': %s", expect, t.err ? t.err : "");
+	close(cfd);
+	close(fd);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_hostile_channel_token(void **state)
+{
+	(void)state;
+	hostile_channel(1, -1, "wrong token");
+}
+
+static void test_hostile_channel_sync(void **state)
+{
+	(void)state;
+	hostile_channel(0, 5, "SYNC for round 5 after round -1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -750,6 +831,8 @@ int main(void)
 		cmocka_unit_test(test_hostile_page_out_of_range),
 		cmocka_unit_test(test_hostile_huge_frame),
 		cmocka_unit_test(test_hostile_truncated_pages),
+		cmocka_unit_test(test_hostile_channel_token),
+		cmocka_unit_test(test_hostile_channel_sync),
 		cmocka_unit_test(test_wss0_1cpu),
 		cmocka_unit_test(test_wss0_2cpu),
 		cmocka_unit_test(test_wss16_1cpu),

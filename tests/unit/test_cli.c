@@ -91,6 +91,10 @@ static void test_all_options(void **state)
 	assert_true(o.verify_ram);
 	assert_true(o.mem_given);
 	assert_true(o.cpus_given);
+	assert_int_equal(o.channels, -1); /* not given: the default */
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-k", "g",
+			 "--migrate-channels", "0", NULL }), 0);
+	assert_int_equal(o.channels, 0);
 }
 
 static void expect_error(const char **a, const char *needle)
@@ -126,6 +130,8 @@ static void test_bad_options(void **state)
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-after", "3", NULL }, "--migrate-after");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate", "h:1", "--migrate-after", "-1", NULL }, "--migrate-after");
 	expect_error((const char *[]){ "minivmm", "--incoming", ":1", "--prealloc", NULL }, "needs --mem");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-channels", "9", NULL }, "--migrate-channels");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-channels", "x", NULL }, "--migrate-channels");
 	expect_error((const char *[]){ "minivmm", "--migrate", "h:1", "--prealloc", NULL }, "--prealloc");
 }
 

@@ -53,6 +53,18 @@ static void test_hdr(void **state)
 	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), -EPROTO);
 	stream_hdr_encode(b, ST_COMMIT, 1);
 	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), -EPROTO);
+	/* Data-channel frames: exact small sizes, nothing bigger. */
+	stream_hdr_encode(b, ST_SYNC, SYNC_LEN);
+	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), 0);
+	assert_string_equal(stream_type_name(h.type), "SYNC");
+	stream_hdr_encode(b, ST_SYNC, SYNC_LEN + 1);
+	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), -EPROTO);
+	stream_hdr_encode(b, ST_CHANNEL, CHANNEL_LEN + 1);
+	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), -EPROTO);
+	stream_hdr_encode(b, ST_CHANNELS, CHANNELS_LEN);
+	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), 0);
+	stream_hdr_encode(b, ST_TYPE_MAX + 1, 0);
+	assert_int_equal(stream_hdr_decode(b, &h, err, sizeof(err)), -EPROTO);
 }
 
 static struct hello sample_hello(const uint8_t *compat, uint32_t clen)
