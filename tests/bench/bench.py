@@ -5,7 +5,8 @@
     bench.py boot [--runs 20] [--results FILE]
     bench.py ceiling
 
-`run` expands the matrix, measures the physical ceilings once, then runs every
+`run` expands the matrix, measures the physical ceilings (again before each
+cell), then runs every
 run that has no result line yet (an interrupted matrix resumes), one JSON line
 per run. Progress and ETA on stderr.
 """
@@ -137,9 +138,20 @@ def cmd_run(a):
 
     signal.signal(signal.SIGINT, on_sigint)
     tty = sys.stderr.isatty()
+    last_cell = todo[0]["cell"] if todo else None
     for k, run in enumerate(todo):
         if stop["flag"]:
             break
+        # The machine's state drifts (its host reclaims memory lazily): each
+        # cell's runs carry ceilings measured right before them.
+        if run["cell"] != last_cell:
+            last_cell = run["cell"]
+            ceil = measure_ceilings(links)
+            jsonl.append_line(results, {"kind": "ceiling", "schema": jsonl.SCHEMA_CEILING,
+                                        "session": session, "matrix": name, "cell": last_cell,
+                                        "machine": facts, "ceiling": ceil})
+            log("bench: ceilings before cell %s: loopback TCP %.1f Gbit/s" % (
+                last_cell, ceil.get("tcp_loopback", {}).get("tcp_Bps", 0) * 8 / 1e9))
         inp = run["inputs"]
         vm = inp["vmm"]
         est = {}

@@ -139,9 +139,33 @@ def tables(runs):
     return "\n".join(out)
 
 
+def throughput_row(by_vmm):
+    """Throughput against the ceilings measured before the cell (big transfers only)."""
+    parts = []
+    for vmm in sorted(by_vmm, key=vmm_sort):
+        done = [r for r in by_vmm[vmm] if fig(r, "outcome") == "completed"]
+        if not done or (median([fig(r, "bytes_total") for r in done]) or 0) < (512 << 20):
+            continue
+        tcp, mem = [], []
+        for r in done:
+            t, c = fig(r, "throughput_Bps"), r.get("ceiling") or {}
+            if not isinstance(t, (int, float)):
+                continue
+            if c.get("tcp_loopback", {}).get("tcp_Bps"):
+                tcp.append(t / c["tcp_loopback"]["tcp_Bps"])
+            if c.get("tcp_mem_loopback", {}).get("tcp_mem_Bps"):
+                mem.append(t / c["tcp_mem_loopback"]["tcp_mem_Bps"])
+        if tcp:
+            parts.append("%s %.2fx TCP%s" % (vmm, median(tcp),
+                                             " (%.2fx memory-to-memory TCP)" % median(mem) if mem else ""))
+    return ("Throughput x the ceilings measured before this cell (medians): " + "; ".join(parts) + ".") \
+        if parts else ""
+
+
 def ratio_rows(by_vmm):
+    tp = throughput_row(by_vmm)
     if "minivmm" not in by_vmm:
-        return ""
+        return tp
     qemus = [v for v in by_vmm if not v.startswith("minivmm")]
     if not qemus:
         return ""
@@ -164,7 +188,8 @@ def ratio_rows(by_vmm):
         if qd and best != "qemu":
             s += ", minivmm/qemu = %.2f" % (mv / qd)
         parts.append(s)
-    return ("Ratios of medians (completed runs): " + "; ".join(parts) + ".") if parts else ""
+    out = ("Ratios of medians (completed runs): " + "; ".join(parts) + ".") if parts else ""
+    return "\n\n".join(x for x in (out, tp) if x)
 
 
 def machine_table(ceilings, runs):
