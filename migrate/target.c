@@ -518,8 +518,10 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	g.t0 = m->t0_ns = mig_now_ns();
 	if (!ret)
 		ret = handshake(&g);
-	/* The helpers only make it faster: without them, receive anyway. */
-	if (!ret && ram_prefault_start(&g.pf, vm, prefault_threads(), err, errlen) < 0)
+	/* The helpers only make it faster: without them, receive anyway. On
+	 * RAM populated ahead (--prealloc) they would only walk page tables. */
+	if (!ret && m->st.prealloc_bytes < vm->ram_size &&
+	    ram_prefault_start(&g.pf, vm, prefault_threads(), err, errlen) < 0)
 		fprintf(stderr, "minivmm: %s; receiving without prefault helpers\n", err);
 	if (!ret)
 		ret = receive(&g);

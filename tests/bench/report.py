@@ -163,33 +163,35 @@ def throughput_row(by_vmm):
 
 
 def ratio_rows(by_vmm):
-    tp = throughput_row(by_vmm)
-    if "minivmm" not in by_vmm:
-        return tp
-    qemus = [v for v in by_vmm if not v.startswith("minivmm")]
-    if not qemus:
-        return ""
-    parts = []
-    for key, name in (("total_ms", "total time"), ("gap_ms", "guest gap"), ("bytes_total", "bytes")):
-        mv = median([fig(r, key) for r in by_vmm["minivmm"] if fig(r, "outcome") == "completed"])
-        best, bestv = None, None
-        qd = None
-        for q in qemus:
-            med = median([fig(r, key) for r in by_vmm[q] if fig(r, "outcome") == "completed"])
-            if med is None:
-                continue
-            if q == "qemu":
-                qd = med
-            if bestv is None or med < bestv:
-                best, bestv = q, med
-        if mv is None or bestv is None or bestv == 0:
+    """minivmm variants against QEMU's of the same class: a target that populated
+    its RAM ahead (-prealloc) is compared with QEMU targets that did too."""
+    out = [throughput_row(by_vmm)]
+    for mv_name in sorted((v for v in by_vmm if v.startswith("minivmm")), key=vmm_sort):
+        pre = mv_name.endswith("-prealloc")
+        qemus = [v for v in by_vmm if not v.startswith("minivmm") and v.endswith("-prealloc") == pre]
+        if not qemus:
             continue
-        s = "%s minivmm/%s (best QEMU) = %.2f" % (name, best, mv / bestv)
-        if qd and best != "qemu":
-            s += ", minivmm/qemu = %.2f" % (mv / qd)
-        parts.append(s)
-    out = ("Ratios of medians (completed runs): " + "; ".join(parts) + ".") if parts else ""
-    return "\n\n".join(x for x in (out, tp) if x)
+        parts = []
+        for key, name in (("total_ms", "total time"), ("gap_ms", "guest gap"), ("bytes_total", "bytes")):
+            mv = median([fig(r, key) for r in by_vmm[mv_name] if fig(r, "outcome") == "completed"])
+            best, bestv, qd = None, None, None
+            for q in qemus:
+                med = median([fig(r, key) for r in by_vmm[q] if fig(r, "outcome") == "completed"])
+                if med is None:
+                    continue
+                if q == ("qemu-prealloc" if pre else "qemu"):
+                    qd = (q, med)
+                if bestv is None or med < bestv:
+                    best, bestv = q, med
+            if mv is None or bestv is None or bestv == 0:
+                continue
+            s = "%s %s/%s (best QEMU) = %.2f" % (name, mv_name, best, mv / bestv)
+            if qd and best != qd[0] and qd[1]:
+                s += ", %s/%s = %.2f" % (mv_name, qd[0], mv / qd[1])
+            parts.append(s)
+        if parts:
+            out.append("Ratios of medians (completed runs): " + "; ".join(parts) + ".")
+    return "\n\n".join(x for x in out if x)
 
 
 def machine_table(ceilings, runs):
@@ -406,7 +408,10 @@ def main(argv=None):
         return rc
     paths = [os.path.abspath(p) for p in a.results]
     if a.out is None:
-        a.out = os.path.join(ROOT, "docs", "results")
+        # named after the (single) results file, as without arguments
+        n = os.path.splitext(os.path.basename(paths[0]))[0] if len(paths) == 1 else "default"
+        a.out = os.path.join(ROOT, "docs", "results") if n == "default" else \
+            os.path.join(ROOT, "docs", "results", n)
     a.out = os.path.abspath(a.out)
     runs, ceilings, bad = load(paths)
     if not runs:
