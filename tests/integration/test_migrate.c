@@ -151,6 +151,17 @@ static void assert_still_running(struct proc *s, size_t from)
 	check_heartbeats(s, from);
 }
 
+/* Stops the target of a finished migration, frees both, removes stats. */
+static void end_pair(struct proc *s, struct proc *t, const char *sstats, const char *tstats)
+{
+	proc_kill(t, SIGTERM);
+	proc_wait_exit(t, 10000);
+	proc_free(s);
+	proc_free(t);
+	unlink(sstats);
+	unlink(tstats);
+}
+
 /* Migrates a dirty guest once and checks everything the issue asks. */
 static void migrate_dirty(int wss, int cpus, int channels)
 {
@@ -196,12 +207,7 @@ static void migrate_dirty(int wss, int cpus, int channels)
 		fail_msg("source sent %.0f bytes / %.0f pages, target got %.0f / %.0f",
 			 json_num(sstats, "bytes_total"), json_num(sstats, "pages_normal"),
 			 json_num(tstats, "bytes_total"), json_num(tstats, "pages_normal"));
-	proc_kill(&t, SIGTERM);
-	proc_wait_exit(&t, 10000);
-	proc_free(&s);
-	proc_free(&t);
-	unlink(sstats);
-	unlink(tstats);
+	end_pair(&s, &t, sstats, tstats);
 }
 
 /* Channels: the default 2, one stream (0) and more than the cores (4). */
@@ -507,12 +513,7 @@ static void test_prealloc_target(void **state)
 	proc_send(&t, "v");
 	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
 		fail_msg("guest verify on the target did not pass");
-	proc_kill(&t, SIGTERM);
-	proc_wait_exit(&t, 10000);
-	proc_free(&s);
-	proc_free(&t);
-	unlink(sstats);
-	unlink(tstats);
+	end_pair(&s, &t, sstats, tstats);
 }
 
 /* A source throttled to 2 MB/s (16 MiB take seconds) to a live target,
