@@ -223,6 +223,13 @@ def machine_table(ceilings, runs):
 
 # ---------------------------------------------------------------- plots
 
+def axis_value(axis, v):
+    """Sizes in MiB in labels: mem=2048M, not mem=2147483648."""
+    if axis == "mem" and isinstance(v, int):
+        return "%dM" % (v >> 20)
+    return v
+
+
 def series_by_axis(runs, axis, xfun):
     """{series name: {x: [lines]}} for runs whose cell varies AXIS."""
     out = {}
@@ -231,7 +238,7 @@ def series_by_axis(runs, axis, xfun):
             continue
         inp = r["inputs"]
         others = [a for a in r["axes"] if a != axis]
-        name = inp["vmm"] + "".join(" %s=%s" % (a, inp[a]) for a in others)
+        name = inp["vmm"] + "".join(" %s=%s" % (a, axis_value(a, inp[a])) for a in others)
         x = xfun(r)
         if x is None:
             continue
