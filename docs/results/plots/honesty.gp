@@ -7,5 +7,7 @@ set grid
 set key below
 plot 'plots/honesty-minivmm.dat' using 1:2 with points pt 7 ps 1.2 title "minivmm (reported: downtime\\_ms)", \
      'plots/honesty-qemu.dat' using 1:2 with points pt 7 ps 1.2 title "qemu (reported: query-migrate downtime)", \
+     'plots/honesty-qemu-multifd.dat' using 1:2 with points pt 7 ps 1.2 title "qemu-multifd (reported: query-migrate downtime)", \
      'plots/honesty-qemu-xbzrle.dat' using 1:2 with points pt 7 ps 1.2 title "qemu-xbzrle (reported: query-migrate downtime)", \
-     'plots/honesty-qemu-tuned.dat' using 1:2 with points pt 7 ps 1.2 title "qemu-tuned (reported: query-migrate downtime)", x with lines dt 2 lc 'black' title 'gap = reported', x+100 with lines dt 3 lc 'gray' title 'gap = reported + heartbeat period (100 ms)'
+     'plots/honesty-qemu-tuned.dat' using 1:2 with points pt 7 ps 1.2 title "qemu-tuned (reported: query-migrate downtime)", \
+     'plots/honesty-qemu-multifd-prealloc.dat' using 1:2 with points pt 7 ps 1.2 title "qemu-multifd-prealloc (reported: query-migrate downtime)", x with lines dt 2 lc 'black' title 'gap = reported', x+100 with lines dt 3 lc 'gray' title 'gap = reported + heartbeat period (100 ms)'

@@ -5,6 +5,6 @@ set ylabel 'dirty pages at round start (4 KiB pages)'
 set grid
 set key below
 set logscale y
-plot 'plots/rounds-converging.dat' using 1:2 with linespoints lw 2 pt 7 title "minivmm, converging: 512M RAM, wss 64 MiB @ max seq, veth:10gbit", \
+plot 'plots/rounds-converging.dat' using 1:2 with linespoints lw 2 pt 7 title "minivmm, converging: 512M RAM, wss 64 MiB @ max seq, loopback", \
      'plots/rounds-not-converging.dat' using 1:2 with linespoints lw 2 pt 7 title "minivmm, not converging: 512M RAM, wss 64 MiB @ max seq, veth:1gbit", \
      'plots/rounds-qemu.dat' using 1:2 with lines lw 1 dt 2 title "qemu: pages still to send (query-migrate, 20 ms)"
