@@ -34,6 +34,7 @@ struct chan_src_cfg {
 	struct est_rate *rate;      /* shared --max-bandwidth, or NULL */
 	uint64_t *sent_bm;          /* round 0 coverage (dirty trace), or NULL */
 	int timeout_ms;
+	int nice;                   /* the sender threads' nice value, 0: unchanged */
 };
 
 /* Connects n channels to uri, each announced by CHANNEL(index, token),
@@ -52,7 +53,7 @@ struct chan_tgt;
 /* Accepts n channels on lfd (each must present token and a distinct
  * index) and starts a receiver for each. pf: prefault helpers, or NULL. */
 int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
-		    struct vm *vm, struct ram_prefault *pf, int timeout_ms,
+		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
 		    char *err, size_t errlen);
 /* Returns once every channel has passed SYNC(round); an error if one
  * failed, closed early or nothing came within the timeout. */

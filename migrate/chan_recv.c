@@ -4,6 +4,7 @@
  * waits for the same. Everything a channel carries is checked as on the
  * main stream (ram_recv_pages); any error ends the migration. */
 #include "migrate/chan.h"
+#include "migrate/mig.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -30,6 +31,7 @@ struct chan_tgt {
 	struct vm *vm;
 	struct ram_prefault *pf;
 	int timeout_ms;
+	int nice;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool quit;
@@ -136,6 +138,7 @@ static void *recv_main(void *arg)
 	char err[512];
 	int ret;
 
+	mig_thread_nice(ct->nice);
 	do
 		ret = one_frame(ch, err, sizeof(err));
 	while (!ret);
@@ -202,7 +205,7 @@ fail:
 }
 
 int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
-		    struct vm *vm, struct ram_prefault *pf, int timeout_ms,
+		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
 		    char *err, size_t errlen)
 {
 	struct chan_tgt *ct;
@@ -222,6 +225,7 @@ int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
 	ct->pf = pf;
 	ct->n = n;
 	ct->timeout_ms = timeout_ms;
+	ct->nice = nice;
 	pthread_mutex_init(&ct->mu, NULL);
 	pthread_cond_init(&ct->cv, NULL);
 	for (uint32_t i = 0; i < n; i++) {

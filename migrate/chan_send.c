@@ -2,6 +2,7 @@
  * out in CHAN_CHUNK_PAGES chunks taken in address order from one counter,
  * so a channel that is slowed down simply takes fewer of them. */
 #include "migrate/chan.h"
+#include "migrate/mig.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -84,6 +85,7 @@ static void *chan_main(void *arg)
 	struct chan_src *cs = ch->cs;
 	uint64_t seen = 0;
 
+	mig_thread_nice(cs->cfg.nice);
 	for (;;) {
 		char err[512];
 		uint32_t round;

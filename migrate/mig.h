@@ -42,6 +42,7 @@ struct mig_tunables {
 	bool cancel_on_nonconvergence;
 	bool manual_protect;       /* use KVM_CLEAR_DIRTY_LOG when offered */
 	uint32_t channels;         /* data channels for the pre-copy rounds */
+	uint32_t nice;             /* migration threads below the vCPUs (0-19) */
 	char stats_json[MIG_PATH_MAX];
 	char dirty_trace[MIG_PATH_MAX];
 };
@@ -74,6 +75,11 @@ struct mig {
 };
 
 uint64_t mig_now_ns(void);
+/* Lowers the calling thread's priority to nice n (0: leaves it). The
+ * migration's threads call it so the guest's vCPUs win the CPU they share:
+ * on the 2-core machines that kept the guest-observed gap within 2 ms of
+ * the heartbeat period (docs/migration.md, "Priority"). */
+void mig_thread_nice(int n);
 const char *mig_state_name(enum mig_state s);
 /* Allocates vm->mig on first use. */
 struct mig *mig_get(struct vm *vm);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <time.h>
@@ -20,7 +21,15 @@ enum {
 	P_DOWNTIME = 1 << 0, P_BANDWIDTH = 1 << 1, P_VERIFY = 1 << 2,
 	P_ROUNDS = 1 << 3, P_BYTES = 1 << 4, P_TIME = 1 << 5, P_NONCONV = 1 << 6,
 	P_MANUAL = 1 << 7, P_STATS = 1 << 8, P_TRACE = 1 << 9, P_CHANNELS = 1 << 10,
+	P_NICE = 1 << 11,
 };
+
+void mig_thread_nice(int n)
+{
+	/* Best effort: a failure only means the guest competes as before. */
+	if (n > 0)
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), n);
+}
 
 uint64_t mig_now_ns(void)
 {
@@ -53,6 +62,7 @@ static void defaults(struct mig_tunables *t, const struct mig_params *p)
 	t->max_time_ms = EST_DEFAULT_MAX_TIME_MS;
 	t->manual_protect = true;
 	t->channels = p && p->channels >= 0 ? (uint32_t)p->channels : MIG_DEFAULT_CHANNELS;
+	t->nice = p && p->nice > 0 ? (uint32_t)p->nice : 0;
 	if (p && p->stats_json)
 		snprintf(t->stats_json, sizeof(t->stats_json), "%s", p->stats_json);
 	if (p && p->dirty_trace)
@@ -92,6 +102,7 @@ static void effective(struct mig *m, const struct mig_params *p, struct mig_tuna
 	if (m->set_mask & P_NONCONV) out->cancel_on_nonconvergence = t->cancel_on_nonconvergence;
 	if (m->set_mask & P_MANUAL) out->manual_protect = t->manual_protect;
 	if (m->set_mask & P_CHANNELS) out->channels = t->channels;
+	if (m->set_mask & P_NICE) out->nice = t->nice;
 	if (m->set_mask & P_STATS) memcpy(out->stats_json, t->stats_json, sizeof(t->stats_json));
 	if (m->set_mask & P_TRACE) memcpy(out->dirty_trace, t->dirty_trace, sizeof(t->dirty_trace));
 }
@@ -224,12 +235,12 @@ void mig_info(struct vm *vm, FILE *out)
 			fprintf(out, "error: %s\n", st->error);
 	}
 	fprintf(out, "downtime_limit_ms: %u\nmax_bandwidth_Bps: %llu\nverify_ram: %s\n"
-		"on_nonconvergence: %s\nchannels: %u\n",
+		"on_nonconvergence: %s\nchannels: %u\nnice: %u\n",
 		busy(m) ? m->run.downtime_ms : m->t.downtime_ms,
 		(unsigned long long)(busy(m) ? m->run.max_bandwidth : m->t.max_bandwidth),
 		m->t.verify_ram ? "on" : "off",
 		m->t.cancel_on_nonconvergence ? "cancel" : "force",
-		busy(m) ? m->run.channels : m->t.channels);
+		busy(m) ? m->run.channels : m->t.channels, busy(m) ? m->run.nice : m->t.nice);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -306,6 +317,10 @@ int mig_set_parameter(struct vm *vm, const char *name, const char *value,
 		ret = parse_u64(value, CHANNELS_MAX, &x);
 		t->channels = (uint32_t)x;
 		bit = P_CHANNELS;
+	} else if (!strcmp(name, "nice")) {
+		ret = parse_u64(value, 19, &x);
+		t->nice = (uint32_t)x;
+		bit = P_NICE;
 	} else if (!strcmp(name, "manual-protect")) {
 		ret = parse_bool(value, &t->manual_protect);
 		bit = P_MANUAL;
@@ -320,7 +335,8 @@ int mig_set_parameter(struct vm *vm, const char *name, const char *value,
 	} else {
 		snprintf(err, errlen, "unknown parameter '%s' (downtime-ms, max-bandwidth, "
 			 "verify-ram, max-rounds, max-bytes-factor, max-time-s, "
-			 "on-nonconvergence, manual-protect, channels, stats-json, dirty-trace)", name);
+			 "on-nonconvergence, manual-protect, channels, nice, stats-json, dirty-trace)",
+			 name);
 		pthread_mutex_unlock(&m->lock);
 		return -EINVAL;
 	}

@@ -508,6 +508,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 			.vm = c->vm, .d = &c->d, .cancel = &c->m->cancel,
 			.cancel_fd = c->m->cancel_efd, .rate = c->rs.rate,
 			.sent_bm = c->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
+			.nice = (int)c->t->nice,
 		};
 
 		ret = chan_src_open(&c->cs, uri, c->nchan, c->chan_token, &cfg, c->err,
@@ -602,6 +603,7 @@ void *mig_source_thread(void *arg)
 	c->t = &m->run;
 	c->s.fd = -1;
 	c->t0 = m->t0_ns;
+	mig_thread_nice((int)c->t->nice);
 	ram_send_init(&c->rs, vm, &c->s, &m->cancel, NULL);
 	if (c->t->max_bandwidth) {
 		est_rate_init(&c->rate, c->t->max_bandwidth, mig_now_ns());

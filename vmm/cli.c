@@ -10,7 +10,7 @@
 
 enum {
 	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER,
-	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM, OPT_PREALLOC, OPT_CHANNELS,
+	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM, OPT_PREALLOC, OPT_CHANNELS, OPT_NICE,
 };
 
 static const struct option long_opts[] = {
@@ -30,6 +30,7 @@ static const struct option long_opts[] = {
 	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
 	{ "migrate-channels", required_argument, NULL, OPT_CHANNELS },
+	{ "migrate-nice", required_argument, NULL, OPT_NICE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -75,6 +76,8 @@ void cli_usage(FILE *f)
 "      --max-bandwidth RATE bytes per second, K/M/G suffix (default unlimited)\n"
 "      --migrate-channels N extra TCP connections that carry the pre-copy\n"
 "                           rounds in parallel (0-8, default 2; 0: one stream)\n"
+"      --migrate-nice N     run the migration's threads at nice N (0-19, default\n"
+"                           0), below the guest's vCPUs (source or target)\n"
 "      --stats-json PATH    write migration statistics (JSON) to PATH\n"
 "      --dirty-trace PATH   record each round's dirty pages to PATH (source)\n"
 "      --verify-ram         send a digest of all RAM at the pause; the target\n"
@@ -223,6 +226,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			if (parse_int(optarg, 0, 8, &v))
 				FAIL("--migrate-channels '%s': must be an integer from 0 to 8", optarg);
 			o->channels = (int)v;
+			break;
+		case OPT_NICE:
+			if (parse_int(optarg, 0, 19, &v))
+				FAIL("--migrate-nice '%s': must be an integer from 0 to 19", optarg);
+			o->nice = (int)v;
 			break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;

@@ -34,6 +34,7 @@ struct cli_opts {
 	const char *dirty_trace;
 	bool verify_ram;
 	int channels;             /* --migrate-channels; -1: the default */
+	int nice;                 /* --migrate-nice */
 };
 
 /* Parses K/M/G/T suffixed sizes (binary multiples); 0 on success. */

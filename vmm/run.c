@@ -212,6 +212,7 @@ int vmm_main(const struct cli_opts *o)
 		.verify_ram = o->verify_ram, .stats_json = o->stats_json,
 		.dirty_trace = o->dirty_trace,
 		.channels = o->channels,
+		.nice = o->nice,
 		.expect_mem = o->incoming && o->mem_given ? o->mem : 0,
 		.expect_cpus = o->incoming && o->cpus_given ? o->cpus : 0,
 		.prealloc = o->prealloc,

@@ -514,6 +514,9 @@ def run_minivmm(ctx):
         src_cmd += ["--max-bandwidth", str(inp["max_bandwidth"])]
     if inp["vmm"] == "minivmm-1stream":
         src_cmd += ["--migrate-channels", "0"]
+    if inp["vmm"] == "minivmm-nice":  # migration threads below the vCPUs, both sides
+        src_cmd += ["--migrate-nice", "10"]
+        tgt_cmd += ["--migrate-nice", "10"]
     if trace:
         src_cmd += ["--dirty-trace", trace]
     res["commands"] = {"target": tgt_cmd, "source": src_cmd}

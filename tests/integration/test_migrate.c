@@ -163,12 +163,13 @@ static void end_pair(struct proc *s, struct proc *t, const char *sstats, const c
 }
 
 /* Migrates a dirty guest once and checks everything the issue asks. */
-static void migrate_dirty(int wss, int cpus, int channels)
+static void migrate_dirty(int wss, int cpus, int channels, int nice)
 {
-	char append[64], cpus_s[8], addr[32], sstats[128], tstats[128], chan_s[8];
+	char append[64], cpus_s[8], addr[32], sstats[128], tstats[128], chan_s[8], nice_s[8];
 	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", append, "--cpus", cpus_s,
 			       "--migrate", addr, "--migrate-after", "1.55", "--verify-ram",
-			       "--stats-json", sstats, "--migrate-channels", chan_s, NULL };
+			       "--stats-json", sstats, "--migrate-channels", chan_s,
+			       "--migrate-nice", nice_s, NULL };
 	struct proc s, t;
 	int prt = port();
 	long last, first;
@@ -176,10 +177,11 @@ static void migrate_dirty(int wss, int cpus, int channels)
 	snprintf(append, sizeof(append), "wss=%d", wss);
 	snprintf(cpus_s, sizeof(cpus_s), "%d", cpus);
 	snprintf(chan_s, sizeof(chan_s), "%d", channels);
+	snprintf(nice_s, sizeof(nice_s), "%d", nice);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "src.json");
 	tmpfile_path(tstats, sizeof(tstats), "tgt.json");
-	spawn_target(&t, prt, tstats);
+	spawn_target_with(&t, prt, tstats, (const char *[]){ "--migrate-nice", nice_s, NULL });
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
@@ -210,13 +212,14 @@ static void migrate_dirty(int wss, int cpus, int channels)
 	end_pair(&s, &t, sstats, tstats);
 }
 
-/* Channels: the default 2, one stream (0) and more than the cores (4). */
-static void test_wss0_1cpu(void **state) { (void)state; migrate_dirty(0, 1, 2); }
-static void test_wss0_2cpu(void **state) { (void)state; migrate_dirty(0, 2, 0); }
-static void test_wss16_1cpu(void **state) { (void)state; migrate_dirty(16, 1, 0); }
-static void test_wss16_2cpu(void **state) { (void)state; migrate_dirty(16, 2, 2); }
-static void test_wss64_1cpu(void **state) { (void)state; migrate_dirty(64, 1, 4); }
-static void test_wss64_2cpu(void **state) { (void)state; migrate_dirty(64, 2, 2); }
+/* Channels: the default 2, one stream (0) and more than the cores (4);
+ * migration threads at the vCPUs' priority or below them (nice 10). */
+static void test_wss0_1cpu(void **state) { (void)state; migrate_dirty(0, 1, 2, 0); }
+static void test_wss0_2cpu(void **state) { (void)state; migrate_dirty(0, 2, 0, 0); }
+static void test_wss16_1cpu(void **state) { (void)state; migrate_dirty(16, 1, 0, 10); }
+static void test_wss16_2cpu(void **state) { (void)state; migrate_dirty(16, 2, 2, 0); }
+static void test_wss64_1cpu(void **state) { (void)state; migrate_dirty(64, 1, 4, 0); }
+static void test_wss64_2cpu(void **state) { (void)state; migrate_dirty(64, 2, 2, 10); }
 
 /* A -> B (boot form) -> C (remote client form, by name). */
 static void test_double_migration(void **state)

@@ -95,6 +95,9 @@ static void test_all_options(void **state)
 	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-k", "g",
 			 "--migrate-channels", "0", NULL }), 0);
 	assert_int_equal(o.channels, 0);
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":1",
+			 "--migrate-nice", "10", NULL }), 0);
+	assert_int_equal(o.nice, 10);
 }
 
 static void expect_error(const char **a, const char *needle)
@@ -132,6 +135,7 @@ static void test_bad_options(void **state)
 	expect_error((const char *[]){ "minivmm", "--incoming", ":1", "--prealloc", NULL }, "needs --mem");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-channels", "9", NULL }, "--migrate-channels");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-channels", "x", NULL }, "--migrate-channels");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-nice", "20", NULL }, "--migrate-nice");
 	expect_error((const char *[]){ "minivmm", "--migrate", "h:1", "--prealloc", NULL }, "--prealloc");
 }
 
