@@ -115,6 +115,21 @@ out:
 	return ret;
 }
 
+/* PING/PONG. Inside a round the target answers once the round's pages
+ * are in (the end-of-round drain); before round 0 it is one round trip. */
+static int ping(struct src *c)
+{
+	uint8_t tok[8];
+	int ret;
+
+	le_put64(tok, mig_now_ns());
+	ret = stream_send(&c->s, ST_PING, tok, 8, c->err, sizeof(c->err));
+	if (!ret)
+		ret = stream_recv_expect(&c->s, ST_PONG, tok, 8, NULL, "target", c->err,
+					 sizeof(c->err));
+	return ret;
+}
+
 /* The target grants up to what was asked (0: one stream it is) and a
  * token the channels present when they connect. */
 static int ask_channels(struct src *c)
@@ -142,7 +157,6 @@ static int ask_channels(struct src *c)
 
 static int handshake(struct src *c)
 {
-	uint8_t tok[8];
 	uint64_t t;
 	int ret = send_hello(c);
 
@@ -157,11 +171,7 @@ static int handshake(struct src *c)
 	/* One round trip, for the switchover cost estimate (READY/COMMIT and
 	 * COMMIT/RUNNING are one each). */
 	t = mig_now_ns();
-	le_put64(tok, t);
-	ret = stream_send(&c->s, ST_PING, tok, 8, c->err, sizeof(c->err));
-	if (!ret)
-		ret = stream_recv_expect(&c->s, ST_PONG, tok, 8, NULL, "target", c->err,
-					 sizeof(c->err));
+	ret = ping(c);
 	c->rtt_ms = ms_since(t);
 	if (!ret && c->t->channels)
 		ret = ask_channels(c);
@@ -235,26 +245,6 @@ static void publish(struct src *c, uint32_t round, uint64_t remaining,
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* A round is over when the target has applied it, not when the socket
- * buffers took it: megabytes can sit there, more with channels, and a
- * pause that found them still queued would wait for them (measured: 6-50
- * ms of downtime on fresh target memory). The target answers this PING
- * only once the round's pages are in, so the round's duration, the
- * bandwidth estimate and the next pause all see the real rate. */
-static int drain(struct src *c)
-{
-	uint8_t tok[8];
-	int ret;
-
-	le_put64(tok, mig_now_ns());
-	ret = stream_send(&c->s, ST_PING, tok, 8, c->err, sizeof(c->err));
-
-	if (!ret)
-		ret = stream_recv_expect(&c->s, ST_PONG, tok, 8, NULL, "target", c->err,
-					 sizeof(c->err));
-	return ret;
-}
-
 /* The channels' figures since the last call, into the sender's. */
 static void fold_channels(struct src *c)
 {
@@ -291,8 +281,14 @@ static int send_round(struct src *c, uint32_t round, bool final,
 		ret = round == 0 ? ram_send_all(&c->rs, &c->d, c->err, sizeof(c->err)) :
 		      ram_send_dirty(&c->rs, &c->d, c->err, sizeof(c->err));
 	}
+	/* A round is over when the target has applied it, not when the
+	 * socket buffers took it: megabytes can sit there, more with channels,
+	 * and a pause that found them still queued would wait for them
+	 * (measured: 6-50 ms of downtime on fresh target memory). So the
+	 * round's duration, the bandwidth estimate and the next pause all
+	 * see the real rate. */
 	if (!ret && !final && !c->file)
-		ret = drain(c);
+		ret = ping(c);
 	if (ret)
 		return ret;
 	rec->duration_ms = ms_since(t);
