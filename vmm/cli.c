@@ -42,7 +42,7 @@ void cli_usage(FILE *f)
 "usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
 "               [--name NAME] [--monitor PATH] [migration options]\n"
 "       minivmm --incoming [HOST]:PORT|file:PATH [--mem SIZE [--prealloc]]\n"
-"               [--cpus N] [--stats-json PATH] [--name NAME]\n"
+"               [--cpus N] [--migrate-nice N] [--stats-json PATH] [--name NAME]\n"
 "       minivmm --migrate HOST:PORT|file:PATH [--name NAME] [migration options]\n"
 "       minivmm --help | --version\n"
 "\n"
