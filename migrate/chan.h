@@ -35,6 +35,7 @@ struct chan_src_cfg {
 	uint64_t *sent_bm;          /* round 0 coverage (dirty trace), or NULL */
 	int timeout_ms;
 	int nice;                   /* the sender threads' nice value, 0: unchanged */
+	atomic_uint_fast64_t *live_bytes; /* progress counter, or NULL */
 };
 
 /* Connects n channels to uri, each announced by CHANNEL(index, token),

@@ -137,6 +137,7 @@ static int connect_one(struct chan_src *cs, struct chan_s *ch, const char *uri,
 	ram_send_init(&ch->rs, cs->cfg.vm, &ch->s, cs->cfg.cancel, cs->cfg.rate);
 	ch->rs.rate_lock = &cs->rate_mu;
 	ch->rs.sent_bm = cs->cfg.sent_bm;
+	ch->rs.live_bytes = cs->cfg.live_bytes;
 	ret = pthread_create(&ch->th, NULL, chan_main, ch);
 	if (ret) {
 		snprintf(err, errlen, "pthread_create(channel): %s", strerror(ret));

@@ -5,6 +5,7 @@
 #define MINIVMM_MIGRATE_MIG_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -66,6 +67,9 @@ struct mig {
 	double expected_downtime_ms;
 	double bw_Bps;
 	uint64_t t0_ns;
+	/* Page bytes written so far, by every sender as it goes: `info
+	 * migrate` shows progress inside a long round, not only at its end. */
+	atomic_uint_fast64_t live_bytes;
 	/* target */
 	struct stream in;
 	bool in_file;

@@ -155,6 +155,7 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	m->remaining_pages = 0;
 	m->expected_downtime_ms = 0;
 	m->bw_Bps = 0;
+	atomic_store(&m->live_bytes, 0);
 	stats_free(&m->st);
 	memset(&m->st, 0, sizeof(m->st));
 	m->st.role = "source";
@@ -219,8 +220,11 @@ void mig_info(struct vm *vm, FILE *out)
 		fprintf(out, "total_ms: %.1f\nsetup_ms: %.1f\n",
 			live ? (double)(mig_now_ns() - m->t0_ns) / 1e6 : st->total_ms,
 			st->setup_ms);
+		uint64_t lb = atomic_load(&m->live_bytes);
+
 		fprintf(out, "bytes_total: %llu\npages_normal: %llu\npages_zero: %llu\n"
-			"pages_skipped: %llu\n", (unsigned long long)st->bytes_total,
+			"pages_skipped: %llu\n",
+			(unsigned long long)(live && lb > st->bytes_total ? lb : st->bytes_total),
 			(unsigned long long)st->pages_normal, (unsigned long long)st->pages_zero,
 			(unsigned long long)st->pages_skipped);
 		if (live)

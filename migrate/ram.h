@@ -5,6 +5,7 @@
 #define MINIVMM_MIGRATE_RAM_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,7 @@ struct ram_sender {
 	const volatile int *cancel; /* checked between batches */
 	struct est_rate *rate;      /* may be NULL: unlimited */
 	pthread_mutex_t *rate_lock; /* when rate is shared between channels */
+	atomic_uint_fast64_t *live_bytes; /* progress for `info migrate`, or NULL */
 	uint64_t *sent_bm;          /* when set, round 0 marks what it covered */
 	uint64_t pages_normal, pages_zero, pages_skipped;
 	/* the batch being built */

@@ -73,6 +73,8 @@ int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 	ret = stream_writev_all(rs->s, rs->iov, niov, err, errlen);
 	if (ret)
 		return ret;
+	if (rs->live_bytes)
+		atomic_fetch_add(rs->live_bytes, len + STREAM_HDR_LEN);
 	if (rs->rate) {
 		uint64_t ns;
 

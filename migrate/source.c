@@ -504,7 +504,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 			.vm = c->vm, .d = &c->d, .cancel = &c->m->cancel,
 			.cancel_fd = c->m->cancel_efd, .rate = c->rs.rate,
 			.sent_bm = c->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
-			.nice = (int)c->t->nice,
+			.nice = (int)c->t->nice, .live_bytes = &c->m->live_bytes,
 		};
 
 		ret = chan_src_open(&c->cs, uri, c->nchan, c->chan_token, &cfg, c->err,
@@ -601,6 +601,7 @@ void *mig_source_thread(void *arg)
 	c->t0 = m->t0_ns;
 	mig_thread_nice((int)c->t->nice);
 	ram_send_init(&c->rs, vm, &c->s, &m->cancel, NULL);
+	c->rs.live_bytes = &m->live_bytes;
 	if (c->t->max_bandwidth) {
 		est_rate_init(&c->rate, c->t->max_bandwidth, mig_now_ns());
 		c->rs.rate = &c->rate;

@@ -549,6 +549,26 @@ static void test_cancel(void **state)
 
 	(void)state;
 	start_slow_migration(&s, &t, "can", mon, st, sizeof(mon));
+	/* Progress shows inside round 0 (2 MB/s: seconds long), not only at
+	 * its end. */
+	{
+		unsigned long long b1 = 0, b2 = 0;
+		char *p;
+
+		assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+		p = strstr(reply, "bytes_total: ");
+		assert_non_null(p);
+		b1 = strtoull(p + 13, NULL, 10);
+		for (int i = 0; i < 6; i++)
+			proc_pump(&s, 200);
+		assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+		assert_non_null(strstr(reply, "round: 0"));
+		p = strstr(reply, "bytes_total: ");
+		assert_non_null(p);
+		b2 = strtoull(p + 13, NULL, 10);
+		if (b2 < b1 + 1000000)
+			fail_msg("info migrate: bytes_total %llu then %llu within round 0", b1, b2);
+	}
 	assert_int_equal(h_monitor(mon, "migrate_cancel", reply, sizeof(reply)), 0);
 	assert_true(wait_stderr(&s, "cancelled", 10000));
 	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
