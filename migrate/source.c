@@ -511,6 +511,9 @@ static int connect_and_setup(struct src *c, const char *uri)
 				    sizeof(c->err));
 		if (ret)
 			return ret;
+		pthread_mutex_lock(&c->m->lock);
+		c->m->st.channels = c->nchan;
+		pthread_mutex_unlock(&c->m->lock);
 	}
 	if (!c->file) {
 		ret = ram_dirty_start(c->vm, &c->d, c->t->manual_protect, c->err,

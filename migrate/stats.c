@@ -65,11 +65,12 @@ static void write_doc(FILE *f, const struct stats *st)
 	fprintf(f, "  \"bytes_total\": %llu,\n  \"pages_normal\": %llu,\n"
 		"  \"pages_zero\": %llu,\n  \"pages_skipped\": %llu,\n  \"rounds\": %u,\n"
 		"  \"converged\": %s,\n  \"throughput_Bps\": %.0f,\n"
-		"  \"prealloc_bytes\": %llu,\n  \"prealloc_ms\": %.3f,\n  \"round_records\": [",
+		"  \"prealloc_bytes\": %llu,\n  \"prealloc_ms\": %.3f,\n  \"channels\": %u,\n"
+		"  \"round_records\": [",
 		(unsigned long long)st->bytes_total, (unsigned long long)st->pages_normal,
 		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped,
 		st->rounds, st->converged ? "true" : "false", st->throughput_Bps,
-		(unsigned long long)st->prealloc_bytes, st->prealloc_ms);
+		(unsigned long long)st->prealloc_bytes, st->prealloc_ms, st->channels);
 	for (size_t i = 0; i < st->nrec; i++) {
 		const struct stats_round *r = &st->rec[i];
 
@@ -132,9 +133,10 @@ void stats_print_summary(FILE *f, const struct stats *st)
 	fprintf(f, "  rounds %u (%s), total %.0f ms, setup %.0f ms, downtime %.1f ms "
 		"(limit %u ms)\n", st->rounds, st->converged ? "converged" : "forced",
 		st->total_ms, st->setup_ms, st->downtime_ms, st->downtime_limit_ms);
-	fprintf(f, "  sent %s at %s/s: %llu normal, %llu zero, %llu skipped pages\n",
-		bytes, bw, (unsigned long long)st->pages_normal,
-		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped);
+	fprintf(f, "  sent %s at %s/s over %u data channel%s: %llu normal, %llu zero, "
+		"%llu skipped pages\n", bytes, bw, st->channels, st->channels == 1 ? "" : "s",
+		(unsigned long long)st->pages_normal, (unsigned long long)st->pages_zero,
+		(unsigned long long)st->pages_skipped);
 }
 
 /* Minimal reader for our own output: "key": value on one line each. */
@@ -202,6 +204,7 @@ int stats_read_json(const char *path, struct stats *st, char *err, size_t errlen
 	st->pages_skipped = (uint64_t)num(doc, "pages_skipped");
 	st->rounds = (uint32_t)num(doc, "rounds");
 	st->throughput_Bps = num(doc, "throughput_Bps");
+	st->channels = (uint32_t)num(doc, "channels");
 	p = find_key(doc, "converged");
 	st->converged = p && !strncmp(p, "true", 4);
 	free(doc);

@@ -41,6 +41,7 @@ struct stats {
 	 * part of total_ms), and how long that took. */
 	uint64_t prealloc_bytes;
 	double prealloc_ms;
+	uint32_t channels;        /* data channels used (0: the one stream) */
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

@@ -381,6 +381,8 @@ static int on_channels(struct tgt *g, uint32_t len)
 	if (!ret && want)
 		ret = chan_tgt_accept(&g->ct, g->lfd, want, token, g->vm, g->pf,
 				      MIG_IO_TIMEOUT_MS, g->p ? g->p->nice : 0, g->err, g->errlen);
+	if (!ret)
+		g->m->st.channels = want;
 	return ret;
 }
 

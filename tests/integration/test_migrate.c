@@ -203,6 +203,9 @@ static void migrate_dirty(int wss, int cpus, int channels, int nice)
 	if (json_num(sstats, "converged") == 1)
 		assert_true(json_num(sstats, "downtime_ms") <= json_num(sstats, "downtime_limit_ms"));
 	assert_true(json_num(sstats, "downtime_ms") > 0);
+	/* Both ends say how many data channels carried the pages. */
+	assert_true(json_num(sstats, "channels") == channels);
+	assert_true(json_num(tstats, "channels") == channels);
 	/* Both ends count every byte and page, on every channel. */
 	if (json_num(sstats, "bytes_total") != json_num(tstats, "bytes_total") ||
 	    json_num(sstats, "pages_normal") != json_num(tstats, "pages_normal"))
