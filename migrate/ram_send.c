@@ -1,13 +1,12 @@
 /* Page sender. Pages go out as PAGES frames: a run table, then the
  * contents of the normal runs, written with one sendmsg() straight from
  * guest RAM (one iovec per run of contiguous pages, no copy). A batch
- * holds up to PAGES_MAX_RUNS runs or SEND_BATCH_PAGES pages. 16 MiB: a
- * fresh target's prefault helpers populate a frame's runs while it is
- * read, so a big frame gives them room ahead of the copy (1 MiB frames:
- * 1.2-1.7 vs 2.1-2.6 GB/s into fresh memory); with data channels a big
- * frame no longer stalls the pipeline either (populated target: 5.2 vs
- * 5.5 GB/s median). One stream into a populated target is the case where
- * 1 MiB was faster (3.6 vs 2.9 GB/s). docs/migration.md, "Phases". */
+ * holds up to PAGES_MAX_RUNS runs or SEND_BATCH_PAGES pages. 1 MiB: the
+ * receiver stays busy while the next batch is scanned (one stream into a
+ * populated target: 3.6 vs 2.9 GB/s with 16 MiB). 16 MiB gave a fresh
+ * target's prefault helpers more room (2.1-2.6 vs 1.2-1.7 GB/s in one
+ * interleaved test) but in the benchmark the idle guest's gap grew to
+ * 180-281 ms from 107-148 ms with no faster total; docs/migration.md. */
 #include "migrate/ram.h"
 
 #include <errno.h>
@@ -22,7 +21,7 @@
 /* Pages looked at per step: the mincore vector and the manual-protect
  * clear granularity (must be a multiple of 64). 32 Ki pages = 128 MiB. */
 #define CHUNK_PAGES RAM_SEND_RANGE_MAX
-#define SEND_BATCH_PAGES 4096u
+#define SEND_BATCH_PAGES 256u
 _Static_assert(SEND_BATCH_PAGES <= PAGES_MAX_DATA_PAGES, "batch above the stream's limit");
 
 static uint64_t now_ns(void)
