@@ -20,6 +20,10 @@
 /* Two: one per core of the machines this was measured on, where one
  * stream left a third of the CPU idle (docs/migration.md). */
 #define MIG_DEFAULT_CHANNELS 2
+/* The guest first: the migration's threads run below its vCPUs, which kept
+ * the guest-observed gap at 101-104 ms (heartbeat 100 ms) where nice 0 gave
+ * 105-118 ms on the 2-core machines (docs/migration.md, "Priority"). */
+#define MIG_DEFAULT_NICE 10
 #define MIG_PATH_MAX 4096
 
 enum mig_state {

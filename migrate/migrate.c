@@ -62,7 +62,7 @@ static void defaults(struct mig_tunables *t, const struct mig_params *p)
 	t->max_time_ms = EST_DEFAULT_MAX_TIME_MS;
 	t->manual_protect = true;
 	t->channels = p && p->channels >= 0 ? (uint32_t)p->channels : MIG_DEFAULT_CHANNELS;
-	t->nice = p && p->nice > 0 ? (uint32_t)p->nice : 0;
+	t->nice = p && p->nice >= 0 ? (uint32_t)p->nice : MIG_DEFAULT_NICE;
 	if (p && p->stats_json)
 		snprintf(t->stats_json, sizeof(t->stats_json), "%s", p->stats_json);
 	if (p && p->dirty_trace)

@@ -17,7 +17,7 @@ struct mig_params {
 	const char *stats_json;  /* may be NULL */
 	const char *dirty_trace; /* may be NULL */
 	int channels;            /* data channels; < 0: the default */
-	int nice;                /* migration threads' nice value (0 = as the VM's) */
+	int nice;                /* migration threads' nice value; < 0: the default */
 	/* Target: what the incoming VM must have (0 = whatever it has), and
 	 * whether to populate expect_mem of RAM while waiting for it. */
 	uint64_t expect_mem;

@@ -172,7 +172,7 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 			      reply, sizeof(reply));
 	if (!ret)
 		ret = request(fd, "migrate_set_parameter stats-json %s", stats, reply, sizeof(reply));
-	if (!ret && p->nice > 0) {
+	if (!ret && p->nice >= 0) {
 		snprintf(err, sizeof(err), "%d", p->nice);
 		ret = request(fd, "migrate_set_parameter nice %s", err, reply, sizeof(reply));
 	}

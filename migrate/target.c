@@ -380,7 +380,9 @@ static int on_channels(struct tgt *g, uint32_t len)
 	ret = stream_send(g->s, ST_CHANNELS, b, CHANNELS_LEN, g->err, g->errlen);
 	if (!ret && want)
 		ret = chan_tgt_accept(&g->ct, g->lfd, want, token, g->vm, g->pf,
-				      MIG_IO_TIMEOUT_MS, g->p ? g->p->nice : 0, g->err, g->errlen);
+				      MIG_IO_TIMEOUT_MS,
+				      g->p && g->p->nice >= 0 ? g->p->nice : MIG_DEFAULT_NICE,
+				      g->err, g->errlen);
 	if (!ret)
 		g->m->st.channels = want;
 	return ret;

@@ -76,8 +76,8 @@ void cli_usage(FILE *f)
 "      --max-bandwidth RATE bytes per second, K/M/G suffix (default unlimited)\n"
 "      --migrate-channels N extra TCP connections that carry the pre-copy\n"
 "                           rounds in parallel (0-8, default 2; 0: one stream)\n"
-"      --migrate-nice N     run the migration's threads at nice N (0-19, default\n"
-"                           0), below the guest's vCPUs (source or target)\n"
+"      --migrate-nice N     run the migration's threads at nice N, below the\n"
+"                           guest's vCPUs (0-19, default 10; source or target)\n"
 "      --stats-json PATH    write migration statistics (JSON) to PATH\n"
 "      --dirty-trace PATH   record each round's dirty pages to PATH (source)\n"
 "      --verify-ram         send a digest of all RAM at the pause; the target\n"
@@ -165,6 +165,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	o->migrate_after = -1;
 	o->downtime_ms = CLI_DEFAULT_DOWNTIME_MS;
 	o->channels = -1;
+	o->nice = -1;
 	optind = 0; /* glibc: restart the scan, so tests can parse repeatedly */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":k:a:m:c:n:hV", long_opts, NULL)) != -1) {

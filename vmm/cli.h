@@ -34,7 +34,7 @@ struct cli_opts {
 	const char *dirty_trace;
 	bool verify_ram;
 	int channels;             /* --migrate-channels; -1: the default */
-	int nice;                 /* --migrate-nice */
+	int nice;                 /* --migrate-nice; -1: the default */
 };
 
 /* Parses K/M/G/T suffixed sizes (binary multiples); 0 on success. */

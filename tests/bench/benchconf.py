@@ -39,7 +39,7 @@ INPUT_KEYS = {
     "trace": ("no", "bool"),          # minivmm --dirty-trace
 }
 
-VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "qemu", "qemu-multifd", "qemu-xbzrle",
+VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0", "qemu", "qemu-multifd", "qemu-xbzrle",
         "qemu-ac", "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc")
 GUESTS = ("dirty", "counter", "hello")
 PATTERNS = ("seq", "random", "hotcold")

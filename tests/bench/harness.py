@@ -514,9 +514,10 @@ def run_minivmm(ctx):
         src_cmd += ["--max-bandwidth", str(inp["max_bandwidth"])]
     if inp["vmm"] == "minivmm-1stream":
         src_cmd += ["--migrate-channels", "0"]
-    if inp["vmm"] == "minivmm-nice":  # migration threads below the vCPUs, both sides
-        src_cmd += ["--migrate-nice", "10"]
-        tgt_cmd += ["--migrate-nice", "10"]
+    if inp["vmm"] in ("minivmm-nice", "minivmm-nice0"):  # explicit priority, both sides
+        n = "10" if inp["vmm"] == "minivmm-nice" else "0"
+        src_cmd += ["--migrate-nice", n]
+        tgt_cmd += ["--migrate-nice", n]
     if trace:
         src_cmd += ["--dirty-trace", trace]
     res["commands"] = {"target": tgt_cmd, "source": src_cmd}

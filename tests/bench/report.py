@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 import jsonl  # noqa: E402
 
 CMD = "make bench-report"
-VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "qemu", "qemu-multifd", "qemu-xbzrle",
+VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0", "qemu", "qemu-multifd", "qemu-xbzrle",
              "qemu-ac", "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc"]
 FIG = [  # (key, header, scale, fmt)
     ("total_ms", "total ms", 1, "%.0f"),

@@ -92,6 +92,7 @@ static void test_all_options(void **state)
 	assert_true(o.mem_given);
 	assert_true(o.cpus_given);
 	assert_int_equal(o.channels, -1); /* not given: the default */
+	assert_int_equal(o.nice, -1);
 	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-k", "g",
 			 "--migrate-channels", "0", NULL }), 0);
 	assert_int_equal(o.channels, 0);
