@@ -77,7 +77,7 @@ void cli_usage(FILE *f)
 "      --migrate-channels N extra TCP connections that carry the pre-copy\n"
 "                           rounds in parallel (0-8, default 2; 0: one stream)\n"
 "      --migrate-nice N     run the migration's threads at nice N, below the\n"
-"                           guest's vCPUs (0-19, default 10; source or target)\n"
+"                           guest's vCPUs (0-19, default 0; source or target)\n"
 "      --stats-json PATH    write migration statistics (JSON) to PATH\n"
 "      --dirty-trace PATH   record each round's dirty pages to PATH (source)\n"
 "      --verify-ram         send a digest of all RAM at the pause; the target\n"
