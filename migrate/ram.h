@@ -53,6 +53,7 @@ struct ram_sender {
 	struct page_run runs[PAGES_MAX_RUNS];
 	struct iovec iov[PAGES_MAX_RUNS + 1];
 	uint32_t nruns, data_pages;
+	uint32_t batch_max;         /* pages per batch, set per range (batch_pages) */
 };
 
 void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,

@@ -118,7 +118,6 @@ static uint32_t batch_pages(const struct ram_sender *rs)
 static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 		   uint32_t kind, char *err, size_t errlen)
 {
-	uint32_t max = batch_pages(rs);
 
 	while (count) {
 		struct page_run *last = rs->nruns ? &rs->runs[rs->nruns - 1] : NULL;
@@ -126,14 +125,14 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 		int ret;
 
 		if (kind == PAGE_RUN_NORMAL) {
-			if (rs->data_pages >= max) {
+			if (rs->data_pages >= rs->batch_max) {
 				ret = ram_send_flush(rs, err, errlen);
 				if (ret)
 					return ret;
 				continue;
 			}
-			if (n > max - rs->data_pages)
-				n = max - rs->data_pages;
+			if (n > rs->batch_max - rs->data_pages)
+				n = rs->batch_max - rs->data_pages;
 			rs->data_pages += (uint32_t)n;
 		} else if (n > UINT32_MAX) {
 			n = UINT32_MAX;
@@ -174,6 +173,7 @@ int ram_send_all_range(struct ram_sender *rs, uint64_t base, uint64_t n, char *e
 		snprintf(err, errlen, "ram_send_all_range: bad range");
 		return -EINVAL;
 	}
+	rs->batch_max = batch_pages(rs);
 	/* Logging is on, so a page first touched after this check is caught
 	 * by round 1: skipping it here is safe. */
 	if (mincore(ram, n * VM_PAGE_SIZE, vec) < 0) {
@@ -233,6 +233,7 @@ int ram_send_dirty_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t ba
 		snprintf(err, errlen, "ram_send_dirty_range: bad range");
 		return -EINVAL;
 	}
+	rs->batch_max = batch_pages(rs);
 	i = bm_next_set(d->bm, end, base);
 	if (i >= end)
 		return 0;
