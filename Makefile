@@ -8,7 +8,7 @@ BASEFLAGS := -std=gnu11 -Wall -Wextra -Werror -pthread -D_GNU_SOURCE -I. \
              -MMD -MP
 LDLIBS  := -pthread
 
-SRCS      := $(sort $(wildcard vmm/*.c devices/*.c migrate/*.c))
+SRCS      := $(sort $(shell find vmm devices migrate -name "*.c"))
 LIB_SRCS  := $(filter-out vmm/main.c,$(SRCS))
 
 OBJS      := $(SRCS:%.c=build/obj/%.o)

@@ -9,10 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migrate/estimator.h"
+#include "migrate/policy/estimator.h"
 #include "migrate/migrate.h"
-#include "migrate/stats.h"
-#include "migrate/stream.h"
+#include "vmm/core/clock.h"
+#include "migrate/stats/stats.h"
+#include "migrate/proto/stream.h"
 
 /* Bounds every blocking read/write on the socket: a hung peer turns into
  * an error (and a resumed guest) instead of a hang. */
@@ -83,7 +84,6 @@ struct mig {
 	char in_stats[MIG_PATH_MAX];
 };
 
-uint64_t mig_now_ns(void);
 /* Lowers the calling thread's priority to nice n (0: leaves it). The
  * migration's threads call it so the guest's vCPUs win the CPU they share:
  * on the 2-core machines that kept the guest-observed gap within 2 ms of

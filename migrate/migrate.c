@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "vmm/cli.h"
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 /* Bits of mig->set_mask: parameters set by migrate_set_parameter, which
  * win over the command line's defaults. */
@@ -29,14 +29,6 @@ void mig_thread_nice(int n)
 	/* Best effort: a failure only means the guest competes as before. */
 	if (n > 0)
 		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), n);
-}
-
-uint64_t mig_now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
 const char *mig_state_name(enum mig_state s)
@@ -163,7 +155,7 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	m->st.max_bandwidth_Bps = m->run.max_bandwidth;
 	m->st.ram_bytes = vm->ram_size;
 	m->st.vcpus = (uint32_t)vm->ncpus;
-	m->t0_ns = mig_now_ns();
+	m->t0_ns = clock_now_ns();
 	pthread_mutex_unlock(&m->lock);
 	ret = pthread_create(&m->thread, NULL, mig_source_thread, vm);
 	if (ret) {
@@ -218,7 +210,7 @@ void mig_info(struct vm *vm, FILE *out)
 		fprintf(out, "role: %s\n", st->role ? st->role : "source");
 		fprintf(out, "round: %u\nrounds: %u\n", m->round, st->rounds);
 		fprintf(out, "total_ms: %.1f\nsetup_ms: %.1f\n",
-			live ? (double)(mig_now_ns() - m->t0_ns) / 1e6 : st->total_ms,
+			live ? (double)(clock_now_ns() - m->t0_ns) / 1e6 : st->total_ms,
 			st->setup_ms);
 		uint64_t lb = atomic_load(&m->live_bytes);
 

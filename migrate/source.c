@@ -14,14 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migrate/bitmap.h"
-#include "migrate/chan.h"
-#include "migrate/ram.h"
-#include "migrate/trace.h"
-#include "migrate/vmstate.h"
-#include "vmm/vm.h"
-#if __has_include("migrate/cpucompat.h")
-#include "migrate/cpucompat.h"
+#include "migrate/ram/bitmap.h"
+#include "migrate/ram/chan.h"
+#include "migrate/ram/ram.h"
+#include "migrate/stats/trace.h"
+#include "migrate/state/vmstate.h"
+#include "vmm/core/vm.h"
+#if __has_include("migrate/state/cpucompat.h")
+#include "migrate/state/cpucompat.h"
 #define HAVE_CPUCOMPAT 1
 #endif
 
@@ -60,7 +60,7 @@ static uint64_t out_bytes(const struct src *c)
 
 static double ms_since(uint64_t t)
 {
-	return (double)(mig_now_ns() - t) / 1e6;
+	return (double)(clock_now_ns() - t) / 1e6;
 }
 
 static void set_state(struct src *c, enum mig_state st)
@@ -122,7 +122,7 @@ static int ping(struct src *c)
 	uint8_t tok[8];
 	int ret;
 
-	le_put64(tok, mig_now_ns());
+	le_put64(tok, clock_now_ns());
 	ret = stream_send(&c->s, ST_PING, tok, 8, c->err, sizeof(c->err));
 	if (!ret)
 		ret = stream_recv_expect(&c->s, ST_PONG, tok, 8, NULL, "target", c->err,
@@ -170,7 +170,7 @@ static int handshake(struct src *c)
 		return ret;
 	/* One round trip, for the switchover cost estimate (READY/COMMIT and
 	 * COMMIT/RUNNING are one each). */
-	t = mig_now_ns();
+	t = clock_now_ns();
 	ret = ping(c);
 	c->rtt_ms = ms_since(t);
 	if (!ret && c->t->channels)
@@ -184,7 +184,7 @@ static int handshake(struct src *c)
 static int probe_costs(struct src *c)
 {
 	uint8_t *blob = NULL;
-	uint64_t t = mig_now_ns(), t1;
+	uint64_t t = clock_now_ns(), t1;
 	int ret = vm_pause(c->vm);
 
 	if (ret) {
@@ -192,7 +192,7 @@ static int probe_costs(struct src *c)
 		vm_resume(c->vm);
 		return ret;
 	}
-	t1 = mig_now_ns();
+	t1 = clock_now_ns();
 	ret = vmstate_save(c->vm, &blob, &c->state_len, c->err, sizeof(c->err));
 	c->state_ms = ms_since(t1);
 	vm_resume(c->vm);
@@ -201,7 +201,7 @@ static int probe_costs(struct src *c)
 	if (ret)
 		return ret;
 	if (c->t->verify_ram) {
-		t = mig_now_ns();
+		t = clock_now_ns();
 		(void)ram_digest(c->vm->ram, c->vm->ram_size / VM_PAGE_SIZE);
 		c->digest_ms = ms_since(t);
 	}
@@ -264,7 +264,7 @@ static void fold_channels(struct src *c)
 static int send_round(struct src *c, uint32_t round, bool final,
 		      struct stats_round *rec)
 {
-	uint64_t t = mig_now_ns(), b0 = out_bytes(c);
+	uint64_t t = clock_now_ns(), b0 = out_bytes(c);
 	uint64_t p0 = c->rs.pages_normal + c->rs.pages_zero;
 	int ret;
 
@@ -295,7 +295,7 @@ static int send_round(struct src *c, uint32_t round, bool final,
 	rec->bytes = out_bytes(c) - b0;
 	rec->pages_sent = c->rs.pages_normal + c->rs.pages_zero - p0;
 	if (!final)
-		est_sample(&c->e, rec->bytes, mig_now_ns() - t);
+		est_sample(&c->e, rec->bytes, clock_now_ns() - t);
 	rec->bw_estimate_Bps = est_bandwidth(&c->e);
 	if (round == 0) {
 		rec->dirty_pages = c->d.npages;
@@ -319,7 +319,7 @@ static int send_round(struct src *c, uint32_t round, bool final,
 /* Dirty sync for round `round`: fills rec's dirty figures. */
 static int sync_round(struct src *c, struct stats_round *rec, uint64_t *dirty)
 {
-	uint64_t t = mig_now_ns();
+	uint64_t t = clock_now_ns();
 	int ret = ram_dirty_sync(c->vm, &c->d, c->err, sizeof(c->err));
 
 	if (ret)
@@ -396,7 +396,7 @@ static int pause_guest(struct src *c)
 {
 	int ret;
 
-	c->t_pause = mig_now_ns();
+	c->t_pause = clock_now_ns();
 	ret = vm_pause(c->vm);
 	c->paused = true;
 	if (ret)
@@ -518,7 +518,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 	if (!c->file) {
 		ret = ram_dirty_start(c->vm, &c->d, c->t->manual_protect, c->err,
 				      sizeof(c->err));
-		c->t_last_sync = mig_now_ns();
+		c->t_last_sync = clock_now_ns();
 	} else {
 		c->d.npages = c->vm->ram_size / VM_PAGE_SIZE;
 	}
@@ -606,7 +606,7 @@ void *mig_source_thread(void *arg)
 	ram_send_init(&c->rs, vm, &c->s, &m->cancel, NULL);
 	c->rs.live_bytes = &m->live_bytes;
 	if (c->t->max_bandwidth) {
-		est_rate_init(&c->rate, c->t->max_bandwidth, mig_now_ns());
+		est_rate_init(&c->rate, c->t->max_bandwidth, clock_now_ns());
 		c->rs.rate = &c->rate;
 	}
 	est_init(&c->e, &(struct est_config){

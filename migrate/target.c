@@ -15,14 +15,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "migrate/chan.h"
-#include "migrate/ram.h"
-#include "migrate/vmstate.h"
+#include "migrate/ram/chan.h"
+#include "migrate/ram/ram.h"
+#include "migrate/state/vmstate.h"
 #include "vmm/monitor.h"
-#include "vmm/prealloc.h"
-#include "vmm/vm.h"
-#if __has_include("migrate/cpucompat.h")
-#include "migrate/cpucompat.h"
+#include "vmm/core/prealloc.h"
+#include "vmm/core/vm.h"
+#if __has_include("migrate/state/cpucompat.h")
+#include "migrate/state/cpucompat.h"
 #define HAVE_CPUCOMPAT 1
 #endif
 
@@ -266,7 +266,7 @@ static void close_round(struct tgt *g)
 	if (!g->in_round)
 		return;
 	fold_channels(g);
-	g->rec.duration_ms = (double)(mig_now_ns() - g->t0) / 1e6 - g->rec.start_ms;
+	g->rec.duration_ms = (double)(clock_now_ns() - g->t0) / 1e6 - g->rec.start_ms;
 	g->rec.bytes = in_bytes(g) - g->rec.bytes;
 	g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero - g->pages_at_round;
 	stats_add_round(&g->m->st, &g->rec);
@@ -294,12 +294,12 @@ static int on_round(struct tgt *g, uint32_t len)
 	close_round(g);
 	g->round = le_get32(b);
 	if (le_get32(b + 4) & ROUND_FLAG_FINAL) {
-		g->t_final = mig_now_ns();
+		g->t_final = clock_now_ns();
 		g->m->st.converged = (le_get32(b + 4) & ROUND_FLAG_CONVERGED) != 0;
 	}
 	g->rec = (struct stats_round){
 		.round = g->round,
-		.start_ms = (double)(mig_now_ns() - g->t0) / 1e6,
+		.start_ms = (double)(clock_now_ns() - g->t0) / 1e6,
 		.bytes = in_bytes(g), /* start value; close_round subtracts */
 	};
 	g->in_round = true;
@@ -321,7 +321,7 @@ static int on_end(struct tgt *g, uint32_t len)
 	if (ret)
 		return ret;
 	close_round(g);
-	g->m->end_ns = mig_now_ns();
+	g->m->end_ns = clock_now_ns();
 	if (!g->state) {
 		snprintf(g->err, g->errlen, "protocol error: END before the machine state");
 		return -EPROTO;
@@ -519,7 +519,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	if (!ret)
 		ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
 		      wait_connection(&g, uri);
-	g.t0 = m->t0_ns = mig_now_ns();
+	g.t0 = m->t0_ns = clock_now_ns();
 	if (!ret)
 		ret = handshake(&g);
 	/* The helpers only make it faster: without them, receive anyway. On
@@ -555,7 +555,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	if (ret) {
 		if (m->in.fd >= 0 && ret != -ECONNABORTED && !m->in_file)
 			stream_send_text(&m->in, ST_ERROR, err);
-		m->st.total_ms = (double)(mig_now_ns() - m->t0_ns) / 1e6;
+		m->st.total_ms = (double)(clock_now_ns() - m->t0_ns) / 1e6;
 		write_stats(m, "failed", err);
 		stream_close(&m->in);
 		if (g.vm_made) {
@@ -582,7 +582,7 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	ret = vm_start(vm, err, errlen);
-	now = mig_now_ns();
+	now = clock_now_ns();
 	if (ret) {
 		write_stats(m, "failed", err);
 		return ret;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdint.h>
 
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 #define CLI_DEFAULT_MEM (256ULL << 20)
 #define CLI_DEFAULT_DOWNTIME_MS 30

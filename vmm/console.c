@@ -5,7 +5,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
 

@@ -15,7 +15,7 @@ int main(int argc, char **argv)
 
 	if (cli_parse(argc, argv, &o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "minivmm: %s\n", err);
-		return VMM_EXIT_USAGE;
+		return VMM_STATUS_USAGE;
 	}
 	if (o.action == CLI_HELP) {
 		cli_usage(stdout);

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "migrate/migrate.h"
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 int monitor_default_path(const char *name, char *out, size_t len)
 {

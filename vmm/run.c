@@ -13,7 +13,7 @@
 #include "vmm/console.h"
 #include "vmm/evloop.h"
 #include "vmm/monitor.h"
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 struct runner {
 	struct vm *vm;
@@ -140,7 +140,7 @@ static int exit_status(struct vm *vm)
 	case VM_EXIT_ERROR:
 		if (!vm->error_reported)
 			fprintf(stderr, "minivmm: %s\n", vm->stop_msg);
-		return vm->exit_status ? vm->exit_status : VMM_EXIT_CRASH;
+		return vm->exit_status ? vm->exit_status : VMM_STATUS_CRASH;
 	case VM_EXIT_SIGNAL:
 	case VM_EXIT_QUIT:
 		fprintf(stderr, "minivmm: %s\n", vm->stop_msg);
@@ -158,7 +158,7 @@ static int run_vm(struct runner *r, int sigfd)
 
 	if (evloop_init(&r->loop) < 0) {
 		fprintf(stderr, "minivmm: epoll: %s\n", strerror(errno));
-		return VMM_EXIT_USAGE;
+		return VMM_STATUS_USAGE;
 	}
 	r->mon.listen.fd = -1;
 	ret = setup(r, sigfd, err, sizeof(err));
@@ -168,13 +168,13 @@ static int run_vm(struct runner *r, int sigfd)
 		ret = vm_start(vm, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "minivmm: %s\n", err);
-		status = r->o->incoming ? VMM_EXIT_MIGRATION : VMM_EXIT_USAGE;
+		status = r->o->incoming ? VMM_STATUS_MIGRATION : VMM_STATUS_USAGE;
 		goto out;
 	}
 	while (!stopping(vm)) {
 		ret = evloop_run_once(&r->loop, 50);
 		if (ret < 0) {
-			vm_request_stop(vm, VM_EXIT_ERROR, VMM_EXIT_CRASH, "event loop failed");
+			vm_request_stop(vm, VM_EXIT_ERROR, VMM_STATUS_CRASH, "event loop failed");
 			break;
 		}
 		console_poll(&r->console);
@@ -232,7 +232,7 @@ int vmm_main(const struct cli_opts *o)
 	sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sigfd < 0) {
 		fprintf(stderr, "minivmm: signalfd: %s\n", strerror(errno));
-		return VMM_EXIT_USAGE;
+		return VMM_STATUS_USAGE;
 	}
 
 	if (o->incoming) {
@@ -240,7 +240,7 @@ int vmm_main(const struct cli_opts *o)
 		if (ret) {
 			fprintf(stderr, "minivmm: incoming migration failed: %s\n", err);
 			close(sigfd);
-			return VMM_EXIT_MIGRATION;
+			return VMM_STATUS_MIGRATION;
 		}
 	} else {
 		if (o->name)
@@ -253,20 +253,20 @@ int vmm_main(const struct cli_opts *o)
 			fprintf(stderr, "minivmm: VM name '%s' is already in use on this host (%s)\n",
 				cfg.name, path);
 			close(sigfd);
-			return VMM_EXIT_USAGE;
+			return VMM_STATUS_USAGE;
 		}
 		ret = vm_create(&vm, &cfg, err, sizeof(err));
 		if (ret) {
 			fprintf(stderr, "minivmm: %s\n", err);
 			close(sigfd);
-			return VMM_EXIT_USAGE;
+			return VMM_STATUS_USAGE;
 		}
 		ret = vm_load_kernel(&vm, o->kernel, o->append, err, sizeof(err));
 		if (ret) {
 			fprintf(stderr, "minivmm: %s\n", err);
 			vm_destroy(&vm);
 			close(sigfd);
-			return VMM_EXIT_USAGE;
+			return VMM_STATUS_USAGE;
 		}
 	}
 	status = run_vm(&r, sigfd);

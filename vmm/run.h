@@ -5,12 +5,10 @@
 #define MINIVMM_RUN_H
 
 #include "vmm/cli.h"
+#include "vmm/core/status.h"
 
 /* Returns the process exit status. */
 int vmm_main(const struct cli_opts *o);
 
-#define VMM_EXIT_USAGE 2
-#define VMM_EXIT_MIGRATION 3
-#define VMM_EXIT_CRASH 4
 
 #endif

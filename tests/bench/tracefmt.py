@@ -1,6 +1,6 @@
 """Reader and writer of the minivmm dirty-page trace (docs/dirty-trace.md).
 
-Same format as migrate/trace.c. Rounds are returned as lists of runs
+Same format as migrate/stats/trace.c. Rounds are returned as lists of runs
 (start_page, length); helpers turn them into page lists.
 """
 

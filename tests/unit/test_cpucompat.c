@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "migrate/cpucompat.h"
-#include "vmm/kvm.h"
-#include "vmm/vm.h"
+#include "migrate/state/cpucompat.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/vm.h"
 
 #define NX_BIT (1u << 20)
 #define LM_BIT (1u << 29)

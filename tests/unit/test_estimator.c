@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "migrate/estimator.h"
+#include "migrate/policy/estimator.h"
 
 #define MS 1000000ULL
 

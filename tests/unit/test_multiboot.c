@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "vmm/multiboot.h"
+#include "vmm/core/multiboot.h"
 
 #define RAM_SIZE (8u << 20)
 #define LOAD_ADDR 0x100000u

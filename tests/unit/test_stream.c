@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "migrate/bitmap.h"
-#include "migrate/stream.h"
+#include "migrate/ram/bitmap.h"
+#include "migrate/proto/stream.h"
 
 static char err[512];
 

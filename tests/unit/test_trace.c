@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "../../migrate/trace.h"
+#include "migrate/stats/trace.h"
 
 static void tmp_path(char *buf, size_t n, const char *tag)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 static void test_layout(void **state)
 {

@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "migrate/vmstate.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "migrate/state/vmstate.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vm.h"
 
 #define GUEST "build/guests/counter.elf"
 #define MEM (16ULL << 20)

@@ -1,7 +1,7 @@
 /* The vmstate blob format (docs/vmstate.md): the section table, the writer
  * and the parser that validates a whole blob before any of it is used.
  * Saving is in vmstate_save.c, loading in vmstate_load.c. */
-#include "migrate/vmstate.h"
+#include "migrate/state/vmstate.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "devices/uart.h"
-#include "migrate/stream.h"
-#include "migrate/vmstate_int.h"
-#include "vmm/kvm.h"
+#include "migrate/proto/stream.h"
+#include "migrate/state/vmstate_int.h"
+#include "vmm/core/kvm.h"
 
 /* KVM's structs are the x86-64 kernel ABI and are copied as they are: on
  * x86 that is already little-endian. The sizes are part of the format. */

@@ -4,7 +4,7 @@
  * reads the log; each range is re-protected (KVM_CLEAR_DIRTY_LOG) right
  * before its pages are read, so a write after the clear is caught by the
  * next round, and pages dirtied between GET and send are not sent twice. */
-#include "migrate/ram.h"
+#include "migrate/ram/ram.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "migrate/bitmap.h"
+#include "migrate/ram/bitmap.h"
 
 int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		    char *err, size_t errlen)

@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/multiboot.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "vmm/core/multiboot.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vm.h"
 
 #define BOOT_MAX_IMAGE (512ULL << 20)
 

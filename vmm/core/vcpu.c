@@ -1,4 +1,5 @@
-#include "vmm/vcpu.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/status.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -10,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/kvm.h"
-#include "vmm/vm.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/vm.h"
 
 /* The kick signal: blocked in every thread, unblocked only inside KVM_RUN
  * (KVM_SET_SIGNAL_MASK), so a kick that lands before KVM_RUN is entered
@@ -61,30 +62,26 @@ static int setup_cpuid(struct vcpu *v, const struct kvm_cpuid2 *sup,
 			break;
 		}
 	}
-	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_SET_CPUID2: %s", strerror(-ret));
-	}
+	ret = kvm_ioctl(v->fd, KVM_SET_CPUID2, c, "KVM_SET_CPUID2", v->id, err, errlen);
 	free(c);
-	return ret;
+	return ret < 0 ? ret : 0;
 }
 
 static int setup_lapic(struct vcpu *v, char *err, size_t errlen)
 {
 	struct kvm_lapic_state l;
+	int ret;
 
 	/* Virtual-wire mode on the boot CPU: PIC interrupts (the PIT's IRQ0,
 	 * the UART's IRQ4) arrive through LINT0 as ExtINT. */
-	if (ioctl(v->fd, KVM_GET_LAPIC, &l) < 0) {
-		KVM_ERR(err, errlen, "KVM_GET_LAPIC: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(v->fd, KVM_GET_LAPIC, &l, "KVM_GET_LAPIC", v->id, err, errlen);
+	if (ret < 0)
+		return ret;
 	set_lvt(&l, APIC_LVT0, APIC_MODE_EXTINT);
 	set_lvt(&l, APIC_LVT1, APIC_MODE_NMI);
-	if (ioctl(v->fd, KVM_SET_LAPIC, &l) < 0) {
-		KVM_ERR(err, errlen, "KVM_SET_LAPIC: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(v->fd, KVM_SET_LAPIC, &l, "KVM_SET_LAPIC", v->id, err, errlen);
+	if (ret < 0)
+		return ret;
 	return 0;
 }
 
@@ -98,12 +95,10 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id,
 	memset(v, 0, sizeof(*v));
 	v->vm = vm;
 	v->id = id;
-	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
-	if (v->fd < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_CREATE_VCPU(%d): %s", id, strerror(-ret));
-		return ret;
-	}
+	v->fd = kvm_ioctl(vm->vm_fd, KVM_CREATE_VCPU, (void *)(uintptr_t)id, "KVM_CREATE_VCPU",
+			  id, err, errlen);
+	if (v->fd < 0)
+		return v->fd;
 	v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE,
 		      MAP_SHARED, v->fd, 0);
 	if (v->run == MAP_FAILED) {
@@ -130,13 +125,10 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id,
 	}
 	km->len = 8; /* the kernel's sigset_t is 64 bits */
 	memcpy(km->sigset, &mask, 8);
-	if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, km) < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_SET_SIGNAL_MASK: %s", strerror(-ret));
-		free(km);
-		goto fail;
-	}
+	ret = kvm_ioctl(v->fd, KVM_SET_SIGNAL_MASK, km, "KVM_SET_SIGNAL_MASK", id, err, errlen);
 	free(km);
+	if (ret < 0)
+		goto fail;
 	return 0;
 fail:
 	vcpu_destroy(v);
@@ -167,11 +159,11 @@ int vcpu_set_multiboot_entry(struct vcpu *v, uint32_t eip, uint32_t ebx,
 	struct kvm_sregs s;
 	struct kvm_regs r;
 	struct kvm_fpu fpu;
+	int ret;
 
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
-		KVM_ERR(err, errlen, "KVM_GET_SREGS: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(v->fd, KVM_GET_SREGS, &s, "KVM_GET_SREGS", v->id, err, errlen);
+	if (ret < 0)
+		return ret;
 	/* Multiboot: flat 4 GiB code (exec/read) and data (read/write)
 	 * segments, PE on, paging off. The guest loads its own GDT. */
 	flat_segment(&s.cs, 0x08, 0xb);
@@ -180,26 +172,23 @@ int vcpu_set_multiboot_entry(struct vcpu *v, uint32_t eip, uint32_t ebx,
 	s.cr0 = 0x11; /* PE | ET */
 	s.cr4 = 0;
 	s.efer = 0;
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
-		KVM_ERR(err, errlen, "KVM_SET_SREGS: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(v->fd, KVM_SET_SREGS, &s, "KVM_SET_SREGS", v->id, err, errlen);
+	if (ret < 0)
+		return ret;
 	memset(&r, 0, sizeof(r));
 	r.rip = eip;
 	r.rax = 0x2badb002;
 	r.rbx = ebx;
 	r.rflags = 0x2;
-	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0) {
-		KVM_ERR(err, errlen, "KVM_SET_REGS: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(v->fd, KVM_SET_REGS, &r, "KVM_SET_REGS", v->id, err, errlen);
+	if (ret < 0)
+		return ret;
 	memset(&fpu, 0, sizeof(fpu));
 	fpu.fcw = 0x37f;
 	fpu.mxcsr = 0x1f80;
-	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0) {
-		KVM_ERR(err, errlen, "KVM_SET_FPU: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(v->fd, KVM_SET_FPU, &fpu, "KVM_SET_FPU", v->id, err, errlen);
+	if (ret < 0)
+		return ret;
 	return 0;
 }
 
@@ -245,7 +234,7 @@ static void vcpu_fatal(struct vcpu *v, const char *msg)
 {
 	dprintf(2, "minivmm: %s\n", msg);
 	vcpu_dump(v, 2);
-	vm_request_stop(v->vm, VM_EXIT_ERROR, 4, msg);
+	vm_request_stop(v->vm, VM_EXIT_ERROR, VMM_STATUS_CRASH, msg);
 	v->vm->error_reported = true;
 }
 
@@ -344,7 +333,7 @@ static void *vcpu_thread(void *arg)
 			}
 			snprintf(msg, sizeof(msg), "KVM_RUN on vcpu%d: %s", v->id,
 				 strerror(errno));
-			vm_request_stop(vm, VM_EXIT_ERROR, 4, msg);
+			vm_request_stop(vm, VM_EXIT_ERROR, VMM_STATUS_CRASH, msg);
 			break;
 		}
 		if (!handle_exit(v))

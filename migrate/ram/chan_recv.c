@@ -3,7 +3,7 @@
  * reads on (chan.h: the ordering rule), and the main stream's ROUND(r+1)
  * waits for the same. Everything a channel carries is checked as on the
  * main stream (ram_recv_pages); any error ends the migration. */
-#include "migrate/chan.h"
+#include "migrate/ram/chan.h"
 #include "migrate/mig.h"
 
 #include <errno.h>

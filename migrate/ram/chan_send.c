@@ -1,7 +1,7 @@
 /* Data channels, source side: one thread per channel. A round is shared
  * out in CHAN_CHUNK_PAGES chunks taken in address order from one counter,
  * so a channel that is slowed down simply takes fewer of them. */
-#include "migrate/chan.h"
+#include "migrate/ram/chan.h"
 #include "migrate/mig.h"
 
 #include <errno.h>

@@ -14,7 +14,8 @@
  * resident. Populating never changes a present page: a helper racing
  * readv or a zero run's MADV_DONTNEED leaves either the received data or
  * zeros, both right. */
-#include "migrate/ram.h"
+#include "migrate/ram/ram.h"
+#include "vmm/core/pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -40,8 +41,7 @@ struct ram_prefault {
 	bool quit, broken;
 	uint32_t nslices, next;     /* the current frame's work, taken in order */
 	struct pf_slice sl[PF_MAX_SLICES];
-	int nthreads;
-	pthread_t th[RAM_PREFAULT_MAX_THREADS];
+	struct pool workers;
 };
 
 static void *pf_main(void *arg)
@@ -90,14 +90,10 @@ int ram_prefault_start(struct ram_prefault **out, struct vm *vm, int nthreads,
 	pthread_cond_init(&pf->cv, NULL);
 	if (nthreads > RAM_PREFAULT_MAX_THREADS)
 		nthreads = RAM_PREFAULT_MAX_THREADS;
-	for (int i = 0; i < nthreads; i++) {
-		ret = pthread_create(&pf->th[i], NULL, pf_main, pf);
-		if (ret) {
-			snprintf(err, errlen, "pthread_create(prefault): %s", strerror(ret));
-			ram_prefault_stop(pf);
-			return -ret;
-		}
-		pf->nthreads++;
+	ret = pool_start(&pf->workers, nthreads, pf_main, pf, 0, "prefault", err, errlen);
+	if (ret) {
+		ram_prefault_stop(pf);
+		return ret;
 	}
 	*out = pf;
 	return 0;
@@ -111,8 +107,7 @@ void ram_prefault_stop(struct ram_prefault *pf)
 	pf->quit = true;
 	pthread_cond_broadcast(&pf->cv);
 	pthread_mutex_unlock(&pf->mu);
-	for (int i = 0; i < pf->nthreads; i++)
-		pthread_join(pf->th[i], NULL);
+	pool_join(&pf->workers);
 	pthread_cond_destroy(&pf->cv);
 	pthread_mutex_destroy(&pf->mu);
 	free(pf);

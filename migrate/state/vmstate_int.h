@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "migrate/vmstate.h"
-#include "vmm/vm.h"
+#include "migrate/state/vmstate.h"
+#include "vmm/core/vm.h"
 
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define MSRS_HDR 8 /* u32 count, u32 reserved */
@@ -123,10 +123,6 @@ struct vmstate_caps {
 };
 
 void vmstate_probe_caps(struct vm *vm, struct vmstate_caps *c);
-
-/* ioctl() that names the call (and the vCPU, if cpu >= 0) in err. */
-int vmstate_ioctl(int fd, unsigned long req, void *arg, const char *what,
-		  int cpu, char *err, size_t errlen);
 
 /* ---- MSRs (vmstate_kvm.c) ------------------------------------------- */
 

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "migrate/vmstate_int.h"
-#include "vmm/kvm.h"
-#include "vmm/vcpu.h"
+#include "migrate/state/vmstate_int.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/vcpu.h"
 
 /* The kernel refuses more entries per KVM_GET/SET_MSRS (MAX_IO_MSRS). */
 #define MSR_CHUNK 255
@@ -58,23 +58,6 @@ void vmstate_probe_caps(struct vm *vm, struct vmstate_caps *c)
 	c->tsc_khz = cap(vm, KVM_CAP_GET_TSC_KHZ) > 0;
 	c->tsc_control = cap(vm, KVM_CAP_TSC_CONTROL) > 0;
 	c->kvmclock_ctrl = cap(vm, KVM_CAP_KVMCLOCK_CTRL) > 0;
-}
-
-int vmstate_ioctl(int fd, unsigned long req, void *arg, const char *what,
-		  int cpu, char *err, size_t errlen)
-{
-	int r = ioctl(fd, req, arg);
-
-	if (r < 0) {
-		int e = errno;
-
-		if (cpu >= 0)
-			KVM_ERR(err, errlen, "%s (vcpu%d): %s", what, cpu, strerror(e));
-		else
-			KVM_ERR(err, errlen, "%s: %s", what, strerror(e));
-		return -e;
-	}
-	return r;
 }
 
 
@@ -210,7 +193,7 @@ int vmstate_msr_list(struct vm *vm, struct kvm_msr_entry **out, uint32_t *nout,
 		goto fail;
 	}
 	list->nmsrs = probe_hdr.nmsrs;
-	ret = vmstate_ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list, "KVM_GET_MSR_INDEX_LIST",
+	ret = kvm_ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list, "KVM_GET_MSR_INDEX_LIST",
 			    -1, err, errlen);
 	if (ret < 0)
 		goto fail;

@@ -7,7 +7,8 @@
  * target's prefault helpers more room (2.1-2.6 vs 1.2-1.7 GB/s in one
  * interleaved test) but in the benchmark the idle guest's gap grew to
  * 180-281 ms from 107-148 ms with no faster total; docs/migration.md. */
-#include "migrate/ram.h"
+#include "vmm/core/clock.h"
+#include "migrate/ram/ram.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -15,22 +16,14 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "migrate/bitmap.h"
-#include "migrate/estimator.h"
+#include "migrate/ram/bitmap.h"
+#include "migrate/policy/estimator.h"
 
 /* Pages looked at per step: the mincore vector and the manual-protect
  * clear granularity (must be a multiple of 64). 32 Ki pages = 128 MiB. */
 #define CHUNK_PAGES RAM_SEND_RANGE_MAX
 #define SEND_BATCH_PAGES 256u
 _Static_assert(SEND_BATCH_PAGES <= PAGES_MAX_DATA_PAGES, "batch above the stream's limit");
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
-}
 
 void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
 		   const volatile int *cancel, struct est_rate *rate)
@@ -84,7 +77,7 @@ int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 		 * happens outside the lock. */
 		if (rs->rate_lock)
 			pthread_mutex_lock(rs->rate_lock);
-		ns = est_rate_account(rs->rate, len + STREAM_HDR_LEN, now_ns());
+		ns = est_rate_account(rs->rate, len + STREAM_HDR_LEN, clock_now_ns());
 		if (rs->rate_lock)
 			pthread_mutex_unlock(rs->rate_lock);
 

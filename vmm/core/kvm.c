@@ -1,4 +1,4 @@
-#include "vmm/kvm.h"
+#include "vmm/core/kvm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,4 +108,21 @@ int kvm_irq_line(int vm_fd, uint32_t irq, int level)
 	struct kvm_irq_level l = { .irq = irq, .level = level };
 
 	return ioctl(vm_fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
+}
+
+int kvm_ioctl(int fd, unsigned long req, void *arg, const char *what, int cpu,
+	      char *err, size_t errlen)
+{
+	int r = ioctl(fd, req, arg);
+
+	if (r < 0) {
+		int e = errno;
+
+		if (cpu >= 0)
+			KVM_ERR(err, errlen, "%s (vcpu%d): %s", what, cpu, strerror(e));
+		else
+			KVM_ERR(err, errlen, "%s: %s", what, strerror(e));
+		return -e;
+	}
+	return r;
 }

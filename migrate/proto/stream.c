@@ -1,5 +1,5 @@
 /* Migration stream framing and transport (docs/migration-stream.md). */
-#include "migrate/stream.h"
+#include "migrate/proto/stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 static const char *const type_names[] = {
 	[ST_HELLO] = "HELLO", [ST_ACCEPT] = "ACCEPT", [ST_REJECT] = "REJECT",

@@ -3,7 +3,7 @@
  * mincore) contribute a precomputed term without being read, and both
  * sides reach the same value whatever their residency. Not cryptographic:
  * it catches lost or misplaced pages, not an attacker. */
-#include "migrate/ram.h"
+#include "migrate/ram/ram.h"
 
 #include <string.h>
 #include <sys/mman.h>

@@ -1,7 +1,7 @@
 /* Saving a paused VM's machine state into a vmstate blob, in Firecracker's
  * order: devices, VM-level KVM state, then every vCPU (the per-section
  * reasons are in the section table, vmstate.c). */
-#include "migrate/vmstate.h"
+#include "migrate/state/vmstate.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,11 +10,11 @@
 #include <sys/ioctl.h>
 
 #include "devices/uart.h"
-#include "migrate/stream.h"
-#include "migrate/vmstate_int.h"
-#include "vmm/kvm.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "migrate/proto/stream.h"
+#include "migrate/state/vmstate_int.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vm.h"
 
 static bool vm_quiescent(struct vm *vm)
 {
@@ -69,7 +69,7 @@ static int save_plain(const struct vmstate_secdesc *d, void *arg)
 	memset(&u, 0, sizeof(u));
 	if (d->get == KVM_GET_IRQCHIP)
 		u.ic.chip_id = d->chip;
-	ret = vmstate_ioctl(x->fd, d->get, &u, d->get_name, x->cpu, x->err, x->errlen);
+	ret = kvm_ioctl(x->fd, d->get, &u, d->get_name, x->cpu, x->err, x->errlen);
 	if (ret < 0)
 		return ret;
 	return vmstate_wb_put(x->b, d->type, x->scope, &u, d->size);
@@ -84,7 +84,7 @@ static int save_xsave(const struct vmstate_secdesc *d, void *arg)
 
 	if (!buf)
 		return -ENOMEM;
-	ret = vmstate_ioctl(x->fd, x2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, buf,
+	ret = kvm_ioctl(x->fd, x2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, buf,
 			    x2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE", x->cpu, x->err, x->errlen);
 	if (ret >= 0)
 		ret = vmstate_wb_put(x->b, d->type, x->scope, buf, x->c->xsave_size);

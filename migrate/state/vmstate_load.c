@@ -2,7 +2,7 @@
  * blob is parsed and checked against this KVM first, then devices, vCPUs
  * and VM-level state are applied in Firecracker's order (the per-section
  * reasons are in the section table, vmstate.c). */
-#include "migrate/vmstate.h"
+#include "migrate/state/vmstate.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,11 +12,11 @@
 #include <sys/ioctl.h>
 
 #include "devices/uart.h"
-#include "migrate/stream.h"
-#include "migrate/vmstate_int.h"
-#include "vmm/kvm.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "migrate/proto/stream.h"
+#include "migrate/state/vmstate_int.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vm.h"
 
 /* Firecracker's tolerance (from QEMU): below it no scaling is needed. */
 #define TSC_TOL_PPM 250
@@ -147,7 +147,7 @@ static int load_xsave(const struct vmstate_secdesc *d, void *arg)
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, s->p, s->len);
-	ret = vmstate_ioctl(x->fd, KVM_SET_XSAVE, buf, "KVM_SET_XSAVE", x->cpu, x->err,
+	ret = kvm_ioctl(x->fd, KVM_SET_XSAVE, buf, "KVM_SET_XSAVE", x->cpu, x->err,
 			    x->errlen);
 	free(buf);
 	return ret < 0 ? ret : 0;
@@ -185,7 +185,7 @@ static int load_plain(const struct vmstate_secdesc *d, void *arg)
 	memcpy(&u, s->p, d->size);
 	if (d->set == KVM_SET_CLOCK)
 		clock_for_set(&u.clock, x->c, x->o);
-	ret = vmstate_ioctl(x->fd, d->set, &u, d->set_name, x->cpu, x->err, x->errlen);
+	ret = kvm_ioctl(x->fd, d->set, &u, d->set_name, x->cpu, x->err, x->errlen);
 	return ret < 0 ? ret : 0;
 }
 
@@ -199,7 +199,7 @@ static int load_vcpu(struct load_ctx *x, bool scale_tsc, uint32_t tsc_khz,
 	/* CPUID was set by vcpu_create. The frequency must be right before
 	 * IA32_TSC is written, or the offset KVM derives is wrong. */
 	if (scale_tsc) {
-		int ret = vmstate_ioctl(x->fd, KVM_SET_TSC_KHZ, (void *)(uintptr_t)tsc_khz,
+		int ret = kvm_ioctl(x->fd, KVM_SET_TSC_KHZ, (void *)(uintptr_t)tsc_khz,
 					"KVM_SET_TSC_KHZ", x->cpu, x->err, x->errlen);
 
 		if (ret < 0)

@@ -11,7 +11,7 @@
  *          previous run (0 before the first run), len >= 1, gap >= 1 after
  *          the first run (runs are maximal).
  */
-#include "trace.h"
+#include "migrate/stats/trace.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,6 @@
-#include "vmm/vm.h"
-#include "vmm/prealloc.h"
+#include "vmm/core/vm.h"
+#include "vmm/core/clock.h"
+#include "vmm/core/prealloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/kvm.h"
-#include "vmm/vcpu.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/status.h"
+#include "vmm/core/vcpu.h"
 
 int vm_layout_slots(uint64_t mem_size, struct vm_slot *slots, int *nslots)
 {
@@ -44,14 +46,6 @@ static void uart_irq(void *opaque, int level)
 	kvm_irq_line(vm->vm_fd, COM1_IRQ, level);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* Called with the bus lock held. */
 static void console_write_pending(struct vm *vm)
 {
@@ -75,7 +69,7 @@ static void uart_tx(void *opaque, uint8_t byte)
 	struct vm *vm = opaque;
 
 	if (vm->con_len == 0)
-		vm->con_first_ns = now_ns();
+		vm->con_first_ns = clock_now_ns();
 	vm->con_line[vm->con_len++] = byte;
 	if (byte == '\n' || vm->con_len == VM_CONSOLE_LINE_MAX)
 		console_write_pending(vm);
@@ -90,7 +84,7 @@ void vm_console_flush(struct vm *vm, bool force)
 	pthread_mutex_unlock(&vm->lock);
 	bus_lock(&vm->pio);
 	if (vm->con_len && (force || (!paused &&
-				      now_ns() - vm->con_first_ns >= VM_CONSOLE_STALE_NS)))
+				      clock_now_ns() - vm->con_first_ns >= VM_CONSOLE_STALE_NS)))
 		console_write_pending(vm);
 	bus_unlock(&vm->pio);
 }
@@ -193,17 +187,6 @@ static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int vm_ioctl(struct vm *vm, unsigned long req, unsigned long arg,
-		    const char *name, char *err, size_t errlen)
-{
-	if (ioctl(vm->vm_fd, req, arg) < 0) {
-		int e = errno;
-		KVM_ERR(err, errlen, "%s: %s", name, strerror(e));
-		return -e;
-	}
-	return 0;
-}
-
 int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	      size_t errlen)
 {
@@ -241,27 +224,24 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 		ret = -EINVAL;
 		goto fail;
 	}
-	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (vm->run_size <= 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	ret = kvm_ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, NULL, "KVM_GET_VCPU_MMAP_SIZE", -1,
+			err, errlen);
+	if (ret < 0)
 		goto fail;
-	}
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+	vm->run_size = ret;
+	ret = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, NULL, "KVM_CREATE_VM", -1, err, errlen);
+	if (ret < 0)
 		goto fail;
-	}
-	ret = vm_ioctl(vm, KVM_SET_TSS_ADDR, VM_TSS_ADDR, "KVM_SET_TSS_ADDR", err, errlen);
+	vm->vm_fd = ret;
+	ret = kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)VM_TSS_ADDR,
+			"KVM_SET_TSS_ADDR", -1, err, errlen);
 	if (ret)
 		goto fail;
 	/* The irqchip must exist before any vCPU is created. */
-	ret = vm_ioctl(vm, KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP", err, errlen);
+	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL, "KVM_CREATE_IRQCHIP", -1, err, errlen);
 	if (ret)
 		goto fail;
-	ret = vm_ioctl(vm, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2",
-		       err, errlen);
+	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2", -1, err, errlen);
 	if (ret)
 		goto fail;
 	ret = vm_create_memory(vm, err, errlen);
@@ -387,7 +367,7 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		int ret = vcpu_start_thread(&vm->vcpus[i], err, errlen);
 
 		if (ret) {
-			vm_request_stop(vm, VM_EXIT_ERROR, 4, err);
+			vm_request_stop(vm, VM_EXIT_ERROR, VMM_STATUS_CRASH, err);
 			return ret;
 		}
 	}

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "migrate/ram.h"
+#include "migrate/ram/ram.h"
 
 #define CHAN_CHUNK_PAGES 2048u /* 8 MiB: the unit channels take turns on */
 

@@ -2,7 +2,7 @@
  * rule: every CPUID feature bit the guest was given on the source must be
  * offered by the target, because the guest may already use it; the target
  * may offer more (the guest never looked). */
-#include "migrate/cpucompat.h"
+#include "migrate/state/cpucompat.h"
 
 #include <stdarg.h>
 #include <errno.h>
@@ -15,9 +15,9 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "vmm/kvm.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vm.h"
 
 /* Firecracker's (and QEMU's) tolerance: closer than this needs no scaling. */
 #define TSC_TOL_PPM 250

@@ -6,7 +6,7 @@
  * Samples are smoothed with an EWMA whose weight shrinks for short
  * transfers: a 1 ms round on an idle guest is mostly syscall and wake-up
  * noise and must not swing the estimate that a 200 ms round 0 set. */
-#include "migrate/estimator.h"
+#include "migrate/policy/estimator.h"
 
 #include <stddef.h>
 

@@ -19,5 +19,9 @@ int kvm_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, char *err,
 int kvm_set_memslot(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
 		    uint64_t size, void *hva, char *err, size_t errlen);
 int kvm_irq_line(int vm_fd, uint32_t irq, int level);
+/* The one ioctl wrapper: returns ioctl()'s non-negative result, or -errno
+ * with "WHAT: reason" (or "WHAT (vcpuN): reason" when cpu >= 0) in err. */
+int kvm_ioctl(int fd, unsigned long req, void *arg, const char *what, int cpu,
+	      char *err, size_t errlen);
 
 #endif

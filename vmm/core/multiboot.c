@@ -1,4 +1,4 @@
-#include "vmm/multiboot.h"
+#include "vmm/core/multiboot.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 #define MB_FLAG_PAGE_ALIGN 0x1u
 #define MB_FLAG_MEMINFO 0x2u

@@ -1,5 +1,5 @@
 /* Page bitmap helpers (word-at-a-time: RAM of 2 GiB is 512 Ki bits). */
-#include "migrate/bitmap.h"
+#include "migrate/ram/bitmap.h"
 
 uint64_t bm_count(const uint64_t *bm, uint64_t nbits)
 {

@@ -1,4 +1,6 @@
-#include "vmm/prealloc.h"
+#include "vmm/core/prealloc.h"
+#include "vmm/core/clock.h"
+#include "vmm/core/pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,17 +29,8 @@ struct prealloc {
 	atomic_int error;            /* first -errno, 0 if none */
 	uint64_t t0_ns;
 	uint64_t t_end_ns; /* when the last slice finished; read after join */
-	int nthreads;
-	pthread_t th[PREALLOC_MAX_THREADS];
+	struct pool workers;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void *pa_main(void *arg)
 {
@@ -59,7 +52,7 @@ static void *pa_main(void *arg)
 			break;
 		}
 		if (atomic_fetch_add(&pa->done, len) + len == pa->size)
-			pa->t_end_ns = now_ns();
+			pa->t_end_ns = clock_now_ns();
 	}
 	return NULL;
 }
@@ -77,34 +70,23 @@ int prealloc_start(struct prealloc **out, uint8_t *base, uint64_t size,
 	}
 	pa->base = base;
 	pa->size = size;
-	pa->t0_ns = now_ns();
+	pa->t0_ns = clock_now_ns();
 	if (nthreads < 1)
 		nthreads = 1;
 	if (nthreads > PREALLOC_MAX_THREADS)
 		nthreads = PREALLOC_MAX_THREADS;
-	for (int i = 0; i < nthreads; i++) {
-		ret = pthread_create(&pa->th[i], NULL, pa_main, pa);
-		if (ret) {
-			snprintf(err, errlen, "pthread_create(prealloc): %s", strerror(ret));
-			prealloc_stop(pa, NULL);
-			return -ret;
-		}
-		pa->nthreads++;
+	ret = pool_start(&pa->workers, nthreads, pa_main, pa, 0, "prealloc", err, errlen);
+	if (ret) {
+		prealloc_stop(pa, NULL);
+		return ret;
 	}
 	*out = pa;
 	return 0;
 }
 
-static void pa_join(struct prealloc *pa)
-{
-	for (int i = 0; i < pa->nthreads; i++)
-		pthread_join(pa->th[i], NULL);
-	pa->nthreads = 0;
-}
-
 int prealloc_wait(struct prealloc *pa)
 {
-	pa_join(pa);
+	pool_join(&pa->workers);
 	return atomic_load(&pa->error);
 }
 
@@ -115,10 +97,10 @@ uint64_t prealloc_stop(struct prealloc *pa, double *ms)
 	if (!pa)
 		return 0;
 	atomic_store(&pa->quit, true);
-	pa_join(pa);
+	pool_join(&pa->workers);
 	done = atomic_load(&pa->done);
 	if (ms)
-		*ms = (double)((pa->t_end_ns ? pa->t_end_ns : now_ns()) - pa->t0_ns) / 1e6;
+		*ms = (double)((pa->t_end_ns ? pa->t_end_ns : clock_now_ns()) - pa->t0_ns) / 1e6;
 	free(pa);
 	return done;
 }

@@ -11,8 +11,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "migrate/stream.h"
-#include "vmm/vm.h"
+#include "migrate/proto/stream.h"
+#include "vmm/core/vm.h"
 
 struct est_rate;
 

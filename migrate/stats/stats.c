@@ -1,5 +1,5 @@
 /* Stats JSON writer/reader and the printed summary. */
-#include "migrate/stats.h"
+#include "migrate/stats/stats.h"
 
 #include <errno.h>
 #include <stdlib.h>
