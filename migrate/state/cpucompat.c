@@ -198,48 +198,6 @@ int cpucompat_get(struct vm *vm, struct cpucompat *c, char *err, size_t errlen)
 	return 0;
 }
 
-int cpucompat_host(int kvm_fd, struct cpucompat *c, char *err, size_t errlen)
-{
-	struct kvm_cpuid2 *t = NULL;
-	int vm_fd = -1, vcpu_fd = -1, ret;
-
-	memset(c, 0, sizeof(*c));
-	ret = kvm_supported_cpuid(kvm_fd, &t, err, errlen);
-	if (ret)
-		return ret;
-	/* A throw-away vCPU given the table vcpu_create would give, read
-	 * back like cpucompat_get reads the real one; it also answers
-	 * KVM_GET_TSC_KHZ, a vCPU ioctl. */
-	vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
-	if (vm_fd < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_CREATE_VM: %s", strerror(-ret));
-		goto out;
-	}
-	vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
-	if (vcpu_fd < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_CREATE_VCPU: %s", strerror(-ret));
-		goto out;
-	}
-	if (ioctl(vcpu_fd, KVM_SET_CPUID2, t) < 0) {
-		ret = -errno;
-		KVM_ERR(err, errlen, "KVM_SET_CPUID2: %s", strerror(-ret));
-		goto out;
-	}
-	ret = vcpu_cpuid(vcpu_fd, c, err, errlen);
-	if (ret)
-		goto out;
-	tsc_from_vcpu(kvm_fd, vcpu_fd, c);
-out:
-	free(t);
-	if (vcpu_fd >= 0)
-		close(vcpu_fd);
-	if (vm_fd >= 0)
-		close(vm_fd);
-	return ret;
-}
-
 /* ---- wire format ----------------------------------------------------- */
 
 static void put32(uint8_t *p, uint32_t v)
@@ -495,70 +453,4 @@ int cpucompat_override(struct cpucompat *c, const char *spec, char *err,
 	}
 	free(copy);
 	return ret;
-}
-
-/* ---- the two calls the migration handshake makes ------------------------ */
-
-/* Lets a test on one machine pose as a different CPU on either side. */
-static int env_override(struct cpucompat *c, const char *var, char *err,
-			size_t errlen)
-{
-	const char *spec = getenv(var);
-	char e2[200];
-	int ret;
-
-	if (!spec || !*spec)
-		return 0;
-	ret = cpucompat_override(c, spec, e2, sizeof(e2));
-	if (ret)
-		KVM_ERR(err, errlen, "%s: %s", var, e2);
-	return ret;
-}
-
-int cpucompat_describe(struct vm *vm, uint8_t **blob, size_t *len, char *err,
-		       size_t errlen)
-{
-	struct cpucompat c;
-	int ret;
-
-	*blob = NULL;
-	*len = 0;
-	ret = cpucompat_get(vm, &c, err, errlen);
-	if (ret)
-		return ret;
-	ret = env_override(&c, CPUCOMPAT_ENV_SOURCE, err, errlen);
-	if (ret)
-		return ret;
-	*blob = malloc(CPUCOMPAT_WIRE_SIZE);
-	if (!*blob) {
-		KVM_ERR(err, errlen, "cpucompat: out of memory");
-		return -ENOMEM;
-	}
-	*len = (size_t)cpucompat_encode(&c, *blob, CPUCOMPAT_WIRE_SIZE);
-	return 0;
-}
-
-int cpucompat_accept(const uint8_t *blob, size_t len, char *why, size_t whylen)
-{
-	struct cpucompat src, here;
-	int kvm_fd, ret;
-
-	if (!blob || len == 0) {
-		KVM_ERR(why, whylen, "the source sent no CPU description");
-		return -EPROTO;
-	}
-	ret = cpucompat_decode(&src, blob, len, why, whylen);
-	if (ret)
-		return ret;
-	kvm_fd = kvm_open(why, whylen);
-	if (kvm_fd < 0)
-		return kvm_fd;
-	ret = cpucompat_host(kvm_fd, &here, why, whylen);
-	close(kvm_fd);
-	if (ret)
-		return ret;
-	ret = env_override(&here, CPUCOMPAT_ENV_TARGET, why, whylen);
-	if (ret)
-		return ret;
-	return cpucompat_check(&src, &here, why, whylen);
 }

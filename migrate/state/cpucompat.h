@@ -35,11 +35,6 @@ struct cpucompat {
  * frequency. Works on a VM whose vCPUs have not run. */
 int cpucompat_get(struct vm *vm, struct cpucompat *c, char *err, size_t errlen);
 
-/* The same from this host's supported CPUID (what vcpu_create gives a
- * guest) and a throw-away vCPU's TSC frequency: the target's view before
- * it has created its VM. */
-int cpucompat_host(int kvm_fd, struct cpucompat *c, char *err, size_t errlen);
-
 /* Fixed little-endian layout of CPUCOMPAT_WIRE_SIZE bytes. encode returns
  * the bytes written or -ENOSPC; decode rejects a wrong length, version or
  * size, unknown flags and a non-printable vendor. */
@@ -58,16 +53,5 @@ int cpucompat_check(const struct cpucompat *source,
  * -NAME / +NAME for a named feature (-nx, -lm, +avx512f). */
 int cpucompat_override(struct cpucompat *c, const char *spec, char *err,
 		       size_t errlen);
-
-/* The handshake's two calls. Source: cpucompat_get + encode into a
- * malloc'ed blob for HELLO. Target: decode it, describe this host
- * (cpucompat_host) and check. Each side first applies
- * cpucompat_override() with the spec in its environment variable, so a
- * test on one machine can pose as a different source or target CPU. */
-#define CPUCOMPAT_ENV_SOURCE "MINIVMM_TEST_CPUCOMPAT_SOURCE"
-#define CPUCOMPAT_ENV_TARGET "MINIVMM_TEST_CPUCOMPAT_TARGET"
-int cpucompat_describe(struct vm *vm, uint8_t **blob, size_t *len, char *err,
-		       size_t errlen);
-int cpucompat_accept(const uint8_t *blob, size_t len, char *why, size_t whylen);
 
 #endif
