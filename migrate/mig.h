@@ -9,24 +9,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migrate/policy/estimator.h"
 #include "migrate/migrate.h"
-#include "vmm/core/clock.h"
-#include "migrate/stats/stats.h"
+#include "migrate/params.h"
+#include "migrate/policy/estimator.h"
 #include "migrate/proto/stream.h"
+#include "migrate/stats/stats.h"
+#include "vmm/core/clock.h"
 
 /* Bounds every blocking read/write on the socket: a hung peer turns into
  * an error (and a resumed guest) instead of a hang. */
 #define MIG_IO_TIMEOUT_MS 10000
-/* Two: one per core of the machines this was measured on, where one
- * stream left a third of the CPU idle (docs/migration.md). */
-#define MIG_DEFAULT_CHANNELS 2
-/* 0: at nice 10 a guest with as many busy vCPUs as the host has cores
- * starves the migration (the demo's 2-vCPU guest: 32 rounds, forced, vs 4
- * rounds converged), though it keeps a lighter guest's gap at 101-104 ms
- * (docs/migration.md, "Priority"). */
-#define MIG_DEFAULT_NICE 0
-#define MIG_PATH_MAX 4096
 
 enum mig_state {
 	MIG_NONE,
@@ -39,26 +31,11 @@ enum mig_state {
 	MIG_CANCELLED,
 };
 
-struct mig_tunables {
-	uint32_t downtime_ms;
-	uint64_t max_bandwidth;
-	bool verify_ram;
-	uint32_t max_rounds;
-	uint32_t max_bytes_factor; /* x RAM */
-	uint64_t max_time_ms;
-	bool cancel_on_nonconvergence;
-	bool manual_protect;       /* use KVM_CLEAR_DIRTY_LOG when offered */
-	uint32_t channels;         /* data channels for the pre-copy rounds */
-	uint32_t nice;             /* migration threads below the vCPUs (0-19) */
-	char stats_json[MIG_PATH_MAX];
-	char dirty_trace[MIG_PATH_MAX];
-};
-
 struct mig {
 	pthread_mutex_t lock;      /* everything below that the monitor reads */
 	pthread_t thread;
 	bool thread_started;
-	uint32_t set_mask;         /* tunables set by migrate_set_parameter */
+	uint32_t set_mask;         /* t's fields set by migrate_set_parameter (bit: table index) */
 	struct mig_tunables t;     /* the next migration's settings */
 	struct mig_tunables run;   /* the running migration's copy */
 	char uri[512];
@@ -80,14 +57,14 @@ struct mig {
 	struct stream in;
 	bool in_file;
 	uint64_t end_ns;           /* END received: restore_ms starts */
+	uint64_t final_ns;         /* the final round began: the source paused */
 	uint64_t chan_bytes_in;    /* read on the data channels */
 	char in_stats[MIG_PATH_MAX];
 };
 
 /* Lowers the calling thread's priority to nice n (0: leaves it). The
- * migration's threads call it so the guest's vCPUs win the CPU they share:
- * on the 2-core machines that kept the guest-observed gap within 2 ms of
- * the heartbeat period (docs/migration.md, "Priority"). */
+ * migration's threads call it so the guest's vCPUs win the CPU they share
+ * (docs/migration.md, "Priority"). */
 void mig_thread_nice(int n);
 const char *mig_state_name(enum mig_state s);
 /* Allocates vm->mig on first use. */

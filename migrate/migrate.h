@@ -1,5 +1,6 @@
-/* Live migration: the entry points the rest of minivmm calls. The engine
- * behind them lives in migrate/ (see docs/migration-stream.md). */
+/* Live migration: the entry points the front end (run loop, monitor,
+ * remote client) calls. The engine behind them lives in migrate/
+ * (docs/architecture.md, docs/migration-stream.md). */
 #ifndef MINIVMM_MIGRATE_H
 #define MINIVMM_MIGRATE_H
 
@@ -8,30 +9,36 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "migrate/params.h"
+
 struct vm;
 
 struct mig_params {
-	uint32_t downtime_ms;
-	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
-	bool verify_ram;
-	const char *stats_json;  /* may be NULL */
-	const char *dirty_trace; /* may be NULL */
-	int channels;            /* data channels; < 0: the default */
-	int nice;                /* migration threads' nice value; < 0: the default */
+	struct mig_tunables t;  /* the command line's settings (defaults elsewhere) */
+	uint32_t set;           /* which of them it set (bit: mig_param_index) */
 	/* Target: what the incoming VM must have (0 = whatever it has), and
 	 * whether to populate expect_mem of RAM while waiting for it. */
 	uint64_t expect_mem;
 	int expect_cpus;
 	bool prealloc;
+	/* Target: refuses a VM name already live on this host (the front end
+	 * knows where VMs are found). src_pid is the source VMM's, so that a
+	 * same-host migration is no clash. 0, or -EADDRINUSE with why.
+	 * NULL: no check. */
+	int (*name_check)(const char *name, uint32_t src_pid, char *why, size_t whylen);
 };
+
+/* Fills p with the defaults: nothing set, no target expectations. */
+void mig_params_init(struct mig_params *p);
 
 /* Source: starts migrating vm to uri in a background thread. Returns 0 when
  * started; -EBUSY if one is already running. */
 int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	      char *err, size_t errlen);
 int mig_cancel(struct vm *vm);
-/* `info migrate` and `migrate_set_parameter NAME VALUE` for the monitor. */
-void mig_info(struct vm *vm, FILE *out);
+/* `info migrate` and `migrate_set_parameter NAME VALUE` for the monitor;
+ * p: the command line's settings, which the monitor's override. */
+void mig_info(struct vm *vm, const struct mig_params *p, FILE *out);
 int mig_set_parameter(struct vm *vm, const char *name, const char *value,
 		      char *err, size_t errlen);
 /* Target: accepts a migration on uri, creates the VM from the stream and
@@ -42,13 +49,5 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 int mig_incoming_commit(struct vm *vm, char *err, size_t errlen);
 /* Releases whatever migration state vm holds (joins the thread). */
 void mig_destroy(struct vm *vm);
-
-
-
-/* `minivmm --migrate URI` without --kernel: asks the running VM called
- * name (or the only VM on this host when name is NULL) to migrate, shows
- * progress, prints a summary. Returns the process exit status. */
-int mig_remote(const char *name, const char *monitor_path, const char *uri,
-	       const struct mig_params *p);
 
 #endif

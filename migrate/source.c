@@ -1,11 +1,12 @@
 /* The source side of a live migration, run in its own thread so the guest
- * keeps running during the pre-copy rounds:
+ * keeps running during the pre-copy passes:
  *   connect, HELLO/ACCEPT, PING/PONG (round trip), probe the switchover
- *   cost, dirty logging on, round 0 (all pages), rounds 1..n (dirty pages)
- *   until the stop rule or a backstop, pause, final round, STATE, END,
- *   READY, COMMIT, RUNNING.
- * Until COMMIT is sent every failure resumes the guest here: the VM is
- * never lost. After COMMIT the target owns the guest. */
+ *   cost (a brief pause), set the sections up, pass 0, passes 1..n until
+ *   the stop rule or a backstop, pause, final pass, the sections' final
+ *   parts, END, READY, COMMIT, RUNNING.
+ * What is sent in a pass is the sections' business (section.h); this file
+ * only sequences them. Until COMMIT is sent every failure resumes the
+ * guest here: the VM is never lost. After COMMIT the target owns it. */
 #include "migrate/mig.h"
 
 #include <errno.h>
@@ -14,53 +15,33 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migrate/ram/bitmap.h"
-#include "migrate/ram/chan.h"
-#include "migrate/ram/ram.h"
-#include "migrate/stats/trace.h"
-#include "migrate/state/vmstate.h"
-#include "vmm/core/vm.h"
-#if __has_include("migrate/state/cpucompat.h")
+#include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
-#define HAVE_CPUCOMPAT 1
-#endif
+#include "vmm/core/vm.h"
 
-/* Restore on the target is assumed to cost what save costs here (same
- * ioctls, reversed) plus this for starting the vCPU threads. */
+/* Starting the vCPU threads on the target, beyond the state load that
+ * the machine-state section accounts for. */
 #define RESTORE_EXTRA_MS 0.5
-/* A page on the wire: contents plus its share of run tables. */
-#define WIRE_PAGE_BYTES (VM_PAGE_SIZE + 16)
 
 struct src {
 	struct vm *vm;
 	struct mig *m;
 	const struct mig_tunables *t;
 	struct stream s;
-	struct ram_dirty d;
-	struct ram_sender rs;
 	struct est e;
 	struct est_rate rate;
-	struct trace trace;
-	struct chan_src *cs;      /* data channels, when the target granted them */
-	uint32_t nchan;
-	uint64_t chan_token;
-	struct chan_totals ct_seen;
-	uint64_t chan_bytes;      /* written on the data channels */
-	bool tracing, paused, committed, file, converged;
-	uint64_t t0, t_pause, t_last_sync, t_prev_sync;
-	double rtt_ms, state_ms, digest_ms, pause_ms, sync_ms;
-	size_t state_len;
+	struct mig_sections ss;
+	struct mig_src_env env;
+	bool paused, committed, file, converged;
+	bool policy_cancel;       /* cancelled by on-nonconvergence, not the user */
+	uint64_t t0, t_pause;
+	double rtt_ms, pause_ms;
 	char err[512];
 };
 
 static uint64_t out_bytes(const struct src *c)
 {
-	return c->s.bytes_out + c->chan_bytes;
-}
-
-static double ms_since(uint64_t t)
-{
-	return (double)(clock_now_ns() - t) / 1e6;
+	return c->s.bytes_out + c->env.extra_bytes_out;
 }
 
 static void set_state(struct src *c, enum mig_state st)
@@ -81,16 +62,14 @@ static int send_hello(struct src *c)
 		.page_size = VM_PAGE_SIZE,
 	};
 	uint8_t pre[STREAM_PREAMBLE_LEN], *buf = NULL;
+	uint8_t blob[CPUCOMPAT_WIRE_SIZE];
+	const char *inject = getenv("MINIVMM_CPUCOMPAT_OVERRIDE");
+	struct cpucompat cc;
 	int n, ret;
 
 	snprintf(h.name, sizeof(h.name), "%s", c->vm->cfg.name);
-#ifdef HAVE_CPUCOMPAT
-	struct cpucompat cc;
-	uint8_t blob[CPUCOMPAT_WIRE_SIZE];
-	const char *inject = getenv("MINIVMM_CPUCOMPAT_OVERRIDE");
-
 	ret = cpucompat_get(c->vm, &cc, c->err, sizeof(c->err));
-	/* Tests fake a different CPU with this (see docs/migration.md). */
+	/* Tests fake a different CPU with this (docs/migration.md). */
 	if (!ret && inject && *inject)
 		ret = cpucompat_override(&cc, inject, c->err, sizeof(c->err));
 	if (ret)
@@ -100,7 +79,6 @@ static int send_hello(struct src *c)
 		return n;
 	h.compat = blob;
 	h.compat_len = (uint32_t)n;
-#endif
 	buf = malloc(HELLO_FIXED_LEN + h.compat_len);
 	ret = -ENOMEM;
 	if (!buf)
@@ -115,8 +93,8 @@ out:
 	return ret;
 }
 
-/* PING/PONG. Inside a round the target answers once the round's pages
- * are in (the end-of-round drain); before round 0 it is one round trip. */
+/* PING/PONG. Inside a pass the target answers once what the pass sent is
+ * applied (the end-of-pass drain); before pass 0 it is one round trip. */
 static int ping(struct src *c)
 {
 	uint8_t tok[8];
@@ -130,40 +108,13 @@ static int ping(struct src *c)
 	return ret;
 }
 
-/* The target grants up to what was asked (0: one stream it is) and a
- * token the channels present when they connect. */
-static int ask_channels(struct src *c)
-{
-	uint8_t b[CHANNELS_LEN];
-	uint32_t len;
-	int ret;
-
-	le_put32(b, c->t->channels);
-	le_put64(b + 4, 0);
-	ret = stream_send(&c->s, ST_CHANNELS, b, CHANNELS_LEN, c->err, sizeof(c->err));
-	if (!ret)
-		ret = stream_recv_expect(&c->s, ST_CHANNELS, b, sizeof(b), &len, "target", c->err,
-					 sizeof(c->err));
-	if (ret)
-		return ret;
-	if (len != CHANNELS_LEN || le_get32(b) > c->t->channels) {
-		snprintf(c->err, sizeof(c->err), "bad CHANNELS reply from the target");
-		return -EPROTO;
-	}
-	c->nchan = le_get32(b);
-	c->chan_token = le_get64(b + 4);
-	return 0;
-}
-
 static int handshake(struct src *c)
 {
 	uint64_t t;
 	int ret = send_hello(c);
 
-	if (ret)
+	if (ret || c->file)
 		return ret;
-	if (c->file)
-		return 0;
 	ret = stream_recv_expect(&c->s, ST_ACCEPT, NULL, 0, NULL, "target", c->err,
 				 sizeof(c->err));
 	if (ret)
@@ -172,18 +123,16 @@ static int handshake(struct src *c)
 	 * COMMIT/RUNNING are one each). */
 	t = clock_now_ns();
 	ret = ping(c);
-	c->rtt_ms = ms_since(t);
-	if (!ret && c->t->channels)
-		ret = ask_channels(c);
+	c->rtt_ms = clock_ms_since(t);
+	c->env.rtt_ms = c->rtt_ms;
 	return ret;
 }
 
-/* Measures what the switchover costs besides RAM: pausing the vCPUs and
- * saving their state (the guest stalls for that once, here), and hashing
- * RAM when --verify-ram (both sides hash). */
+/* Measures what the switchover costs besides the pending bytes: pausing
+ * the vCPUs (the guest stalls for that once, here) and whatever each
+ * section's final part costs (save_probe). */
 static int probe_costs(struct src *c)
 {
-	uint8_t *blob = NULL;
 	uint64_t t = clock_now_ns(), t1;
 	int ret = vm_pause(c->vm);
 
@@ -193,121 +142,67 @@ static int probe_costs(struct src *c)
 		return ret;
 	}
 	t1 = clock_now_ns();
-	ret = vmstate_save(c->vm, &blob, &c->state_len, c->err, sizeof(c->err));
-	c->state_ms = ms_since(t1);
+	for (int i = 0; i < c->ss.n && !ret; i++)
+		if (c->ss.s[i].ops->save_probe)
+			ret = c->ss.s[i].ops->save_probe(c->ss.s[i].state, &c->env);
 	vm_resume(c->vm);
 	c->pause_ms = (double)(t1 - t) / 1e6;
-	free(blob);
-	if (ret)
-		return ret;
-	if (c->t->verify_ram) {
-		t = clock_now_ns();
-		(void)ram_digest(c->vm->ram, c->vm->ram_size / VM_PAGE_SIZE);
-		c->digest_ms = ms_since(t);
-	}
-	return 0;
+	return ret;
 }
 
-static double fixed_cost_ms(const struct src *c)
+static double fixed_cost_ms(struct src *c)
 {
-	double bw = est_bandwidth(&c->e);
-	double xfer = bw > 0 ? (double)c->state_len * 1000.0 / bw : 0;
+	double ms = c->pause_ms + RESTORE_EXTRA_MS + 2 * c->rtt_ms;
 
-	return c->pause_ms + c->sync_ms + c->state_ms * 2 + RESTORE_EXTRA_MS + xfer +
-	       2 * c->rtt_ms + 2 * c->digest_ms;
+	for (int i = 0; i < c->ss.n; i++)
+		if (c->ss.s[i].ops->save_cost_ms)
+			ms += c->ss.s[i].ops->save_cost_ms(c->ss.s[i].state, &c->env);
+	return ms;
 }
 
-static int send_round_marker(struct src *c, uint32_t round, bool final)
-{
-	uint8_t b[8];
-
-	le_put32(b, round);
-	le_put32(b + 4, (final ? ROUND_FLAG_FINAL : 0) |
-		 (c->converged ? ROUND_FLAG_CONVERGED : 0));
-	return stream_send(&c->s, ST_ROUND, b, 8, c->err, sizeof(c->err));
-}
-
-static void publish(struct src *c, uint32_t round, uint64_t remaining,
-		    double expected)
+static void publish(struct src *c, uint32_t round, double expected)
 {
 	struct mig *m = c->m;
 
 	pthread_mutex_lock(&m->lock);
 	m->round = round;
-	m->remaining_pages = remaining;
 	m->expected_downtime_ms = expected;
 	m->bw_Bps = est_bandwidth(&c->e);
 	m->st.bytes_total = out_bytes(c);
-	m->st.pages_normal = c->rs.pages_normal;
-	m->st.pages_zero = c->rs.pages_zero;
-	m->st.pages_skipped = c->rs.pages_skipped;
-	m->st.total_ms = ms_since(c->t0);
+	m->st.total_ms = clock_ms_since(c->t0);
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* The channels' figures since the last call, into the sender's. */
-static void fold_channels(struct src *c)
-{
-	struct chan_totals t;
-
-	chan_src_totals(c->cs, &t);
-	c->rs.pages_normal += t.normal - c->ct_seen.normal;
-	c->rs.pages_zero += t.zero - c->ct_seen.zero;
-	c->rs.pages_skipped += t.skipped - c->ct_seen.skipped;
-	c->chan_bytes = t.bytes;
-	c->ct_seen = t;
-}
-
-/* Sends one round: round 0 = everything, else the pages in d.bm. With
- * data channels every round goes over them, the final one too (the
- * estimate that chose to stop assumed their bandwidth). */
-static int send_round(struct src *c, uint32_t round, bool final,
-		      struct stats_round *rec)
+/* One pass over every section: round 0 = everything, later rounds what
+ * the last sync found. A pass is over when the target has applied it, not
+ * when the socket buffers took it: megabytes can sit there, and a pause
+ * that found them still queued would wait for them. So the pass's
+ * duration, the bandwidth estimate and the next pause all see the real
+ * rate. */
+static int pass(struct src *c, uint32_t round, bool final, struct stats_round *rec)
 {
 	uint64_t t = clock_now_ns(), b0 = out_bytes(c);
-	uint64_t p0 = c->rs.pages_normal + c->rs.pages_zero;
-	int ret;
+	struct mig_pass p = { .round = round, .final = final, .rec = rec };
+	int ret = 0;
 
 	rec->round = round;
 	rec->start_ms = (double)(t - c->t0) / 1e6;
-	if (c->tracing && round > 0 &&
-	    trace_round(&c->trace, round, t - c->t0, c->d.bm) < 0)
-		c->tracing = false; /* a trace problem must not fail the migration */
-	ret = send_round_marker(c, round, final);
-	if (!ret && c->cs) {
-		ret = chan_src_round(c->cs, round, c->err, sizeof(c->err));
-		fold_channels(c);
-	} else if (!ret) {
-		ret = round == 0 ? ram_send_all(&c->rs, &c->d, c->err, sizeof(c->err)) :
-		      ram_send_dirty(&c->rs, &c->d, c->err, sizeof(c->err));
-	}
-	/* A round is over when the target has applied it, not when the
-	 * socket buffers took it: megabytes can sit there, more with channels,
-	 * and a pause that found them still queued would wait for them
-	 * (measured: 6-50 ms of downtime on fresh target memory). So the
-	 * round's duration, the bandwidth estimate and the next pause all
-	 * see the real rate. */
+	c->env.converged = c->converged;
+	for (int i = 0; i < c->ss.n && !ret; i++)
+		if (c->ss.s[i].ops->save_iterate)
+			ret = c->ss.s[i].ops->save_iterate(c->ss.s[i].state, &c->env, &p);
 	if (!ret && !final && !c->file)
 		ret = ping(c);
 	if (ret)
 		return ret;
-	rec->duration_ms = ms_since(t);
+	rec->duration_ms = clock_ms_since(t);
 	rec->bytes = out_bytes(c) - b0;
-	rec->pages_sent = c->rs.pages_normal + c->rs.pages_zero - p0;
 	if (!final)
 		est_sample(&c->e, rec->bytes, clock_now_ns() - t);
 	rec->bw_estimate_Bps = est_bandwidth(&c->e);
 	if (round == 0) {
-		rec->dirty_pages = c->d.npages;
 		est_set_fixed_ms(&c->e, fixed_cost_ms(c));
-		rec->expected_downtime_ms = est_expected_downtime_ms(&c->e,
-			rec->pages_sent * WIRE_PAGE_BYTES);
-		if (c->tracing) {
-			if (trace_round(&c->trace, 0, t - c->t0, c->rs.sent_bm) < 0)
-				c->tracing = false;
-			free(c->rs.sent_bm);
-			c->rs.sent_bm = NULL;
-		}
+		rec->expected_downtime_ms = est_expected_downtime_ms(&c->e, p.resend_bytes);
 	}
 	pthread_mutex_lock(&c->m->lock);
 	ret = stats_add_round(&c->m->st, rec);
@@ -316,82 +211,72 @@ static int send_round(struct src *c, uint32_t round, bool final,
 	return ret;
 }
 
-/* Dirty sync for round `round`: fills rec's dirty figures. */
-static int sync_round(struct src *c, struct stats_round *rec, uint64_t *dirty)
+/* What every section still has to send, synced now; fills rec's dirty
+ * figures and the expected downtime. */
+static int pending(struct src *c, uint32_t round, bool final, struct stats_round *rec,
+		   struct mig_pending *out)
 {
-	uint64_t t = clock_now_ns();
-	int ret = ram_dirty_sync(c->vm, &c->d, c->err, sizeof(c->err));
+	struct mig_pass p = { .round = round, .final = final, .rec = rec };
+	int ret = 0;
 
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < c->ss.n && !ret; i++)
+		if (c->ss.s[i].ops->save_pending)
+			ret = c->ss.s[i].ops->save_pending(c->ss.s[i].state, &c->env, &p, out);
 	if (ret)
 		return ret;
-	*dirty = bm_count(c->d.bm, c->d.npages);
-	c->sync_ms = ms_since(t);
-	rec->dirty_pages = *dirty;
-	rec->dirty_rate_pps = t > c->t_last_sync ?
-		(double)*dirty * 1e9 / (double)(t - c->t_last_sync) : 0;
-	c->t_prev_sync = c->t_last_sync;
-	c->t_last_sync = t;
 	est_set_fixed_ms(&c->e, fixed_cost_ms(c));
-	rec->expected_downtime_ms = est_expected_downtime_ms(&c->e, *dirty * WIRE_PAGE_BYTES);
+	rec->expected_downtime_ms = est_expected_downtime_ms(&c->e, out->bytes);
 	return 0;
 }
 
 static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 {
 	struct stats_round rec = { 0 };
-	uint64_t dirty = 0;
+	struct mig_pending pend;
 	int ret;
 
 	set_state(c, MIG_ACTIVE);
-	ret = send_round(c, 0, false, &rec);
+	ret = pass(c, 0, false, &rec);
 	if (ret)
 		return ret;
-	publish(c, 0, 0, rec.expected_downtime_ms);
+	publish(c, 0, rec.expected_downtime_ms);
 	for (uint32_t r = 1;; r++) {
 		memset(&rec, 0, sizeof(rec));
-		ret = sync_round(c, &rec, &dirty);
+		ret = pending(c, r, false, &rec, &pend);
 		if (ret)
 			return ret;
-		*why = est_decide(&c->e, r, dirty * WIRE_PAGE_BYTES, out_bytes(c),
-				  (uint64_t)ms_since(c->t0),
-				  rec.dirty_rate_pps * WIRE_PAGE_BYTES);
-		publish(c, r, dirty, rec.expected_downtime_ms);
+		*why = est_decide(&c->e, r, pend.bytes, out_bytes(c),
+				  (uint64_t)clock_ms_since(c->t0), pend.rate_Bps);
+		publish(c, r, rec.expected_downtime_ms);
 		if (*why != EST_CONTINUE) {
 			*next_round = r;
 			return 0;
 		}
-		ret = send_round(c, r, false, &rec);
+		ret = pass(c, r, false, &rec);
 		if (ret)
 			return ret;
 	}
 }
 
-static int send_state_and_end(struct src *c)
+/* The sections' final parts, then END. */
+static int complete(struct src *c)
 {
-	uint8_t *blob = NULL, end[END_LEN];
-	size_t len = 0;
-	uint64_t digest = 0;
-	int ret = vmstate_save(c->vm, &blob, &len, c->err, sizeof(c->err));
+	struct mig_end end = { 0 };
+	uint8_t b[END_LEN];
+	int ret = 0;
 
+	for (int i = 0; i < c->ss.n && !ret; i++)
+		if (c->ss.s[i].ops->save_complete)
+			ret = c->ss.s[i].ops->save_complete(c->ss.s[i].state, &c->env, &end);
 	if (ret)
 		return ret;
-	if (len > STATE_MAX_LEN) {
-		snprintf(c->err, sizeof(c->err), "vmstate blob of %zu bytes is too large", len);
-		free(blob);
-		return -E2BIG;
-	}
-	ret = stream_send(&c->s, ST_STATE, blob, (uint32_t)len, c->err, sizeof(c->err));
-	free(blob);
-	if (ret)
-		return ret;
-	if (c->t->verify_ram)
-		digest = ram_digest(c->vm->ram, c->vm->ram_size / VM_PAGE_SIZE);
-	le_put32(end, c->t->verify_ram ? END_FLAG_DIGEST : 0);
-	le_put64(end + 4, digest);
-	return stream_send(&c->s, ST_END, end, END_LEN, c->err, sizeof(c->err));
+	le_put32(b, end.flags);
+	le_put64(b + 4, end.digest);
+	return stream_send(&c->s, ST_END, b, END_LEN, c->err, sizeof(c->err));
 }
 
-/* Downtime starts here (design notes section 4). */
+/* Downtime starts here (docs/migration.md, "Measurements"). */
 static int pause_guest(struct src *c)
 {
 	int ret;
@@ -404,27 +289,22 @@ static int pause_guest(struct src *c)
 	return ret;
 }
 
+/* The pause, the final pass, the handover. A snapshot (file:) is one
+ * pass of everything in the pause, and has no one to hand over to. */
 static int switchover(struct src *c, uint32_t round)
 {
 	struct stats_round rec = { 0 };
-	uint64_t dirty;
+	struct mig_pending pend;
 	int ret;
 
 	set_state(c, MIG_SWITCHOVER);
 	ret = pause_guest(c);
-	if (ret)
-		return ret;
-	if (!c->file) {
-		/* The sync that chose to stop sent nothing: the final round's
-		 * dirty rate counts from the last round that did. */
-		c->t_last_sync = c->t_prev_sync;
-		ret = sync_round(c, &rec, &dirty);
-		if (!ret)
-			ret = send_round(c, round, true, &rec);
-		if (ret)
-			return ret;
-	}
-	ret = send_state_and_end(c);
+	if (!ret && c->file)
+		ret = pass(c, 0, true, &rec);
+	else if (!ret && !(ret = pending(c, round, true, &rec, &pend)))
+		ret = pass(c, round, true, &rec);
+	if (!ret)
+		ret = complete(c);
 	if (ret || c->file)
 		return ret;
 	ret = stream_recv_expect(&c->s, ST_READY, NULL, 0, NULL, "target", c->err,
@@ -448,20 +328,6 @@ static int switchover(struct src *c, uint32_t round)
 	return ret;
 }
 
-/* Cold migration (file:PATH): the guest is paused for the whole save. */
-static int save_to_file(struct src *c)
-{
-	struct stats_round rec = { 0 };
-	int ret;
-
-	ret = pause_guest(c);
-	if (ret)
-		return ret;
-	set_state(c, MIG_SWITCHOVER);
-	ret = send_round(c, 0, true, &rec);
-	return ret ? ret : send_state_and_end(c);
-}
-
 static int connect_and_setup(struct src *c, const char *uri)
 {
 	int ret;
@@ -475,6 +341,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 	if (ret)
 		return ret;
 	c->s.cancel_fd = c->m->cancel_efd;
+	c->env.file = c->file;
 	pthread_mutex_lock(&c->m->lock);
 	c->m->sock_fd = c->s.fd;
 	ret = c->m->cancel ? -ECANCELED : 0;
@@ -486,46 +353,13 @@ static int connect_and_setup(struct src *c, const char *uri)
 	ret = handshake(c);
 	if (!ret && !c->file)
 		ret = probe_costs(c);
-	if (ret)
-		return ret;
-	if (c->t->dirty_trace[0]) {
-		ret = trace_open(&c->trace, c->t->dirty_trace, c->vm->ram_size / VM_PAGE_SIZE,
-				 VM_PAGE_SIZE);
-		if (ret) {
-			snprintf(c->err, sizeof(c->err), "dirty trace %.300s: %s", c->t->dirty_trace,
-				 strerror(-ret));
-			return ret;
-		}
-		c->tracing = true;
-		c->rs.sent_bm = calloc(bm_words(c->vm->ram_size / VM_PAGE_SIZE), 8);
-	}
-	if (c->nchan) {
-		struct chan_src_cfg cfg = {
-			.vm = c->vm, .d = &c->d, .cancel = &c->m->cancel,
-			.cancel_fd = c->m->cancel_efd, .rate = c->rs.rate,
-			.sent_bm = c->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
-			.nice = (int)c->t->nice, .live_bytes = &c->m->live_bytes,
-		};
-
-		ret = chan_src_open(&c->cs, uri, c->nchan, c->chan_token, &cfg, c->err,
-				    sizeof(c->err));
-		if (ret)
-			return ret;
-		pthread_mutex_lock(&c->m->lock);
-		c->m->st.channels = c->nchan;
-		pthread_mutex_unlock(&c->m->lock);
-	}
-	if (!c->file) {
-		ret = ram_dirty_start(c->vm, &c->d, c->t->manual_protect, c->err,
-				      sizeof(c->err));
-		c->t_last_sync = clock_now_ns();
-	} else {
-		c->d.npages = c->vm->ram_size / VM_PAGE_SIZE;
-	}
+	for (int i = 0; i < c->ss.n && !ret; i++)
+		if (c->ss.s[i].ops->save_setup)
+			ret = c->ss.s[i].ops->save_setup(c->ss.s[i].state, &c->env);
 	return ret;
 }
 
-static void finish_stats(struct src *c, const char *result, bool converged)
+static void finish_stats(struct src *c, enum stats_result result, bool converged)
 {
 	struct mig *m = c->m;
 	char err[256];
@@ -533,18 +367,15 @@ static void finish_stats(struct src *c, const char *result, bool converged)
 	pthread_mutex_lock(&m->lock);
 	m->st.result = result;
 	m->st.converged = converged;
-	m->st.total_ms = ms_since(c->t0);
-	m->st.downtime_ms = c->t_pause && !strcmp(result, "completed") ? ms_since(c->t_pause) : 0;
+	m->st.total_ms = clock_ms_since(c->t0);
+	m->st.downtime_ms = c->t_pause && result == STATS_COMPLETED ? clock_ms_since(c->t_pause) : 0;
 	m->st.bytes_total = out_bytes(c);
-	m->st.pages_normal = c->rs.pages_normal;
-	m->st.pages_zero = c->rs.pages_zero;
-	m->st.pages_skipped = c->rs.pages_skipped;
 	m->st.throughput_Bps = m->st.total_ms > m->st.setup_ms ?
 		(double)out_bytes(c) * 1000.0 / (m->st.total_ms - m->st.setup_ms) : 0;
-	if (strcmp(result, "completed"))
+	if (result != STATS_COMPLETED)
 		snprintf(m->st.error, sizeof(m->st.error), "%s", c->err);
-	m->state = !strcmp(result, "completed") ? MIG_COMPLETED :
-		   !strcmp(result, "cancelled") ? MIG_CANCELLED : MIG_FAILED;
+	m->state = result == STATS_COMPLETED ? MIG_COMPLETED :
+		   result == STATS_CANCELLED ? MIG_CANCELLED : MIG_FAILED;
 	pthread_mutex_unlock(&m->lock);
 	if (c->t->stats_json[0] &&
 	    stats_write_json(&m->st, c->t->stats_json, err, sizeof(err)) < 0)
@@ -562,7 +393,6 @@ static void roll_back(struct src *c, bool cancelled)
 		stream_send_text(&c->s, ST_ERROR, cancelled ? "migration cancelled on the source" :
 				 c->err);
 	}
-	ram_dirty_stop(c->vm, &c->d);
 	if (c->paused)
 		vm_resume(c->vm);
 	c->paused = false;
@@ -576,7 +406,6 @@ static void hold_paused(struct src *c)
 	struct vm *vm = c->vm;
 	bool was_user = false;
 
-	ram_dirty_stop(vm, &c->d);
 	pthread_mutex_lock(&vm->lock);
 	was_user = vm->user_paused;
 	vm->user_paused = true;
@@ -585,71 +414,82 @@ static void hold_paused(struct src *c)
 		vm_resume(vm);
 }
 
-void *mig_source_thread(void *arg)
+static void src_init(struct src *c, struct vm *vm)
 {
-	struct vm *vm = arg;
-	struct src *c = calloc(1, sizeof(*c));
 	struct mig *m = vm->mig;
-	enum est_decision why = EST_CONVERGED;
-	uint32_t round = 1;
-	bool cancelled;
-	int ret;
 
-	if (!c)
-		return NULL;
 	c->vm = vm;
 	c->m = m;
 	c->t = &m->run;
 	c->s.fd = -1;
 	c->t0 = m->t0_ns;
-	mig_thread_nice((int)c->t->nice);
-	ram_send_init(&c->rs, vm, &c->s, &m->cancel, NULL);
-	c->rs.live_bytes = &m->live_bytes;
-	if (c->t->max_bandwidth) {
+	if (c->t->max_bandwidth)
 		est_rate_init(&c->rate, c->t->max_bandwidth, clock_now_ns());
-		c->rs.rate = &c->rate;
-	}
 	est_init(&c->e, &(struct est_config){
 		.downtime_ms = c->t->downtime_ms, .max_bandwidth = c->t->max_bandwidth,
 		.max_rounds = c->t->max_rounds,
 		.max_bytes = (uint64_t)c->t->max_bytes_factor * vm->ram_size,
-		.max_time_ms = c->t->max_time_ms });
+		.max_time_ms = c->t->max_time_s * 1000 });
+	c->env = (struct mig_src_env){
+		.vm = vm, .m = m, .t = c->t, .s = &c->s, .uri = m->uri, .e = &c->e,
+		.rate = c->t->max_bandwidth ? &c->rate : NULL, .t0 = c->t0,
+		.err = c->err, .errlen = sizeof(c->err),
+	};
+}
 
-	ret = connect_and_setup(c, m->uri);
-	pthread_mutex_lock(&m->lock);
-	m->st.setup_ms = ms_since(c->t0);
-	pthread_mutex_unlock(&m->lock);
-	if (!ret && c->file) {
-		ret = save_to_file(c);
-	} else if (!ret) {
-		ret = precopy(c, &why, &round);
-		if (!ret && why != EST_CONVERGED && c->t->cancel_on_nonconvergence) {
-			snprintf(c->err, sizeof(c->err),
-				 "did not converge (%s, expected downtime %.0f ms > limit %u ms); "
-				 "cancelled as on-nonconvergence=cancel asks",
-				 est_decision_text(why), m->expected_downtime_ms, c->t->downtime_ms);
-			m->cancel = 1;
-			ret = -ETIMEDOUT;
-		}
-		c->converged = why == EST_CONVERGED;
-		if (!ret)
-			ret = switchover(c, round);
+/* Runs the migration to its end: 0 when the target runs the guest. */
+static int migrate(struct src *c, enum est_decision *why)
+{
+	uint32_t round = 1;
+	int ret = connect_and_setup(c, c->m->uri);
+
+	pthread_mutex_lock(&c->m->lock);
+	c->m->st.setup_ms = clock_ms_since(c->t0);
+	pthread_mutex_unlock(&c->m->lock);
+	if (!ret && !c->file)
+		ret = precopy(c, why, &round);
+	if (!ret && *why != EST_CONVERGED && c->t->nonconvergence == MIG_NONCONV_CANCEL) {
+		snprintf(c->err, sizeof(c->err),
+			 "did not converge (%s, expected downtime %.0f ms > limit %u ms); "
+			 "cancelled as on-nonconvergence=cancel asks",
+			 est_decision_text(*why), c->m->expected_downtime_ms, c->t->downtime_ms);
+		c->m->cancel = 1;
+		c->policy_cancel = true;
+		ret = -ETIMEDOUT;
 	}
-	if (c->tracing)
-		trace_close(&c->trace);
-	free(c->rs.sent_bm);
+	c->converged = *why == EST_CONVERGED;
+	if (!ret)
+		ret = switchover(c, round);
+	return ret;
+}
+
+void *mig_source_thread(void *arg)
+{
+	struct vm *vm = arg;
+	struct src *c = calloc(1, sizeof(*c));
+	enum est_decision why = EST_CONVERGED;
+	struct mig *m = vm->mig;
+	bool cancelled;
+	int ret;
+
+	if (!c)
+		return NULL;
+	src_init(c, vm);
+	mig_thread_nice((int)c->t->nice);
+	ret = mig_sections_create(&c->ss, c->err, sizeof(c->err));
+	if (!ret)
+		ret = migrate(c, &why);
 	cancelled = m->cancel && !c->committed;
-	if (ret && cancelled && !strstr(c->err, "converge"))
+	if (ret && cancelled && !c->policy_cancel)
 		snprintf(c->err, sizeof(c->err), "cancelled by the user");
 	if (!ret) {
-		ram_dirty_stop(vm, &c->d);
-		finish_stats(c, "completed", why == EST_CONVERGED);
+		finish_stats(c, STATS_COMPLETED, why == EST_CONVERGED);
 		fprintf(stderr, "minivmm: migration to %s completed\n", m->uri);
 		stats_print_summary(stderr, &m->st);
 		vm_request_stop(vm, VM_EXIT_MIGRATED, 0, "migrated");
 	} else if (!c->committed) {
 		roll_back(c, cancelled);
-		finish_stats(c, cancelled ? "cancelled" : "failed", false);
+		finish_stats(c, cancelled ? STATS_CANCELLED : STATS_FAILED, false);
 		fprintf(stderr, "minivmm: migration to %s %s: %s; the guest keeps running here\n",
 			m->uri, cancelled ? "cancelled" : "failed", c->err);
 	} else {
@@ -660,13 +500,16 @@ void *mig_source_thread(void *arg)
 			 c->err);
 		snprintf(c->err, sizeof(c->err), "%s", why2);
 		hold_paused(c);
-		finish_stats(c, "failed", false);
+		finish_stats(c, STATS_FAILED, false);
 		fprintf(stderr, "minivmm: migration to %s: %s\n", m->uri, c->err);
 	}
+	for (int i = 0; i < c->ss.n; i++)
+		if (c->ss.s[i].ops->save_cleanup)
+			c->ss.s[i].ops->save_cleanup(c->ss.s[i].state, &c->env, !ret);
+	mig_sections_destroy(&c->ss);
 	pthread_mutex_lock(&m->lock);
 	m->sock_fd = -1;
 	pthread_mutex_unlock(&m->lock);
-	chan_src_close(c->cs);
 	stream_close(&c->s);
 	free(c);
 	return NULL;

@@ -1,9 +1,10 @@
 /* The target side: accept one migration, check HELLO, build the VM from
- * it, take RAM and state, check them, say READY, wait for COMMIT. Only
- * then does mig_incoming() return; mig_incoming_commit() starts the vCPUs
- * and says RUNNING. Every value from the stream is checked before use
- * (stream.c, ram_recv.c, vmstate_load), and any failure before COMMIT
- * discards the VM: the guest never runs here unless the source gave it up. */
+ * it, hand every frame to the section that loads it (section.h), check
+ * and load on END, say READY, wait for COMMIT. Only then does
+ * mig_incoming() return; mig_incoming_commit() starts the vCPUs and says
+ * RUNNING. Every value from the stream is checked before use, and any
+ * failure before COMMIT discards the VM: the guest never runs here unless
+ * the source gave it up. */
 #include "migrate/mig.h"
 
 #include <errno.h>
@@ -12,39 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-#include "migrate/ram/chan.h"
-#include "migrate/ram/ram.h"
-#include "migrate/state/vmstate.h"
-#include "vmm/monitor.h"
+#include "migrate/section.h"
+#include "migrate/state/cpucompat.h"
 #include "vmm/core/prealloc.h"
 #include "vmm/core/vm.h"
-#if __has_include("migrate/state/cpucompat.h")
-#include "migrate/state/cpucompat.h"
-#define HAVE_CPUCOMPAT 1
-#endif
 
 struct tgt {
 	struct vm *vm;
 	struct mig *m;
 	struct stream *s;
 	bool vm_made;
-	uint8_t *state;
-	size_t state_len;
-	uint32_t round;
-	uint64_t pages_at_round;
-	struct stats_round rec;
-	bool in_round;
-	uint64_t t0, t_final;
+	struct mig_sections ss;
+	struct mig_tgt_env env;
 	char *err;
 	size_t errlen;
-	struct ram_prefault *pf; /* first-touch helpers while RAM arrives */
 	const struct mig_params *p;
 	int lfd;                 /* kept open for the data channels */
-	struct chan_tgt *ct;     /* data channels, when the source asked */
-	struct chan_totals ct_seen; /* channel figures already in the stats */
 	uint8_t *ram;            /* --mem given: mapped before the connection */
 	struct prealloc *pa;     /* --prealloc: populating ram while waiting */
 };
@@ -53,8 +39,8 @@ static bool signalled(void)
 {
 	sigset_t set;
 
-	/* SIGINT/SIGTERM are blocked (run.c reads them from a signalfd
-	 * later), so a target stuck waiting must look for them itself. */
+	/* SIGINT/SIGTERM are blocked (the run loop reads them from a
+	 * signalfd later), so a target stuck waiting must look for them. */
 	return sigpending(&set) == 0 &&
 	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1);
 }
@@ -97,19 +83,12 @@ static int reject(struct tgt *g, const char *fmt, const char *what)
 
 static int check_hello(struct tgt *g, const struct hello *h)
 {
-	char path[PATH_MAX];
-	pid_t pid = 0;
+	char why[256];
 
-	/* A live VM of that name here is a clash, unless it is the source
-	 * itself (a same-host migration): HELLO carries its pid. */
-	if (!g->m->in_file && monitor_default_path(h->name, path, sizeof(path)) == 0 &&
-	    monitor_probe(path, &pid) == -EADDRINUSE && (pid == 0 || (uint32_t)pid != h->pid)) {
-		char msg[160];
-
-		snprintf(msg, sizeof(msg), "VM name '%s' is already running on this host (pid %d)",
-			 h->name, (int)pid);
-		return reject(g, "%s", msg);
-	}
+	/* HELLO carries the source's pid: a same-host migration is no clash. */
+	if (!g->m->in_file && g->p && g->p->name_check &&
+	    g->p->name_check(h->name, h->pid, why, sizeof(why)) < 0)
+		return reject(g, "%s", why);
 	if (g->p && g->p->expect_mem && h->mem_size != g->p->expect_mem) {
 		char msg[160];
 
@@ -171,7 +150,6 @@ static int premap_ram(struct tgt *g)
 /* The source's CPU against the one this host gives the same VM. */
 static int check_cpu(struct tgt *g, const struct hello *h)
 {
-#ifdef HAVE_CPUCOMPAT
 	struct cpucompat src, here;
 	char why[512];
 
@@ -181,10 +159,6 @@ static int check_cpu(struct tgt *g, const struct hello *h)
 		return reject(g, "cannot read this host's CPU: %s", why);
 	if (cpucompat_check(&src, &here, why, sizeof(why)) < 0)
 		return reject(g, "incompatible CPU: %s", why);
-#else
-	(void)g;
-	(void)h;
-#endif
 	return 0;
 }
 
@@ -241,75 +215,29 @@ out:
 	return ret;
 }
 
-/* Folds what the data channels received since the last call into the
- * stats; called where the channels are between rounds. */
-static void fold_channels(struct tgt *g)
+static int on_ping(struct tgt *g, uint32_t len)
 {
-	struct chan_totals t;
-
-	if (!g->ct)
-		return;
-	chan_tgt_totals(g->ct, &t);
-	g->m->st.pages_normal += t.normal - g->ct_seen.normal;
-	g->m->st.pages_zero += t.zero - g->ct_seen.zero;
-	g->m->chan_bytes_in = t.bytes;
-	g->ct_seen = t;
-}
-
-static uint64_t in_bytes(const struct tgt *g)
-{
-	return g->s->bytes_in + g->m->chan_bytes_in;
-}
-
-static void close_round(struct tgt *g)
-{
-	if (!g->in_round)
-		return;
-	fold_channels(g);
-	g->rec.duration_ms = (double)(clock_now_ns() - g->t0) / 1e6 - g->rec.start_ms;
-	g->rec.bytes = in_bytes(g) - g->rec.bytes;
-	g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero - g->pages_at_round;
-	stats_add_round(&g->m->st, &g->rec);
-	g->in_round = false;
-}
-
-static int on_round(struct tgt *g, uint32_t len)
-{
-	uint8_t b[8];
+	uint8_t tok[8];
 	int ret;
 
-	if (len != ROUND_LEN) {
-		snprintf(g->err, g->errlen, "bad ROUND: %u bytes", len);
+	if (len != 8) {
+		snprintf(g->err, g->errlen, "bad PING: %u bytes", len);
 		return -EPROTO;
 	}
-	ret = stream_read_all(g->s, b, 8, g->err, g->errlen);
-	if (ret)
-		return ret;
-	/* No page of this round may land before every channel ended the
-	 * previous one (chan.h). */
-	if (g->ct && le_get32(b) > 0)
-		ret = chan_tgt_wait(g->ct, le_get32(b) - 1, g->err, g->errlen);
-	if (ret)
-		return ret;
-	close_round(g);
-	g->round = le_get32(b);
-	if (le_get32(b + 4) & ROUND_FLAG_FINAL) {
-		g->t_final = clock_now_ns();
-		g->m->st.converged = (le_get32(b + 4) & ROUND_FLAG_CONVERGED) != 0;
-	}
-	g->rec = (struct stats_round){
-		.round = g->round,
-		.start_ms = (double)(clock_now_ns() - g->t0) / 1e6,
-		.bytes = in_bytes(g), /* start value; close_round subtracts */
-	};
-	g->in_round = true;
-	g->pages_at_round = g->m->st.pages_normal + g->m->st.pages_zero;
-	g->m->st.rounds++;
-	return 0;
+	ret = stream_read_all(g->s, tok, 8, g->err, g->errlen);
+	/* A PING inside a pass asks for the pass to be applied first (the
+	 * source's end-of-pass drain). */
+	for (int i = 0; i < g->ss.n && !ret; i++)
+		if (g->ss.s[i].ops->load_drain)
+			ret = g->ss.s[i].ops->load_drain(g->ss.s[i].state, &g->env);
+	if (!ret && !g->m->in_file)
+		ret = stream_send(g->s, ST_PONG, tok, 8, g->err, g->errlen);
+	return ret;
 }
 
 static int on_end(struct tgt *g, uint32_t len)
 {
+	struct mig_end end;
 	uint8_t b[END_LEN];
 	int ret;
 
@@ -320,101 +248,22 @@ static int on_end(struct tgt *g, uint32_t len)
 	ret = stream_read_all(g->s, b, END_LEN, g->err, g->errlen);
 	if (ret)
 		return ret;
-	close_round(g);
 	g->m->end_ns = clock_now_ns();
-	if (!g->state) {
-		snprintf(g->err, g->errlen, "protocol error: END before the machine state");
-		return -EPROTO;
-	}
-	ret = vmstate_load(g->vm, g->state, g->state_len, g->err, g->errlen);
-	if (ret)
-		return ret;
-	if (le_get32(b) & END_FLAG_DIGEST) {
-		uint64_t want = le_get64(b + 4);
-		uint64_t got = ram_digest(g->vm->ram, g->vm->ram_size / VM_PAGE_SIZE);
-
-		if (got != want) {
-			snprintf(g->err, g->errlen,
-				 "RAM digest mismatch: source %016llx, target %016llx",
-				 (unsigned long long)want, (unsigned long long)got);
-			return -EIO;
-		}
-		fprintf(stderr, "minivmm: RAM digest verified: %016llx\n",
-			(unsigned long long)got);
-	}
-	return 0;
-}
-
-/* The source asks for data channels before round 0; they connect to the
- * listening socket and prove they belong to this migration with a token
- * only this connection has seen. */
-static int on_channels(struct tgt *g, uint32_t len)
-{
-	uint8_t b[CHANNELS_LEN];
-	uint64_t token = 0;
-	uint32_t want;
-	int ret;
-
-	if (len != CHANNELS_LEN) {
-		snprintf(g->err, g->errlen, "bad CHANNELS: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(g->s, b, CHANNELS_LEN, g->err, g->errlen);
-	if (ret)
-		return ret;
-	if (g->ct || g->in_round || g->m->in_file) {
-		snprintf(g->err, g->errlen, "protocol error: CHANNELS after the rounds began");
-		return -EPROTO;
-	}
-	want = le_get32(b);
-	if (want > CHANNELS_MAX)
-		want = CHANNELS_MAX;
-	if (g->lfd < 0)
-		want = 0;
-	if (want && getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
-		snprintf(g->err, g->errlen, "getrandom: %s", strerror(errno));
-		return -EIO;
-	}
-	le_put32(b, want);
-	le_put64(b + 4, token);
-	ret = stream_send(g->s, ST_CHANNELS, b, CHANNELS_LEN, g->err, g->errlen);
-	if (!ret && want)
-		ret = chan_tgt_accept(&g->ct, g->lfd, want, token, g->vm, g->pf,
-				      MIG_IO_TIMEOUT_MS,
-				      g->p && g->p->nice >= 0 ? g->p->nice : MIG_DEFAULT_NICE,
-				      g->err, g->errlen);
-	if (!ret)
-		g->m->st.channels = want;
+	end = (struct mig_end){ .flags = le_get32(b), .digest = le_get64(b + 4) };
+	for (int i = 0; i < g->ss.n && !ret; i++)
+		if (g->ss.s[i].ops->load_complete)
+			ret = g->ss.s[i].ops->load_complete(g->ss.s[i].state, &g->env, &end);
 	return ret;
 }
 
-static int on_state(struct tgt *g, uint32_t len)
-{
-	/* The final round's pages on the channels come before the state. */
-	if (g->ct && g->in_round) {
-		int ret = chan_tgt_wait(g->ct, g->round, g->err, g->errlen);
-
-		if (ret)
-			return ret;
-	}
-	if (g->state) {
-		snprintf(g->err, g->errlen, "protocol error: machine state sent twice");
-		return -EPROTO;
-	}
-	g->state = malloc(len ? len : 1);
-	if (!g->state)
-		return -ENOMEM;
-	g->state_len = len;
-	return stream_read_all(g->s, g->state, len, g->err, g->errlen);
-}
-
-/* Frames until END; returns 0 once the state is loaded and checked. */
+/* Frames until END; returns 0 once every section loaded and checked its
+ * part. */
 static int receive(struct tgt *g)
 {
 	for (;;) {
-		struct stream_hdr h;
-		uint8_t tok[8];
 		char text[TEXT_MAX_LEN + 1];
+		struct mig_section *sec;
+		struct stream_hdr h;
 		int ret;
 
 		if (signalled()) {
@@ -426,36 +275,7 @@ static int receive(struct tgt *g)
 			return ret;
 		switch (h.type) {
 		case ST_PING:
-			if (h.len != 8) {
-				snprintf(g->err, g->errlen, "bad PING: %u bytes", h.len);
-				return -EPROTO;
-			}
-			ret = stream_read_all(g->s, tok, 8, g->err, g->errlen);
-			/* A PING inside a round asks for the round's pages to
-			 * be in (the source's drain) */
-			if (!ret && g->ct && g->in_round)
-				ret = chan_tgt_wait(g->ct, g->round, g->err, g->errlen);
-			if (!ret && !g->m->in_file)
-				ret = stream_send(g->s, ST_PONG, tok, 8, g->err, g->errlen);
-			break;
-		case ST_ROUND:
-			ret = on_round(g, h.len);
-			break;
-		case ST_PAGES:
-			if (!g->in_round) {
-				snprintf(g->err, g->errlen, "protocol error: pages outside a round");
-				return -EPROTO;
-			}
-			ret = ram_recv_pages(g->s, g->vm, g->pf, h.len, &g->m->st.pages_normal,
-					     &g->m->st.pages_zero, g->err, g->errlen);
-			g->rec.pages_sent = g->m->st.pages_normal + g->m->st.pages_zero -
-					    g->pages_at_round;
-			break;
-		case ST_CHANNELS:
-			ret = on_channels(g, h.len);
-			break;
-		case ST_STATE:
-			ret = on_state(g, h.len);
+			ret = on_ping(g, h.len);
 			break;
 		case ST_END:
 			return on_end(g, h.len);
@@ -465,16 +285,22 @@ static int receive(struct tgt *g)
 				snprintf(g->err, g->errlen, "the source gave up: %s", text);
 			return -ECONNABORTED;
 		default:
-			snprintf(g->err, g->errlen, "protocol error: unexpected %s from the source",
-				 stream_type_name(h.type));
-			return -EPROTO;
+			sec = mig_sections_for_frame(&g->ss, h.type);
+			if (!sec || !sec->ops->load_frame) {
+				snprintf(g->err, g->errlen,
+					 "protocol error: unexpected %s from the source",
+					 stream_type_name(h.type));
+				return -EPROTO;
+			}
+			ret = sec->ops->load_frame(sec->state, &g->env, &h);
+			break;
 		}
 		if (ret)
 			return ret;
 	}
 }
 
-static void write_stats(struct mig *m, const char *result, const char *error)
+static void write_stats(struct mig *m, enum stats_result result, const char *error)
 {
 	char err[256];
 
@@ -486,19 +312,49 @@ static void write_stats(struct mig *m, const char *result, const char *error)
 		fprintf(stderr, "minivmm: %s\n", err);
 }
 
-/* Two helpers measured best on the 2-core machines (docs/migration.md,
- * "Throughput"); on one CPU they would only take turns with the receiver. */
-static int prefault_threads(void)
+static struct mig *mig_new_target(const struct mig_params *p)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	struct mig *m = calloc(1, sizeof(*m));
 
-	return n >= 2 ? 2 : 0;
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	m->sock_fd = -1;
+	m->cancel_efd = -1;
+	m->in.fd = -1;
+	m->st.role = STATS_TARGET;
+	if (p)
+		snprintf(m->in_stats, sizeof(m->in_stats), "%s", p->t.stats_json);
+	return m;
+}
+
+/* Sections set up, every frame until END, sections cleaned up. */
+static int take_vm(struct tgt *g)
+{
+	int ret = mig_sections_create(&g->ss, g->err, g->errlen);
+
+	g->env = (struct mig_tgt_env){
+		.vm = g->vm, .m = g->m, .s = g->s, .file = g->m->in_file, .lfd = g->lfd,
+		.nice = g->p ? (int)g->p->t.nice : 0, .t0 = g->m->t0_ns,
+		.err = g->err, .errlen = g->errlen,
+	};
+	for (int i = 0; i < g->ss.n && !ret; i++)
+		if (g->ss.s[i].ops->load_setup)
+			ret = g->ss.s[i].ops->load_setup(g->ss.s[i].state, &g->env);
+	if (!ret)
+		ret = receive(g);
+	for (int i = 0; i < g->ss.n; i++)
+		if (g->ss.s[i].ops->load_cleanup)
+			g->ss.s[i].ops->load_cleanup(g->ss.s[i].state, &g->env);
+	g->m->final_ns = g->env.t_final;
+	mig_sections_destroy(&g->ss);
+	return ret;
 }
 
 int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		 char *err, size_t errlen)
 {
-	struct mig *m = calloc(1, sizeof(*m));
+	struct mig *m = mig_new_target(p);
 	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p, .lfd = -1 };
 	int ret;
 
@@ -506,37 +362,19 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&m->lock, NULL);
-	m->sock_fd = -1;
-	m->cancel_efd = -1;
-	m->in.fd = -1;
-	m->st.role = "target";
-	if (p && p->stats_json)
-		snprintf(m->in_stats, sizeof(m->in_stats), "%s", p->stats_json);
 	g.s = &m->in;
 	m->in_file = !strncmp(uri, "file:", 5);
 	ret = premap_ram(&g);
 	if (!ret)
 		ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
 		      wait_connection(&g, uri);
-	g.t0 = m->t0_ns = clock_now_ns();
+	m->t0_ns = clock_now_ns();
 	if (!ret)
 		ret = handshake(&g);
-	/* The helpers only make it faster: without them, receive anyway. On
-	 * RAM populated ahead (--prealloc) they would only walk page tables. */
-	if (!ret && m->st.prealloc_bytes < vm->ram_size &&
-	    ram_prefault_start(&g.pf, vm, prefault_threads(), err, errlen) < 0)
-		fprintf(stderr, "minivmm: %s; receiving without prefault helpers\n", err);
 	if (!ret)
-		ret = receive(&g);
-	if (g.ct) {
-		fold_channels(&g);
-		chan_tgt_close(g.ct); /* before the prefault helpers they use */
-		g.ct = NULL;
-	}
+		ret = take_vm(&g);
 	if (g.lfd >= 0)
 		close(g.lfd);
-	ram_prefault_stop(g.pf); /* before the VM (and its RAM) can go away */
 	prealloc_stop(g.pa, NULL); /* still running only if no source came */
 	if (g.ram) /* not adopted by a VM: nothing got that far */
 		munmap(g.ram, p->expect_mem);
@@ -548,15 +386,13 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		ret = stream_send(&m->in, ST_READY, NULL, 0, err, errlen);
 	if (!ret && !m->in_file)
 		ret = stream_recv_expect(&m->in, ST_COMMIT, NULL, 0, NULL, "source", err, errlen);
-	free(g.state);
-	if (g.t_final)
-		m->end_ns = m->end_ns ? m->end_ns : g.t_final;
-	m->st.downtime_ms = g.t_final ? (double)g.t_final / 1e6 : 0; /* finished in commit */
+	if (m->final_ns && !m->end_ns)
+		m->end_ns = m->final_ns;
 	if (ret) {
 		if (m->in.fd >= 0 && ret != -ECONNABORTED && !m->in_file)
 			stream_send_text(&m->in, ST_ERROR, err);
-		m->st.total_ms = (double)(clock_now_ns() - m->t0_ns) / 1e6;
-		write_stats(m, "failed", err);
+		m->st.total_ms = clock_ms_since(m->t0_ns);
+		write_stats(m, STATS_FAILED, err);
 		stream_close(&m->in);
 		if (g.vm_made) {
 			vm->mig = NULL;
@@ -584,11 +420,13 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 	ret = vm_start(vm, err, errlen);
 	now = clock_now_ns();
 	if (ret) {
-		write_stats(m, "failed", err);
+		write_stats(m, STATS_FAILED, err);
 		return ret;
 	}
+	/* The target's downtime: from the final pass (the source had paused
+	 * by then) to vCPUs running here. */
 	m->st.restore_ms = (double)(now - m->end_ns) / 1e6;
-	m->st.downtime_ms = m->st.downtime_ms > 0 ? (double)now / 1e6 - m->st.downtime_ms : 0;
+	m->st.downtime_ms = m->final_ns ? (double)(now - m->final_ns) / 1e6 : 0;
 	m->st.total_ms = (double)(now - m->t0_ns) / 1e6;
 	m->state = MIG_COMPLETED;
 	/* The guest runs here now whatever happens to this message. */
@@ -596,7 +434,7 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		fprintf(stderr, "minivmm: could not tell the source the guest runs here: %s\n",
 			err);
 	stream_close(&m->in);
-	write_stats(m, "completed", NULL);
+	write_stats(m, STATS_COMPLETED, NULL);
 	fprintf(stderr, "minivmm: incoming migration completed: guest running (restore %.1f ms)\n",
 		m->st.restore_ms);
 	return 0;

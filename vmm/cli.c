@@ -6,14 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/core/parse.h"
+
 #define CLI_MIN_MEM (4ULL << 20)
 
 enum {
-	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER,
-	OPT_DOWNTIME, OPT_MAX_BW, OPT_STATS, OPT_TRACE, OPT_VERIFY_RAM, OPT_PREALLOC, OPT_CHANNELS, OPT_NICE,
+	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC,
+	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
 
-static const struct option long_opts[] = {
+static const struct option core_opts[] = {
 	{ "kernel", required_argument, NULL, 'k' },
 	{ "append", required_argument, NULL, 'a' },
 	{ "mem", required_argument, NULL, 'm' },
@@ -23,18 +25,30 @@ static const struct option long_opts[] = {
 	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "migrate", required_argument, NULL, OPT_MIGRATE },
 	{ "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
-	{ "downtime-ms", required_argument, NULL, OPT_DOWNTIME },
-	{ "max-bandwidth", required_argument, NULL, OPT_MAX_BW },
-	{ "stats-json", required_argument, NULL, OPT_STATS },
-	{ "dirty-trace", required_argument, NULL, OPT_TRACE },
-	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
-	{ "migrate-channels", required_argument, NULL, OPT_CHANNELS },
-	{ "migrate-nice", required_argument, NULL, OPT_NICE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
-	{ NULL, 0, NULL, 0 },
 };
+
+#define NCORE (sizeof(core_opts) / sizeof(core_opts[0]))
+#define MAX_OPTS (NCORE + 32 + 1)
+
+/* getopt's table: the core options, then every parameter with a flag. */
+static void build_opts(struct option *out)
+{
+	size_t n = NCORE;
+
+	memcpy(out, core_opts, sizeof(core_opts));
+	for (size_t i = 0; i < mig_param_count && n < MAX_OPTS - 1; i++) {
+		const struct mig_param *p = &mig_param_table[i];
+
+		if (!p->flag)
+			continue;
+		out[n++] = (struct option){ p->flag, p->kind == MIG_PARAM_BOOL ? no_argument :
+					    required_argument, NULL, OPT_PARAM + (int)i };
+	}
+	out[n] = (struct option){ NULL, 0, NULL, 0 };
+}
 
 void cli_usage(FILE *f)
 {
@@ -71,17 +85,9 @@ void cli_usage(FILE *f)
 "                           --kernel: the VM booted here, after --migrate-after;\n"
 "                           without: the running VM named by --name (or the\n"
 "                           only one on this host), through its monitor\n"
-"      --migrate-after SEC  seconds to run before migrating (default 0)\n"
-"      --downtime-ms N      downtime limit for the final pause (default 30)\n"
-"      --max-bandwidth RATE bytes per second, K/M/G suffix (default unlimited)\n"
-"      --migrate-channels N extra TCP connections that carry the pre-copy\n"
-"                           rounds in parallel (0-8, default 2; 0: one stream)\n"
-"      --migrate-nice N     run the migration's threads at nice N, below the\n"
-"                           guest's vCPUs (0-19, default 0; source or target)\n"
-"      --stats-json PATH    write migration statistics (JSON) to PATH\n"
-"      --dirty-trace PATH   record each round's dirty pages to PATH (source)\n"
-"      --verify-ram         send a digest of all RAM at the pause; the target\n"
-"                           checks it before it accepts the guest\n"
+"      --migrate-after SEC  seconds to run before migrating (default 0)\n");
+	mig_param_usage(f, MIG_PARAM_SOURCE | MIG_PARAM_TARGET);
+	fprintf(f,
 "\n"
 "  -h, --help               this text\n"
 "  -V, --version            print the version\n"
@@ -91,38 +97,6 @@ void cli_usage(FILE *f)
 "port 0x604; 0 after `quit`, SIGINT/SIGTERM, or a completed migration on the\n"
 "source; 2 for bad usage or input; 3 for a failed migration; 4 when the guest\n"
 "crashed (triple fault, emulation failure).\n");
-}
-
-int cli_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mult = 1;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (toupper((unsigned char)*end)) {
-	case '\0': break;
-	case 'K': mult = 1ULL << 10; end++; break;
-	case 'M': mult = 1ULL << 20; end++; break;
-	case 'G': mult = 1ULL << 30; end++; break;
-	case 'T': mult = 1ULL << 40; end++; break;
-	default: return -EINVAL;
-	}
-	if (mult > 1 && (*end == 'i' || *end == 'I'))
-		end++;
-	if (mult > 1 && (*end == 'b' || *end == 'B'))
-		end++;
-	if (*end != '\0')
-		return -EINVAL;
-	if (v > UINT64_MAX / mult)
-		return -ERANGE;
-	*out = v * mult;
-	return 0;
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -150,12 +124,27 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+static int set_param(struct cli_opts *o, const struct mig_param *p, const char *value,
+		     char *err, size_t errlen)
+{
+	char want[96], e2[160];
+
+	if (mig_param_set(&o->mig, p, value ? value : "on", e2, sizeof(e2)) < 0) {
+		mig_param_range_text(p, want, sizeof(want));
+		snprintf(err, errlen, "--%s '%s': must be %s", p->flag, value, want);
+		return -EINVAL;
+	}
+	o->mig_set |= 1u << mig_param_index(p);
+	return 0;
+}
+
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
 
 int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	      size_t errlen)
 {
-	int c;
+	struct option opts[MAX_OPTS];
+	int c, ret;
 	long v;
 
 	memset(o, 0, sizeof(*o));
@@ -163,18 +152,17 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	o->mem = CLI_DEFAULT_MEM;
 	o->cpus = 1;
 	o->migrate_after = -1;
-	o->downtime_ms = CLI_DEFAULT_DOWNTIME_MS;
-	o->channels = -1;
-	o->nice = -1;
+	mig_tunables_default(&o->mig);
+	build_opts(opts);
 	optind = 0; /* glibc: restart the scan, so tests can parse repeatedly */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":k:a:m:c:n:hV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":k:a:m:c:n:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': o->kernel = optarg; break;
 		case 'a': o->append = optarg; break;
 		case 'm':
 			o->mem_given = true;
-			if (cli_parse_size(optarg, &o->mem))
+			if (parse_size(optarg, &o->mem))
 				FAIL("--mem '%s': not a size (use e.g. 256M, 2G)", optarg);
 			if (o->mem < CLI_MIN_MEM)
 				FAIL("--mem %s: too small (at least 4M)", optarg);
@@ -208,36 +196,19 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			o->migrate_after = d;
 			break;
 		}
-		case OPT_DOWNTIME:
-			if (parse_int(optarg, 1, 3600000, &v))
-				FAIL("--downtime-ms '%s': must be an integer from 1 to 3600000",
-				     optarg);
-			o->downtime_ms = (uint32_t)v;
-			break;
-		case OPT_MAX_BW:
-			if (cli_parse_size(optarg, &o->max_bandwidth) || o->max_bandwidth == 0)
-				FAIL("--max-bandwidth '%s': not a rate (bytes/s, e.g. 100M)",
-				     optarg);
-			break;
-		case OPT_STATS: o->stats_json = optarg; break;
-		case OPT_TRACE: o->dirty_trace = optarg; break;
-		case OPT_VERIFY_RAM: o->verify_ram = true; break;
 		case OPT_PREALLOC: o->prealloc = true; break;
-		case OPT_CHANNELS:
-			if (parse_int(optarg, 0, 8, &v))
-				FAIL("--migrate-channels '%s': must be an integer from 0 to 8", optarg);
-			o->channels = (int)v;
-			break;
-		case OPT_NICE:
-			if (parse_int(optarg, 0, 19, &v))
-				FAIL("--migrate-nice '%s': must be an integer from 0 to 19", optarg);
-			o->nice = (int)v;
-			break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':
 			FAIL("option '%s' needs a value", argv[optind - 1]);
 		default:
+			if (c >= OPT_PARAM && (size_t)(c - OPT_PARAM) < mig_param_count) {
+				ret = set_param(o, &mig_param_table[c - OPT_PARAM], optarg, err,
+						errlen);
+				if (ret)
+					return ret;
+				break;
+			}
 			FAIL("unknown option '%s' (see --help)", argv[optind - 1]);
 		}
 	}

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdint.h>
 
+#include "migrate/params.h"
 #include "vmm/core/vm.h"
 
 #define CLI_DEFAULT_MEM (256ULL << 20)
-#define CLI_DEFAULT_DOWNTIME_MS 30
 
 enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
 
@@ -28,17 +28,10 @@ struct cli_opts {
 	const char *incoming;     /* [HOST]:PORT or file:PATH */
 	const char *migrate;      /* HOST:PORT or file:PATH */
 	double migrate_after;     /* seconds; < 0 when not given */
-	uint32_t downtime_ms;
-	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
-	const char *stats_json;
-	const char *dirty_trace;
-	bool verify_ram;
-	int channels;             /* --migrate-channels; -1: the default */
-	int nice;                 /* --migrate-nice; -1: the default */
+	struct mig_tunables mig;  /* migration parameters (migrate/params.c) */
+	uint32_t mig_set;         /* those given (bit: mig_param_index) */
 };
 
-/* Parses K/M/G/T suffixed sizes (binary multiples); 0 on success. */
-int cli_parse_size(const char *s, uint64_t *out);
 /* Fills opts; on error returns -EINVAL with a one-line message in err. */
 int cli_parse(int argc, char **argv, struct cli_opts *opts, char *err,
 	      size_t errlen);

@@ -155,7 +155,7 @@ static const char help_text[] =
 	"quit                          stop the VM and exit\n"
 	"migrate URI                   live-migrate to HOST:PORT (or file:PATH)\n"
 	"migrate_cancel                cancel the migration; the guest keeps running here\n"
-	"migrate_set_parameter N V     downtime-ms, max-bandwidth, verify-ram\n";
+	"migrate_set_parameter N V     set parameter N for the next migration:\n";
 
 int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 		 size_t msglen)
@@ -172,6 +172,7 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 		return 0;
 	if (!strcmp(argv[0], "help") || !strcmp(argv[0], "?")) {
 		fputs(help_text, out);
+		mig_param_monitor_help(out);
 	} else if (!strcmp(argv[0], "info") && argc == 2 && !strcmp(argv[1], "status")) {
 		pthread_mutex_lock(&vm->lock);
 		fprintf(out, "status: %s\nname: %s\npid: %d\ncpus: %d\nmem: %llu\n",
@@ -179,7 +180,7 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 			(unsigned long long)vm->ram_size);
 		pthread_mutex_unlock(&vm->lock);
 	} else if (!strcmp(argv[0], "info") && argc == 2 && !strcmp(argv[1], "migrate")) {
-		mig_info(vm, out);
+		mig_info(vm, m->mig_defaults, out);
 	} else if (!strcmp(argv[0], "stop") && argc == 1) {
 		if (!vm->user_paused) {
 			ret = vm_pause(vm);

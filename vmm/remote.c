@@ -3,7 +3,7 @@
  * it runs, and prints the summary. The source VMM writes a stats file
  * before it exits, so the outcome is known even when the monitor goes
  * away with the process the moment the migration completes. */
-#include "migrate/mig.h"
+#include "vmm/remote.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -15,11 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/stats/stats.h"
+#include "vmm/core/status.h"
 #include "vmm/monitor.h"
-
-#define EXIT_OK 0
-#define EXIT_USAGE 2
-#define EXIT_FAILED 3
 
 /* The only live VM in the socket directory, or an error listing them. */
 static int find_only_vm(char *out, size_t cap, char *err, size_t errlen)
@@ -79,12 +77,36 @@ static int absolute(const char *path, char *out, size_t cap)
 	return snprintf(out, cap, "%s/%s", cwd, path) < (int)cap ? 0 : -ENAMETOOLONG;
 }
 
-static int request(int fd, const char *fmt, const char *a, char *reply, size_t cap)
+static int set_param(int fd, const char *name, const char *value, char *reply, size_t cap)
 {
 	char cmd[MIG_PATH_MAX + 64];
 
-	snprintf(cmd, sizeof(cmd), fmt, a);
+	snprintf(cmd, sizeof(cmd), "migrate_set_parameter %s %s", name, value);
 	return monitor_request(fd, cmd, reply, cap);
+}
+
+/* The parameters the command line gave, and the stats file this client
+ * reads the outcome from; paths made absolute for the VMM. */
+static int send_params(int fd, const struct mig_params *p, const char *stats, char *reply,
+		       size_t cap)
+{
+	char v[MIG_PATH_MAX], abs[MIG_PATH_MAX];
+	int ret = 0;
+
+	for (size_t i = 0; i < mig_param_count && !ret; i++) {
+		const struct mig_param *q = &mig_param_table[i];
+
+		if (!(p->set & (1u << i)) || !strcmp(q->name, "stats-json"))
+			continue;
+		mig_param_format(&p->t, q, v, sizeof(v));
+		if (q->kind == MIG_PARAM_PATH && strcmp(v, "none")) {
+			ret = absolute(v, abs, sizeof(abs));
+			snprintf(v, sizeof(v), "%s", abs);
+		}
+		if (!ret)
+			ret = set_param(fd, q->name, v, reply, cap);
+	}
+	return ret ? ret : set_param(fd, "stats-json", stats, reply, cap);
 }
 
 static const char *field(const char *reply, const char *key, char *out, size_t cap)
@@ -127,13 +149,14 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-int mig_remote(const char *name, const char *monitor_path, const char *uri,
-	       const struct mig_params *p)
+int remote_migrate(const char *name, const char *monitor_path, const char *uri,
+		   const struct mig_params *p)
 {
 	char path[PATH_MAX], err[512] = "", reply[4096], stats[PATH_MAX], status[32] = "";
+	char tmpdir[] = "/tmp/minivmm-migrate-XXXXXX", cmd[PATH_MAX + 16];
 	bool tty = isatty(STDERR_FILENO), tmp_stats = false;
 	struct stats st;
-	int fd, ret, rc = EXIT_FAILED;
+	int fd, ret, rc = VMM_STATUS_MIGRATION;
 
 	/* The source's monitor goes away when it completes: a write to it
 	 * must be an error, not a SIGPIPE. */
@@ -147,53 +170,31 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 		ret = find_only_vm(path, sizeof(path), err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "minivmm: %s\n", err[0] ? err : strerror(-ret));
-		return EXIT_USAGE;
+		return VMM_STATUS_USAGE;
 	}
 	fd = monitor_connect(path, err, sizeof(err));
 	if (fd < 0) {
 		fprintf(stderr, "minivmm: no VM answers on %s: %s\n", path, err);
-		return EXIT_USAGE;
+		return VMM_STATUS_USAGE;
 	}
-	if (p->stats_json)
-		ret = absolute(p->stats_json, stats, sizeof(stats));
-	else {
-		snprintf(stats, sizeof(stats), "/tmp/minivmm-migrate-%d.json", (int)getpid());
+	if (p->t.stats_json[0]) {
+		ret = absolute(p->t.stats_json, stats, sizeof(stats));
+	} else if (mkdtemp(tmpdir)) {
+		/* A directory only we can enter: no one can plant the file. */
+		snprintf(stats, sizeof(stats), "%s/stats.json", tmpdir);
 		tmp_stats = true;
 		ret = 0;
-	}
-	snprintf(err, sizeof(err), "%u", p->downtime_ms);
-	if (!ret)
-		ret = request(fd, "migrate_set_parameter downtime-ms %s", err, reply, sizeof(reply));
-	snprintf(err, sizeof(err), "%llu", (unsigned long long)p->max_bandwidth);
-	if (!ret)
-		ret = request(fd, "migrate_set_parameter max-bandwidth %s", err, reply, sizeof(reply));
-	if (!ret)
-		ret = request(fd, "migrate_set_parameter verify-ram %s", p->verify_ram ? "on" : "off",
-			      reply, sizeof(reply));
-	if (!ret)
-		ret = request(fd, "migrate_set_parameter stats-json %s", stats, reply, sizeof(reply));
-	if (!ret && p->nice >= 0) {
-		snprintf(err, sizeof(err), "%d", p->nice);
-		ret = request(fd, "migrate_set_parameter nice %s", err, reply, sizeof(reply));
-	}
-	if (!ret && p->channels >= 0) {
-		snprintf(err, sizeof(err), "%d", p->channels);
-		ret = request(fd, "migrate_set_parameter channels %s", err, reply, sizeof(reply));
-	}
-	if (!ret && p->dirty_trace) {
-		char abs[PATH_MAX];
-
-		ret = absolute(p->dirty_trace, abs, sizeof(abs));
-		if (!ret)
-			ret = request(fd, "migrate_set_parameter dirty-trace %s", abs, reply,
-				      sizeof(reply));
+	} else {
+		ret = -errno;
 	}
 	if (!ret)
-		ret = request(fd, "migrate %s", uri, reply, sizeof(reply));
+		ret = send_params(fd, p, stats, reply, sizeof(reply));
+	snprintf(cmd, sizeof(cmd), "migrate %s", uri);
+	if (!ret)
+		ret = monitor_request(fd, cmd, reply, sizeof(reply));
 	if (ret) {
 		fprintf(stderr, "minivmm: migrate %s: %s\n", uri, ret == -EIO ? reply : strerror(-ret));
-		close(fd);
-		return EXIT_FAILED;
+		goto out;
 	}
 	unlink(stats); /* a stale file must not be taken for this run's outcome */
 	for (;;) {
@@ -209,6 +210,7 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 			break;
 	}
 	close(fd);
+	fd = -1;
 	if (tty)
 		fprintf(stderr, "\r\033[K");
 	/* The source writes the file before it reports the end. */
@@ -217,14 +219,20 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 	if (stats_read_json(stats, &st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "minivmm: migration to %s: outcome unknown (the source VMM "
 			"left no stats: %s)\n", uri, err);
-	} else if (!strcmp(st.result, "completed")) {
+	} else if (st.result == STATS_COMPLETED) {
 		printf("migration to %s completed: the guest runs on the target\n", uri);
 		stats_print_summary(stdout, &st);
-		rc = EXIT_OK;
+		rc = VMM_STATUS_OK;
 	} else {
-		fprintf(stderr, "minivmm: migration to %s %s: %s\n", uri, st.result, st.error);
+		fprintf(stderr, "minivmm: migration to %s %s: %s\n", uri,
+			stats_result_name(st.result), st.error);
 	}
-	if (tmp_stats)
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp_stats) {
 		unlink(stats);
+		rmdir(tmpdir);
+	}
 	return rc;
 }

@@ -13,6 +13,7 @@
 #include "vmm/console.h"
 #include "vmm/evloop.h"
 #include "vmm/monitor.h"
+#include "vmm/remote.h"
 #include "vmm/core/vm.h"
 
 struct runner {
@@ -195,6 +196,21 @@ out:
 	return status;
 }
 
+/* A live VM of that name here is a clash, unless it is the source of a
+ * same-host migration (its pid). */
+static int name_in_use(const char *name, uint32_t src_pid, char *why, size_t whylen)
+{
+	char path[PATH_MAX];
+	pid_t pid = 0;
+
+	if (monitor_default_path(name, path, sizeof(path)) < 0 ||
+	    monitor_probe(path, &pid) != -EADDRINUSE || (pid != 0 && (uint32_t)pid == src_pid))
+		return 0;
+	snprintf(why, whylen, "VM name '%s' is already running on this host (pid %d)", name,
+		 (int)pid);
+	return -EADDRINUSE;
+}
+
 int vmm_main(const struct cli_opts *o)
 {
 	struct runner r;
@@ -208,17 +224,14 @@ int vmm_main(const struct cli_opts *o)
 	r.vm = &vm;
 	r.o = o;
 	r.mig = (struct mig_params){
-		.downtime_ms = o->downtime_ms, .max_bandwidth = o->max_bandwidth,
-		.verify_ram = o->verify_ram, .stats_json = o->stats_json,
-		.dirty_trace = o->dirty_trace,
-		.channels = o->channels,
-		.nice = o->nice,
+		.t = o->mig, .set = o->mig_set,
 		.expect_mem = o->incoming && o->mem_given ? o->mem : 0,
 		.expect_cpus = o->incoming && o->cpus_given ? o->cpus : 0,
 		.prealloc = o->prealloc,
+		.name_check = name_in_use,
 	};
 	if (o->migrate && !o->kernel)
-		return mig_remote(o->name, o->monitor, o->migrate, &r.mig);
+		return remote_migrate(o->name, o->monitor, o->migrate, &r.mig);
 
 	/* Signals are read from a signalfd; the kick signal only ever
 	 * interrupts KVM_RUN. Every thread inherits this mask. */

@@ -44,12 +44,27 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+static const char *const result_names[] = {
+	[STATS_ACTIVE] = "active", [STATS_COMPLETED] = "completed",
+	[STATS_CANCELLED] = "cancelled", [STATS_FAILED] = "failed",
+};
+
+const char *stats_role_name(enum stats_role r)
+{
+	return r == STATS_TARGET ? "target" : "source";
+}
+
+const char *stats_result_name(enum stats_result r)
+{
+	return r <= STATS_FAILED ? result_names[r] : "failed";
+}
+
 static void write_doc(FILE *f, const struct stats *st)
 {
 	fprintf(f, "{\n  \"schema\": \"%s\",\n  \"role\": ", STATS_SCHEMA);
-	json_str(f, st->role);
+	json_str(f, stats_role_name(st->role));
 	fprintf(f, ",\n  \"result\": ");
-	json_str(f, st->result ? st->result : "failed");
+	json_str(f, stats_result_name(st->result == STATS_ACTIVE ? STATS_FAILED : st->result));
 	fprintf(f, ",\n  \"error\": ");
 	if (st->error[0])
 		json_str(f, st->error);
@@ -159,7 +174,6 @@ static double num(const char *doc, const char *key)
 
 int stats_read_json(const char *path, struct stats *st, char *err, size_t errlen)
 {
-	static const char *const results[] = { "completed", "cancelled", "failed" };
 	char *doc = NULL;
 	size_t cap = 0;
 	FILE *f = fopen(path, "r");
@@ -181,10 +195,11 @@ int stats_read_json(const char *path, struct stats *st, char *err, size_t errlen
 	}
 	memset(st, 0, sizeof(*st));
 	p = find_key(doc, "result");
-	st->result = "failed";
-	for (size_t i = 0; p && i < 3; i++)
-		if (!strncmp(p + 1, results[i], strlen(results[i])))
-			st->result = results[i];
+	st->result = STATS_FAILED;
+	for (int r = STATS_COMPLETED; p && r <= STATS_FAILED; r++)
+		if (!strncmp(p, "\"", 1) && !strncmp(p + 1, result_names[r], strlen(result_names[r])) &&
+		    p[1 + strlen(result_names[r])] == '"')
+			st->result = (enum stats_result)r;
 	p = find_key(doc, "error");
 	if (p && *p == '"') {
 		const char *e = strchr(p + 1, '\n');

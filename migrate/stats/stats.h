@@ -23,9 +23,12 @@ struct stats_round {
 	double expected_downtime_ms; /* computed at this round's sync */
 };
 
+enum stats_role { STATS_SOURCE, STATS_TARGET };
+enum stats_result { STATS_ACTIVE, STATS_COMPLETED, STATS_CANCELLED, STATS_FAILED };
+
 struct stats {
-	const char *role;         /* "source" | "target" */
-	const char *result;       /* "completed" | "cancelled" | "failed" | NULL while active */
+	enum stats_role role;
+	enum stats_result result; /* STATS_ACTIVE until it ended */
 	char error[512];
 	uint32_t downtime_limit_ms;
 	uint64_t max_bandwidth_Bps;
@@ -45,6 +48,11 @@ struct stats {
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };
+
+/* The words the JSON file and `info migrate` use. A document without an
+ * ending reads as failed: a migration that wrote one has ended. */
+const char *stats_role_name(enum stats_role r);
+const char *stats_result_name(enum stats_result r);
 
 int stats_add_round(struct stats *st, const struct stats_round *r);
 void stats_free(struct stats *st);

@@ -230,7 +230,7 @@ static void test_monitor_and_name_clash(void **state)
 {
 	const char *sock = "/run/minivmm/itest-mon.sock";
 	struct proc vm, other;
-	char buf[1024];
+	char buf[8192];
 	size_t mark;
 	const char *argv[] = { NULL, "--kernel", COUNTER, "--name", "itest-mon",
 			       "--append", "period_ms=20", NULL };
@@ -251,6 +251,12 @@ static void test_monitor_and_name_clash(void **state)
 	assert_non_null(strstr(buf, "unknown command"));
 	assert_int_equal(h_monitor(sock, "help", buf, sizeof(buf)), 0);
 	assert_non_null(strstr(buf, "migrate"));
+	/* `help` lists every migration parameter (one table makes it). */
+	for (const char *const *p = (const char *const[]){ "downtime-ms", "max-bandwidth",
+		"verify-ram", "channels", "nice", "max-rounds", "max-bytes-factor", "max-time-s",
+		"on-nonconvergence", "manual-protect", "stats-json", "dirty-trace", NULL }; *p; p++)
+		if (!strstr(buf, *p))
+			fail_msg("help lacks %s", *p);
 
 	/* stop: no heartbeat for a while; cont: the next seq follows. */
 	assert_int_equal(h_monitor(sock, "stop", buf, sizeof(buf)), 0);

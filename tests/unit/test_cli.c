@@ -7,32 +7,34 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "migrate/params.h"
 #include "vmm/cli.h"
+#include "vmm/core/parse.h"
 
 static void test_sizes(void **state)
 {
 	uint64_t v;
 
 	(void)state;
-	assert_int_equal(cli_parse_size("256M", &v), 0);
+	assert_int_equal(parse_size("256M", &v), 0);
 	assert_int_equal(v, 256ull << 20);
-	assert_int_equal(cli_parse_size("2G", &v), 0);
+	assert_int_equal(parse_size("2G", &v), 0);
 	assert_int_equal(v, 2ull << 30);
-	assert_int_equal(cli_parse_size("2GiB", &v), 0);
+	assert_int_equal(parse_size("2GiB", &v), 0);
 	assert_int_equal(v, 2ull << 30);
-	assert_int_equal(cli_parse_size("64k", &v), 0);
+	assert_int_equal(parse_size("64k", &v), 0);
 	assert_int_equal(v, 64ull << 10);
-	assert_int_equal(cli_parse_size("4096", &v), 0);
+	assert_int_equal(parse_size("4096", &v), 0);
 	assert_int_equal(v, 4096);
-	assert_int_equal(cli_parse_size("1T", &v), 0);
+	assert_int_equal(parse_size("1T", &v), 0);
 	assert_int_equal(v, 1ull << 40);
-	assert_int_not_equal(cli_parse_size("", &v), 0);
-	assert_int_not_equal(cli_parse_size("M", &v), 0);
-	assert_int_not_equal(cli_parse_size("12Q", &v), 0);
-	assert_int_not_equal(cli_parse_size("-5M", &v), 0);
-	assert_int_not_equal(cli_parse_size("5MM", &v), 0);
-	assert_int_not_equal(cli_parse_size("99999999999999999999", &v), 0);
-	assert_int_not_equal(cli_parse_size("17179869184T", &v), 0); /* overflow */
+	assert_int_not_equal(parse_size("", &v), 0);
+	assert_int_not_equal(parse_size("M", &v), 0);
+	assert_int_not_equal(parse_size("12Q", &v), 0);
+	assert_int_not_equal(parse_size("-5M", &v), 0);
+	assert_int_not_equal(parse_size("5MM", &v), 0);
+	assert_int_not_equal(parse_size("99999999999999999999", &v), 0);
+	assert_int_not_equal(parse_size("17179869184T", &v), 0); /* overflow */
 }
 
 static int parse(struct cli_opts *o, char *err, const char **args)
@@ -55,8 +57,10 @@ static void test_defaults(void **state)
 	assert_string_equal(o.kernel, "g.elf");
 	assert_int_equal(o.mem, 256ull << 20);
 	assert_int_equal(o.cpus, 1);
-	assert_int_equal(o.downtime_ms, 30);
-	assert_int_equal(o.max_bandwidth, 0);
+	assert_int_equal(o.mig.downtime_ms, 30);
+	assert_int_equal(o.mig.max_bandwidth, 0);
+	assert_int_equal(o.mig.channels, 2);
+	assert_int_equal(o.mig_set, 0);
 	assert_null(o.name);
 	assert_int_equal(o.action, CLI_RUN);
 	assert_false(o.mem_given);
@@ -84,21 +88,31 @@ static void test_all_options(void **state)
 	assert_string_equal(o.monitor, "/tmp/m.sock");
 	assert_string_equal(o.migrate, "127.0.0.1:4444");
 	assert_true(o.migrate_after > 1.49 && o.migrate_after < 1.51);
-	assert_int_equal(o.downtime_ms, 50);
-	assert_int_equal(o.max_bandwidth, 100ull << 20);
-	assert_string_equal(o.stats_json, "s.json");
-	assert_string_equal(o.dirty_trace, "t.bin");
-	assert_true(o.verify_ram);
+	assert_int_equal(o.mig.downtime_ms, 50);
+	assert_int_equal(o.mig.max_bandwidth, 100ull << 20);
+	assert_string_equal(o.mig.stats_json, "s.json");
+	assert_string_equal(o.mig.dirty_trace, "t.bin");
+	assert_true(o.mig.verify_ram);
 	assert_true(o.mem_given);
 	assert_true(o.cpus_given);
-	assert_int_equal(o.channels, -1); /* not given: the default */
-	assert_int_equal(o.nice, -1);
+	/* not given: the default, and not marked as set */
+	assert_int_equal(o.mig.channels, 2);
+	assert_false(o.mig_set & (1u << mig_param_index(mig_param_by_name("channels"))));
+	assert_true(o.mig_set & (1u << mig_param_index(mig_param_by_name("downtime-ms"))));
 	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-k", "g",
 			 "--migrate-channels", "0", NULL }), 0);
-	assert_int_equal(o.channels, 0);
+	assert_int_equal(o.mig.channels, 0);
 	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":1",
 			 "--migrate-nice", "10", NULL }), 0);
-	assert_int_equal(o.nice, 10);
+	assert_int_equal(o.mig.nice, 10);
+	/* every parameter has its flag, made from the one table */
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "-k", "g",
+			 "--max-rounds", "7", "--on-nonconvergence", "cancel",
+			 "--max-time-s", "9", "--max-bytes-factor", "4", NULL }), 0);
+	assert_int_equal(o.mig.max_rounds, 7);
+	assert_int_equal(o.mig.nonconvergence, MIG_NONCONV_CANCEL);
+	assert_int_equal(o.mig.max_time_s, 9);
+	assert_int_equal(o.mig.max_bytes_factor, 4);
 }
 
 static void expect_error(const char **a, const char *needle)
@@ -138,6 +152,9 @@ static void test_bad_options(void **state)
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-channels", "x", NULL }, "--migrate-channels");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate-nice", "20", NULL }, "--migrate-nice");
 	expect_error((const char *[]){ "minivmm", "--migrate", "h:1", "--prealloc", NULL }, "--prealloc");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--on-nonconvergence", "maybe", NULL },
+		     "force|cancel");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--max-rounds", "-1", NULL }, "--max-rounds");
 }
 
 static void test_help_version(void **state)

@@ -1,0 +1,219 @@
+/* RAM, target side: ROUND frames open a round, PAGES land in guest RAM
+ * (every run checked against its size in ram_recv.c), CHANNELS sets up the
+ * data channels, and END's digest is checked against this side's RAM. */
+#include "migrate/ram/section_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "migrate/mig.h"
+
+/* Two helpers measured best on the 2-core machines (docs/migration.md,
+ * "Throughput"); on one CPU they would only take turns with the receiver. */
+static int prefault_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n >= 2 ? 2 : 0;
+}
+
+int ram_load_setup(void *sec, struct mig_tgt_env *env)
+{
+	struct ram_sec *x = sec;
+
+	/* The helpers only make it faster: without them, receive anyway. On
+	 * RAM populated ahead (--prealloc) they would only walk page tables. */
+	if (env->m->st.prealloc_bytes < env->vm->ram_size &&
+	    ram_prefault_start(&x->pf, env->vm, prefault_threads(), env->err, env->errlen) < 0)
+		fprintf(stderr, "minivmm: %s; receiving without prefault helpers\n", env->err);
+	return 0;
+}
+
+/* Folds what the data channels received since the last call into the
+ * stats; called where the channels are between rounds. */
+static void fold_channels(struct ram_sec *x, struct mig_tgt_env *env)
+{
+	struct chan_totals t;
+
+	if (!x->ct)
+		return;
+	chan_tgt_totals(x->ct, &t);
+	env->m->st.pages_normal += t.normal - x->ct_seen.normal;
+	env->m->st.pages_zero += t.zero - x->ct_seen.zero;
+	env->m->chan_bytes_in = t.bytes;
+	x->ct_seen = t;
+}
+
+static uint64_t in_bytes(const struct mig_tgt_env *env)
+{
+	return env->s->bytes_in + env->m->chan_bytes_in;
+}
+
+static void close_round(struct ram_sec *x, struct mig_tgt_env *env)
+{
+	struct stats *st = &env->m->st;
+
+	if (!x->in_round)
+		return;
+	fold_channels(x, env);
+	x->rec.duration_ms = clock_ms_since(env->t0) - x->rec.start_ms;
+	x->rec.bytes = in_bytes(env) - x->rec.bytes;
+	x->rec.pages_sent = st->pages_normal + st->pages_zero - x->pages_at_round;
+	stats_add_round(st, &x->rec);
+	x->in_round = false;
+}
+
+static int on_round(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
+{
+	struct stats *st = &env->m->st;
+	uint8_t b[ROUND_LEN];
+	int ret;
+
+	if (len != ROUND_LEN) {
+		snprintf(env->err, env->errlen, "bad ROUND: %u bytes", len);
+		return -EPROTO;
+	}
+	ret = stream_read_all(env->s, b, ROUND_LEN, env->err, env->errlen);
+	if (ret)
+		return ret;
+	/* No page of this round may land before every channel ended the
+	 * previous one (chan.h). */
+	if (x->ct && le_get32(b) > 0)
+		ret = chan_tgt_wait(x->ct, le_get32(b) - 1, env->err, env->errlen);
+	if (ret)
+		return ret;
+	close_round(x, env);
+	x->round = le_get32(b);
+	if (le_get32(b + 4) & ROUND_FLAG_FINAL) {
+		env->t_final = clock_now_ns();
+		st->converged = (le_get32(b + 4) & ROUND_FLAG_CONVERGED) != 0;
+	}
+	x->rec = (struct stats_round){
+		.round = x->round,
+		.start_ms = clock_ms_since(env->t0),
+		.bytes = in_bytes(env), /* start value; close_round subtracts */
+	};
+	x->in_round = true;
+	x->pages_at_round = st->pages_normal + st->pages_zero;
+	st->rounds++;
+	return 0;
+}
+
+/* The source asks for data channels before round 0; they connect to the
+ * listening socket and prove they belong to this migration with a token
+ * only this connection has seen. */
+static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
+{
+	uint8_t b[CHANNELS_LEN];
+	uint64_t token = 0;
+	uint32_t want;
+	int ret;
+
+	if (len != CHANNELS_LEN) {
+		snprintf(env->err, env->errlen, "bad CHANNELS: %u bytes", len);
+		return -EPROTO;
+	}
+	ret = stream_read_all(env->s, b, CHANNELS_LEN, env->err, env->errlen);
+	if (ret)
+		return ret;
+	if (x->ct || x->in_round || env->file) {
+		snprintf(env->err, env->errlen, "protocol error: CHANNELS after the rounds began");
+		return -EPROTO;
+	}
+	want = le_get32(b);
+	if (want > CHANNELS_MAX)
+		want = CHANNELS_MAX;
+	if (env->lfd < 0)
+		want = 0;
+	if (want && getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
+		snprintf(env->err, env->errlen, "getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	le_put32(b, want);
+	le_put64(b + 4, token);
+	ret = stream_send(env->s, ST_CHANNELS, b, CHANNELS_LEN, env->err, env->errlen);
+	if (!ret && want)
+		ret = chan_tgt_accept(&x->ct, env->lfd, want, token, env->vm, x->pf,
+				      MIG_IO_TIMEOUT_MS, env->nice, env->err, env->errlen);
+	if (!ret)
+		env->m->st.channels = want;
+	return ret;
+}
+
+int ram_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *h)
+{
+	struct ram_sec *x = sec;
+	struct stats *st = &env->m->st;
+	int ret;
+
+	switch (h->type) {
+	case ST_ROUND:
+		return on_round(x, env, h->len);
+	case ST_CHANNELS:
+		return on_channels(x, env, h->len);
+	case ST_PAGES:
+		if (!x->in_round) {
+			snprintf(env->err, env->errlen, "protocol error: pages outside a round");
+			return -EPROTO;
+		}
+		ret = ram_recv_pages(env->s, env->vm, x->pf, h->len, &st->pages_normal,
+				     &st->pages_zero, env->err, env->errlen);
+		x->rec.pages_sent = st->pages_normal + st->pages_zero - x->pages_at_round;
+		return ret;
+	default:
+		snprintf(env->err, env->errlen, "protocol error: %s is not a RAM frame",
+			 stream_type_name(h->type));
+		return -EPROTO;
+	}
+}
+
+/* A PING inside a round asks for the round's pages to be in (the
+ * source's end-of-round drain). */
+int ram_load_drain(void *sec, struct mig_tgt_env *env)
+{
+	struct ram_sec *x = sec;
+
+	if (x->ct && x->in_round)
+		return chan_tgt_wait(x->ct, x->round, env->err, env->errlen);
+	return 0;
+}
+
+int ram_load_complete(void *sec, struct mig_tgt_env *env, const struct mig_end *end)
+{
+	struct ram_sec *x = sec;
+	uint64_t got;
+	int ret;
+
+	/* The final round's pages on the channels come before anything is
+	 * checked or loaded. */
+	ret = ram_load_drain(sec, env);
+	if (ret)
+		return ret;
+	close_round(x, env);
+	if (!(end->flags & END_FLAG_DIGEST))
+		return 0;
+	got = ram_digest(env->vm->ram, env->vm->ram_size / VM_PAGE_SIZE);
+	if (got != end->digest) {
+		snprintf(env->err, env->errlen, "RAM digest mismatch: source %016llx, target %016llx",
+			 (unsigned long long)end->digest, (unsigned long long)got);
+		return -EIO;
+	}
+	fprintf(stderr, "minivmm: RAM digest verified: %016llx\n", (unsigned long long)got);
+	return 0;
+}
+
+void ram_load_cleanup(void *sec, struct mig_tgt_env *env)
+{
+	struct ram_sec *x = sec;
+
+	if (x->ct) {
+		fold_channels(x, env);
+		chan_tgt_close(x->ct); /* before the prefault helpers they use */
+		x->ct = NULL;
+	}
+	ram_prefault_stop(x->pf); /* before the VM (and its RAM) can go away */
+	x->pf = NULL;
+}

@@ -1,0 +1,231 @@
+/* RAM, source side: dirty tracking on, round 0 (every page), rounds 1..n
+ * (the pages the last sync found dirty), the final round in the pause.
+ * With data channels every round goes over them, the final one too: the
+ * estimate that chose to stop assumed their bandwidth. */
+#include "migrate/ram/section_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate/mig.h"
+#include "migrate/ram/bitmap.h"
+
+/* The target grants up to what was asked (0: one stream it is) and a
+ * token the channels present when they connect. */
+static int ask_channels(struct ram_sec *x, struct mig_src_env *env)
+{
+	uint8_t b[CHANNELS_LEN];
+	uint32_t len;
+	int ret;
+
+	le_put32(b, env->t->channels);
+	le_put64(b + 4, 0);
+	ret = stream_send(env->s, ST_CHANNELS, b, CHANNELS_LEN, env->err, env->errlen);
+	if (!ret)
+		ret = stream_recv_expect(env->s, ST_CHANNELS, b, sizeof(b), &len, "target",
+					 env->err, env->errlen);
+	if (ret)
+		return ret;
+	if (len != CHANNELS_LEN || le_get32(b) > env->t->channels) {
+		snprintf(env->err, env->errlen, "bad CHANNELS reply from the target");
+		return -EPROTO;
+	}
+	x->nchan = le_get32(b);
+	x->chan_token = le_get64(b + 4);
+	return 0;
+}
+
+static int open_channels(struct ram_sec *x, struct mig_src_env *env)
+{
+	struct mig *m = env->m;
+	struct chan_src_cfg cfg = {
+		.vm = env->vm, .d = &x->d, .cancel = &m->cancel,
+		.cancel_fd = m->cancel_efd, .rate = x->rs.rate,
+		.sent_bm = x->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
+		.nice = (int)env->t->nice, .live_bytes = &m->live_bytes,
+	};
+	int ret = chan_src_open(&x->cs, env->uri, x->nchan, x->chan_token, &cfg, env->err,
+				env->errlen);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&m->lock);
+	m->st.channels = x->nchan;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+int ram_save_setup(void *sec, struct mig_src_env *env)
+{
+	struct ram_sec *x = sec;
+	struct vm *vm = env->vm;
+	uint64_t npages = vm->ram_size / VM_PAGE_SIZE;
+	int ret = 0;
+
+	ram_send_init(&x->rs, vm, env->s, &env->m->cancel, env->rate);
+	x->rs.live_bytes = &env->m->live_bytes;
+	if (!env->file && env->t->verify_ram) {
+		/* Both sides hash all of RAM in the pause: part of its cost. */
+		uint64_t t = clock_now_ns();
+
+		(void)ram_digest(vm->ram, npages);
+		x->digest_ms = clock_ms_since(t);
+	}
+	if (!env->file && env->t->channels)
+		ret = ask_channels(x, env);
+	if (ret)
+		return ret;
+	if (env->t->dirty_trace[0]) {
+		ret = trace_open(&x->trace, env->t->dirty_trace, npages, VM_PAGE_SIZE);
+		if (ret) {
+			snprintf(env->err, env->errlen, "dirty trace %.300s: %s",
+				 env->t->dirty_trace, strerror(-ret));
+			return ret;
+		}
+		x->tracing = true;
+		x->rs.sent_bm = calloc(bm_words(npages), 8);
+	}
+	if (x->nchan && (ret = open_channels(x, env)) != 0)
+		return ret;
+	if (env->file) {
+		x->d.npages = npages;
+		return 0;
+	}
+	ret = ram_dirty_start(vm, &x->d, env->t->manual_protect, env->err, env->errlen);
+	x->t_last_sync = clock_now_ns();
+	return ret;
+}
+
+/* The channels' figures since the last call, into the sender's. */
+static void fold_channels(struct ram_sec *x, struct mig_src_env *env)
+{
+	struct chan_totals t;
+
+	chan_src_totals(x->cs, &t);
+	x->rs.pages_normal += t.normal - x->cs_seen.normal;
+	x->rs.pages_zero += t.zero - x->cs_seen.zero;
+	x->rs.pages_skipped += t.skipped - x->cs_seen.skipped;
+	env->extra_bytes_out = t.bytes;
+	x->cs_seen = t;
+}
+
+static void publish(struct ram_sec *x, struct mig_src_env *env)
+{
+	struct mig *m = env->m;
+
+	pthread_mutex_lock(&m->lock);
+	m->st.pages_normal = x->rs.pages_normal;
+	m->st.pages_zero = x->rs.pages_zero;
+	m->st.pages_skipped = x->rs.pages_skipped;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int send_round_marker(struct mig_src_env *env, const struct mig_pass *p)
+{
+	uint8_t b[ROUND_LEN];
+
+	le_put32(b, p->round);
+	le_put32(b + 4, (p->final ? ROUND_FLAG_FINAL : 0) |
+		 (env->converged ? ROUND_FLAG_CONVERGED : 0));
+	return stream_send(env->s, ST_ROUND, b, ROUND_LEN, env->err, env->errlen);
+}
+
+int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
+{
+	struct ram_sec *x = sec;
+	uint64_t t = clock_now_ns();
+	uint64_t p0 = x->rs.pages_normal + x->rs.pages_zero;
+	int ret;
+
+	/* A trace problem must not fail the migration: tracing stops. */
+	if (x->tracing && p->round > 0 &&
+	    trace_round(&x->trace, p->round, t - env->t0, x->d.bm) < 0)
+		x->tracing = false;
+	ret = send_round_marker(env, p);
+	if (!ret && x->cs) {
+		ret = chan_src_round(x->cs, p->round, env->err, env->errlen);
+		fold_channels(x, env);
+	} else if (!ret) {
+		ret = p->round == 0 ? ram_send_all(&x->rs, &x->d, env->err, env->errlen) :
+		      ram_send_dirty(&x->rs, &x->d, env->err, env->errlen);
+	}
+	publish(x, env);
+	if (ret)
+		return ret;
+	p->rec->pages_sent = x->rs.pages_normal + x->rs.pages_zero - p0;
+	if (p->round == 0) {
+		p->rec->dirty_pages = x->d.npages;
+		p->resend_bytes = p->rec->pages_sent * RAM_WIRE_PAGE_BYTES;
+		if (x->tracing && trace_round(&x->trace, 0, t - env->t0, x->rs.sent_bm) < 0)
+			x->tracing = false;
+		free(x->rs.sent_bm);
+		x->rs.sent_bm = NULL;
+	}
+	return 0;
+}
+
+int ram_save_pending(void *sec, struct mig_src_env *env, struct mig_pass *p,
+		     struct mig_pending *out)
+{
+	struct ram_sec *x = sec;
+	uint64_t t, dirty;
+	int ret;
+
+	/* The sync that chose to stop sent nothing: the final round's dirty
+	 * rate counts from the last round that did. */
+	if (p->final)
+		x->t_last_sync = x->t_prev_sync;
+	t = clock_now_ns();
+	ret = ram_dirty_sync(env->vm, &x->d, env->err, env->errlen);
+	if (ret)
+		return ret;
+	dirty = bm_count(x->d.bm, x->d.npages);
+	x->sync_ms = clock_ms_since(t);
+	p->rec->dirty_pages = dirty;
+	p->rec->dirty_rate_pps = t > x->t_last_sync ?
+		(double)dirty * 1e9 / (double)(t - x->t_last_sync) : 0;
+	x->t_prev_sync = x->t_last_sync;
+	x->t_last_sync = t;
+	out->bytes += dirty * RAM_WIRE_PAGE_BYTES;
+	out->rate_Bps += p->rec->dirty_rate_pps * RAM_WIRE_PAGE_BYTES;
+	pthread_mutex_lock(&env->m->lock);
+	env->m->remaining_pages = dirty;
+	pthread_mutex_unlock(&env->m->lock);
+	return 0;
+}
+
+/* In the pause: the last dirty sync, and hashing RAM when --verify-ram
+ * (both sides hash). */
+double ram_save_cost_ms(void *sec, struct mig_src_env *env)
+{
+	struct ram_sec *x = sec;
+
+	(void)env;
+	return x->sync_ms + 2 * x->digest_ms;
+}
+
+int ram_save_complete(void *sec, struct mig_src_env *env, struct mig_end *end)
+{
+	(void)sec;
+	if (env->t->verify_ram) {
+		end->flags |= END_FLAG_DIGEST;
+		end->digest = ram_digest(env->vm->ram, env->vm->ram_size / VM_PAGE_SIZE);
+	}
+	return 0;
+}
+
+void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok)
+{
+	struct ram_sec *x = sec;
+
+	(void)ok;
+	if (x->tracing)
+		trace_close(&x->trace);
+	x->tracing = false;
+	free(x->rs.sent_bm);
+	x->rs.sent_bm = NULL;
+	ram_dirty_stop(env->vm, &x->d);
+	chan_src_close(x->cs);
+	x->cs = NULL;
+}
