@@ -428,7 +428,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if not a.results:
         runs = sorted(os.path.relpath(os.path.dirname(p), ROOT) for p in
-                      glob.glob(os.path.join(ROOT, "docs", "results", "*", RESULTS_FILE)))
+                      glob.glob(os.path.join(ROOT, "docs", "results", "*", RESULTS_FILE))
+                      if any(o.get("kind") == "run" for o in jsonl.read_lines(p)[0]))
         print("report: which run? e.g. make bench-report BENCH_RESULTS=DIR, or report.py DIR; "
               "run folders here:\n  " + "\n  ".join(runs or ["(none)"]), file=sys.stderr)
         return 2

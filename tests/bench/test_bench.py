@@ -5,6 +5,7 @@ report helpers, where a run writes its results and its report, and that
 every relative link in docs/ leads to a file. Prints 'N passed, N failed'
 last; exits non-zero on failure."""
 
+import calendar
 import contextlib
 import glob
 import io
@@ -16,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -374,7 +374,7 @@ class RunFolderTests(unittest.TestCase):
             f.write(SAMPLE_CONF)
         self.cfg = benchconf.load(self.conf)
         self.runs = benchconf.expand(self.cfg)
-        self.now = time.mktime((2026, 11, 30, 12, 0, 0, 0, 0, 0)) - time.timezone
+        self.now = calendar.timegm((2026, 11, 30, 12, 0, 0, 0, 0, 0))
 
     def tearDown(self):
         shutil.rmtree(self.root)
