@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """minivmm benchmark runner (docs/benchmarking.md).
 
-    bench.py run CONFIG [--results FILE] [--repeats N] [--cells a,b] [--dry-run]
-    bench.py boot [--runs 20] [--results FILE]
+    bench.py run CONFIG [--out DIR | --resume DIR] [--repeats N] [--cells a,b] [--dry-run]
+    bench.py boot [--runs 20] [--out DIR]
     bench.py ceiling
 
 `run` expands the matrix, measures the physical ceilings (again before each
-cell), then runs every
-run that has no result line yet (an interrupted matrix resumes), one JSON line
-per run. Progress and ETA on stderr.
+cell), runs every run and appends one JSON line per run to DIR/results.jsonl,
+then renders DIR/index.md and DIR/plots/ (report.py, that folder only).
+DIR is a new folder docs/results/NAME-YYYYmmddTHHMMSSZ/ (UTC) unless --out
+names one; results already on disk never count as done, except with
+--resume DIR, which runs only what DIR/results.jsonl lacks (an interrupted
+matrix). Progress and ETA on stderr.
 """
 
 import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -27,10 +31,69 @@ sys.path.insert(0, HERE)
 import benchconf  # noqa: E402
 import harness  # noqa: E402
 import jsonl  # noqa: E402
+import report  # noqa: E402
 
 ROOT = harness.ROOT
 CEILING = os.path.join(ROOT, "build", "bench", "ceiling")
 MINIVMM = os.path.join(ROOT, "minivmm")
+RESULTS_ROOT = os.path.join(ROOT, "docs", "results")
+RESULTS_FILE = "results.jsonl"
+
+
+class BenchError(Exception):
+    """A run that cannot start; main() prints it and exits 2."""
+
+
+def utc_stamp(t=None):
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
+
+
+def results_dir(name, out=None, resume=None, root=RESULTS_ROOT, now=None):
+    """(folder, resuming) for a run of matrix NAME.
+
+    A run measures afresh into a folder of its own, so that results already
+    on disk (committed ones included) are never taken for this run's: NAME
+    plus the UTC start time under ROOT, or OUT. Only RESUME (a folder or its
+    results.jsonl) continues an earlier run."""
+    if resume:
+        d = os.path.abspath(resume)
+        if os.path.basename(d) == RESULTS_FILE:
+            d = os.path.dirname(d)
+        if not os.path.isfile(os.path.join(d, RESULTS_FILE)):
+            raise BenchError("--resume %s: no %s there" % (resume, RESULTS_FILE))
+        return d, True
+    d = os.path.abspath(out) if out else os.path.join(root, "%s-%s" % (name, utc_stamp(now)))
+    objs, _ = jsonl.read_lines(os.path.join(d, RESULTS_FILE))
+    if objs:
+        raise BenchError("%s already holds results: --resume %s to continue that run, "
+                         "or --out a new folder" % (d, d))
+    return d, False
+
+
+def plan(cfg, config_path, out=None, resume=None, repeats=None, cells=None,
+         root=RESULTS_ROOT, now=None):
+    """What `run` will do: {name, dir, results, runs, todo, resuming}."""
+    runs = benchconf.expand(cfg, repeats)
+    if cells:
+        keep = set(cells.split(","))
+        unknown = keep - {r["cell"] for r in runs}
+        if unknown:
+            raise BenchError("no cell %s in %s" % (", ".join(sorted(unknown)), config_path))
+        runs = [r for r in runs if r["cell"] in keep]
+    name = cfg["matrix"].get("name", os.path.splitext(os.path.basename(config_path))[0])
+    d, resuming = results_dir(name, out, resume, root, now)
+    results = os.path.join(d, RESULTS_FILE)
+    done = set()
+    if resuming:
+        objs, _ = jsonl.read_lines(results)
+        other = {o.get("matrix") for o in objs if o.get("kind") in ("run", "ceiling")} - {name}
+        if other:
+            raise BenchError("--resume %s: it holds matrix %s, not %s" % (
+                d, ", ".join(sorted(map(str, other))), name))
+        done = jsonl.done_run_ids(results)
+    todo = [r for r in runs if r["run_id"] not in done]
+    return {"name": name, "dir": d, "results": results, "runs": runs, "todo": todo,
+            "resuming": resuming}
 
 
 def log(msg):
@@ -83,10 +146,16 @@ def measure_ceilings(links=()):
 
 
 def ensure_env(need_qemu):
-    pk = {"gnuplot": "gnuplot-nox", "ip": "iproute2", "tc": "iproute2", "/usr/bin/time": "time"}
+    """Install what the runs and their report need, or stop before measuring."""
+    pk = dict(report.NEEDS)
+    pk.update({"ip": "iproute2", "tc": "iproute2", "/usr/bin/time": "time"})
     if need_qemu:
         pk[harness.QEMU] = "qemu-system-x86"
     harness.ensure_packages(pk, log)
+    missing = sorted({p for c, p in pk.items() if not shutil.which(c)})
+    if missing:
+        raise BenchError("missing and not installable: %s (as root: apt-get update && "
+                         "apt-get install %s)" % (" ".join(missing), " ".join(missing)))
     if not os.path.exists(MINIVMM) or not os.path.exists(harness.guest_elf("dirty")):
         log("bench: building minivmm and guests (make)")
         subprocess.run(["make", "-C", ROOT, "-s", "all"], check=True)
@@ -94,24 +163,23 @@ def ensure_env(need_qemu):
 
 def cmd_run(a):
     cfg = benchconf.load(a.config)
-    runs = benchconf.expand(cfg, a.repeats)
-    if a.cells:
-        keep = set(a.cells.split(","))
-        runs = [r for r in runs if r["cell"] in keep]
-    name = cfg["matrix"].get("name", os.path.splitext(os.path.basename(a.config))[0])
-    results = a.results or os.path.join(ROOT, "docs", "results", "data", "%s.jsonl" % name)
-    done = jsonl.done_run_ids(results)
-    todo = [r for r in runs if r["run_id"] not in done]
-    log("bench: matrix %s: %d runs, %d done, %d to do -> %s" % (name, len(runs), len(runs) - len(todo),
-                                                               len(todo), os.path.relpath(results, ROOT)))
+    p = plan(cfg, a.config, a.out, a.resume, a.repeats, a.cells)
+    name, results, todo, runs = p["name"], p["results"], p["todo"], p["runs"]
+    log("bench: matrix %s: %d runs, %d done, %d to do -> %s%s" % (
+        name, len(runs), len(runs) - len(todo), len(todo), os.path.relpath(p["dir"], ROOT),
+        " (resuming)" if p["resuming"] else ""))
     if a.dry_run:
         for r in todo:
             print(r["run_id"])
         return 0
     if not todo:
-        return 0
+        return render(p["dir"])
     need_qemu = any(not r["inputs"]["vmm"].startswith("minivmm") for r in todo)
     ensure_env(need_qemu)
+    os.makedirs(p["dir"], exist_ok=True)
+    if not p["resuming"]:
+        # the matrix as run, beside its results
+        shutil.copyfile(a.config, os.path.join(p["dir"], "matrix.conf"))
     session = uuid.uuid4().hex[:12]
     facts = harness.machine_facts()
     links = []
@@ -122,7 +190,9 @@ def cmd_run(a):
     log("bench: measuring ceilings (memcpy, zero scan, single-stream TCP)")
     ceil = measure_ceilings(links)
     jsonl.append_line(results, {"kind": "ceiling", "schema": jsonl.SCHEMA_CEILING, "session": session,
-                                "matrix": name, "machine": facts, "ceiling": ceil})
+                                "matrix": name, "machine": facts, "ceiling": ceil,
+                                "config": os.path.relpath(os.path.abspath(a.config), ROOT),
+                                "repeats_override": a.repeats, "cells": a.cells})
     log("bench: memcpy %.1f GB/s, loopback TCP %.1f Gbit/s" % (
         ceil.get("memcpy", {}).get("memcpy_Bps", 0) / 1e9,
         ceil.get("tcp_loopback", {}).get("tcp_Bps", 0) * 8 / 1e9))
@@ -198,7 +268,21 @@ def cmd_run(a):
     log("bench: %d runs in %s; results in %s" % (sum(len(v) for v in durations.values()),
                                                   fmt_s(time.monotonic() - t_begin),
                                                   os.path.relpath(results, ROOT)))
-    return 130 if stop["flag"] else 0
+    rc = render(p["dir"])
+    if stop["flag"]:
+        rel = os.path.relpath(p["dir"], ROOT)
+        log("bench: interrupted; to finish this run: make ... BENCH_RESUME=%s, or "
+            "bench.py run %s --resume %s" % (rel, a.config, rel))
+        return 130
+    return rc
+
+
+def render(d):
+    """This run's report, and no other: DIR/index.md and DIR/plots/."""
+    rc = report.main([d])
+    if rc:
+        log("bench: the report of %s failed (exit %d)" % (os.path.relpath(d, ROOT), rc))
+    return rc
 
 
 def _r(x):
@@ -221,7 +305,8 @@ def cmd_boot(a):
     ensure_env(True)
     hello = harness.guest_elf("hello")
     counter = harness.guest_elf("counter")
-    results = a.results or os.path.join(ROOT, "docs", "results", "data", "boot.jsonl")
+    d, _ = results_dir("boot", a.out)
+    results = os.path.join(d, RESULTS_FILE)
     facts = harness.machine_facts()
     mv_cmd = [MINIVMM, "--kernel", hello]
     q_cmd = [harness.QEMU, "-enable-kvm", "-nodefaults", "-display", "none", "-monitor", "none", "-m", "256M",
@@ -266,7 +351,7 @@ def cmd_boot(a):
         print("peak RSS %-13s %s KiB (exit %s)" % (k, v["maxrss_kib"], v["exit"]))
     if bad:
         print("WARNING: %d runs did not print the hello line / exit 1" % len(bad))
-    print("results appended to %s" % os.path.relpath(results, ROOT))
+    print("results in %s" % os.path.relpath(results, ROOT))
     return 0
 
 
@@ -280,18 +365,26 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("config")
-    r.add_argument("--results")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="DIR", help="new results folder (default: "
+                       "docs/results/NAME-UTCSTAMP/)")
+    where.add_argument("--resume", metavar="DIR", help="continue the run in DIR: only the runs "
+                       "its results.jsonl lacks")
     r.add_argument("--repeats", type=int)
     r.add_argument("--cells")
     r.add_argument("--dry-run", action="store_true")
     b = sub.add_parser("boot")
     b.add_argument("--runs", type=int, default=20)
-    b.add_argument("--results")
+    b.add_argument("--out", metavar="DIR", help="default: docs/results/boot-UTCSTAMP/")
     sub.add_parser("ceiling")
     a = ap.parse_args()
     if os.geteuid() != 0 and a.cmd == "run":
         log("bench: note: network namespaces and apt-get need root")
-    return {"run": cmd_run, "boot": cmd_boot, "ceiling": cmd_ceiling}[a.cmd](a)
+    try:
+        return {"run": cmd_run, "boot": cmd_boot, "ceiling": cmd_ceiling}[a.cmd](a)
+    except (BenchError, benchconf.ConfigError) as e:
+        log("bench: error: %s" % e)
+        return 2
 
 
 if __name__ == "__main__":

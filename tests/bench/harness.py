@@ -496,7 +496,7 @@ def run_minivmm(ctx):
                                     "--stats-json", tgt_stats]
     # minivmm-prealloc: the target knows the VM's shape and populates its
     # RAM while it waits (as QEMU's -mem-prealloc); minivmm-1stream: no
-    # data channels, one TCP stream as before they existed.
+    # data channels (--migrate-channels 0), the whole migration on one TCP stream.
     if inp["vmm"] == "minivmm-prealloc":
         tgt_cmd += ["--mem", "%dM" % (inp["mem"] >> 20), "--cpus", str(inp["cpus"]), "--prealloc"]
     src_cmd = ctx.link.prefix(0) + [ctx.minivmm, "--kernel", guest_elf(inp["guest"]),

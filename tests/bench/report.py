@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Turn benchmark JSON lines into docs/results/: index.md (tables) and plots
-(gnuplot, SVG + PNG).
+"""Turn one benchmark run's JSON lines into its report: index.md (tables) and
+plots/ (gnuplot, SVG + PNG), in the run's own folder.
 
-    report.py [RESULTS.jsonl ...] [--out docs/results]
+    report.py DIR|RESULTS.jsonl ... [--out DIR] [--no-plots]
 
-Default input: every docs/results/data/*.jsonl except boot.jsonl.
+Each input is rendered into its own folder and nothing else is touched; with
+--out, several inputs make one report there. gnuplot is installed from Debian
+when missing; without it nothing is written (unless --no-plots).
 """
 
 import argparse
@@ -21,6 +23,9 @@ sys.path.insert(0, HERE)
 import jsonl  # noqa: E402
 
 CMD = "make bench-report"
+RESULTS_FILE = "results.jsonl"  # in a run folder, beside its index.md and plots/
+NEEDS = {"gnuplot": "gnuplot-nox"}  # command -> Debian package
+GNUPLOT_FAILED = []  # plots gnuplot refused in this rendering: the report then fails
 VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0", "qemu", "qemu-multifd", "qemu-xbzrle",
              "qemu-ac", "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc"]
 FIG = [  # (key, header, scale, fmt)
@@ -260,6 +265,7 @@ def gnuplot(script, outbase):
         r = subprocess.run(["gnuplot"], input=full, text=True, capture_output=True)
         if r.returncode:
             print("report: gnuplot failed for %s: %s" % (outbase, r.stderr.strip()[:500]), file=sys.stderr)
+            GNUPLOT_FAILED.append(outbase)
             return False
     with open(outbase + ".gp", "w") as f:
         f.write("# made by: %s (tests/bench/report.py)\n%s\n" % (CMD, script))
@@ -396,40 +402,76 @@ def plot_honesty(runs, outdir):
     return base if gnuplot(script, base) else None
 
 
+def results_of(arg):
+    """(results file, default report folder) for a run folder or a .jsonl file."""
+    p = os.path.abspath(arg)
+    if os.path.isdir(p):
+        return os.path.join(p, RESULTS_FILE), p
+    return p, os.path.dirname(p)
+
+
+def have_gnuplot(install=True):
+    """gnuplot on PATH, installed from Debian if missing (as the bench runner does)."""
+    if shutil.which("gnuplot") is None and install:
+        import harness
+        harness.ensure_packages(NEEDS, lambda m: print("report: " + m.split(": ", 1)[-1], file=sys.stderr))
+    return shutil.which("gnuplot") is not None
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("results", nargs="*")
-    ap.add_argument("--out", default=None, help="default: docs/results for the default matrix, "
-                    "docs/results/NAME for matrix NAME")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="*", help="run folders (DIR/results.jsonl) or JSON-line files")
+    ap.add_argument("--out", default=None, help="report folder; default: the folder of each "
+                    "results file, each rendered on its own. With several inputs and --out, "
+                    "one report of them all")
+    ap.add_argument("--no-plots", action="store_true", help="tables only (no gnuplot)")
     a = ap.parse_args(argv)
     if not a.results:
-        # one report per matrix file
-        rc = 1
-        for p in sorted(glob.glob(os.path.join(ROOT, "docs", "results", "data", "*.jsonl"))):
-            n = os.path.splitext(os.path.basename(p))[0]
-            if n == "boot":
-                continue
-            out = os.path.join(ROOT, "docs", "results") if n == "default" else \
-                os.path.join(ROOT, "docs", "results", n)
-            rc = min(rc, main([p, "--out", out]))
+        runs = sorted(os.path.relpath(os.path.dirname(p), ROOT) for p in
+                      glob.glob(os.path.join(ROOT, "docs", "results", "*", RESULTS_FILE))
+                      if any(o.get("kind") == "run" for o in jsonl.read_lines(p)[0]))
+        print("report: which run? e.g. make bench-report BENCH_RESULTS=DIR, or report.py DIR; "
+              "run folders here:\n  " + "\n  ".join(runs or ["(none)"]), file=sys.stderr)
+        return 2
+    if a.out is None and len(a.results) > 1:
+        rc = 0
+        for r in a.results:
+            rc = max(rc, main([r] + (["--no-plots"] if a.no_plots else [])))
         return rc
-    paths = [os.path.abspath(p) for p in a.results]
-    if a.out is None:
-        # named after the (single) results file, as without arguments
-        n = os.path.splitext(os.path.basename(paths[0]))[0] if len(paths) == 1 else "default"
-        a.out = os.path.join(ROOT, "docs", "results") if n == "default" else \
-            os.path.join(ROOT, "docs", "results", n)
-    a.out = os.path.abspath(a.out)
+    inputs = [results_of(r) for r in a.results]
+    paths = [p for p, _ in inputs]
+    out = os.path.abspath(a.out) if a.out else inputs[0][1]
+    for p in paths:
+        if not os.path.isfile(p):
+            print("report: %s: no such results file" % p, file=sys.stderr)
+            return 1
+    if not a.no_plots and not have_gnuplot():
+        print("report: gnuplot is missing and could not be installed (as root: apt-get update && "
+              "apt-get install gnuplot-nox); nothing written. --no-plots for tables only",
+              file=sys.stderr)
+        return 1
+    cwd = os.getcwd()
+    try:
+        return render(paths, out, not a.no_plots)
+    finally:
+        os.chdir(cwd)
+
+
+def render(paths, out, with_plots):
     runs, ceilings, bad = load(paths)
     if not runs:
-        print("report: no run lines in %s" % (", ".join(paths) or "docs/results/data/"), file=sys.stderr)
+        print("report: no run lines in %s" % ", ".join(paths), file=sys.stderr)
         return 1
-    os.makedirs(a.out, exist_ok=True)
-    pdir = os.path.join(a.out, "plots")
+    pdir = os.path.join(out, "plots")
+    # what an earlier rendering of this report left (only this folder's plots)
+    for old in glob.glob(os.path.join(pdir, "*")):
+        if old.endswith((".dat", ".gp", ".svg", ".png")):
+            os.remove(old)
     os.makedirs(pdir, exist_ok=True)
     made = []
-    if shutil.which("gnuplot"):
-        os.chdir(a.out)  # keep paths inside the .gp files relative
+    del GNUPLOT_FAILED[:]
+    if with_plots:
+        os.chdir(out)  # keep paths inside the .gp files relative
         rel = "plots"
         made.append(("Total time and bytes vs working set", plot_vs(
             runs, rel, "wss", "working set (MiB)",
@@ -443,12 +485,12 @@ def main(argv=None):
             rate_x, logx=True, logy=True)))
         made.append(("Dirty pages per round", plot_rounds(runs, rel)))
         made.append(("Reported downtime vs guest-observed gap", plot_honesty(runs, rel)))
-    else:
-        print("report: gnuplot missing (apt-get install gnuplot-nox): tables only", file=sys.stderr)
     md = ["# Benchmark results", "",
-          "Generated by `%s` (tests/bench/report.py) from %s. Every figure: median [min-max] over the "
-          "repeats; definitions in docs/benchmarking.md. Raw data: the JSON lines in docs/results/data/." % (
-              CMD, ", ".join("`%s`" % os.path.relpath(p, ROOT) for p in paths)), "",
+          "Generated by `%s` (tests/bench/report.py) from %s%s. Every figure: median [min-max] over "
+          "the repeats; definitions in docs/benchmarking.md." % (
+              CMD, ", ".join("`%s`" % os.path.relpath(p, ROOT) for p in paths),
+              " (the matrix as run: `matrix.conf` beside it)" if
+              os.path.exists(os.path.join(os.path.dirname(paths[0]), "matrix.conf")) else ""), "",
           "## Machine (facts and ceilings measured in the same run)", "", machine_table(ceilings, runs)]
     if bad:
         md.append("(%d unreadable lines skipped)\n" % bad)
@@ -458,11 +500,11 @@ def main(argv=None):
         for t, b in plots:
             md.append("### %s\n\n![%s](%s.svg)\n\n([PNG](%s.png), [gnuplot script](%s.gp))\n" % (t, t, b, b, b))
     md.append(tables(runs))
-    with open(os.path.join(a.out, "index.md"), "w") as f:
+    with open(os.path.join(out, "index.md"), "w") as f:
         f.write("\n".join(md) + "\n")
-    print("report: %d runs -> %s (%d plots)" % (len(runs), os.path.relpath(os.path.join(a.out, "index.md"), ROOT),
+    print("report: %d runs -> %s (%d plots)" % (len(runs), os.path.relpath(os.path.join(out, "index.md"), ROOT),
                                                  len(plots)))
-    return 0
+    return 1 if GNUPLOT_FAILED else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,15 @@
 #!/usr/bin/env python3
 """Unit tests of the benchmark suite (run by `make test`): config parser,
 JSON-line writer, dirty-trace format (Python and C sides), replay tool,
-report helpers. Prints 'N passed, N failed' last; exits non-zero on failure."""
+report helpers, where a run writes its results and its report, and that
+every relative link in docs/ leads to a file. Prints 'N passed, N failed'
+last; exits non-zero on failure."""
+
+import calendar
+import contextlib
+import glob
+import io
+import re
 
 import json
 import os
@@ -15,8 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
+import bench  # noqa: E402
 import benchconf  # noqa: E402
 import jsonl  # noqa: E402
+import report  # noqa: E402
 import replay  # noqa: E402
 import tracefmt  # noqa: E402
 
@@ -326,6 +336,268 @@ def load_report_tests():
     return ReportTests
 
 
+def run_line(run, status="ok", matrix="t"):
+    """A result line as bench.py writes it, with made-up figures."""
+    return {"kind": "run", "schema": jsonl.SCHEMA_RUN, "matrix": matrix, "run_id": run["run_id"],
+            "cell": run["cell"], "repeat": run["repeat"], "axes": run["axes"],
+            "inputs": benchconf.typed_inputs(run["inputs"]), "machine": {}, "ceiling": {},
+            "status": status,
+            "result": {"outcome": "completed", "total_ms": 10.0 + run["repeat"], "downtime_ms": 1.5,
+                       "gap_ms": 101.0, "bytes_total": 1 << 20, "rounds": 2, "verify_pass": True}}
+
+
+def write_run_folder(d, runs, matrix="t"):
+    jsonl.append_line(os.path.join(d, bench.RESULTS_FILE),
+                      {"kind": "ceiling", "matrix": matrix, "machine": {"cores": 2}, "ceiling": {}})
+    for r in runs:
+        jsonl.append_line(os.path.join(d, bench.RESULTS_FILE), run_line(r, matrix=matrix))
+
+
+def tree(d):
+    """{relative path: (size, mtime_ns)} of every file under D."""
+    out = {}
+    for base, _, files in os.walk(d):
+        for f in files:
+            p = os.path.join(base, f)
+            st = os.stat(p)
+            out[os.path.relpath(p, d)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+class RunFolderTests(unittest.TestCase):
+    """A run measures afresh into a folder of its own unless told to resume."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.conf = os.path.join(self.root, "t.conf")
+        with open(self.conf, "w") as f:
+            f.write(SAMPLE_CONF)
+        self.cfg = benchconf.load(self.conf)
+        self.runs = benchconf.expand(self.cfg)
+        self.now = calendar.timegm((2026, 11, 30, 12, 0, 0, 0, 0, 0))
+
+    def tearDown(self):
+        shutil.rmtree(self.root)
+
+    def test_folder_name(self):
+        self.assertEqual(bench.utc_stamp(0), "19700101T000000Z")
+        p = bench.plan(self.cfg, self.conf, root=self.root, now=self.now)
+        self.assertEqual(p["dir"], os.path.join(self.root, "t-20261130T120000Z"))
+        self.assertEqual(p["results"], os.path.join(p["dir"], "results.jsonl"))
+        self.assertFalse(p["resuming"])
+        self.assertFalse(os.path.exists(p["dir"]), "planning must not create the folder")
+        out = os.path.join(self.root, "mine")
+        self.assertEqual(bench.plan(self.cfg, self.conf, out=out, root=self.root)["dir"], out)
+        # the name comes from the config file when the matrix has none
+        cfg = benchconf.parse(SAMPLE_CONF.replace("name = t", ""))
+        self.assertTrue(os.path.basename(bench.plan(cfg, "/x/matrix-foo.conf", root=self.root,
+                                                    now=self.now)["dir"]).startswith("matrix-foo-2026"))
+
+    def test_fresh_by_default(self):
+        # results of every run already on disk, as committed ones are
+        write_run_folder(os.path.join(self.root, "t-20200101T000000Z"), self.runs)
+        write_run_folder(os.path.join(self.root, "data"), self.runs)
+        os.rename(os.path.join(self.root, "data", "results.jsonl"), os.path.join(self.root, "data", "t.jsonl"))
+        p = bench.plan(self.cfg, self.conf, root=self.root, now=self.now)
+        self.assertEqual([r["run_id"] for r in p["todo"]], [r["run_id"] for r in self.runs])
+        self.assertNotEqual(p["dir"], os.path.join(self.root, "t-20200101T000000Z"))
+
+    def test_out_holding_results_is_refused(self):
+        d = os.path.join(self.root, "old")
+        write_run_folder(d, self.runs[:1])
+        with self.assertRaises(bench.BenchError) as cm:
+            bench.plan(self.cfg, self.conf, out=d, root=self.root)
+        self.assertIn("--resume", str(cm.exception))
+        os.makedirs(os.path.join(self.root, "empty"))
+        self.assertEqual(len(bench.plan(self.cfg, self.conf, out=os.path.join(self.root, "empty"))["todo"]), 9)
+
+    def test_resume(self):
+        d = os.path.join(self.root, "t-20200101T000000Z")
+        write_run_folder(d, self.runs[:4])
+        jsonl.append_line(os.path.join(d, "results.jsonl"), run_line(self.runs[4], status="harness-error"))
+        for where in (d, os.path.join(d, "results.jsonl")):
+            p = bench.plan(self.cfg, self.conf, resume=where, root=self.root)
+            self.assertTrue(p["resuming"])
+            self.assertEqual(p["dir"], d)
+            # done: the 4 ok lines; the harness error is redone
+            self.assertEqual([r["run_id"] for r in p["todo"]], [r["run_id"] for r in self.runs[4:]])
+        with self.assertRaises(bench.BenchError):
+            bench.plan(self.cfg, self.conf, resume=os.path.join(self.root, "nothing"))
+        other = os.path.join(self.root, "other")
+        write_run_folder(other, self.runs[:1], matrix="quick")
+        with self.assertRaises(bench.BenchError) as cm:
+            bench.plan(self.cfg, self.conf, resume=other)
+        self.assertIn("quick", str(cm.exception))
+
+    def test_unknown_cell(self):
+        self.assertEqual(len(bench.plan(self.cfg, self.conf, cells="b", root=self.root)["todo"]), 1)
+        with self.assertRaises(bench.BenchError):
+            bench.plan(self.cfg, self.conf, cells="a,zz", root=self.root)
+
+    def test_cli_dry_run(self):
+        """The shipped quick matrix: every run to do, nothing written, whatever is committed."""
+        quick = os.path.join(HERE, "matrix-quick.conf")
+        n = len(benchconf.expand(benchconf.load(quick)))
+        before = sorted(os.listdir(bench.RESULTS_ROOT))
+        r = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "run", quick, "--dry-run"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.split()), n)
+        self.assertIn("%d runs, 0 done, %d to do -> docs/results/quick-" % (n, n), r.stderr)
+        self.assertEqual(sorted(os.listdir(bench.RESULTS_ROOT)), before)
+        # resuming a finished run: nothing to do
+        d = os.path.join(self.root, "q")
+        write_run_folder(d, benchconf.expand(benchconf.load(quick)), matrix="quick")
+        r = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "run", quick, "--dry-run",
+                            "--resume", d], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("%d done, 0 to do" % n, r.stderr)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "run", quick, "--dry-run",
+                            "--out", d], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("already holds results", r.stderr)
+
+
+FAKE_GNUPLOT = """#!/bin/sh
+# writes an empty file for every 'set output' of the script on stdin
+sed -n "s/^set output '\\(.*\\)'$/\\1/p" | while read -r f; do : > "$f"; done
+"""
+
+
+class ReportFolderTests(unittest.TestCase):
+    """report.py renders the folder it is given and nothing else."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.runs = benchconf.expand(benchconf.parse(SAMPLE_CONF))
+        self.a = os.path.join(self.root, "t-20260101T000000Z")
+        self.b = os.path.join(self.root, "t-20260102T000000Z")
+        write_run_folder(self.a, self.runs)
+        write_run_folder(self.b, self.runs[:3])
+        with open(os.path.join(self.root, "index.md"), "w") as f:
+            f.write("a committed page\n")
+        bindir = os.path.join(self.root, "bin")
+        os.makedirs(bindir)
+        with open(os.path.join(bindir, "gnuplot"), "w") as f:
+            f.write(FAKE_GNUPLOT)
+        os.chmod(os.path.join(bindir, "gnuplot"), 0o755)
+        self.path = os.environ["PATH"]
+        os.environ["PATH"] = bindir + os.pathsep + self.path
+        self.cwd = os.getcwd()
+
+    def tearDown(self):
+        os.environ["PATH"] = self.path
+        os.chdir(self.cwd)
+        shutil.rmtree(self.root)
+
+    def quiet(self, argv):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+            rc = report.main(argv)
+        return rc, err.getvalue()
+
+    def test_renders_only_its_folder(self):
+        before = tree(self.root)
+        rc, err = self.quiet([self.a])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(os.getcwd(), self.cwd)
+        after = tree(self.root)
+        changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        self.assertTrue(changed)
+        outside = [p for p in changed if not p.startswith(os.path.basename(self.a) + os.sep)]
+        self.assertEqual(outside, [])
+        with open(os.path.join(self.a, "index.md")) as f:
+            md = f.read()
+        self.assertIn("## Matrix `t`", md)
+        self.assertIn(os.path.relpath(os.path.join(self.a, "results.jsonl"), ROOT), md)
+        # every plot the page shows is in the folder's plots/
+        shown = re.findall(r"\]\((plots/[^)]+)\)", md)
+        self.assertTrue(shown)
+        for p in shown:
+            self.assertTrue(os.path.exists(os.path.join(self.a, p)), p)
+        # a second rendering removes what the first left and nothing else
+        stale = os.path.join(self.a, "plots", "gone.dat")
+        open(stale, "w").close()
+        self.assertEqual(self.quiet([os.path.join(self.a, "results.jsonl")])[0], 0)
+        self.assertFalse(os.path.exists(stale))
+        self.assertFalse(os.path.exists(os.path.join(self.b, "index.md")))
+
+    def test_each_input_its_own_folder(self):
+        self.assertEqual(self.quiet([self.a, self.b])[0], 0)
+        for d, n in ((self.a, 9), (self.b, 3)):
+            with open(os.path.join(d, "index.md")) as f:
+                self.assertEqual(f.read().count("| minivmm |"), 3 if n == 9 else 1, d)
+
+    def test_no_argument_writes_nothing(self):
+        before = tree(self.root)
+        rc, err = self.quiet([])
+        self.assertEqual(rc, 2)
+        self.assertIn("BENCH_RESULTS=DIR", err)
+        self.assertEqual(tree(self.root), before)
+
+    def test_without_gnuplot_fails_and_writes_nothing(self):
+        saved = report.have_gnuplot
+        report.have_gnuplot = lambda install=True: False
+        try:
+            before = tree(self.root)
+            rc, err = self.quiet([self.a])
+            self.assertEqual(rc, 1)
+            self.assertIn("gnuplot", err)
+            self.assertEqual(tree(self.root), before)
+            self.assertEqual(self.quiet([self.a, "--no-plots"])[0], 0)
+            self.assertTrue(os.path.exists(os.path.join(self.a, "index.md")))
+        finally:
+            report.have_gnuplot = saved
+
+    def test_gnuplot_failure_fails_the_report(self):
+        with open(os.path.join(self.root, "bin", "gnuplot"), "w") as f:
+            f.write("#!/bin/sh\necho 'no such terminal' >&2\nexit 1\n")
+        rc, err = self.quiet([self.a])
+        self.assertEqual(rc, 1)
+        self.assertIn("gnuplot failed", err)
+
+
+LINK_RE = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def dead_links(md_path):
+    """Relative links of a Markdown file that lead to no file (code blocks skipped)."""
+    with open(md_path, encoding="utf-8") as f:
+        text = f.read()
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    dead = []
+    for target in LINK_RE.findall(text):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue
+        path = target.split("#", 1)[0]
+        if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(md_path), path))):
+            dead.append(target)
+    return dead
+
+
+class DocLinkTests(unittest.TestCase):
+    def test_checker_finds_dead_links(self):
+        d = tempfile.mkdtemp()
+        try:
+            open(os.path.join(d, "there.md"), "w").close()
+            p = os.path.join(d, "a.md")
+            with open(p, "w") as f:
+                f.write("[ok](there.md) [ok](there.md#x) [web](https://x.org/y) [anchor](#z)\n"
+                        "![gone](plots/gone.svg) [gone](sub/gone.md)\n`[code](nope.md)`\n"
+                        "```\n[block](nope.md)\n```\n")
+            self.assertEqual(dead_links(p), ["plots/gone.svg", "sub/gone.md"])
+        finally:
+            shutil.rmtree(d)
+
+    def test_docs_links_resolve(self):
+        pages = glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)
+        pages.append(os.path.join(ROOT, "README.md"))
+        self.assertGreater(len(pages), 5)
+        dead = {os.path.relpath(p, ROOT): dead_links(p) for p in pages if os.path.exists(p)}
+        self.assertEqual({p: d for p, d in dead.items() if d}, {})
+
+
 class _Result(unittest.TextTestResult):
     pass
 
@@ -333,7 +605,8 @@ class _Result(unittest.TextTestResult):
 def main():
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
-    for cls in (ConfigTests, JsonlTests, TraceFormatTests, ReplayTests):
+    for cls in (ConfigTests, JsonlTests, TraceFormatTests, ReplayTests, RunFolderTests,
+                ReportFolderTests, DocLinkTests):
         suite.addTests(loader.loadTestsFromTestCase(cls))
     rt = load_report_tests()
     if rt:
