@@ -464,19 +464,22 @@ static int save_to_file(struct src *c)
 
 static int connect_and_setup(struct src *c, const char *uri)
 {
+	struct transport_addr a; /* the data channels connect here too */
+	struct transport_conn conn;
 	int ret;
 
-	if (!strncmp(uri, "file:", 5)) {
-		c->file = true;
-		ret = stream_open_file(&c->s, uri + 5, true, c->err, sizeof(c->err));
-	} else {
-		ret = stream_connect(&c->s, uri, MIG_IO_TIMEOUT_MS, c->err, sizeof(c->err));
-	}
+	ret = transport_parse(uri, false, &a, c->err, sizeof(c->err));
 	if (ret)
 		return ret;
+	c->file = a.kind == TRANSPORT_FILE;
+	ret = c->file ? transport_open_file(&a, true, &conn, c->err, sizeof(c->err)) :
+	      transport_connect(&a, MIG_IO_TIMEOUT_MS, &conn, c->err, sizeof(c->err));
+	if (ret)
+		return ret;
+	stream_attach(&c->s, &conn, c->file ? 0 : MIG_IO_TIMEOUT_MS);
 	c->s.cancel_fd = c->m->cancel_efd;
 	pthread_mutex_lock(&c->m->lock);
-	c->m->sock_fd = c->s.fd;
+	c->m->conn = &c->s.conn;
 	ret = c->m->cancel ? -ECANCELED : 0;
 	pthread_mutex_unlock(&c->m->lock);
 	if (ret) {
@@ -507,7 +510,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 			.nice = (int)c->t->nice, .live_bytes = &c->m->live_bytes,
 		};
 
-		ret = chan_src_open(&c->cs, uri, c->nchan, c->chan_token, &cfg, c->err,
+		ret = chan_src_open(&c->cs, &a, c->nchan, c->chan_token, &cfg, c->err,
 				    sizeof(c->err));
 		if (ret)
 			return ret;
@@ -554,11 +557,9 @@ static void finish_stats(struct src *c, const char *result, bool converged)
 /* Before COMMIT: tell the target why (best effort), resume the guest. */
 static void roll_back(struct src *c, bool cancelled)
 {
-	struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
-
-	if (c->s.fd >= 0 && !c->file) {
+	if (stream_is_open(&c->s) && !c->file) {
 		c->s.cancel_fd = -1;
-		setsockopt(c->s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		stream_set_timeout(&c->s, 500);
 		stream_send_text(&c->s, ST_ERROR, cancelled ? "migration cancelled on the source" :
 				 c->err);
 	}
@@ -600,7 +601,7 @@ void *mig_source_thread(void *arg)
 	c->vm = vm;
 	c->m = m;
 	c->t = &m->run;
-	c->s.fd = -1;
+	stream_reset(&c->s);
 	c->t0 = m->t0_ns;
 	mig_thread_nice((int)c->t->nice);
 	ram_send_init(&c->rs, vm, &c->s, &m->cancel, NULL);
@@ -664,7 +665,7 @@ void *mig_source_thread(void *arg)
 		fprintf(stderr, "minivmm: migration to %s: %s\n", m->uri, c->err);
 	}
 	pthread_mutex_lock(&m->lock);
-	m->sock_fd = -1;
+	m->conn = NULL;
 	pthread_mutex_unlock(&m->lock);
 	chan_src_close(c->cs);
 	stream_close(&c->s);

@@ -42,7 +42,7 @@ struct tgt {
 	size_t errlen;
 	struct ram_prefault *pf; /* first-touch helpers while RAM arrives */
 	const struct mig_params *p;
-	int lfd;                 /* kept open for the data channels */
+	struct transport_listener lst; /* kept open for the data channels */
 	struct chan_tgt *ct;     /* data channels, when the source asked */
 	struct chan_totals ct_seen; /* channel figures already in the stats */
 	uint8_t *ram;            /* --mem given: mapped before the connection */
@@ -59,28 +59,37 @@ static bool signalled(void)
 	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1);
 }
 
-static int wait_connection(struct tgt *g, const char *uri)
+/* The listener stays in g->lst (closed by the caller): data channels
+ * connect there too. */
+static int wait_connection(struct tgt *g, const struct transport_addr *a, const char *uri)
 {
-	int lfd = stream_listen(uri, g->err, g->errlen), ret;
+	struct transport_conn conn;
+	int ret = transport_listen(a, &g->lst, g->err, g->errlen);
 
-	if (lfd < 0)
-		return lfd;
+	if (ret)
+		return ret;
 	fprintf(stderr, "minivmm: waiting for a migration on %s\n", uri);
 	for (;;) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
-
-		ret = poll(&p, 1, 200);
-		if (ret > 0)
+		ret = transport_accept(&g->lst, 200, MIG_IO_TIMEOUT_MS, &conn, g->err, g->errlen);
+		if (ret != -ETIMEDOUT && ret != -EINTR)
 			break;
-		if ((ret < 0 && errno != EINTR) || signalled()) {
-			snprintf(g->err, g->errlen, ret < 0 ? "poll: %s" : "interrupted by a signal",
-				 strerror(errno));
-			close(lfd);
-			return ret < 0 ? -errno : -EINTR;
+		if (signalled()) {
+			snprintf(g->err, g->errlen, "interrupted by a signal");
+			return -EINTR;
 		}
 	}
-	ret = stream_accept(g->s, lfd, MIG_IO_TIMEOUT_MS, g->err, g->errlen);
-	g->lfd = lfd; /* data channels connect here too */
+	if (!ret)
+		stream_attach(g->s, &conn, MIG_IO_TIMEOUT_MS);
+	return ret;
+}
+
+static int open_snapshot(struct tgt *g, const struct transport_addr *a)
+{
+	struct transport_conn conn;
+	int ret = transport_open_file(a, false, &conn, g->err, g->errlen);
+
+	if (!ret)
+		stream_attach(g->s, &conn, 0);
 	return ret;
 }
 
@@ -369,7 +378,7 @@ static int on_channels(struct tgt *g, uint32_t len)
 	want = le_get32(b);
 	if (want > CHANNELS_MAX)
 		want = CHANNELS_MAX;
-	if (g->lfd < 0)
+	if (g->lst.fd < 0)
 		want = 0;
 	if (want && getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
 		snprintf(g->err, g->errlen, "getrandom: %s", strerror(errno));
@@ -379,7 +388,7 @@ static int on_channels(struct tgt *g, uint32_t len)
 	le_put64(b + 4, token);
 	ret = stream_send(g->s, ST_CHANNELS, b, CHANNELS_LEN, g->err, g->errlen);
 	if (!ret && want)
-		ret = chan_tgt_accept(&g->ct, g->lfd, want, token, g->vm, g->pf,
+		ret = chan_tgt_accept(&g->ct, &g->lst, want, token, g->vm, g->pf,
 				      MIG_IO_TIMEOUT_MS,
 				      g->p && g->p->nice >= 0 ? g->p->nice : MIG_DEFAULT_NICE,
 				      g->err, g->errlen);
@@ -499,7 +508,9 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		 char *err, size_t errlen)
 {
 	struct mig *m = calloc(1, sizeof(*m));
-	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p, .lfd = -1 };
+	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p,
+			 .lst = { .fd = -1 } };
+	struct transport_addr a;
 	int ret;
 
 	if (!m) {
@@ -507,18 +518,19 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&m->lock, NULL);
-	m->sock_fd = -1;
+	m->conn = NULL;
 	m->cancel_efd = -1;
-	m->in.fd = -1;
+	stream_reset(&m->in);
 	m->st.role = "target";
 	if (p && p->stats_json)
 		snprintf(m->in_stats, sizeof(m->in_stats), "%s", p->stats_json);
 	g.s = &m->in;
-	m->in_file = !strncmp(uri, "file:", 5);
-	ret = premap_ram(&g);
+	ret = transport_parse(uri, true, &a, err, errlen);
+	m->in_file = !ret && a.kind == TRANSPORT_FILE;
 	if (!ret)
-		ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
-		      wait_connection(&g, uri);
+		ret = premap_ram(&g);
+	if (!ret)
+		ret = m->in_file ? open_snapshot(&g, &a) : wait_connection(&g, &a, uri);
 	g.t0 = m->t0_ns = clock_now_ns();
 	if (!ret)
 		ret = handshake(&g);
@@ -534,8 +546,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		chan_tgt_close(g.ct); /* before the prefault helpers they use */
 		g.ct = NULL;
 	}
-	if (g.lfd >= 0)
-		close(g.lfd);
+	transport_listener_close(&g.lst);
 	ram_prefault_stop(g.pf); /* before the VM (and its RAM) can go away */
 	prealloc_stop(g.pa, NULL); /* still running only if no source came */
 	if (g.ram) /* not adopted by a VM: nothing got that far */
@@ -553,7 +564,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		m->end_ns = m->end_ns ? m->end_ns : g.t_final;
 	m->st.downtime_ms = g.t_final ? (double)g.t_final / 1e6 : 0; /* finished in commit */
 	if (ret) {
-		if (m->in.fd >= 0 && ret != -ECONNABORTED && !m->in_file)
+		if (stream_is_open(&m->in) && ret != -ECONNABORTED && !m->in_file)
 			stream_send_text(&m->in, ST_ERROR, err);
 		m->st.total_ms = (double)(clock_now_ns() - m->t0_ns) / 1e6;
 		write_stats(m, "failed", err);
