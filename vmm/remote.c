@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/transport/transport.h"
 #include "vmm/monitor.h"
 
 #define EXIT_OK 0
@@ -79,6 +80,23 @@ static int absolute(const char *path, char *out, size_t cap)
 	return snprintf(out, cap, "%s/%s", cwd, path) < (int)cap ? 0 : -ENAMETOOLONG;
 }
 
+/* unix:PATH and file:PATH, made absolute for the same reason. */
+static int absolute_uri(const char *uri, char *out, size_t cap)
+{
+	struct transport_addr a;
+	char err[256], path[PATH_MAX];
+	int ret;
+
+	if (transport_parse(uri, false, &a, err, sizeof(err)) < 0 ||
+	    a.kind == TRANSPORT_TCP || a.path[0] == '/')
+		return snprintf(out, cap, "%s", uri) < (int)cap ? 0 : -ENAMETOOLONG;
+	ret = absolute(a.path, path, sizeof(path));
+	if (ret)
+		return ret;
+	return snprintf(out, cap, "%s:%s", a.kind == TRANSPORT_UNIX ? "unix" : "file", path) <
+	       (int)cap ? 0 : -ENAMETOOLONG;
+}
+
 static int request(int fd, const char *fmt, const char *a, char *reply, size_t cap)
 {
 	char cmd[MIG_PATH_MAX + 64];
@@ -131,6 +149,7 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 	       const struct mig_params *p)
 {
 	char path[PATH_MAX], err[512] = "", reply[4096], stats[PATH_MAX], status[32] = "";
+	char abs_uri[PATH_MAX + 8];
 	bool tty = isatty(STDERR_FILENO), tmp_stats = false;
 	struct stats st;
 	int fd, ret, rc = EXIT_FAILED;
@@ -189,7 +208,9 @@ int mig_remote(const char *name, const char *monitor_path, const char *uri,
 				      sizeof(reply));
 	}
 	if (!ret)
-		ret = request(fd, "migrate %s", uri, reply, sizeof(reply));
+		ret = absolute_uri(uri, abs_uri, sizeof(abs_uri));
+	if (!ret)
+		ret = request(fd, "migrate %s", abs_uri, reply, sizeof(reply));
 	if (ret) {
 		fprintf(stderr, "minivmm: migrate %s: %s\n", uri, ret == -EIO ? reply : strerror(-ret));
 		close(fd);
