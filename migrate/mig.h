@@ -41,7 +41,7 @@ struct mig {
 	char uri[512];
 	enum mig_state state;
 	volatile int cancel;
-	int sock_fd;               /* shut down by mig_destroy to unblock I/O */
+	struct transport_conn *conn; /* shut down by mig_destroy to unblock I/O */
 	int cancel_efd;            /* eventfd: mig_cancel interrupts the stream */
 	struct stats st;
 	/* live figures for `info migrate` */

@@ -49,8 +49,8 @@ struct mig *mig_get(struct vm *vm)
 	if (!m)
 		return NULL;
 	pthread_mutex_init(&m->lock, NULL);
-	m->sock_fd = -1;
-	m->in.fd = -1;
+	m->conn = NULL;
+	stream_reset(&m->in);
 	m->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	mig_tunables_default(&m->t);
 	vm->mig = m;
@@ -78,6 +78,7 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	      char *err, size_t errlen)
 {
 	struct mig *m = mig_get(vm);
+	struct transport_addr a;
 	int ret;
 
 	if (!m) {
@@ -88,6 +89,10 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 		snprintf(err, errlen, "bad migration address");
 		return -EINVAL;
 	}
+	/* Refused here, the monitor's `migrate` answers at once. */
+	ret = transport_parse(uri, false, &a, err, errlen);
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&m->lock);
 	/* A VM that arrived here by migration may leave again. */
 	if (busy(m) || (m->state == MIG_COMPLETED && m->st.role == STATS_SOURCE)) {
@@ -151,8 +156,8 @@ int mig_cancel(struct vm *vm)
 		m->cancel = 1;
 		/* Interrupts a send or receive in progress (stream.c polls it). */
 		if (m->cancel_efd < 0 || write(m->cancel_efd, &one, sizeof(one)) < 0) {
-			if (m->sock_fd >= 0)
-				shutdown(m->sock_fd, SHUT_RDWR);
+			if (m->conn)
+				transport_shutdown(m->conn);
 		}
 		ret = 0;
 	}
@@ -250,8 +255,8 @@ void mig_destroy(struct vm *vm)
 		return;
 	mig_cancel(vm);
 	pthread_mutex_lock(&m->lock);
-	if (m->sock_fd >= 0) /* the VM is going away: no time for goodbyes */
-		shutdown(m->sock_fd, SHUT_RDWR);
+	if (m->conn) /* the VM is going away: no time for goodbyes */
+		transport_shutdown(m->conn);
 	pthread_mutex_unlock(&m->lock);
 	if (m->thread_started)
 		pthread_join(m->thread, NULL);

@@ -36,6 +36,8 @@ struct stream_hdr;
 struct est;
 struct est_rate;
 struct stats_round;
+struct transport_addr;
+struct transport_listener;
 
 /* What a section sees of a migration on the source. */
 struct mig_src_env {
@@ -43,7 +45,7 @@ struct mig_src_env {
 	struct mig *m;                  /* stats and live figures, under m->lock */
 	const struct mig_tunables *t;
 	struct stream *s;               /* the main stream */
-	const char *uri;                /* where extra connections go */
+	const struct transport_addr *addr; /* where extra connections go */
 	bool file;                      /* a snapshot: no peer, no dirty tracking */
 	bool converged;                 /* the stop rule was met (final pass) */
 	struct est *e;
@@ -82,7 +84,7 @@ struct mig_tgt_env {
 	struct mig *m;
 	struct stream *s;
 	bool file;
-	int lfd;                        /* listening socket, for extra connections; -1 */
+	struct transport_listener *lst; /* for extra connections; fd -1: none */
 	int nice;                       /* the migration threads' nice value */
 	uint64_t t0;
 	uint64_t t_final;               /* the final pass began (the source paused) */

@@ -30,6 +30,7 @@ struct src {
 	struct stream s;
 	struct est e;
 	struct est_rate rate;
+	struct transport_addr addr; /* the data channels connect here too */
 	struct mig_sections ss;
 	struct mig_src_env env;
 	bool paused, committed, file, converged;
@@ -330,20 +331,22 @@ static int switchover(struct src *c, uint32_t round)
 
 static int connect_and_setup(struct src *c, const char *uri)
 {
+	struct transport_conn conn;
 	int ret;
 
-	if (!strncmp(uri, "file:", 5)) {
-		c->file = true;
-		ret = stream_open_file(&c->s, uri + 5, true, c->err, sizeof(c->err));
-	} else {
-		ret = stream_connect(&c->s, uri, MIG_IO_TIMEOUT_MS, c->err, sizeof(c->err));
-	}
+	ret = transport_parse(uri, false, &c->addr, c->err, sizeof(c->err));
 	if (ret)
 		return ret;
+	c->file = c->addr.kind == TRANSPORT_FILE;
+	ret = c->file ? transport_open_file(&c->addr, true, &conn, c->err, sizeof(c->err)) :
+	      transport_connect(&c->addr, MIG_IO_TIMEOUT_MS, &conn, c->err, sizeof(c->err));
+	if (ret)
+		return ret;
+	stream_attach(&c->s, &conn, c->file ? 0 : MIG_IO_TIMEOUT_MS);
 	c->s.cancel_fd = c->m->cancel_efd;
 	c->env.file = c->file;
 	pthread_mutex_lock(&c->m->lock);
-	c->m->sock_fd = c->s.fd;
+	c->m->conn = &c->s.conn;
 	ret = c->m->cancel ? -ECANCELED : 0;
 	pthread_mutex_unlock(&c->m->lock);
 	if (ret) {
@@ -385,11 +388,9 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 /* Before COMMIT: tell the target why (best effort), resume the guest. */
 static void roll_back(struct src *c, bool cancelled)
 {
-	struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
-
-	if (c->s.fd >= 0 && !c->file) {
+	if (stream_is_open(&c->s) && !c->file) {
 		c->s.cancel_fd = -1;
-		setsockopt(c->s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		stream_set_timeout(&c->s, 500);
 		stream_send_text(&c->s, ST_ERROR, cancelled ? "migration cancelled on the source" :
 				 c->err);
 	}
@@ -421,7 +422,7 @@ static void src_init(struct src *c, struct vm *vm)
 	c->vm = vm;
 	c->m = m;
 	c->t = &m->run;
-	c->s.fd = -1;
+	stream_reset(&c->s);
 	c->t0 = m->t0_ns;
 	if (c->t->max_bandwidth)
 		est_rate_init(&c->rate, c->t->max_bandwidth, clock_now_ns());
@@ -431,7 +432,7 @@ static void src_init(struct src *c, struct vm *vm)
 		.max_bytes = (uint64_t)c->t->max_bytes_factor * vm->ram_size,
 		.max_time_ms = c->t->max_time_s * 1000 });
 	c->env = (struct mig_src_env){
-		.vm = vm, .m = m, .t = c->t, .s = &c->s, .uri = m->uri, .e = &c->e,
+		.vm = vm, .m = m, .t = c->t, .s = &c->s, .addr = &c->addr, .e = &c->e,
 		.rate = c->t->max_bandwidth ? &c->rate : NULL, .t0 = c->t0,
 		.err = c->err, .errlen = sizeof(c->err),
 	};
@@ -508,7 +509,7 @@ void *mig_source_thread(void *arg)
 			c->ss.s[i].ops->save_cleanup(c->ss.s[i].state, &c->env, !ret);
 	mig_sections_destroy(&c->ss);
 	pthread_mutex_lock(&m->lock);
-	m->sock_fd = -1;
+	m->conn = NULL;
 	pthread_mutex_unlock(&m->lock);
 	stream_close(&c->s);
 	free(c);

@@ -30,7 +30,7 @@ struct tgt {
 	char *err;
 	size_t errlen;
 	const struct mig_params *p;
-	int lfd;                 /* kept open for the data channels */
+	struct transport_listener lst; /* kept open for the data channels */
 	uint8_t *ram;            /* --mem given: mapped before the connection */
 	struct prealloc *pa;     /* --prealloc: populating ram while waiting */
 };
@@ -45,28 +45,37 @@ static bool signalled(void)
 	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1);
 }
 
-static int wait_connection(struct tgt *g, const char *uri)
+/* The listener stays in g->lst (closed by the caller): data channels
+ * connect there too. */
+static int wait_connection(struct tgt *g, const struct transport_addr *a, const char *uri)
 {
-	int lfd = stream_listen(uri, g->err, g->errlen), ret;
+	struct transport_conn conn;
+	int ret = transport_listen(a, &g->lst, g->err, g->errlen);
 
-	if (lfd < 0)
-		return lfd;
+	if (ret)
+		return ret;
 	fprintf(stderr, "minivmm: waiting for a migration on %s\n", uri);
 	for (;;) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
-
-		ret = poll(&p, 1, 200);
-		if (ret > 0)
+		ret = transport_accept(&g->lst, 200, MIG_IO_TIMEOUT_MS, &conn, g->err, g->errlen);
+		if (ret != -ETIMEDOUT && ret != -EINTR)
 			break;
-		if ((ret < 0 && errno != EINTR) || signalled()) {
-			snprintf(g->err, g->errlen, ret < 0 ? "poll: %s" : "interrupted by a signal",
-				 strerror(errno));
-			close(lfd);
-			return ret < 0 ? -errno : -EINTR;
+		if (signalled()) {
+			snprintf(g->err, g->errlen, "interrupted by a signal");
+			return -EINTR;
 		}
 	}
-	ret = stream_accept(g->s, lfd, MIG_IO_TIMEOUT_MS, g->err, g->errlen);
-	g->lfd = lfd; /* data channels connect here too */
+	if (!ret)
+		stream_attach(g->s, &conn, MIG_IO_TIMEOUT_MS);
+	return ret;
+}
+
+static int open_snapshot(struct tgt *g, const struct transport_addr *a)
+{
+	struct transport_conn conn;
+	int ret = transport_open_file(a, false, &conn, g->err, g->errlen);
+
+	if (!ret)
+		stream_attach(g->s, &conn, 0);
 	return ret;
 }
 
@@ -319,9 +328,9 @@ static struct mig *mig_new_target(const struct mig_params *p)
 	if (!m)
 		return NULL;
 	pthread_mutex_init(&m->lock, NULL);
-	m->sock_fd = -1;
+	m->conn = NULL;
 	m->cancel_efd = -1;
-	m->in.fd = -1;
+	stream_reset(&m->in);
 	m->st.role = STATS_TARGET;
 	if (p)
 		snprintf(m->in_stats, sizeof(m->in_stats), "%s", p->t.stats_json);
@@ -334,7 +343,7 @@ static int take_vm(struct tgt *g)
 	int ret = mig_sections_create(&g->ss, g->err, g->errlen);
 
 	g->env = (struct mig_tgt_env){
-		.vm = g->vm, .m = g->m, .s = g->s, .file = g->m->in_file, .lfd = g->lfd,
+		.vm = g->vm, .m = g->m, .s = g->s, .file = g->m->in_file, .lst = &g->lst,
 		.nice = g->p ? (int)g->p->t.nice : 0, .t0 = g->m->t0_ns,
 		.err = g->err, .errlen = g->errlen,
 	};
@@ -355,7 +364,9 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		 char *err, size_t errlen)
 {
 	struct mig *m = mig_new_target(p);
-	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p, .lfd = -1 };
+	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p,
+			 .lst = { .fd = -1 } };
+	struct transport_addr a;
 	int ret;
 
 	if (!m) {
@@ -363,18 +374,18 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		return -ENOMEM;
 	}
 	g.s = &m->in;
-	m->in_file = !strncmp(uri, "file:", 5);
-	ret = premap_ram(&g);
+	ret = transport_parse(uri, true, &a, err, errlen);
+	m->in_file = !ret && a.kind == TRANSPORT_FILE;
 	if (!ret)
-		ret = m->in_file ? stream_open_file(&m->in, uri + 5, false, err, errlen) :
-		      wait_connection(&g, uri);
+		ret = premap_ram(&g);
+	if (!ret)
+		ret = m->in_file ? open_snapshot(&g, &a) : wait_connection(&g, &a, uri);
 	m->t0_ns = clock_now_ns();
 	if (!ret)
 		ret = handshake(&g);
 	if (!ret)
 		ret = take_vm(&g);
-	if (g.lfd >= 0)
-		close(g.lfd);
+	transport_listener_close(&g.lst);
 	prealloc_stop(g.pa, NULL); /* still running only if no source came */
 	if (g.ram) /* not adopted by a VM: nothing got that far */
 		munmap(g.ram, p->expect_mem);
@@ -389,7 +400,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	if (m->final_ns && !m->end_ns)
 		m->end_ns = m->final_ns;
 	if (ret) {
-		if (m->in.fd >= 0 && ret != -ECONNABORTED && !m->in_file)
+		if (stream_is_open(&m->in) && ret != -ECONNABORTED && !m->in_file)
 			stream_send_text(&m->in, ST_ERROR, err);
 		m->st.total_ms = clock_ms_since(m->t0_ns);
 		write_stats(m, STATS_FAILED, err);

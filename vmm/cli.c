@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vmm/core/parse.h"
+#include "migrate/transport/transport.h"
 
 #define CLI_MIN_MEM (4ULL << 20)
 
@@ -55,9 +56,11 @@ void cli_usage(FILE *f)
 	fprintf(f,
 "usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
 "               [--name NAME] [--monitor PATH] [migration options]\n"
-"       minivmm --incoming [HOST]:PORT|file:PATH [--mem SIZE [--prealloc]]\n"
-"               [--cpus N] [--migrate-nice N] [--stats-json PATH] [--name NAME]\n"
-"       minivmm --migrate HOST:PORT|file:PATH [--name NAME] [migration options]\n"
+"       minivmm --incoming [HOST]:PORT|unix:PATH|file:PATH\n"
+"               [--mem SIZE [--prealloc]] [--cpus N] [--migrate-nice N]\n"
+"               [--stats-json PATH] [--name NAME]\n"
+"       minivmm --migrate HOST:PORT|unix:PATH|file:PATH [--name NAME]\n"
+"               [migration options]\n"
 "       minivmm --help | --version\n"
 "\n"
 "Run a Multiboot guest on /dev/kvm, and live-migrate it.\n"
@@ -76,15 +79,18 @@ void cli_usage(FILE *f)
 "\n"
 "Migration:\n"
 "      --incoming ADDR      wait for a migration on [HOST]:PORT (all addresses\n"
-"                           when HOST is empty) or restore from file:PATH, then\n"
-"                           become that VM. --mem and --cpus, when given,\n"
-"                           are what the incoming VM must have (refused\n"
-"                           otherwise); --prealloc populates --mem of RAM\n"
-"                           while waiting, so receiving does not fault it in\n"
-"      --migrate ADDR       migrate to HOST:PORT (or save to file:PATH). With\n"
-"                           --kernel: the VM booted here, after --migrate-after;\n"
-"                           without: the running VM named by --name (or the\n"
-"                           only one on this host), through its monitor\n"
+"                           when HOST is empty; [v6]:PORT for IPv6) or on the\n"
+"                           socket unix:PATH (made 0600, removed after), or\n"
+"                           restore from file:PATH, then become that VM.\n"
+"                           --mem and --cpus, when given, are what the\n"
+"                           incoming VM must have (refused otherwise);\n"
+"                           --prealloc populates --mem of RAM while waiting,\n"
+"                           so receiving does not fault it in\n"
+"      --migrate ADDR       migrate to HOST:PORT or unix:PATH (or save to\n"
+"                           file:PATH). With --kernel: the VM booted here,\n"
+"                           after --migrate-after; without: the running VM\n"
+"                           named by --name (or the only one on this host),\n"
+"                           through its monitor\n"
 "      --migrate-after SEC  seconds to run before migrating (default 0)\n");
 	mig_param_usage(f, MIG_PARAM_SOURCE | MIG_PARAM_TARGET);
 	fprintf(f,
@@ -144,6 +150,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	      size_t errlen)
 {
 	struct option opts[MAX_OPTS];
+	struct transport_addr a;
+	char why[200];
 	int c, ret;
 	long v;
 
@@ -224,5 +232,10 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 		FAIL("--prealloc applies to a VM booted or received here, not to --migrate alone");
 	if (o->migrate_after >= 0 && !(o->kernel && o->migrate))
 		FAIL("--migrate-after needs --kernel and --migrate");
+	/* A typo is bad usage (exit 2), not a failed migration later. */
+	if (o->incoming && transport_parse(o->incoming, true, &a, why, sizeof(why)) < 0)
+		FAIL("--incoming: %s", why);
+	if (o->migrate && transport_parse(o->migrate, false, &a, why, sizeof(why)) < 0)
+		FAIL("--migrate: %s", why);
 	return 0;
 }

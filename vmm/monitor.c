@@ -153,7 +153,7 @@ static const char help_text[] =
 	"stop                          pause the guest\n"
 	"cont                          resume the guest\n"
 	"quit                          stop the VM and exit\n"
-	"migrate URI                   live-migrate to HOST:PORT (or file:PATH)\n"
+	"migrate URI                   live-migrate to HOST:PORT or unix:PATH (or file:PATH)\n"
 	"migrate_cancel                cancel the migration; the guest keeps running here\n"
 	"migrate_set_parameter N V     set parameter N for the next migration:\n";
 

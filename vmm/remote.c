@@ -17,6 +17,7 @@
 
 #include "migrate/stats/stats.h"
 #include "vmm/core/status.h"
+#include "migrate/transport/transport.h"
 #include "vmm/monitor.h"
 
 /* The only live VM in the socket directory, or an error listing them. */
@@ -75,6 +76,23 @@ static int absolute(const char *path, char *out, size_t cap)
 	if (!getcwd(cwd, sizeof(cwd)))
 		return -errno;
 	return snprintf(out, cap, "%s/%s", cwd, path) < (int)cap ? 0 : -ENAMETOOLONG;
+}
+
+/* unix:PATH and file:PATH, made absolute for the same reason. */
+static int absolute_uri(const char *uri, char *out, size_t cap)
+{
+	struct transport_addr a;
+	char err[256], path[PATH_MAX];
+	int ret;
+
+	if (transport_parse(uri, false, &a, err, sizeof(err)) < 0 ||
+	    a.kind == TRANSPORT_TCP || a.path[0] == '/')
+		return snprintf(out, cap, "%s", uri) < (int)cap ? 0 : -ENAMETOOLONG;
+	ret = absolute(a.path, path, sizeof(path));
+	if (ret)
+		return ret;
+	return snprintf(out, cap, "%s:%s", a.kind == TRANSPORT_UNIX ? "unix" : "file", path) <
+	       (int)cap ? 0 : -ENAMETOOLONG;
 }
 
 static int set_param(int fd, const char *name, const char *value, char *reply, size_t cap)
@@ -154,6 +172,7 @@ int remote_migrate(const char *name, const char *monitor_path, const char *uri,
 {
 	char path[PATH_MAX], err[512] = "", reply[4096], stats[PATH_MAX], status[32] = "";
 	char tmpdir[] = "/tmp/minivmm-migrate-XXXXXX", cmd[PATH_MAX + 16];
+	char abs_uri[PATH_MAX + 8] = "";
 	bool tty = isatty(STDERR_FILENO), tmp_stats = false;
 	struct stats st;
 	int fd, ret, rc = VMM_STATUS_MIGRATION;
@@ -189,7 +208,9 @@ int remote_migrate(const char *name, const char *monitor_path, const char *uri,
 	}
 	if (!ret)
 		ret = send_params(fd, p, stats, reply, sizeof(reply));
-	snprintf(cmd, sizeof(cmd), "migrate %s", uri);
+	if (!ret)
+		ret = absolute_uri(uri, abs_uri, sizeof(abs_uri));
+	snprintf(cmd, sizeof(cmd), "migrate %s", abs_uri);
 	if (!ret)
 		ret = monitor_request(fd, cmd, reply, sizeof(reply));
 	if (ret) {

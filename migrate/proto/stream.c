@@ -1,16 +1,11 @@
-/* Migration stream framing and transport (docs/migration-stream.md). */
+/* Migration stream framing (docs/migration-stream.md); the bytes move
+ * through migrate/transport/. */
 #include "migrate/proto/stream.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "vmm/core/vm.h"
 
@@ -261,51 +256,36 @@ int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
 	return (int)n;
 }
 
-/* ---- transport ------------------------------------------------------- */
+/* ---- the connection ------------------------------------------------- */
 
-static int split_uri(const char *uri, char *host, size_t hostlen, char *port,
-		     size_t portlen)
-{
-	const char *colon = strrchr(uri, ':');
-	size_t hl;
-
-	if (!colon || !colon[1] || strlen(colon + 1) >= portlen)
-		return -EINVAL;
-	hl = (size_t)(colon - uri);
-	if (hl >= 2 && uri[0] == '[' && uri[hl - 1] == ']') { /* [v6]:port */
-		uri++;
-		hl -= 2;
-	}
-	if (hl >= hostlen)
-		return -EINVAL;
-	memcpy(host, uri, hl);
-	host[hl] = '\0';
-	strcpy(port, colon + 1);
-	for (const char *p = port; *p; p++)
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-	return 0;
-}
-
-static void set_timeouts(int fd, int timeout_ms)
-{
-	struct timeval tv = { .tv_sec = timeout_ms / 1000,
-			      .tv_usec = (timeout_ms % 1000) * 1000 };
-	int one = 1;
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	/* Control messages are tiny and latency is downtime. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-static void stream_init(struct stream *s, int fd, bool is_file, int timeout_ms)
+void stream_reset(struct stream *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->fd = fd;
-	s->is_file = is_file;
-	s->timeout_ms = timeout_ms;
+	s->conn.fd = -1;
 	s->cancel_fd = -1;
+}
+
+void stream_attach(struct stream *s, const struct transport_conn *c, int timeout_ms)
+{
+	stream_reset(s);
+	s->conn = *c;
+	s->timeout_ms = timeout_ms;
+}
+
+void stream_set_timeout(struct stream *s, int timeout_ms)
+{
+	s->timeout_ms = timeout_ms;
+	transport_set_timeout(&s->conn, timeout_ms);
+}
+
+void stream_shutdown(struct stream *s)
+{
+	transport_shutdown(&s->conn);
+}
+
+void stream_close(struct stream *s)
+{
+	transport_close(&s->conn);
 }
 
 /* With a cancel fd, every blocking step first polls the socket and the
@@ -314,11 +294,11 @@ static void stream_init(struct stream *s, int fd, bool is_file, int timeout_ms)
  * the target why. Returns 0 when the socket is ready. */
 static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
 {
-	struct pollfd p[2] = { { .fd = s->fd, .events = ev },
+	struct pollfd p[2] = { { .fd = s->conn.fd, .events = ev },
 			       { .fd = s->cancel_fd, .events = POLLIN } };
 	int n;
 
-	if (s->cancel_fd < 0 || s->is_file)
+	if (s->cancel_fd < 0 || !s->conn.is_stream_socket)
 		return 0;
 	do
 		n = poll(p, 2, s->timeout_ms > 0 ? s->timeout_ms : -1);
@@ -341,142 +321,11 @@ static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
 	return 0;
 }
 
-int stream_connect(struct stream *s, const char *uri, int timeout_ms,
-		   char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
-	char host[256], port[16];
-	int fd = -1, ret, e = ECONNREFUSED;
-
-	if (split_uri(uri, host, sizeof(host), port, sizeof(port)) < 0 || !host[0]) {
-		snprintf(err, errlen, "bad address '%s' (want HOST:PORT)", uri);
-		return -EINVAL;
-	}
-	ret = getaddrinfo(host, port, &hints, &res);
-	if (ret) {
-		snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(ret));
-		return -EHOSTUNREACH;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		struct pollfd p;
-		socklen_t sl = sizeof(e);
-
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-			    ai->ai_protocol);
-		if (fd < 0) {
-			e = errno;
-			continue;
-		}
-		e = 0;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			e = errno;
-			if (e == EINPROGRESS) {
-				p = (struct pollfd){ .fd = fd, .events = POLLOUT };
-				ret = poll(&p, 1, timeout_ms);
-				if (ret == 0)
-					e = ETIMEDOUT;
-				else if (ret < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
-					e = errno;
-			}
-		}
-		if (e == 0)
-			break;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		snprintf(err, errlen, "connect %s: %s", uri, strerror(e));
-		return -e;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	set_timeouts(fd, timeout_ms);
-	stream_init(s, fd, false, timeout_ms);
-	return 0;
-}
-
-int stream_listen(const char *uri, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE },
-			*res = NULL;
-	char host[256], port[16];
-	int fd, ret, one = 1;
-
-	if (split_uri(uri, host, sizeof(host), port, sizeof(port)) < 0) {
-		snprintf(err, errlen, "bad address '%s' (want [HOST]:PORT)", uri);
-		return -EINVAL;
-	}
-	ret = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (ret) {
-		snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(ret));
-		return -EHOSTUNREACH;
-	}
-	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
-	if (fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		goto out;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "listen on %s: %s", uri, strerror(errno));
-		close(fd);
-		goto out;
-	}
-	ret = fd;
-out:
-	freeaddrinfo(res);
-	return ret;
-}
-
-int stream_accept(struct stream *s, int lfd, int timeout_ms, char *err,
-		  size_t errlen)
-{
-	int fd;
-
-	do
-		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	while (fd < 0 && errno == EINTR);
-	if (fd < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "accept: %s", strerror(e));
-		return -e;
-	}
-	set_timeouts(fd, timeout_ms);
-	stream_init(s, fd, false, timeout_ms);
-	return 0;
-}
-
-int stream_open_file(struct stream *s, const char *path, bool write,
-		     char *err, size_t errlen)
-{
-	int fd = open(path, write ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC :
-		      O_RDONLY | O_CLOEXEC, 0644);
-
-	if (fd < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "open %s: %s", path, strerror(e));
-		return -e;
-	}
-	stream_init(s, fd, true, 0);
-	return 0;
-}
-
-void stream_close(struct stream *s)
-{
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
-}
-
 static int io_error(struct stream *s, bool writing, ssize_t n, int e, char *err,
 		    size_t errlen)
 {
 	if (n == 0 && !writing) {
-		snprintf(err, errlen, s->is_file ? "stream truncated (end of file)" :
+		snprintf(err, errlen, !s->conn.is_stream_socket ? "stream truncated (end of file)" :
 			 "connection closed by the peer");
 		return -ECONNRESET;
 	}
@@ -516,19 +365,12 @@ static int xfer_all(struct stream *s, bool writing, struct iovec *iov, int iovcn
 
 		if (ret)
 			return ret;
-		if (!writing) {
-			n = readv(s->fd, iov + i, iovcnt - i);
-		} else if (s->is_file) {
-			n = writev(s->fd, iov + i, iovcnt - i);
-		} else {
-			struct msghdr m = { .msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i) };
-
-			n = sendmsg(s->fd, &m, MSG_NOSIGNAL);
-		}
+		n = writing ? transport_writev(&s->conn, iov + i, iovcnt - i) :
+		    transport_readv(&s->conn, iov + i, iovcnt - i);
 		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
+			if (n == -EINTR)
 				continue;
-			return io_error(s, writing, n, n < 0 ? errno : writing ? EPIPE : 0,
+			return io_error(s, writing, n, n < 0 ? (int)-n : writing ? EPIPE : 0,
 					err, errlen);
 		}
 		*(writing ? &s->bytes_out : &s->bytes_in) += (uint64_t)n;

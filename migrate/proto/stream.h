@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "migrate/transport/transport.h"
+
 #define STREAM_MAGIC "MVMMIGR\n"
 #define STREAM_MAGIC_LEN 8
 #define STREAM_VERSION 1u
@@ -90,8 +92,7 @@ struct page_run {
 /* A connection (or a file, for cold migration) plus the byte counters the
  * stats need. timeout_ms bounds every blocking read and write. */
 struct stream {
-	int fd;
-	bool is_file;
+	struct transport_conn conn; /* conn.fd -1: closed */
 	int timeout_ms;
 	int cancel_fd; /* readable = give up now (-1: none); see stream.c */
 	uint64_t bytes_out;
@@ -145,14 +146,19 @@ int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
 			uint64_t *data_pages, char *err, size_t errlen);
 void stream_run_encode(uint8_t out[PAGE_RUN_LEN], const struct page_run *r);
 
-/* Connections. HOST:PORT; an empty HOST listens on every address. */
-int stream_connect(struct stream *s, const char *uri, int timeout_ms,
-		   char *err, size_t errlen);
-int stream_listen(const char *uri, char *err, size_t errlen);
-int stream_accept(struct stream *s, int lfd, int timeout_ms, char *err,
-		  size_t errlen);
-int stream_open_file(struct stream *s, const char *path, bool write,
-		     char *err, size_t errlen);
+/* The stream over a connection made by transport_connect/_accept/
+ * _open_file (it owns it from now on); timeout_ms as given to those. */
+void stream_attach(struct stream *s, const struct transport_conn *c, int timeout_ms);
+/* Closed, counters zero: what a stream is before it is attached. */
+void stream_reset(struct stream *s);
+static inline bool stream_is_open(const struct stream *s)
+{
+	return s->conn.fd >= 0;
+}
+/* Bounds blocking I/O from now on (roll-back's last words, say). */
+void stream_set_timeout(struct stream *s, int timeout_ms);
+/* From any thread: blocked I/O on the stream returns at once. */
+void stream_shutdown(struct stream *s);
 void stream_close(struct stream *s);
 
 /* I/O: whole buffers or errors ("timed out", "connection closed by the

@@ -1,4 +1,5 @@
-/* Data channels: extra TCP connections that carry the pre-copy rounds'
+/* Data channels: extra connections (to the same address as the main
+ * stream, over the same transport) that carry the pre-copy rounds'
  * pages in parallel with each other, one sender thread and one receiver
  * thread per channel. One stream is bound to one core on both ends (the
  * copy into and out of the socket); two of them used the two cores of the
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include "migrate/ram/ram.h"
+#include "migrate/transport/transport.h"
 
 #define CHAN_CHUNK_PAGES 2048u /* 8 MiB: the unit channels take turns on */
 
@@ -38,9 +40,10 @@ struct chan_src_cfg {
 	atomic_uint_fast64_t *live_bytes; /* progress counter, or NULL */
 };
 
-/* Connects n channels to uri, each announced by CHANNEL(index, token),
+/* Connects n channels to a, each announced by CHANNEL(index, token),
  * and starts their threads. */
-int chan_src_open(struct chan_src **out, const char *uri, uint32_t n, uint64_t token,
+int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_t n,
+		  uint64_t token,
 		  const struct chan_src_cfg *cfg, char *err, size_t errlen);
 /* Sends round `round` (0: every page; else the pages set in d->bm) over
  * the channels and ends it with SYNC on each; returns when all are done,
@@ -51,9 +54,10 @@ void chan_src_close(struct chan_src *cs);
 
 /* ---- target ---------------------------------------------------------- */
 struct chan_tgt;
-/* Accepts n channels on lfd (each must present token and a distinct
+/* Accepts n channels on l (each must present token and a distinct
  * index) and starts a receiver for each. pf: prefault helpers, or NULL. */
-int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
+int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
+		    uint64_t token,
 		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
 		    char *err, size_t errlen);
 /* Returns once every channel has passed SYNC(round); an error if one

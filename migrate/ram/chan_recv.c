@@ -7,20 +7,18 @@
 #include "migrate/mig.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
+
+#include "vmm/core/pool.h"
 
 struct chan_r {
 	struct chan_tgt *ct;
 	uint32_t idx;
 	struct stream s;
-	pthread_t th;
-	bool started;
 	/* under ct->mu */
 	int64_t synced; /* last round ended here, -1: none */
 	bool closed;    /* the receiver stopped (EOF or error) */
@@ -38,6 +36,7 @@ struct chan_tgt {
 	int err_code;
 	char err[512];
 	uint32_t n;
+	struct pool pool;
 	struct chan_r ch[CHANNELS_MAX];
 };
 
@@ -59,8 +58,7 @@ static void fail_locked(struct chan_tgt *ct, int code, const char *why)
 		snprintf(ct->err, sizeof(ct->err), "%s", why);
 	}
 	for (uint32_t i = 0; i < ct->n; i++)
-		if (ct->ch[i].s.fd >= 0)
-			shutdown(ct->ch[i].s.fd, SHUT_RDWR);
+		stream_shutdown(&ct->ch[i].s);
 	pthread_cond_broadcast(&ct->cv);
 }
 
@@ -160,21 +158,20 @@ static void *recv_main(void *arg)
 }
 
 /* One connection: preamble, then CHANNEL(index, token). */
-static int accept_one(struct chan_tgt *ct, int lfd, uint64_t token, char *err, size_t errlen)
+static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_t token,
+		      char *err, size_t errlen)
 {
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
 	uint8_t pre[STREAM_PREAMBLE_LEN], b[CHANNEL_LEN];
+	struct transport_conn conn;
 	struct stream s;
 	uint32_t len, idx;
-	int ret = poll(&p, 1, ct->timeout_ms);
+	int ret = transport_accept(l, ct->timeout_ms, ct->timeout_ms, &conn, err, errlen);
 
-	if (ret <= 0) {
+	if (ret == -ETIMEDOUT)
 		snprintf(err, errlen, "no data channel connected within %d ms", ct->timeout_ms);
-		return ret < 0 ? -errno : -ETIMEDOUT;
-	}
-	ret = stream_accept(&s, lfd, ct->timeout_ms, err, errlen);
 	if (ret)
 		return ret;
+	stream_attach(&s, &conn, ct->timeout_ms);
 	ret = stream_read_all(&s, pre, sizeof(pre), err, errlen);
 	if (!ret)
 		ret = stream_preamble_decode(pre, err, errlen);
@@ -192,7 +189,7 @@ static int accept_one(struct chan_tgt *ct, int lfd, uint64_t token, char *err, s
 		ret = -EPERM;
 		goto fail;
 	}
-	if (idx >= ct->n || ct->ch[idx].s.fd >= 0) {
+	if (idx >= ct->n || stream_is_open(&ct->ch[idx].s)) {
 		snprintf(err, errlen, "bad CHANNEL: index %u (of %u, or a repeat)", idx, ct->n);
 		ret = -EPROTO;
 		goto fail;
@@ -204,7 +201,8 @@ fail:
 	return ret;
 }
 
-int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
+int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
+		    uint64_t token,
 		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
 		    char *err, size_t errlen)
 {
@@ -230,17 +228,13 @@ int chan_tgt_accept(struct chan_tgt **out, int lfd, uint32_t n, uint64_t token,
 	pthread_cond_init(&ct->cv, NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		ct->ch[i] = (struct chan_r){ .ct = ct, .idx = i, .synced = -1 };
-		ct->ch[i].s.fd = -1;
+		stream_reset(&ct->ch[i].s);
 	}
 	for (uint32_t i = 0; i < n && !ret; i++)
-		ret = accept_one(ct, lfd, token, err, errlen);
-	for (uint32_t i = 0; i < n && !ret; i++) {
-		ret = -pthread_create(&ct->ch[i].th, NULL, recv_main, &ct->ch[i]);
-		if (ret)
-			snprintf(err, errlen, "pthread_create(channel): %s", strerror(-ret));
-		else
-			ct->ch[i].started = true;
-	}
+		ret = accept_one(ct, l, token, err, errlen);
+	if (!ret)
+		ret = pool_start(&ct->pool, (int)n, recv_main, ct->ch, sizeof(ct->ch[0]),
+				 "data channel", err, errlen);
 	if (ret) {
 		chan_tgt_close(ct);
 		return ret;
@@ -307,15 +301,12 @@ void chan_tgt_close(struct chan_tgt *ct)
 	pthread_mutex_lock(&ct->mu);
 	ct->quit = true;
 	for (uint32_t i = 0; i < ct->n; i++)
-		if (ct->ch[i].s.fd >= 0)
-			shutdown(ct->ch[i].s.fd, SHUT_RDWR);
+		stream_shutdown(&ct->ch[i].s);
 	pthread_cond_broadcast(&ct->cv);
 	pthread_mutex_unlock(&ct->mu);
-	for (uint32_t i = 0; i < ct->n; i++) {
-		if (ct->ch[i].started)
-			pthread_join(ct->ch[i].th, NULL);
+	pool_join(&ct->pool);
+	for (uint32_t i = 0; i < ct->n; i++)
 		stream_close(&ct->ch[i].s);
-	}
 	pthread_cond_destroy(&ct->cv);
 	pthread_mutex_destroy(&ct->mu);
 	free(ct);

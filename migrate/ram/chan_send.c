@@ -10,15 +10,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+
+#include "vmm/core/pool.h"
 
 struct chan_s {
 	struct chan_src *cs;
 	uint32_t idx;
 	struct stream s;
 	struct ram_sender rs;
-	pthread_t th;
-	bool started;
 };
 
 struct chan_src {
@@ -35,6 +34,7 @@ struct chan_src {
 	atomic_uint_fast64_t next; /* next chunk's first page */
 	int err_code;
 	char err[512];
+	struct pool pool;
 	struct chan_s ch[CHANNELS_MAX];
 };
 
@@ -50,8 +50,7 @@ static void fail(struct chan_src *cs, int code, const char *why)
 	pthread_mutex_unlock(&cs->mu);
 	atomic_store(&cs->failed, true);
 	for (uint32_t i = 0; i < cs->n; i++)
-		if (cs->ch[i].s.fd >= 0)
-			shutdown(cs->ch[i].s.fd, SHUT_RDWR);
+		stream_shutdown(&cs->ch[i].s);
 }
 
 static int do_round(struct chan_s *ch, uint32_t round, char *err, size_t errlen)
@@ -116,15 +115,18 @@ static void *chan_main(void *arg)
 	}
 }
 
-static int connect_one(struct chan_src *cs, struct chan_s *ch, const char *uri,
-		       uint64_t token, char *err, size_t errlen)
+static int connect_one(struct chan_src *cs, struct chan_s *ch,
+		       const struct transport_addr *a, uint64_t token, char *err,
+		       size_t errlen)
 {
 	uint8_t pre[STREAM_PREAMBLE_LEN], b[CHANNEL_LEN];
+	struct transport_conn conn;
 	int ret;
 
-	ret = stream_connect(&ch->s, uri, cs->cfg.timeout_ms, err, errlen);
+	ret = transport_connect(a, cs->cfg.timeout_ms, &conn, err, errlen);
 	if (ret)
 		return ret;
+	stream_attach(&ch->s, &conn, cs->cfg.timeout_ms);
 	ch->s.cancel_fd = cs->cfg.cancel_fd;
 	stream_preamble_encode(pre);
 	le_put32(b, ch->idx);
@@ -138,16 +140,11 @@ static int connect_one(struct chan_src *cs, struct chan_s *ch, const char *uri,
 	ch->rs.rate_lock = &cs->rate_mu;
 	ch->rs.sent_bm = cs->cfg.sent_bm;
 	ch->rs.live_bytes = cs->cfg.live_bytes;
-	ret = pthread_create(&ch->th, NULL, chan_main, ch);
-	if (ret) {
-		snprintf(err, errlen, "pthread_create(channel): %s", strerror(ret));
-		return -ret;
-	}
-	ch->started = true;
 	return 0;
 }
 
-int chan_src_open(struct chan_src **out, const char *uri, uint32_t n, uint64_t token,
+int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_t n,
+		  uint64_t token,
 		  const struct chan_src_cfg *cfg, char *err, size_t errlen)
 {
 	struct chan_src *cs;
@@ -169,17 +166,21 @@ int chan_src_open(struct chan_src **out, const char *uri, uint32_t n, uint64_t t
 	pthread_cond_init(&cs->cv, NULL);
 	pthread_mutex_init(&cs->rate_mu, NULL);
 	for (uint32_t i = 0; i < n; i++) {
-		cs->ch[i].s.fd = -1;
+		stream_reset(&cs->ch[i].s);
 		cs->ch[i].cs = cs;
 		cs->ch[i].idx = i;
 	}
 	for (uint32_t i = 0; i < n && !ret; i++) {
 		char why[512];
 
-		ret = connect_one(cs, &cs->ch[i], uri, token, why, sizeof(why));
+		ret = connect_one(cs, &cs->ch[i], a, token, why, sizeof(why));
 		if (ret)
 			snprintf(err, errlen, "data channel %u: %.400s", i, why);
 	}
+	/* The threads wait for a round: starting them last changes nothing. */
+	if (!ret)
+		ret = pool_start(&cs->pool, (int)n, chan_main, cs->ch, sizeof(cs->ch[0]),
+				 "data channel", err, errlen);
 	if (ret) {
 		chan_src_close(cs);
 		return ret;
@@ -236,11 +237,9 @@ void chan_src_close(struct chan_src *cs)
 	cs->quit = true;
 	pthread_cond_broadcast(&cs->cv);
 	pthread_mutex_unlock(&cs->mu);
-	for (uint32_t i = 0; i < cs->n; i++) {
-		if (cs->ch[i].started)
-			pthread_join(cs->ch[i].th, NULL);
+	pool_join(&cs->pool);
+	for (uint32_t i = 0; i < cs->n; i++)
 		stream_close(&cs->ch[i].s);
-	}
 	pthread_mutex_destroy(&cs->rate_mu);
 	pthread_cond_destroy(&cs->cv);
 	pthread_mutex_destroy(&cs->mu);

@@ -126,7 +126,7 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	want = le_get32(b);
 	if (want > CHANNELS_MAX)
 		want = CHANNELS_MAX;
-	if (env->lfd < 0)
+	if (!env->lst || env->lst->fd < 0)
 		want = 0;
 	if (want && getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
 		snprintf(env->err, env->errlen, "getrandom: %s", strerror(errno));
@@ -136,7 +136,7 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	le_put64(b + 4, token);
 	ret = stream_send(env->s, ST_CHANNELS, b, CHANNELS_LEN, env->err, env->errlen);
 	if (!ret && want)
-		ret = chan_tgt_accept(&x->ct, env->lfd, want, token, env->vm, x->pf,
+		ret = chan_tgt_accept(&x->ct, env->lst, want, token, env->vm, x->pf,
 				      MIG_IO_TIMEOUT_MS, env->nice, env->err, env->errlen);
 	if (!ret)
 		env->m->st.channels = want;

@@ -45,7 +45,7 @@ static int open_channels(struct ram_sec *x, struct mig_src_env *env)
 		.sent_bm = x->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
 		.nice = (int)env->t->nice, .live_bytes = &m->live_bytes,
 	};
-	int ret = chan_src_open(&x->cs, env->uri, x->nchan, x->chan_token, &cfg, env->err,
+	int ret = chan_src_open(&x->cs, env->addr, x->nchan, x->chan_token, &cfg, env->err,
 				env->errlen);
 
 	if (ret)

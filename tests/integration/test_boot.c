@@ -171,6 +171,18 @@ static void test_bad_input(void **state)
 	expect_fail((const char *[]){ NULL, "--kernel", HELLO, "--frobnicate", NULL }, 2,
 		    "unknown option");
 	expect_fail((const char *[]){ NULL, NULL }, 2, "no --kernel");
+	/* A bad migration address is bad usage (2), found before anything
+	 * listens or boots, not a failed migration (3). */
+	expect_fail((const char *[]){ NULL, "--incoming", "127.0.0.1:99999", NULL }, 2,
+		    "port 99999 is out of range (1-65535)");
+	expect_fail((const char *[]){ NULL, "--incoming", "127.0.0.1:0", NULL }, 2,
+		    "out of range");
+	expect_fail((const char *[]){ NULL, "--incoming", "unix:", NULL }, 2, "no path");
+	expect_fail((const char *[]){ NULL, "--migrate", "nonsense", NULL }, 2,
+		    "--migrate: bad address 'nonsense'");
+	expect_fail((const char *[]){ NULL, "--migrate", ":4444", NULL }, 2, "no host");
+	expect_fail((const char *[]){ NULL, "--kernel", HELLO, "--migrate", "host:port", NULL },
+		    2, "port 'port' is not a number");
 	unlink(junkf);
 	free(junkf);
 	/* A 4 MiB guest cannot hold a segment loaded at 8 MiB. */

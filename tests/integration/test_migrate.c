@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -57,20 +58,27 @@ static bool wait_stderr(struct proc *p, const char *needle, int timeout_ms)
 	return true;
 }
 
-/* A target on prt; extra (NULL-terminated, may be NULL) are more options. */
-static void spawn_target_with(struct proc *t, int prt, const char *stats, const char **extra)
+/* A target on addr; extra (NULL-terminated, may be NULL) are more options. */
+static void spawn_target_at(struct proc *t, const char *addr, const char *stats,
+			    const char **extra)
 {
-	char addr[32];
 	const char *argv[16] = { NULL, "--incoming", addr, "--stats-json", stats };
 	int n = 5;
 
 	while (extra && *extra && n < 15)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	assert_int_equal(proc_spawn(t, argv), 0);
 	if (!wait_stderr(t, "waiting for a migration", T_BOOT))
 		fail_msg("target did not listen: %s", t->err ? t->err : "");
+}
+
+static void spawn_target_with(struct proc *t, int prt, const char *stats, const char **extra)
+{
+	char addr[32];
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	spawn_target_at(t, addr, stats, extra);
 }
 
 static void spawn_target(struct proc *t, int prt, const char *stats)
@@ -162,10 +170,11 @@ static void end_pair(struct proc *s, struct proc *t, const char *sstats, const c
 	unlink(tstats);
 }
 
-/* Migrates a dirty guest once and checks everything the issue asks. */
-static void migrate_dirty(int wss, int cpus, int channels, int nice)
+/* Migrates a dirty guest once to uri (NULL: a loopback TCP port) and
+ * checks everything the issue asks. */
+static void migrate_dirty_to(const char *uri, int wss, int cpus, int channels, int nice)
 {
-	char append[64], cpus_s[8], addr[32], sstats[128], tstats[128], chan_s[8], nice_s[8];
+	char append[64], cpus_s[8], addr[128], sstats[128], tstats[128], chan_s[8], nice_s[8];
 	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", append, "--cpus", cpus_s,
 			       "--migrate", addr, "--migrate-after", "1.55", "--verify-ram",
 			       "--stats-json", sstats, "--migrate-channels", chan_s,
@@ -178,10 +187,20 @@ static void migrate_dirty(int wss, int cpus, int channels, int nice)
 	snprintf(cpus_s, sizeof(cpus_s), "%d", cpus);
 	snprintf(chan_s, sizeof(chan_s), "%d", channels);
 	snprintf(nice_s, sizeof(nice_s), "%d", nice);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	if (uri)
+		snprintf(addr, sizeof(addr), "%s", uri);
+	else
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "src.json");
 	tmpfile_path(tstats, sizeof(tstats), "tgt.json");
-	spawn_target_with(&t, prt, tstats, (const char *[]){ "--migrate-nice", nice_s, NULL });
+	spawn_target_at(&t, addr, tstats, (const char *[]){ "--migrate-nice", nice_s, NULL });
+	if (uri && !strncmp(uri, "unix:", 5)) {
+		struct stat st;
+
+		assert_int_equal(lstat(uri + 5, &st), 0);
+		assert_true(S_ISSOCK(st.st_mode));
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
@@ -214,6 +233,28 @@ static void migrate_dirty(int wss, int cpus, int channels, int nice)
 			 json_num(tstats, "bytes_total"), json_num(tstats, "pages_normal"));
 	end_pair(&s, &t, sstats, tstats);
 }
+
+static void migrate_dirty(int wss, int cpus, int channels, int nice)
+{
+	migrate_dirty_to(NULL, wss, cpus, channels, nice);
+}
+
+/* unix:PATH, with data channels (the default 2) and without: the socket
+ * file is 0600 while the target waits and gone once it has the guest. */
+static void migrate_unix(int channels)
+{
+	char path[96], uri[112];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/tmp/test_migrate_%d_c%d.sock", (int)getpid(), channels);
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	migrate_dirty_to(uri, 16, 2, channels, 0);
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+static void test_unix_channels(void **state) { (void)state; migrate_unix(2); }
+static void test_unix_one_stream(void **state) { (void)state; migrate_unix(0); }
 
 /* Channels: the default 2, one stream (0) and more than the cores (4);
  * migration threads at the vCPUs' priority or below them (nice 10). */
@@ -865,6 +906,8 @@ int main(void)
 		cmocka_unit_test(test_wss16_2cpu),
 		cmocka_unit_test(test_wss64_1cpu),
 		cmocka_unit_test(test_wss64_2cpu),
+		cmocka_unit_test(test_unix_channels),
+		cmocka_unit_test(test_unix_one_stream),
 		cmocka_unit_test(test_double_migration),
 		cmocka_unit_test(test_cold_migration_file),
 		cmocka_unit_test(test_connection_refused),

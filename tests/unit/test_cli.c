@@ -155,6 +155,30 @@ static void test_bad_options(void **state)
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--on-nonconvergence", "maybe", NULL },
 		     "force|cancel");
 	expect_error((const char *[]){ "minivmm", "-k", "g", "--max-rounds", "-1", NULL }, "--max-rounds");
+	/* addresses: the transport parser's verdict, at parse time */
+	expect_error((const char *[]){ "minivmm", "--incoming", "127.0.0.1:99999", NULL },
+		     "--incoming: bad address '127.0.0.1:99999': port 99999 is out of range");
+	expect_error((const char *[]){ "minivmm", "--incoming", "unix:", NULL }, "no path");
+	expect_error((const char *[]){ "minivmm", "--migrate", "nonsense", NULL },
+		     "--migrate: bad address 'nonsense'");
+	expect_error((const char *[]){ "minivmm", "-k", "g", "--migrate", ":1", NULL }, "no host");
+}
+
+static void test_addresses(void **state)
+{
+	struct cli_opts o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming",
+			 "unix:/run/m.sock", NULL }), 0);
+	assert_string_equal(o.incoming, "unix:/run/m.sock");
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--migrate",
+			 "unix:m.sock", NULL }), 0);
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--migrate",
+			 "[::1]:4444", NULL }), 0);
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming",
+			 "file:/tmp/snap", NULL }), 0);
 }
 
 static void test_help_version(void **state)
@@ -196,6 +220,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_bad_options),
+		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_help_version),
 		cmocka_unit_test(test_modes),
 	};

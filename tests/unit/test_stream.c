@@ -210,8 +210,8 @@ static void test_io_socketpair(void **state)
 
 	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	a.fd = sv[0];
-	b.fd = sv[1];
+	transport_wrap_fd(&a.conn, sv[0], TRANSPORT_UNIX);
+	transport_wrap_fd(&b.conn, sv[1], TRANSPORT_UNIX);
 	a.timeout_ms = b.timeout_ms = 1000;
 	for (int i = 0; i < 3; i++) {
 		memset(page[i], 'a' + i, 4096);
