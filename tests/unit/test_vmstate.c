@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "devices/conline.h"
+#include "devices/uart.h"
 #include "migrate/state/vmstate.h"
 #include "vmm/core/vcpu.h"
 #include "vmm/core/vm.h"
@@ -56,7 +58,7 @@ static void make_vm(struct vm *vm, int ncpus, uint64_t mem, int console_fd)
 	if (vm_create(vm, &cfg, err, sizeof(err)) != 0)
 		fail_msg("vm_create: %s", err);
 	if (console_fd >= 0)
-		vm->console_out = console_fd;
+		vm->console->fd = console_fd;
 }
 
 static void boot_counter(struct vm *vm)
@@ -249,7 +251,7 @@ static void migrate_counter(int ncpus)
 	n1 = walk(blob, len, s1, 256);
 	n2 = walk(blob2, len2, s2, 256);
 	assert_int_equal(n1, n2);
-	compare_section(s1, n1, s2, n2, VMSTATE_SEC_UART, VMSTATE_VM_SCOPE);
+	compare_section(s1, n1, s2, n2, UART_STATE_TYPE, VMSTATE_VM_SCOPE);
 	compare_section(s1, n1, s2, n2, VMSTATE_SEC_PIC_MASTER, VMSTATE_VM_SCOPE);
 	compare_section(s1, n1, s2, n2, VMSTATE_SEC_PIC_SLAVE, VMSTATE_VM_SCOPE);
 	compare_section(s1, n1, s2, n2, VMSTATE_SEC_IOAPIC, VMSTATE_VM_SCOPE);
@@ -615,7 +617,7 @@ static void test_bad_payloads(void **state)
 			wle32(s[i].p, le32(s[i].p) == 0 ? 2 : 0);
 			expect_reject(f, b, f->len, "irqchip id");
 			break;
-		case VMSTATE_SEC_UART:
+		case UART_STATE_TYPE:
 			s[i].p[0] = 99; /* UART state version */
 			expect_reject(f, b, f->len, "UART version");
 			break;
@@ -650,29 +652,29 @@ static void test_partial_console_line_moves(void **state)
 	assert_int_equal(pipe(fds), 0);
 	make_vm(&a, 1, 16 << 20, fds[1]);
 	make_vm(&b, 1, 16 << 20, fds[1]);
-	memcpy(a.con_line, "seq=7 t_m", 9);
-	a.con_len = 9;
+	memcpy(a.console->line, "seq=7 t_m", 9);
+	a.console->len = 9;
 	assert_int_equal(vmstate_save(&a, &blob, &len, err, sizeof(err)), 0);
 	assert_int_equal(vmstate_load(&b, blob, len, err, sizeof(err)), 0);
-	assert_int_equal(b.con_len, 9);
-	assert_memory_equal(b.con_line, "seq=7 t_m", 9);
+	assert_int_equal(b.console->len, 9);
+	assert_memory_equal(b.console->line, "seq=7 t_m", 9);
 	/* A paused VM's partial line may yet migrate: never flushed by age. */
 	assert_int_equal(vm_pause(&b), 0);
-	b.con_first_ns = 0; /* as old as it gets */
+	b.console->first_ns = 0; /* as old as it gets */
 	vm_console_flush(&b, false);
-	assert_int_equal(b.con_len, 9);
+	assert_int_equal(b.console->len, 9);
 	vm_resume(&b);
 	vm_console_flush(&b, true);
 	assert_int_equal(read(fds[0], out, sizeof(out) - 1), 9);
 	assert_string_equal(out, "seq=7 t_m");
 	/* An oversized CONSOLE section is refused before anything loads. */
-	a.con_len = VM_CONSOLE_LINE_MAX;
+	a.console->len = CONLINE_MAX;
 	free(blob);
 	assert_int_equal(vmstate_save(&a, &blob, &len, err, sizeof(err)), 0);
 	for (size_t off = 40; off + 12 <= len;) {
 		uint32_t type = le32(blob + off), slen = le32(blob + off + 8);
 
-		if (type == VMSTATE_SEC_CONSOLE) {
+		if (type == CONLINE_STATE_TYPE) {
 			wle32(blob + off + 8, slen + 1);
 			break;
 		}
@@ -687,7 +689,7 @@ static void test_partial_console_line_moves(void **state)
 		free(big);
 	}
 	free(blob);
-	a.con_len = 0; /* nothing to print at teardown */
+	a.console->len = 0; /* nothing to print at teardown */
 	vm_destroy(&a);
 	vm_destroy(&b);
 	close(fds[0]);
