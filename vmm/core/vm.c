@@ -74,8 +74,15 @@ static void kick_handler(int sig)
 	(void)sig; /* only interrupts KVM_RUN */
 }
 
+/* The UART feeds the console, which is created after it: list order is
+ * blob order, and the UART's section has always come first. */
+static void uart_tx(void *opaque, uint8_t byte)
+{
+	conline_put(((struct vm *)opaque)->console, byte);
+}
+
 /* The machine: one call per device, in the order their sections stand in
- * a vmstate blob (the console after the UART, as before the device list). */
+ * a vmstate blob. */
 static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 {
 	int ret = device_list_init(&vm->devices, &vm->pio, &vm->mmio);
@@ -84,10 +91,10 @@ static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 		KVM_ERR(err, errlen, "device_list_init: %s", strerror(-ret));
 		return ret;
 	}
-	ret = conline_create(&vm->devices, STDOUT_FILENO, &vm->console, err, errlen);
+	ret = uart_create(&vm->devices, COM1_PORT, uart_irq, uart_tx, vm, &vm->com1,
+			  err, errlen);
 	if (!ret)
-		ret = uart_create(&vm->devices, COM1_PORT, uart_irq, conline_put,
-				  vm->console, &vm->com1, err, errlen);
+		ret = conline_create(&vm->devices, STDOUT_FILENO, &vm->console, err, errlen);
 	if (!ret)
 		ret = exitdev_create(&vm->devices, guest_exit, vm, err, errlen);
 	if (!ret)
