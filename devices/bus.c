@@ -98,13 +98,3 @@ bool bus_access(struct bus *b, uint64_t addr, uint8_t *data, uint32_t len,
 		memset(data, 0xff, len);
 	return false;
 }
-
-void bus_lock(struct bus *b)
-{
-	pthread_mutex_lock(b->lock);
-}
-
-void bus_unlock(struct bus *b)
-{
-	pthread_mutex_unlock(b->lock);
-}

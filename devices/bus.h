@@ -48,7 +48,5 @@ int bus_unregister(struct bus *b, uint64_t base);
 bool bus_access(struct bus *b, uint64_t addr, uint8_t *data, uint32_t len,
 		bool is_write);
 const struct bus_region *bus_find(const struct bus *b, uint64_t addr);
-void bus_lock(struct bus *b);
-void bus_unlock(struct bus *b);
 
 #endif

@@ -57,7 +57,7 @@ void vm_console_flush(struct vm *vm, bool force)
 	paused = vm->pause_count > 0;
 	pthread_mutex_unlock(&vm->lock);
 	/* A paused guest's partial line may yet migrate: only force writes it. */
-	if (!force && paused)
+	if ((!force && paused) || !vm->console)
 		return;
 	device_list_lock(&vm->devices);
 	conline_flush(vm->console, force, clock_now_ns());
@@ -255,6 +255,8 @@ void vm_destroy(struct vm *vm)
 	vm->vcpus = NULL;
 	vm->ncpus = 0;
 	device_list_destroy(&vm->devices); /* and the buses; a no-op if never made */
+	vm->com1 = NULL;
+	vm->console = NULL;
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	vm->ram = NULL;
