@@ -6,12 +6,21 @@
 int bus_init(struct bus *b)
 {
 	memset(b, 0, sizeof(*b));
-	return -pthread_mutex_init(&b->lock, NULL);
+	b->lock = &b->own_lock;
+	return -pthread_mutex_init(&b->own_lock, NULL);
+}
+
+void bus_init_shared(struct bus *b, pthread_mutex_t *lock)
+{
+	memset(b, 0, sizeof(*b));
+	b->lock = lock;
 }
 
 void bus_destroy(struct bus *b)
 {
-	pthread_mutex_destroy(&b->lock);
+	if (b->lock == &b->own_lock)
+		pthread_mutex_destroy(&b->own_lock);
+	b->lock = NULL;
 }
 
 int bus_register(struct bus *b, uint64_t base, uint64_t len, const char *name,
@@ -40,6 +49,19 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, const char *name,
 	return 0;
 }
 
+int bus_unregister(struct bus *b, uint64_t base)
+{
+	for (int i = 0; i < b->nregions; i++) {
+		if (b->regions[i].base != base)
+			continue;
+		memmove(&b->regions[i], &b->regions[i + 1],
+			(size_t)(b->nregions - i - 1) * sizeof(b->regions[0]));
+		b->nregions--;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 const struct bus_region *bus_find(const struct bus *b, uint64_t addr)
 {
 	int lo = 0, hi = b->nregions - 1;
@@ -63,26 +85,16 @@ bool bus_access(struct bus *b, uint64_t addr, uint8_t *data, uint32_t len,
 {
 	const struct bus_region *r;
 
-	pthread_mutex_lock(&b->lock);
+	pthread_mutex_lock(b->lock);
 	r = bus_find(b, addr);
 	/* An access must fit in one region; a straddling one is unmapped. */
 	if (r && len <= r->len && addr - r->base <= r->len - len) {
 		r->fn(r->dev, addr - r->base, data, len, is_write);
-		pthread_mutex_unlock(&b->lock);
+		pthread_mutex_unlock(b->lock);
 		return true;
 	}
-	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_unlock(b->lock);
 	if (!is_write)
 		memset(data, 0xff, len);
 	return false;
-}
-
-void bus_lock(struct bus *b)
-{
-	pthread_mutex_lock(&b->lock);
-}
-
-void bus_unlock(struct bus *b)
-{
-	pthread_mutex_unlock(&b->lock);
 }

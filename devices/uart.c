@@ -1,6 +1,8 @@
 #include "devices/uart.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -200,14 +202,21 @@ void uart_save(const struct uart *u, uint8_t out[UART_STATE_SIZE])
 		*p++ = i < u->rx_count ? u->rx[(u->rx_head + i) % UART_FIFO_LEN] : 0;
 }
 
+int uart_check(const uint8_t *in, size_t len)
+{
+	if (len != UART_STATE_SIZE || in[0] != UART_STATE_VERSION)
+		return -EINVAL;
+	if (in[12] > UART_FIFO_LEN || in[11] > 1)
+		return -EINVAL;
+	return 0;
+}
+
 int uart_load(struct uart *u, const uint8_t *in, size_t len)
 {
 	const uint8_t *p = in;
 	bool level;
 
-	if (len != UART_STATE_SIZE || in[0] != UART_STATE_VERSION)
-		return -EINVAL;
-	if (in[12] > UART_FIFO_LEN || in[11] > 1)
+	if (uart_check(in, len))
 		return -EINVAL;
 	p++;
 	u->ier = *p++ & 0x0f; u->iir = *p++; u->fcr = *p++; u->lcr = *p++;
@@ -228,4 +237,82 @@ int uart_load(struct uart *u, const uint8_t *in, size_t len)
 	u->irq_level = level;
 	update_irq(u);
 	return 0;
+}
+
+void uart_reset(struct uart *u)
+{
+	bool was = u->irq_level;
+
+	uart_init(u, u->irq, u->tx, u->opaque);
+	if (was && u->irq)
+		u->irq(u->opaque, 0);
+}
+
+/* ---- the device interface ------------------------------------------ */
+
+static void dev_reset(void *dev)
+{
+	uart_reset(dev);
+}
+
+static int dev_save(void *dev, uint8_t *buf, size_t cap)
+{
+	if (cap < UART_STATE_SIZE)
+		return -ENOSPC;
+	uart_save(dev, buf);
+	return UART_STATE_SIZE;
+}
+
+static int dev_check(const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+	if (uart_check(p, len) == 0)
+		return 0;
+	if (len != UART_STATE_SIZE)
+		snprintf(err, errlen, "UART state is %zu bytes, expected %d", len,
+			 UART_STATE_SIZE);
+	else
+		snprintf(err, errlen, "UART state (version %u, FIFO count %u) rejected",
+			 p[0], p[12]);
+	return -EINVAL;
+}
+
+static int dev_load(void *dev, const uint8_t *p, size_t len, char *err,
+		    size_t errlen)
+{
+	int ret = dev_check(p, len, err, errlen);
+
+	return ret ? ret : uart_load(dev, p, len);
+}
+
+static const struct device_ops uart_ops = {
+	.name = "uart",
+	.state_type = UART_STATE_TYPE,
+	.state_version = UART_STATE_VERSION,
+	.reset = dev_reset,
+	.save = dev_save,
+	.check = dev_check,
+	.load = dev_load,
+	.destroy = free,
+};
+
+int uart_create(struct device_list *l, uint64_t base, void (*irq)(void *, int),
+		void (*tx)(void *, uint8_t), void *opaque, struct uart **out,
+		char *err, size_t errlen)
+{
+	struct uart *u = malloc(sizeof(*u));
+	struct device d = {
+		.ops = &uart_ops, .state = u, .nio = 1,
+		.io = { { BUS_PIO, base, UART_NPORTS, NULL, uart_io } },
+	};
+	int ret;
+
+	if (!u) {
+		snprintf(err, errlen, "uart_create: out of memory");
+		return -ENOMEM;
+	}
+	uart_init(u, irq, tx, opaque);
+	ret = device_add(l, &d, err, errlen);
+	if (out)
+		*out = ret ? NULL : u;
+	return ret;
 }

@@ -1,5 +1,6 @@
 /* 16550A-compatible UART (the 8250 family register set). Pure: the owner
- * supplies an interrupt-line callback and a transmit callback. */
+ * supplies an interrupt-line callback and a transmit callback. As a device
+ * (uart_create) it is 8 ports and vmstate section UART_STATE_TYPE. */
 #ifndef MINIVMM_UART_H
 #define MINIVMM_UART_H
 
@@ -7,8 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/device.h"
+
 #define UART_FIFO_LEN 64
 #define UART_STATE_VERSION 1
+#define UART_STATE_TYPE 0x0001 /* mandatory: a VM with a UART needs it */
+#define UART_NPORTS 8
 /* version, 10 registers, irq level, fifo count, fifo bytes */
 #define UART_STATE_SIZE (1 + 10 + 1 + 1 + UART_FIFO_LEN)
 
@@ -35,5 +40,15 @@ size_t uart_rx_space(const struct uart *u);
  * re-drives the interrupt line to the restored level. */
 void uart_save(const struct uart *u, uint8_t out[UART_STATE_SIZE]);
 int uart_load(struct uart *u, const uint8_t *in, size_t len);
+/* What uart_load refuses, without a UART: -EINVAL. */
+int uart_check(const uint8_t *in, size_t len);
+/* Back to the power-on registers; the FIFO empties, the line drops. */
+void uart_reset(struct uart *u);
+
+/* Creates a UART at ports base..base+7 on l (which owns it); *out, if
+ * not NULL, is for back-ends that feed it (under device_list_lock). */
+int uart_create(struct device_list *l, uint64_t base, void (*irq)(void *, int),
+		void (*tx)(void *, uint8_t), void *opaque, struct uart **out,
+		char *err, size_t errlen);
 
 #endif

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "devices/uart.h"
 #include "vmm/core/vm.h"
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
@@ -18,9 +19,9 @@ static void console_input(struct ev_handler *h, uint32_t events)
 	ssize_t n;
 
 	(void)events;
-	bus_lock(&vm->pio);
-	space = uart_rx_space(&vm->uart);
-	bus_unlock(&vm->pio);
+	device_list_lock(&vm->devices);
+	space = uart_rx_space(vm->com1);
+	device_list_unlock(&vm->devices);
 	if (space == 0) {
 		/* The guest is not reading: stop polling stdin until it does. */
 		evloop_del(c->loop, &c->in);
@@ -51,9 +52,9 @@ static void console_input(struct ev_handler *h, uint32_t events)
 		}
 		out[n_out++] = buf[i];
 	}
-	bus_lock(&vm->pio);
-	uart_receive(&vm->uart, out, n_out);
-	bus_unlock(&vm->pio);
+	device_list_lock(&vm->devices);
+	uart_receive(vm->com1, out, n_out);
+	device_list_unlock(&vm->devices);
 }
 
 int console_open(struct console *c, struct vm *vm, struct evloop *loop)
@@ -89,9 +90,9 @@ void console_poll(struct console *c)
 
 	if (c->registered || c->eof)
 		return;
-	bus_lock(&c->vm->pio);
-	space = uart_rx_space(&c->vm->uart);
-	bus_unlock(&c->vm->pio);
+	device_list_lock(&c->vm->devices);
+	space = uart_rx_space(c->vm->com1);
+	device_list_unlock(&c->vm->devices);
 	if (space > 0 && evloop_add(c->loop, &c->in, EPOLLIN) == 0)
 		c->registered = true;
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/uart.h"
 #include "migrate/proto/stream.h"
 #include "migrate/state/vmstate_int.h"
 #include "vmm/core/kvm.h"
@@ -36,9 +35,10 @@ _Static_assert(sizeof(struct kvm_msr_entry) == 16, "ABI");
 	.type = (t), .name = (n), .per_cpu = (pc), .slot = (sl), .size = (sz), .need_flag = (fl)
 #define IOCS(g, s) .get = (g), .set = (s), .get_name = #g, .set_name = #s
 
-/* The order is Firecracker's, and load relies on it as much as save. */
+/* vmstate's own sections; device sections are the device list's
+ * (vmstate_dev.c), saved first. The order is Firecracker's, and load
+ * relies on it as much as save. */
 const struct vmstate_secdesc vmstate_secdescs[] = {
-	{ SEC(VMSTATE_SEC_UART, "UART", false, VS_UART, UART_STATE_SIZE, 0) },
 	{ SEC(VMSTATE_SEC_PIT2, "PIT2", false, VS_PIT2, sizeof(struct kvm_pit_state2), VMSTATE_F_PIT2),
 	  IOCS(KVM_GET_PIT2, KVM_SET_PIT2) },
 	/* Load adjusts the clock before setting it (vmstate_load.c). */
@@ -55,7 +55,6 @@ const struct vmstate_secdesc vmstate_secdescs[] = {
 	{ SEC(VMSTATE_SEC_IOAPIC, "IOAPIC", false, VS_IOAPIC, sizeof(struct kvm_irqchip), 0),
 	  IOCS(KVM_GET_IRQCHIP, KVM_SET_IRQCHIP), .chip = KVM_IRQCHIP_IOAPIC },
 	{ SEC(VMSTATE_SEC_TSC_KHZ, "TSC_KHZ", false, VS_TSC_KHZ, 4, 0) },
-	{ SEC(VMSTATE_SEC_CONSOLE, "CONSOLE", false, VS_CONSOLE, 0, 0) },
 	/* MP_STATE first: reading it runs kvm_apic_accept_events(), which
 	 * may change vCPU and LAPIC state that the later reads must see. */
 	{ SEC(VMSTATE_SEC_MP_STATE, "MP_STATE", true, CS_MP, sizeof(struct kvm_mp_state), VMSTATE_F_MP_STATE),
@@ -93,11 +92,21 @@ static const struct vmstate_secdesc *secdesc_find(uint32_t type)
 	return NULL;
 }
 
+bool vmstate_is_dev_type(uint32_t type)
+{
+	if (secdesc_find(type))
+		return false;
+	return (type & VMSTATE_SEC_OPTIONAL) ||
+	       (type >= VMSTATE_SEC_DEV_FIRST && type <= VMSTATE_SEC_DEV_LAST);
+}
+
 const char *vmstate_sec_name(uint32_t type)
 {
 	const struct vmstate_secdesc *d = secdesc_find(type);
 
-	return d ? d->name : "unknown";
+	if (d)
+		return d->name;
+	return vmstate_is_dev_type(type) ? "device" : "unknown";
 }
 
 int vmstate_walk(bool per_cpu, uint32_t flags, const struct vmstate_handlers *h,
@@ -318,6 +327,36 @@ static int check_complete(const struct vmstate_parsed *ps, char *err,
 	return 0;
 }
 
+/* A section outside the table: a device's if it is VM-scope and in the
+ * device range (or optional), kept for the device list to match. */
+static int parse_other(struct vmstate_parsed *ps, uint32_t type, uint32_t vcpu,
+		       const uint8_t *p, uint32_t len, char *err, size_t errlen)
+{
+	bool optional = type & VMSTATE_SEC_OPTIONAL;
+
+	if (!vmstate_is_dev_type(type)) {
+		KVM_ERR(err, errlen, "vmstate: unknown mandatory section type 0x%x", type);
+		return -EPROTO;
+	}
+	if (vcpu != VMSTATE_VM_SCOPE) {
+		if (optional)
+			return 0; /* not a device's: someone's per-vCPU extra */
+		KVM_ERR(err, errlen, "vmstate: device section 0x%x has bad vcpu index %u", type, vcpu);
+		return -EINVAL;
+	}
+	for (int k = 0; k < ps->ndev; k++)
+		if (ps->dev[k].type == type) {
+			KVM_ERR(err, errlen, "vmstate: duplicate device section 0x%x", type);
+			return -EINVAL;
+		}
+	if (ps->ndev == VMSTATE_MAX_DEVSECS) {
+		KVM_ERR(err, errlen, "vmstate: more than %d device sections", VMSTATE_MAX_DEVSECS);
+		return -EINVAL;
+	}
+	ps->dev[ps->ndev++] = (struct vmstate_devsec){ type, { p, len } };
+	return 0;
+}
+
 int vmstate_parse(const uint8_t *blob, size_t len, struct vmstate_parsed *ps,
 		  char *err, size_t errlen)
 {
@@ -349,12 +388,11 @@ int vmstate_parse(const uint8_t *blob, size_t len, struct vmstate_parsed *ps,
 		}
 		d = secdesc_find(type);
 		if (!d) {
-			if (type & VMSTATE_SEC_OPTIONAL) {
-				off += slen;
-				continue;
-			}
-			KVM_ERR(err, errlen, "vmstate: unknown mandatory section type 0x%x", type);
-			return -EPROTO;
+			ret = parse_other(ps, type, vcpu, blob + off, slen, err, errlen);
+			if (ret)
+				return ret;
+			off += slen;
+			continue;
 		}
 		if (d->per_cpu ? vcpu >= ps->ncpus : vcpu != VMSTATE_VM_SCOPE) {
 			KVM_ERR(err, errlen, "vmstate: %s section has bad vcpu index %u", d->name, vcpu);

@@ -32,9 +32,15 @@ struct vm;
 #define VMSTATE_F_ALL ((1u << 8) - 1)
 
 /* Section types. Bit 31 set = optional: a loader that does not know the
- * type skips it. Unknown types without bit 31 make the blob unloadable. */
+ * type skips it. Unknown types without bit 31 make the blob unloadable.
+ * The KVM sections below are vmstate's own; every other VM-scope section
+ * is a device's (types 0x0001..0x00ff if mandatory, any optional type):
+ * vmstate knows no device, it hands them to the VM's device list, whose
+ * devices own their types (the UART 0x0001, the console 0x80000002) and
+ * judge their payloads. */
 enum vmstate_sec {
-	VMSTATE_SEC_UART = 0x0001,
+	VMSTATE_SEC_DEV_FIRST = 0x0001,
+	VMSTATE_SEC_DEV_LAST = 0x00ff,
 	VMSTATE_SEC_PIT2 = 0x0101,
 	VMSTATE_SEC_CLOCK = 0x0102,
 	VMSTATE_SEC_PIC_MASTER = 0x0103,
@@ -53,10 +59,10 @@ enum vmstate_sec {
 	VMSTATE_SEC_OPTIONAL = 0x80000000u,
 	/* VM scope, u32 guest TSC kHz (informational for the loader's check) */
 	VMSTATE_SEC_TSC_KHZ = 0x80000001u,
-	/* The console's pending partial line (vm->con_line), printed first
-	 * by the target so a line cut by the pause comes out whole there. */
-	VMSTATE_SEC_CONSOLE = 0x80000002u,
 };
+
+/* At most this many device sections in one blob. */
+#define VMSTATE_MAX_DEVSECS 64
 
 /* Upper bounds a loader enforces before allocating or copying. */
 #define VMSTATE_MAX_MSRS 512
@@ -86,6 +92,8 @@ int vmstate_load_opts(struct vm *vm, const uint8_t *blob, size_t len,
 		      size_t errlen);
 
 /* Validates a blob without a VM (format, sizes, counts, MSR indices).
+ * Device sections are only checked for shape (scope, type range, no
+ * duplicates): their payloads are the devices' to judge, at load.
  * On success fills *ncpus and *mem_size from the header. */
 int vmstate_check(const uint8_t *blob, size_t len, uint32_t *ncpus,
 		  uint64_t *mem_size, char *err, size_t errlen);

@@ -19,7 +19,7 @@
 /* ---- section table (vmstate.c) -------------------------------------- */
 
 /* Where a parsed section lands: VS_* in parsed.vm, CS_* in parsed.cpu[i]. */
-enum { VS_UART, VS_PIT2, VS_CLOCK, VS_PIC_M, VS_PIC_S, VS_IOAPIC, VS_TSC_KHZ, VS_CONSOLE, VS_N };
+enum { VS_PIT2, VS_CLOCK, VS_PIC_M, VS_PIC_S, VS_IOAPIC, VS_TSC_KHZ, VS_N };
 enum { CS_MP, CS_REGS, CS_SREGS, CS_XSAVE, CS_FPU, CS_XCRS, CS_DR, CS_LAPIC,
        CS_MSRS, CS_EVENTS, CS_N };
 
@@ -83,16 +83,40 @@ struct vmstate_secref {
 	uint32_t len;
 };
 
+/* A VM-scope section outside the table: some device's. */
+struct vmstate_devsec {
+	uint32_t type;
+	struct vmstate_secref s;
+};
+
 struct vmstate_parsed {
 	uint32_t ncpus, flags, nsec;
 	uint64_t mem_size;
 	struct vmstate_secref vm[VS_N];
 	struct vmstate_secref cpu[VM_MAX_CPUS][CS_N];
+	struct vmstate_devsec dev[VMSTATE_MAX_DEVSECS]; /* in blob order */
+	int ndev;
 };
 
 /* Validates the whole blob (docs/vmstate.md) and points *ps into it. */
 int vmstate_parse(const uint8_t *blob, size_t len, struct vmstate_parsed *ps,
 		  char *err, size_t errlen);
+
+/* Whether type may name a device section (docs/vmstate.md). */
+bool vmstate_is_dev_type(uint32_t type);
+
+/* ---- device sections (vmstate_dev.c) -------------------------------- */
+
+/* Every device's section, in list order, under the device lock. */
+int vmstate_save_devices(struct device_list *l, struct vmstate_wbuf *b,
+			 char *err, size_t errlen);
+/* Matches the blob's device sections with l's devices and has each
+ * device check its payload; touches nothing. */
+int vmstate_check_devices(struct device_list *l, const struct vmstate_parsed *ps,
+			  char *err, size_t errlen);
+/* Loads what vmstate_check_devices passed, under the device lock. */
+int vmstate_load_devices(struct device_list *l, const struct vmstate_parsed *ps,
+			 char *err, size_t errlen);
 
 /* ---- KVM (vmstate_kvm.c) -------------------------------------------- */
 

@@ -8,10 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/ioctl.h>
 
-#include "devices/uart.h"
 #include "migrate/proto/stream.h"
 #include "migrate/state/vmstate_int.h"
 #include "vmm/core/kvm.h"
@@ -178,8 +176,7 @@ static int load_plain(const struct vmstate_secdesc *d, void *arg)
 	union vmstate_kvm_buf u;
 	int ret;
 
-	/* Devices and TSC_KHZ have no set ioctl: vmstate_load_opts applies
-	 * or checks them itself. */
+	/* TSC_KHZ has no set ioctl: preflight checks it. */
 	if (!d->set || !s->p)
 		return 0;
 	memcpy(&u, s->p, d->size);
@@ -217,7 +214,6 @@ int vmstate_load_opts(struct vm *vm, const uint8_t *blob, size_t len,
 	struct vmstate_caps c;
 	bool scale_tsc;
 	uint32_t tsc_khz;
-	struct timespec now;
 	struct load_ctx x;
 	int ret;
 
@@ -236,29 +232,16 @@ int vmstate_load_opts(struct vm *vm, const uint8_t *blob, size_t len,
 	if (ret)
 		goto out;
 
+	ret = vmstate_check_devices(&vm->devices, ps, err, errlen);
+	if (ret)
+		goto out;
+
 	/* Devices first, so the interrupt line a device re-drives reaches
 	 * KVM's per-source line state before SET_IRQCHIP (last) overwrites
 	 * the chips' registers with the saved ones. */
-	if (ps->vm[VS_CONSOLE].len > VM_CONSOLE_LINE_MAX) {
-		KVM_ERR(err, errlen, "vmstate_load: CONSOLE section of %u bytes exceeds %d",
-			ps->vm[VS_CONSOLE].len, VM_CONSOLE_LINE_MAX);
-		ret = -EINVAL;
+	ret = vmstate_load_devices(&vm->devices, ps, err, errlen);
+	if (ret)
 		goto out;
-	}
-	bus_lock(&vm->pio);
-	ret = uart_load(&vm->uart, ps->vm[VS_UART].p, ps->vm[VS_UART].len);
-	if (ret == 0 && ps->vm[VS_CONSOLE].p) {
-		/* The rest of the line follows from the guest, on this host. */
-		memcpy(vm->con_line, ps->vm[VS_CONSOLE].p, ps->vm[VS_CONSOLE].len);
-		vm->con_len = ps->vm[VS_CONSOLE].len;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		vm->con_first_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
-	}
-	bus_unlock(&vm->pio);
-	if (ret) {
-		KVM_ERR(err, errlen, "vmstate_load: UART state rejected: %s", strerror(-ret));
-		goto out;
-	}
 	x = (struct load_ctx){ .c = &c, .o = opts, .err = err, .errlen = errlen };
 	for (int i = 0; i < vm->ncpus; i++) {
 		x.fd = vm->vcpus[i].fd;

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "devices/uart.h"
 #include "migrate/proto/stream.h"
 #include "migrate/state/vmstate_int.h"
 #include "vmm/core/kvm.h"
@@ -24,25 +23,6 @@ static bool vm_quiescent(struct vm *vm)
 	ok = vm->threads == 0 || (vm->pause_count > 0 && vm->parked == vm->threads);
 	pthread_mutex_unlock(&vm->lock);
 	return ok;
-}
-
-static int save_devices(struct vm *vm, struct vmstate_wbuf *b)
-{
-	uint8_t u[UART_STATE_SIZE], line[VM_CONSOLE_LINE_MAX];
-	uint32_t line_len;
-	int ret;
-
-	/* The bus lock keeps the console back-end from feeding the UART
-	 * while it is copied. */
-	bus_lock(&vm->pio);
-	uart_save(&vm->uart, u);
-	line_len = vm->con_len;
-	memcpy(line, vm->con_line, line_len);
-	bus_unlock(&vm->pio);
-	ret = vmstate_wb_put(b, VMSTATE_SEC_UART, VMSTATE_VM_SCOPE, u, sizeof(u));
-	if (ret || line_len == 0)
-		return ret;
-	return vmstate_wb_put(b, VMSTATE_SEC_CONSOLE, VMSTATE_VM_SCOPE, line, line_len);
 }
 
 /* One scope's worth of what the section handlers need. */
@@ -65,7 +45,7 @@ static int save_plain(const struct vmstate_secdesc *d, void *arg)
 	int ret;
 
 	if (!d->get)
-		return 0; /* devices, TSC_KHZ: their own code */
+		return 0; /* TSC_KHZ: its own code */
 	memset(&u, 0, sizeof(u));
 	if (d->get == KVM_GET_IRQCHIP)
 		u.ic.chip_id = d->chip;
@@ -168,7 +148,7 @@ int vmstate_save(struct vm *vm, uint8_t **out, size_t *outlen, char *err,
 		goto fail;
 	/* Devices first: saving a device may raise an interrupt, which must
 	 * then be in the irqchip/LAPIC state read below (Firecracker). */
-	ret = save_devices(vm, &b);
+	ret = vmstate_save_devices(&vm->devices, &b, err, errlen);
 	if (ret)
 		goto fail;
 	x = (struct save_ctx){ .fd = vm->vm_fd, .cpu = -1, .scope = VMSTATE_VM_SCOPE,

@@ -1,14 +1,19 @@
-/* The 8250/16550A register behaviour, interrupts and save/restore. */
+/* The 8250/16550A register behaviour, interrupts and save/restore; the
+ * UART, console and exit ports driven through the device interface. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "devices/conline.h"
+#include "devices/device.h"
 #include "devices/exitdev.h"
 #include "devices/uart.h"
+#include "vmm/core/clock.h"
 
 struct host {
 	int level;
@@ -226,6 +231,203 @@ static void test_exit_ports(void **state)
 	assert_int_equal(e.calls, 3);
 }
 
+/* ---- through the device interface ---------------------------------- */
+
+struct machine {
+	struct bus pio, mmio;
+	struct device_list l;
+	struct uart *u;
+	struct host h;
+};
+
+static void machine_up(struct machine *m)
+{
+	char err[256] = "";
+
+	memset(m, 0, sizeof(*m));
+	assert_int_equal(device_list_init(&m->l, &m->pio, &m->mmio), 0);
+	if (uart_create(&m->l, 0x3f8, irq, tx, &m->h, &m->u, err, sizeof(err)))
+		fail_msg("uart_create: %s", err);
+}
+
+static uint8_t port_rd(struct machine *m, uint64_t port)
+{
+	uint8_t v = 0;
+
+	assert_true(bus_access(&m->pio, port, &v, 1, false));
+	return v;
+}
+
+static void port_wr(struct machine *m, uint64_t port, uint8_t v)
+{
+	assert_true(bus_access(&m->pio, port, &v, 1, true));
+}
+
+static void test_uart_device(void **state)
+{
+	struct machine a, b;
+	struct device *da, *db;
+	uint8_t buf[DEVICE_STATE_MAX];
+	char err[256] = "";
+	int n;
+
+	(void)state;
+	machine_up(&a);
+	machine_up(&b);
+	da = device_find_state(&a.l, UART_STATE_TYPE);
+	assert_non_null(da);
+	assert_string_equal(da->ops->name, "uart");
+	assert_int_equal(a.pio.nregions, 1);
+	assert_int_equal(port_rd(&a, 0x3fd), 0x60);
+	port_wr(&a, 0x3f8, 'A');
+	assert_int_equal(a.h.out_len, 1);
+	port_wr(&a, 0x3ff, 0x42);
+	port_wr(&a, 0x3f9, 0x01); /* IER: RX interrupt */
+	uart_receive(a.u, (const uint8_t *)"xyz", 3);
+	assert_int_equal(a.h.level, 1);
+	assert_int_equal(port_rd(&a, 0x3f8), 'x');
+
+	/* Save through the ops, load into another machine's UART. */
+	assert_int_equal(da->ops->save(da->state, buf, UART_STATE_SIZE - 1), -ENOSPC);
+	n = da->ops->save(da->state, buf, sizeof(buf));
+	assert_int_equal(n, UART_STATE_SIZE);
+	db = device_find_state(&b.l, UART_STATE_TYPE);
+	assert_int_equal(db->ops->check(buf, (size_t)n, err, sizeof(err)), 0);
+	assert_int_equal(db->ops->load(db->state, buf, (size_t)n, err, sizeof(err)), 0);
+	assert_int_equal(b.h.level, 1);
+	assert_int_equal(port_rd(&b, 0x3ff), 0x42);
+	assert_int_equal(port_rd(&b, 0x3f8), 'y');
+	assert_int_equal(port_rd(&b, 0x3f8), 'z');
+	assert_int_equal(b.h.level, 0);
+	/* check refuses what load would, with a message, touching nothing */
+	assert_int_equal(db->ops->check(buf, (size_t)n - 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "bytes"));
+	buf[0] = 99;
+	assert_int_equal(db->ops->check(buf, (size_t)n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(db->ops->load(db->state, buf, (size_t)n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(port_rd(&b, 0x3ff), 0x42);
+
+	/* Reset: power-on registers, the interrupt line dropped. */
+	uart_receive(a.u, (const uint8_t *)"q", 1);
+	assert_int_equal(a.h.level, 1);
+	device_list_reset(&a.l);
+	assert_int_equal(a.h.level, 0);
+	assert_int_equal(port_rd(&a, 0x3ff), 0);
+	assert_int_equal(port_rd(&a, 0x3fd), 0x60);
+	device_list_destroy(&a.l);
+	device_list_destroy(&b.l);
+}
+
+static void put_str(struct machine *m, const char *s)
+{
+	for (; *s; s++)
+		port_wr(m, 0x3f8, (uint8_t)*s);
+}
+
+static void test_console_device(void **state)
+{
+	struct machine m;
+	struct conline *c, *c2;
+	struct device *d;
+	struct bus pio2, mmio2;
+	struct device_list l2;
+	uint8_t buf[DEVICE_STATE_MAX], big[CONLINE_MAX + 1];
+	char err[256] = "", out[64] = "";
+	int fds[2], n;
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(device_list_init(&m.l, &m.pio, &m.mmio), 0);
+	assert_int_equal(conline_create(&m.l, fds[1], &c, err, sizeof(err)), 0);
+	assert_int_equal(uart_create(&m.l, 0x3f8, irq, conline_put, c, &m.u, err,
+				     sizeof(err)), 0);
+	d = device_find_state(&m.l, CONLINE_STATE_TYPE);
+	assert_non_null(d);
+	assert_ptr_equal(d->state, c);
+	assert_int_equal(d->nio, 0);
+
+	/* Nothing pending: no section at all. */
+	assert_int_equal(d->ops->save(d->state, buf, sizeof(buf)), 0);
+	/* The UART's tx feeds the line; a complete line goes out whole. */
+	put_str(&m, "hi\n");
+	assert_int_equal(c->len, 0);
+	assert_int_equal(read(fds[0], out, sizeof(out)), 3);
+	assert_memory_equal(out, "hi\n", 3);
+	/* A partial line waits until it is stale, or until forced. */
+	put_str(&m, "login: ");
+	assert_int_equal(c->len, 7);
+	conline_flush(c, false, c->first_ns + CONLINE_STALE_NS - 1);
+	assert_int_equal(c->len, 7);
+
+	/* Its state is the pending bytes; the target's copy is fresh. */
+	n = d->ops->save(d->state, buf, sizeof(buf));
+	assert_int_equal(n, 7);
+	assert_memory_equal(buf, "login: ", 7);
+	assert_int_equal(d->ops->save(d->state, buf, 3), -ENOSPC);
+	assert_int_equal(device_list_init(&l2, &pio2, &mmio2), 0);
+	assert_int_equal(conline_create(&l2, fds[1], &c2, err, sizeof(err)), 0);
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(d->ops->check(big, sizeof(big), err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "exceeds"));
+	assert_int_equal(d->ops->load(c2, big, sizeof(big), err, sizeof(err)), -EINVAL);
+	assert_int_equal(c2->len, 0);
+	assert_int_equal(d->ops->check(big, CONLINE_MAX, err, sizeof(err)), 0);
+	assert_int_equal(d->ops->load(c2, buf, (size_t)n, err, sizeof(err)), 0);
+	assert_int_equal(c2->len, 7);
+	assert_memory_equal(c2->line, "login: ", 7);
+	assert_true(clock_now_ns() - c2->first_ns < 10ULL * 1000000000ULL);
+
+	conline_flush(c, false, c->first_ns + CONLINE_STALE_NS);
+	assert_int_equal(c->len, 0);
+	memset(out, 0, sizeof(out));
+	assert_int_equal(read(fds[0], out, sizeof(out) - 1), 7);
+	assert_string_equal(out, "login: ");
+	conline_flush(c2, true, 0);
+	assert_int_equal(read(fds[0], out, sizeof(out)), 7);
+	/* Reset writes what the guest already printed, then holds nothing. */
+	put_str(&m, "$");
+	device_list_reset(&m.l);
+	assert_int_equal(c->len, 0);
+	assert_int_equal(read(fds[0], out, sizeof(out)), 1);
+	device_list_destroy(&m.l);
+	device_list_destroy(&l2);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static void test_exit_devices(void **state)
+{
+	struct bus pio, mmio;
+	struct device_list l;
+	struct exit_host e = { -1, 0 };
+	uint8_t v[4] = { 1, 0, 0, 0 };
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(device_list_init(&l, &pio, &mmio), 0);
+	assert_int_equal(exitdev_create(&l, on_exit_cb, &e, err, sizeof(err)), 0);
+	assert_int_equal(exitdev_sink_create(&l, EXITDEV_POST_PORT, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(pio.nregions, 3);
+	assert_true(bus_access(&pio, EXITDEV_DEBUG_PORT, v, 1, true));
+	assert_int_equal(e.status, 3);
+	assert_true(bus_access(&pio, EXITDEV_PM_PORT, (uint8_t[]){ 0x00, 0x20 }, 2, true));
+	assert_int_equal(e.status, 0);
+	assert_true(bus_access(&pio, EXITDEV_POST_PORT, v, 1, true));
+	assert_true(bus_access(&pio, EXITDEV_POST_PORT, v, 1, false));
+	assert_int_equal(v[0], 0xff);
+	assert_int_equal(e.calls, 2);
+	/* No state: nothing for vmstate. */
+	assert_int_equal(device_find(&l, "exit")->ops->state_type, 0);
+	assert_null(device_find_state(&l, 0));
+	/* A second one on the same ports is refused, and names itself. */
+	assert_int_equal(exitdev_create(&l, on_exit_cb, &e, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "exit"));
+	assert_int_equal(l.n, 2);
+	device_list_destroy(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +440,9 @@ int main(void)
 		cmocka_unit_test(test_loopback),
 		cmocka_unit_test(test_save_restore),
 		cmocka_unit_test(test_exit_ports),
+		cmocka_unit_test(test_uart_device),
+		cmocka_unit_test(test_console_device),
+		cmocka_unit_test(test_exit_devices),
 	};
 	return cmocka_run_group_tests_name("uart", tests, NULL, NULL);
 }

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "devices/conline.h"
+#include "devices/uart.h"
 #include "migrate/state/vmstate.h"
 #include "vmm/core/vcpu.h"
 #include "vmm/core/vm.h"
@@ -56,7 +58,7 @@ static void make_vm(struct vm *vm, int ncpus, uint64_t mem, int console_fd)
 	if (vm_create(vm, &cfg, err, sizeof(err)) != 0)
 		fail_msg("vm_create: %s", err);
 	if (console_fd >= 0)
-		vm->console_out = console_fd;
+		vm->console->fd = console_fd;
 }
 
 static void boot_counter(struct vm *vm)
@@ -249,7 +251,7 @@ static void migrate_counter(int ncpus)
 	n1 = walk(blob, len, s1, 256);
 	n2 = walk(blob2, len2, s2, 256);
 	assert_int_equal(n1, n2);
-	compare_section(s1, n1, s2, n2, VMSTATE_SEC_UART, VMSTATE_VM_SCOPE);
+	compare_section(s1, n1, s2, n2, UART_STATE_TYPE, VMSTATE_VM_SCOPE);
 	compare_section(s1, n1, s2, n2, VMSTATE_SEC_PIC_MASTER, VMSTATE_VM_SCOPE);
 	compare_section(s1, n1, s2, n2, VMSTATE_SEC_PIC_SLAVE, VMSTATE_VM_SCOPE);
 	compare_section(s1, n1, s2, n2, VMSTATE_SEC_IOAPIC, VMSTATE_VM_SCOPE);
@@ -615,7 +617,7 @@ static void test_bad_payloads(void **state)
 			wle32(s[i].p, le32(s[i].p) == 0 ? 2 : 0);
 			expect_reject(f, b, f->len, "irqchip id");
 			break;
-		case VMSTATE_SEC_UART:
+		case UART_STATE_TYPE:
 			s[i].p[0] = 99; /* UART state version */
 			expect_reject(f, b, f->len, "UART version");
 			break;
@@ -634,6 +636,73 @@ static void test_bad_payloads(void **state)
 	free(b);
 }
 
+/* Device sections are the device list's: the parser checks their shape,
+ * the VM's devices claim them at load. */
+static void test_device_sections(void **state)
+{
+	struct fixture *f = *state;
+	static struct tsec s[256], t[258];
+	int n = walk(f->blob, f->len, s, 256);
+	uint8_t junk[5] = { 1, 2, 3, 4, 5 };
+	uint8_t *r;
+	size_t l;
+	char err[256] = "";
+
+	/* The UART's section leads the blob, as before the device list. */
+	assert_int_equal(s[0].type, UART_STATE_TYPE);
+	assert_int_equal(s[0].len, UART_STATE_SIZE);
+	/* A mandatory device section no device here owns: the format is
+	 * fine, this VM cannot take it. */
+	memcpy(t, s, sizeof(s[0]) * n);
+	t[n] = (struct tsec){ .type = 0x0042, .vcpu = VMSTATE_VM_SCOPE, .len = 5, .p = junk };
+	r = rebuild(f->blob, t, n + 1, &l);
+	assert_int_equal(vmstate_check(r, l, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmstate_load(&f->vm, r, l, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "0x42"));
+	free(r);
+	/* ... with a vCPU index it is malformed. */
+	t[n].vcpu = 0;
+	r = rebuild(f->blob, t, n + 1, &l);
+	assert_int_not_equal(vmstate_check(r, l, NULL, NULL, err, sizeof(err)), 0);
+	free(r);
+	/* An optional one is skipped; the console's, duplicated, is not. */
+	t[n] = (struct tsec){ .type = 0x80000042u, .vcpu = VMSTATE_VM_SCOPE, .len = 5, .p = junk };
+	r = rebuild(f->blob, t, n + 1, &l);
+	if (vmstate_load(&f->vm, r, l, err, sizeof(err)) != 0)
+		fail_msg("optional device section refused: %s", err);
+	free(r);
+	t[n] = (struct tsec){ .type = CONLINE_STATE_TYPE, .vcpu = VMSTATE_VM_SCOPE, .len = 5, .p = junk };
+	t[n + 1] = t[n];
+	r = rebuild(f->blob, t, n + 2, &l);
+	assert_int_not_equal(vmstate_check(r, l, NULL, NULL, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "duplicate"));
+	free(r);
+	/* An oversized console line: the device refuses it at load. */
+	{
+		uint8_t big[CONLINE_MAX + 1];
+
+		memset(big, 'x', sizeof(big));
+		t[n] = (struct tsec){ .type = CONLINE_STATE_TYPE, .vcpu = VMSTATE_VM_SCOPE,
+				      .len = sizeof(big), .p = big };
+		r = rebuild(f->blob, t, n + 1, &l);
+		assert_int_equal(vmstate_load(&f->vm, r, l, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "console"));
+		free(r);
+	}
+	/* Too many device sections. */
+	{
+		static struct tsec many[256 + VMSTATE_MAX_DEVSECS + 1];
+
+		memcpy(many, s, sizeof(s[0]) * n);
+		for (int k = 0; k <= VMSTATE_MAX_DEVSECS; k++)
+			many[n + k] = (struct tsec){ .type = 0x80001000u + (uint32_t)k,
+						     .vcpu = VMSTATE_VM_SCOPE, .len = 1, .p = junk };
+		r = rebuild(f->blob, many, n + VMSTATE_MAX_DEVSECS + 1, &l);
+		assert_int_not_equal(vmstate_check(r, l, NULL, NULL, err, sizeof(err)), 0);
+		free(r);
+	}
+}
+
 /* Random byte flips: the validator must never crash or overread. */
 /* A line the guest was printing at the pause is not written by the source:
  * it travels in the blob and the target prints it whole. */
@@ -650,29 +719,33 @@ static void test_partial_console_line_moves(void **state)
 	assert_int_equal(pipe(fds), 0);
 	make_vm(&a, 1, 16 << 20, fds[1]);
 	make_vm(&b, 1, 16 << 20, fds[1]);
-	memcpy(a.con_line, "seq=7 t_m", 9);
-	a.con_len = 9;
+	memcpy(a.console->line, "seq=7 t_m", 9);
+	a.console->len = 9;
 	assert_int_equal(vmstate_save(&a, &blob, &len, err, sizeof(err)), 0);
+	/* UART, then the console's line, then the KVM state: as before. */
+	assert_int_equal(le32(blob + 40), UART_STATE_TYPE);
+	assert_int_equal(le32(blob + 40 + 12 + UART_STATE_SIZE), CONLINE_STATE_TYPE);
+	assert_int_equal(le32(blob + 40 + 12 + UART_STATE_SIZE + 8), 9);
 	assert_int_equal(vmstate_load(&b, blob, len, err, sizeof(err)), 0);
-	assert_int_equal(b.con_len, 9);
-	assert_memory_equal(b.con_line, "seq=7 t_m", 9);
+	assert_int_equal(b.console->len, 9);
+	assert_memory_equal(b.console->line, "seq=7 t_m", 9);
 	/* A paused VM's partial line may yet migrate: never flushed by age. */
 	assert_int_equal(vm_pause(&b), 0);
-	b.con_first_ns = 0; /* as old as it gets */
+	b.console->first_ns = 0; /* as old as it gets */
 	vm_console_flush(&b, false);
-	assert_int_equal(b.con_len, 9);
+	assert_int_equal(b.console->len, 9);
 	vm_resume(&b);
 	vm_console_flush(&b, true);
 	assert_int_equal(read(fds[0], out, sizeof(out) - 1), 9);
 	assert_string_equal(out, "seq=7 t_m");
 	/* An oversized CONSOLE section is refused before anything loads. */
-	a.con_len = VM_CONSOLE_LINE_MAX;
+	a.console->len = CONLINE_MAX;
 	free(blob);
 	assert_int_equal(vmstate_save(&a, &blob, &len, err, sizeof(err)), 0);
 	for (size_t off = 40; off + 12 <= len;) {
 		uint32_t type = le32(blob + off), slen = le32(blob + off + 8);
 
-		if (type == VMSTATE_SEC_CONSOLE) {
+		if (type == CONLINE_STATE_TYPE) {
 			wle32(blob + off + 8, slen + 1);
 			break;
 		}
@@ -687,7 +760,7 @@ static void test_partial_console_line_moves(void **state)
 		free(big);
 	}
 	free(blob);
-	a.con_len = 0; /* nothing to print at teardown */
+	a.console->len = 0; /* nothing to print at teardown */
 	vm_destroy(&a);
 	vm_destroy(&b);
 	close(fds[0]);
@@ -731,6 +804,7 @@ int main(void)
 		cmocka_unit_test(test_section_lengths),
 		cmocka_unit_test(test_bad_sections),
 		cmocka_unit_test(test_bad_payloads),
+		cmocka_unit_test(test_device_sections),
 		cmocka_unit_test(test_partial_console_line_moves),
 		cmocka_unit_test(test_fuzz),
 	};

@@ -255,9 +255,13 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	}
 	case KVM_EXIT_MMIO:
-		/* No MMIO devices yet: reads float high, writes vanish. */
-		if (!run->mmio.is_write)
+		/* Unmapped: reads float high, writes vanish (bus_access). */
+		if (run->mmio.len > sizeof(run->mmio.data)) {
 			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+			return true;
+		}
+		bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+			   run->mmio.is_write);
 		return true;
 	case KVM_EXIT_HLT:
 	case KVM_EXIT_IRQ_WINDOW_OPEN:

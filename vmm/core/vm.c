@@ -1,5 +1,8 @@
 #include "vmm/core/vm.h"
 #include "vmm/core/clock.h"
+#include "devices/conline.h"
+#include "devices/exitdev.h"
+#include "devices/uart.h"
 #include "vmm/core/prealloc.h"
 
 #include <errno.h>
@@ -46,35 +49,6 @@ static void uart_irq(void *opaque, int level)
 	kvm_irq_line(vm->vm_fd, COM1_IRQ, level);
 }
 
-/* Called with the bus lock held. */
-static void console_write_pending(struct vm *vm)
-{
-	uint32_t off = 0;
-
-	/* A console nobody reads must not stop the guest: drop on error. */
-	while (off < vm->con_len) {
-		ssize_t n = write(vm->console_out, vm->con_line + off, vm->con_len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (uint32_t)n;
-	}
-	vm->con_len = 0;
-}
-
-static void uart_tx(void *opaque, uint8_t byte)
-{
-	struct vm *vm = opaque;
-
-	if (vm->con_len == 0)
-		vm->con_first_ns = clock_now_ns();
-	vm->con_line[vm->con_len++] = byte;
-	if (byte == '\n' || vm->con_len == VM_CONSOLE_LINE_MAX)
-		console_write_pending(vm);
-}
-
 void vm_console_flush(struct vm *vm, bool force)
 {
 	bool paused;
@@ -82,11 +56,12 @@ void vm_console_flush(struct vm *vm, bool force)
 	pthread_mutex_lock(&vm->lock);
 	paused = vm->pause_count > 0;
 	pthread_mutex_unlock(&vm->lock);
-	bus_lock(&vm->pio);
-	if (vm->con_len && (force || (!paused &&
-				      clock_now_ns() - vm->con_first_ns >= VM_CONSOLE_STALE_NS)))
-		console_write_pending(vm);
-	bus_unlock(&vm->pio);
+	/* A paused guest's partial line may yet migrate: only force writes it. */
+	if ((!force && paused) || !vm->console)
+		return;
+	device_list_lock(&vm->devices);
+	conline_flush(vm->console, force, clock_now_ns());
+	device_list_unlock(&vm->devices);
 }
 
 static void guest_exit(void *opaque, int status, const char *why)
@@ -99,39 +74,32 @@ static void kick_handler(int sig)
 	(void)sig; /* only interrupts KVM_RUN */
 }
 
+/* The UART feeds the console, which is created after it: list order is
+ * blob order, and the UART's section has always come first. */
+static void uart_tx(void *opaque, uint8_t byte)
+{
+	conline_put(((struct vm *)opaque)->console, byte);
+}
+
+/* The machine: one call per device, in the order their sections stand in
+ * a vmstate blob. */
 static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 {
-	static const struct {
-		uint64_t base, len;
-		const char *name;
-		bus_io_fn fn;
-		int which; /* 0 = uart, 1 = exitdev */
-	} map[] = {
-		{ COM1_PORT, 8, "com1", uart_io, 0 },
-		{ EXITDEV_DEBUG_PORT, EXITDEV_DEBUG_LEN, "debug-exit", exitdev_debug_io, 1 },
-		{ EXITDEV_PM_PORT, EXITDEV_PM_LEN, "pm-poweroff", exitdev_pm_io, 1 },
-		{ 0x80, 1, "post-code", exitdev_sink_io, 1 },
-	};
-	int ret = bus_init(&vm->pio);
+	int ret = device_list_init(&vm->devices, &vm->pio, &vm->mmio);
 
 	if (ret) {
-		KVM_ERR(err, errlen, "bus_init: %s", strerror(-ret));
+		KVM_ERR(err, errlen, "device_list_init: %s", strerror(-ret));
 		return ret;
 	}
-	uart_init(&vm->uart, uart_irq, uart_tx, vm);
-	exitdev_init(&vm->exitdev, guest_exit, vm);
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		void *dev = map[i].which == 0 ? (void *)&vm->uart : (void *)&vm->exitdev;
-
-		ret = bus_register(&vm->pio, map[i].base, map[i].len, map[i].name,
-				   map[i].fn, dev);
-		if (ret) {
-			KVM_ERR(err, errlen, "bus_register(%s): %s", map[i].name,
-				strerror(-ret));
-			return ret;
-		}
-	}
-	return 0;
+	ret = uart_create(&vm->devices, COM1_PORT, uart_irq, uart_tx, vm, &vm->com1,
+			  err, errlen);
+	if (!ret)
+		ret = conline_create(&vm->devices, STDOUT_FILENO, &vm->console, err, errlen);
+	if (!ret)
+		ret = exitdev_create(&vm->devices, guest_exit, vm, err, errlen);
+	if (!ret)
+		ret = exitdev_sink_create(&vm->devices, EXITDEV_POST_PORT, err, errlen);
+	return ret;
 }
 
 int vm_ram_map(uint64_t size, uint8_t **out, char *err, size_t errlen)
@@ -201,7 +169,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	vm->ram = cfg->ram; /* adopted now: vm_destroy unmaps it, also on failure */
 	vm->ram_size = cfg->ram ? cfg->mem_size : 0;
 	vm->kvm_fd = vm->vm_fd = vm->notify_fd = -1;
-	vm->console_out = STDOUT_FILENO;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 
@@ -287,7 +254,9 @@ void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->ncpus = 0;
-	bus_destroy(&vm->pio); /* a zeroed, never-initialised mutex is fine too */
+	device_list_destroy(&vm->devices); /* and the buses; a no-op if never made */
+	vm->com1 = NULL;
+	vm->console = NULL;
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	vm->ram = NULL;

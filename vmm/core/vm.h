@@ -10,8 +10,7 @@
 #include <stdio.h>
 
 #include "devices/bus.h"
-#include "devices/exitdev.h"
-#include "devices/uart.h"
+#include "devices/device.h"
 
 #define VM_PAGE_SIZE 4096ULL
 #define VM_PAGE_SHIFT 12
@@ -26,10 +25,6 @@
 #define VM_HIGH_MEM_START (4ULL << 30)
 #define VM_TSS_ADDR 0xfffbd000ULL
 #define VM_MAX_SLOTS 2
-
-#define VM_CONSOLE_LINE_MAX 256
-/* A partial line (a prompt) is shown once it is this old. */
-#define VM_CONSOLE_STALE_NS 20000000ULL
 
 #define COM1_PORT 0x3f8
 #define COM1_IRQ 4
@@ -57,6 +52,8 @@ struct vm_slot {
 };
 
 struct vcpu;
+struct uart;
+struct conline;
 struct monitor;
 struct mig;
 struct evloop;
@@ -85,17 +82,14 @@ struct vm {
 	struct vcpu *vcpus;
 	int ncpus;
 
-	struct bus pio;
-	struct uart uart;
-	struct exitdev exitdev;
-	int console_out; /* guest serial output goes here (stdout) */
-	/* Guest output is written a line at a time, so that a line the guest
-	 * is printing when a migration pauses it comes out whole on the
-	 * target (the partial line travels in the device state) instead of
-	 * split across two hosts. Guarded by the bus lock, like the UART. */
-	uint8_t con_line[VM_CONSOLE_LINE_MAX];
-	uint32_t con_len;
-	uint64_t con_first_ns; /* when the oldest pending byte arrived */
+	/* Every device is on the list (which owns it) and behind these two
+	 * buses, all under the list's one lock. The VM keeps typed pointers
+	 * only to what its own back-ends feed: stdin goes to COM1, and the
+	 * run loop flushes the console's stale partial line. */
+	struct bus pio, mmio;
+	struct device_list devices;
+	struct uart *com1;
+	struct conline *console; /* guest serial output, a line at a time */
 
 	/* Run control: vCPUs run while pause_count == 0 and !stopping. */
 	pthread_mutex_t lock;
