@@ -1,0 +1,182 @@
+/* The migration-section interface without KVM: the section list and its
+ * frame dispatch, and the load side of the RAM and machine-state sections
+ * fed hostile frames over a socket pair. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "migrate/mig.h"
+#include "migrate/ram/ram.h"
+#include "migrate/section.h"
+#include "migrate/transport/transport.h"
+#include "vmm/core/vm.h"
+
+#define NPAGES 16
+
+struct fx {
+	int peer;                /* the "source" end */
+	struct stream s;
+	struct mig m;
+	struct vm vm;
+	struct mig_sections ss;
+	struct mig_tgt_env env;
+	char err[256];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct transport_conn c;
+	int sv[2];
+
+	assert_non_null(f);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	f->peer = sv[0];
+	transport_wrap_fd(&c, sv[1], TRANSPORT_UNIX);
+	stream_attach(&f->s, &c, 2000);
+	pthread_mutex_init(&f->m.lock, NULL);
+	f->vm.ram_size = NPAGES * VM_PAGE_SIZE;
+	f->vm.ram = calloc(NPAGES, VM_PAGE_SIZE);
+	assert_non_null(f->vm.ram);
+	assert_int_equal(mig_sections_create(&f->ss, f->err, sizeof(f->err)), 0);
+	f->env = (struct mig_tgt_env){ .vm = &f->vm, .m = &f->m, .s = &f->s,
+				       .err = f->err, .errlen = sizeof(f->err) };
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	for (int i = 0; i < f->ss.n; i++)
+		if (f->ss.s[i].ops->load_cleanup)
+			f->ss.s[i].ops->load_cleanup(f->ss.s[i].state, &f->env);
+	mig_sections_destroy(&f->ss);
+	stream_close(&f->s);
+	close(f->peer);
+	stats_free(&f->m.st);
+	pthread_mutex_destroy(&f->m.lock);
+	free(f->vm.ram);
+	free(f);
+	return 0;
+}
+
+/* Writes a payload the section will read after its header. */
+static void peer_send(struct fx *f, const void *p, size_t n)
+{
+	assert_int_equal(write(f->peer, p, n), (ssize_t)n);
+}
+
+static int feed(struct fx *f, uint32_t type, const void *p, uint32_t len)
+{
+	struct stream_hdr h = { .type = type, .len = len };
+	struct mig_section *sec = mig_sections_for_frame(&f->ss, type);
+
+	assert_non_null(sec);
+	if (len)
+		peer_send(f, p, len);
+	return sec->ops->load_frame(sec->state, &f->env, &h);
+}
+
+static void test_list_and_dispatch(void **state)
+{
+	struct fx *f = *state;
+
+	/* RAM first, machine state last: the state must load after RAM. */
+	assert_int_equal(f->ss.n, 2);
+	assert_ptr_equal(f->ss.s[0].ops, &ram_section_ops);
+	assert_ptr_equal(f->ss.s[f->ss.n - 1].ops, &state_section_ops);
+	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_ROUND)->ops, &ram_section_ops);
+	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_PAGES)->ops, &ram_section_ops);
+	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_CHANNELS)->ops, &ram_section_ops);
+	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_STATE)->ops, &state_section_ops);
+	/* Control frames are the orchestrators', never a section's. */
+	assert_null(mig_sections_for_frame(&f->ss, ST_PING));
+	assert_null(mig_sections_for_frame(&f->ss, ST_END));
+	assert_null(mig_sections_for_frame(&f->ss, ST_HELLO));
+	assert_null(mig_sections_for_frame(&f->ss, 0));
+}
+
+static void test_state_hostile(void **state)
+{
+	struct fx *f = *state;
+	struct mig_section *st = mig_sections_for_frame(&f->ss, ST_STATE);
+	struct mig_end end = { 0 };
+	uint8_t junk[3] = { 1, 2, 3 };
+
+	/* END before any STATE is a protocol error, not a crash. */
+	assert_int_equal(st->ops->load_complete(st->state, &f->env, &end), -EPROTO);
+	assert_non_null(strstr(f->err, "END before the machine state"));
+	assert_int_equal(feed(f, ST_STATE, junk, sizeof(junk)), 0);
+	assert_int_equal(feed(f, ST_STATE, junk, sizeof(junk)), -EPROTO);
+	assert_non_null(strstr(f->err, "sent twice"));
+}
+
+static void put_round(uint8_t *b, uint32_t round, uint32_t flags)
+{
+	le_put32(b, round);
+	le_put32(b + 4, flags);
+}
+
+static void test_ram_hostile(void **state)
+{
+	struct fx *f = *state;
+	uint8_t b[PAGES_HDR_LEN + PAGE_RUN_LEN], r[ROUND_LEN];
+	struct page_run run = { .first = NPAGES - 1, .count = 2, .kind = PAGE_RUN_ZERO };
+	struct mig_section *ram;
+	struct mig_end end = { .flags = END_FLAG_DIGEST, .digest = 1 };
+
+	/* Pages before any ROUND. */
+	memset(b, 0, sizeof(b));
+	le_put32(b, 1);
+	stream_run_encode(b + PAGES_HDR_LEN, &run);
+	assert_int_equal(feed(f, ST_PAGES, b, sizeof(b)), -EPROTO);
+	assert_non_null(strstr(f->err, "outside a round"));
+	/* A ROUND of the wrong size. */
+	assert_int_equal(feed(f, ST_ROUND, r, 4), -EPROTO);
+
+	/* A proper round; then a run that ends past the last page of RAM. */
+	teardown(state);
+	setup(state);
+	f = *state;
+	ram = mig_sections_for_frame(&f->ss, ST_PAGES);
+	put_round(r, 0, 0);
+	assert_int_equal(feed(f, ST_ROUND, r, ROUND_LEN), 0);
+	assert_int_equal(f->m.st.rounds, 1);
+	assert_int_equal(feed(f, ST_PAGES, b, sizeof(b)), -ERANGE);
+	assert_non_null(strstr(f->err, "outside guest RAM"));
+
+	/* CHANNELS once the rounds began. */
+	memset(b, 0, CHANNELS_LEN);
+	assert_int_equal(feed(f, ST_CHANNELS, b, CHANNELS_LEN), -EPROTO);
+
+	/* A final round sets the pause time and converged flag; a digest
+	 * that does not match this RAM is refused. */
+	put_round(r, 1, ROUND_FLAG_FINAL | ROUND_FLAG_CONVERGED);
+	assert_int_equal(feed(f, ST_ROUND, r, ROUND_LEN), 0);
+	assert_true(f->env.t_final > 0);
+	assert_true(f->m.st.converged);
+	assert_int_equal(ram->ops->load_complete(ram->state, &f->env, &end), -EIO);
+	assert_non_null(strstr(f->err, "digest mismatch"));
+	end.digest = ram_digest(f->vm.ram, NPAGES);
+	assert_int_equal(ram->ops->load_complete(ram->state, &f->env, &end), 0);
+	assert_int_equal(f->m.st.nrec, 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_list_and_dispatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ram_hostile, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("section", tests, NULL, NULL);
+}
