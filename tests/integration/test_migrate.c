@@ -306,7 +306,7 @@ static void test_double_migration(void **state)
  * another process; a cut-short file is refused with one clear line. */
 static void test_cold_migration_file(void **state)
 {
-	char uri[160], snap[128], cut[128], st[128];
+	char uri[160], snap[128], cut[128], st[128], sock[64];
 	const char *src[] = { NULL, "--kernel", DIRTY, "--append", "wss=8", "--cpus", "2",
 			      "--migrate", uri, "--migrate-after", "1.2", NULL };
 	const char *dst[] = { NULL, "--incoming", uri, "--stats-json", st, NULL };
@@ -322,6 +322,10 @@ static void test_cold_migration_file(void **state)
 	snprintf(uri, sizeof(uri), "file:%s", snap);
 	assert_int_equal(proc_run(&a, src, T_MIG), 0);
 	assert_true(proc_stderr_has(&a, "completed"));
+	/* A VM that saved itself and exited leaves no monitor socket. */
+	snprintf(sock, sizeof(sock), "/run/minivmm/vm-%d.sock", (int)a.pid);
+	if (access(sock, F_OK) == 0)
+		fail_msg("%s is still there after the VM saved itself and exited", sock);
 	assert_int_equal(proc_spawn(&b, dst), 0);
 	assert_true(proc_wait_line(&b, 0, "seq=", T_BOOT) >= 0);
 	if (first_seq(&b) != last_seq(&a, 0) + 1)
