@@ -1,6 +1,6 @@
 /* The entry points the rest of minivmm calls (migrate/migrate.h): start,
  * cancel, `info migrate`, parameters, teardown. The work is done in
- * source.c (thread), target.c and remote.c. */
+ * source.c (thread) and target.c, over the sections of sections.c. */
 #include "migrate/mig.h"
 
 #include <errno.h>

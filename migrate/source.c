@@ -277,7 +277,7 @@ static int complete(struct src *c)
 	return stream_send(&c->s, ST_END, b, END_LEN, c->err, sizeof(c->err));
 }
 
-/* Downtime starts here (docs/migration.md, "Measurements"). */
+/* Downtime starts here (docs/stats-json.md, `downtime_ms`). */
 static int pause_guest(struct src *c)
 {
 	int ret;

@@ -3,10 +3,10 @@
  * readv straight into guest RAM. Nothing touches RAM before the whole
  * table has been checked.
  *
- * Prefault helpers: the target's guest RAM is fresh, and on these nested
- * machines the first write to a fresh page (kernel zeroing, plus the host
- * backing the page) costs more than receiving it (docs/migration.md,
- * "Throughput"). A readv that faults pages in one by one does that work
+ * Prefault helpers: the target's guest RAM is fresh, and on a host that
+ * takes freed memory back the first write to a fresh page (kernel zeroing,
+ * plus the host backing the page) can cost more than receiving it
+ * (docs/migration.md, "Throughput"). A readv that faults pages in one by one does that work
  * serially; helper threads populate the frame's runs (MADV_POPULATE_WRITE,
  * 2 MiB slices, from the back while readv fills from the front) so the
  * first touches happen in parallel with the copy. Only pages the frame

@@ -11,8 +11,9 @@
 
 #include "migrate/mig.h"
 
-/* Two helpers measured best on the 2-core machines (docs/migration.md,
- * "Throughput"); on one CPU they would only take turns with the receiver. */
+/* Two helpers, the best count on the 2-core machines (the figures for 1-4:
+ * docs/migration.md, "Throughput"); on one CPU they would only take turns
+ * with the receiver. */
 static int prefault_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
