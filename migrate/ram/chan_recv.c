@@ -69,11 +69,7 @@ static int on_sync(struct chan_r *ch, uint32_t len, char *err, size_t errlen)
 	uint32_t r;
 	int ret;
 
-	if (len != SYNC_LEN) {
-		snprintf(err, errlen, "bad SYNC: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(&ch->s, b, SYNC_LEN, err, errlen);
+	ret = stream_recv_fixed(&ch->s, ST_SYNC, len, b, SYNC_LEN, err, errlen);
 	if (ret)
 		return ret;
 	r = le_get32(b);

@@ -152,7 +152,6 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 	struct page_run runs[PAGES_MAX_RUNS];
 	struct iovec iov[PAGES_MAX_RUNS];
 	uint64_t npages = vm->ram_size / VM_PAGE_SIZE, data, tlen;
-	uint32_t n;
 	int nruns, niov = 0, ret;
 
 	if (len < PAGES_HDR_LEN) {
@@ -160,18 +159,10 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 		return -EPROTO;
 	}
 	ret = stream_read_all(s, tbl, PAGES_HDR_LEN, err, errlen);
+	if (!ret)
+		ret = stream_pages_table_len(tbl, len, &tlen, err, errlen);
 	if (ret)
 		return ret;
-	n = le_get32(tbl);
-	if (n == 0 || n > PAGES_MAX_RUNS) {
-		snprintf(err, errlen, "bad PAGES: %u runs (1..%u allowed)", n, PAGES_MAX_RUNS);
-		return -EPROTO;
-	}
-	tlen = PAGES_HDR_LEN + (uint64_t)n * PAGE_RUN_LEN;
-	if (tlen > len) {
-		snprintf(err, errlen, "bad PAGES: %u runs do not fit in %u bytes", n, len);
-		return -EPROTO;
-	}
 	ret = stream_read_all(s, tbl + PAGES_HDR_LEN, tlen - PAGES_HDR_LEN, err, errlen);
 	if (ret)
 		return ret;

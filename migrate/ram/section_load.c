@@ -73,11 +73,7 @@ static int on_round(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	uint8_t b[ROUND_LEN];
 	int ret;
 
-	if (len != ROUND_LEN) {
-		snprintf(env->err, env->errlen, "bad ROUND: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(env->s, b, ROUND_LEN, env->err, env->errlen);
+	ret = stream_recv_fixed(env->s, ST_ROUND, len, b, ROUND_LEN, env->err, env->errlen);
 	if (ret)
 		return ret;
 	/* No page of this round may land before every channel ended the
@@ -113,11 +109,8 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	uint32_t want;
 	int ret;
 
-	if (len != CHANNELS_LEN) {
-		snprintf(env->err, env->errlen, "bad CHANNELS: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(env->s, b, CHANNELS_LEN, env->err, env->errlen);
+	ret = stream_recv_fixed(env->s, ST_CHANNELS, len, b, CHANNELS_LEN, env->err,
+				env->errlen);
 	if (ret)
 		return ret;
 	if (x->ct || x->in_round || env->file) {
