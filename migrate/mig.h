@@ -15,6 +15,7 @@
 #include "migrate/proto/stream.h"
 #include "migrate/stats/stats.h"
 #include "vmm/core/clock.h"
+#include "vmm/core/pool.h"
 
 /* Bounds every blocking read/write on the socket: a hung peer turns into
  * an error (and a resumed guest) instead of a hang. */
@@ -33,8 +34,7 @@ enum mig_state {
 
 struct mig {
 	pthread_mutex_t lock;      /* everything below that the monitor reads */
-	pthread_t thread;
-	bool thread_started;
+	struct pool thread;        /* the source thread: one, or none */
 	uint32_t set_mask;         /* t's fields set by migrate_set_parameter (bit: table index) */
 	struct mig_tunables t;     /* the next migration's settings */
 	struct mig_tunables run;   /* the running migration's copy */

@@ -1,6 +1,6 @@
 /* The entry points the rest of minivmm calls (migrate/migrate.h): start,
  * cancel, `info migrate`, parameters, teardown. The work is done in
- * source.c (thread), target.c and remote.c. */
+ * source.c (thread) and target.c, over the sections of sections.c. */
 #include "migrate/mig.h"
 
 #include <errno.h>
@@ -31,6 +31,14 @@ const char *mig_state_name(enum mig_state s)
 	};
 
 	return s <= MIG_CANCELLED ? names[s] : "?";
+}
+
+bool mig_status_in_progress(const char *status)
+{
+	for (enum mig_state s = MIG_SETUP; s <= MIG_COMMITTED; s++)
+		if (!strcmp(status, mig_state_name(s)))
+			return true;
+	return false;
 }
 
 void mig_params_init(struct mig_params *p)
@@ -102,10 +110,7 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 		return -EBUSY;
 	}
 	pthread_mutex_unlock(&m->lock);
-	if (m->thread_started) { /* the previous, finished attempt */
-		pthread_join(m->thread, NULL);
-		m->thread_started = false;
-	}
+	pool_join(&m->thread); /* the previous, finished attempt */
 	pthread_mutex_lock(&m->lock);
 	effective(m, p, &m->run);
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
@@ -132,14 +137,10 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	m->st.vcpus = (uint32_t)vm->ncpus;
 	m->t0_ns = clock_now_ns();
 	pthread_mutex_unlock(&m->lock);
-	ret = pthread_create(&m->thread, NULL, mig_source_thread, vm);
-	if (ret) {
-		snprintf(err, errlen, "pthread_create: %s", strerror(ret));
+	ret = pool_start(&m->thread, 1, mig_source_thread, vm, 0, "migration", err, errlen);
+	if (ret)
 		m->state = MIG_FAILED;
-		return -ret;
-	}
-	m->thread_started = true;
-	return 0;
+	return ret;
 }
 
 int mig_cancel(struct vm *vm)
@@ -258,8 +259,7 @@ void mig_destroy(struct vm *vm)
 	if (m->conn) /* the VM is going away: no time for goodbyes */
 		transport_shutdown(m->conn);
 	pthread_mutex_unlock(&m->lock);
-	if (m->thread_started)
-		pthread_join(m->thread, NULL);
+	pool_join(&m->thread);
 	stream_close(&m->in);
 	if (m->cancel_efd >= 0)
 		close(m->cancel_efd);

@@ -39,6 +39,9 @@ int mig_cancel(struct vm *vm);
 /* `info migrate` and `migrate_set_parameter NAME VALUE` for the monitor;
  * p: the command line's settings, which the monitor's override. */
 void mig_info(struct vm *vm, const struct mig_params *p, FILE *out);
+/* Whether `info migrate`'s status word is that of a migration still under
+ * way, so that a client polling it knows the words from one place. */
+bool mig_status_in_progress(const char *status);
 int mig_set_parameter(struct vm *vm, const char *name, const char *value,
 		      char *err, size_t errlen);
 /* Target: accepts a migration on uri, creates the VM from the stream and

@@ -12,10 +12,10 @@
 
 static const char *const nonconv_choices[] = { "force", "cancel", NULL };
 
-/* Defaults, in docs/migration.md with their reasons: two data channels,
- * one per core of the 2-core machines they were measured on; nice 0,
- * since at nice 10 a guest with as many busy vCPUs as cores starves the
- * migration. */
+/* Defaults, with their reasons and figures in docs/migration.md: two data
+ * channels, one per core of the 2-core benchmark machines ("Data
+ * channels"); nice 0, since a nice'd migration starves when the guest
+ * keeps every core busy ("Priority"). */
 const struct mig_param mig_param_table[] = {
 	{ "downtime-ms", "downtime-ms", MIG_PARAM_UINT, 30, 1, 3600000, NULL, "N",
 	  "downtime limit of the final pause (default 30)", MIG_PARAM_SOURCE,

@@ -17,6 +17,7 @@
 
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
+#include "vmm/core/status.h"
 #include "vmm/core/vm.h"
 
 /* Starting the vCPU threads on the target, beyond the state load that
@@ -277,7 +278,7 @@ static int complete(struct src *c)
 	return stream_send(&c->s, ST_END, b, END_LEN, c->err, sizeof(c->err));
 }
 
-/* Downtime starts here (docs/migration.md, "Measurements"). */
+/* Downtime starts here (docs/stats-json.md, `downtime_ms`). */
 static int pause_guest(struct src *c)
 {
 	int ret;
@@ -487,7 +488,7 @@ void *mig_source_thread(void *arg)
 		finish_stats(c, STATS_COMPLETED, why == EST_CONVERGED);
 		fprintf(stderr, "minivmm: migration to %s completed\n", m->uri);
 		stats_print_summary(stderr, &m->st);
-		vm_request_stop(vm, VM_EXIT_MIGRATED, 0, "migrated");
+		vm_request_stop(vm, VM_EXIT_MIGRATED, VMM_STATUS_OK, "migrated");
 	} else if (!c->committed) {
 		roll_back(c, cancelled);
 		finish_stats(c, cancelled ? STATS_CANCELLED : STATS_FAILED, false);

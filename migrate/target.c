@@ -229,11 +229,7 @@ static int on_ping(struct tgt *g, uint32_t len)
 	uint8_t tok[8];
 	int ret;
 
-	if (len != 8) {
-		snprintf(g->err, g->errlen, "bad PING: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(g->s, tok, 8, g->err, g->errlen);
+	ret = stream_recv_fixed(g->s, ST_PING, len, tok, sizeof(tok), g->err, g->errlen);
 	/* A PING inside a pass asks for the pass to be applied first (the
 	 * source's end-of-pass drain). */
 	for (int i = 0; i < g->ss.n && !ret; i++)
@@ -250,11 +246,7 @@ static int on_end(struct tgt *g, uint32_t len)
 	uint8_t b[END_LEN];
 	int ret;
 
-	if (len != END_LEN) {
-		snprintf(g->err, g->errlen, "bad END: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(g->s, b, END_LEN, g->err, g->errlen);
+	ret = stream_recv_fixed(g->s, ST_END, len, b, END_LEN, g->err, g->errlen);
 	if (ret)
 		return ret;
 	g->m->end_ns = clock_now_ns();

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "devices/uart.h"
+#include "vmm/core/status.h"
 #include "vmm/core/vm.h"
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
@@ -41,7 +42,7 @@ static void console_input(struct ev_handler *h, uint32_t events)
 		if (c->raw && c->escape) {
 			c->escape = false;
 			if (buf[i] == 'x') {
-				vm_request_stop(vm, VM_EXIT_QUIT, 0, "quit from the console (Ctrl-A x)");
+				vm_request_stop(vm, VM_EXIT_QUIT, VMM_STATUS_OK, "quit from the console (Ctrl-A x)");
 				return;
 			}
 			if (buf[i] != CONSOLE_ESCAPE)

@@ -19,11 +19,11 @@ int main(int argc, char **argv)
 	}
 	if (o.action == CLI_HELP) {
 		cli_usage(stdout);
-		return 0;
+		return VMM_STATUS_OK;
 	}
 	if (o.action == CLI_VERSION) {
 		printf("minivmm %s\n", MINIVMM_VERSION);
-		return 0;
+		return VMM_STATUS_OK;
 	}
 	return vmm_main(&o);
 }

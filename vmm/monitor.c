@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "migrate/migrate.h"
+#include "vmm/core/status.h"
 #include "vmm/core/vm.h"
 
 int monitor_default_path(const char *name, char *out, size_t len)
@@ -195,7 +196,7 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 			vm_resume(vm);
 		}
 	} else if (!strcmp(argv[0], "quit") && argc == 1) {
-		vm_request_stop(vm, VM_EXIT_QUIT, 0, "quit from the monitor");
+		vm_request_stop(vm, VM_EXIT_QUIT, VMM_STATUS_OK, "quit from the monitor");
 	} else if (!strcmp(argv[0], "migrate") && argc == 2) {
 		ret = mig_start(vm, argv[1], m->mig_defaults, msg, msglen);
 	} else if (!strcmp(argv[0], "migrate_cancel") && argc == 1) {

@@ -226,8 +226,7 @@ int remote_migrate(const char *name, const char *monitor_path, const char *uri,
 		field(reply, "status", status, sizeof(status));
 		if (tty)
 			progress(reply);
-		if (strcmp(status, "setup") && strcmp(status, "active") &&
-		    strcmp(status, "switchover") && strcmp(status, "committed"))
+		if (!mig_status_in_progress(status))
 			break;
 	}
 	close(fd);

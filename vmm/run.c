@@ -36,7 +36,7 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	if (read(h->fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	snprintf(msg, sizeof(msg), "terminating on signal %u", si.ssi_signo);
-	vm_request_stop(r->vm, VM_EXIT_SIGNAL, 0, msg);
+	vm_request_stop(r->vm, VM_EXIT_SIGNAL, VMM_STATUS_OK, msg);
 }
 
 static void on_notify(struct ev_handler *h, uint32_t events)

@@ -199,25 +199,41 @@ void stream_run_encode(uint8_t out[PAGE_RUN_LEN], const struct page_run *r)
 	le_put32(out + 12, r->kind);
 }
 
+int stream_pages_table_len(const uint8_t *hdr, size_t len, uint64_t *table,
+			   char *err, size_t errlen)
+{
+	uint32_t n;
+
+	if (len < PAGES_HDR_LEN) {
+		snprintf(err, errlen, "bad PAGES: %zu bytes is too short", len);
+		return -EPROTO;
+	}
+	n = le_get32(hdr);
+	if (n == 0 || n > PAGES_MAX_RUNS) {
+		snprintf(err, errlen, "bad PAGES: %u runs (1..%u allowed)", n, PAGES_MAX_RUNS);
+		return -EPROTO;
+	}
+	*table = PAGES_HDR_LEN + (uint64_t)n * PAGE_RUN_LEN;
+	if (*table > len) {
+		snprintf(err, errlen, "bad PAGES: %u runs do not fit in %zu bytes", n, len);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
 			struct page_run *runs, size_t maxruns,
 			uint64_t *data_pages, char *err, size_t errlen)
 {
 	uint32_t n;
 	uint64_t data = 0, table;
+	int ret = stream_pages_table_len(in, len, &table, err, errlen);
 
-	if (len < PAGES_HDR_LEN) {
-		snprintf(err, errlen, "bad PAGES: %zu bytes is too short", len);
-		return -EPROTO;
-	}
+	if (ret)
+		return ret;
 	n = le_get32(in);
-	if (n == 0 || n > PAGES_MAX_RUNS || n > maxruns) {
-		snprintf(err, errlen, "bad PAGES: %u runs (1..%u allowed)", n, PAGES_MAX_RUNS);
-		return -EPROTO;
-	}
-	table = PAGES_HDR_LEN + (uint64_t)n * PAGE_RUN_LEN;
-	if (table > len) {
-		snprintf(err, errlen, "bad PAGES: %u runs do not fit in %zu bytes", n, len);
+	if (n > maxruns) {
+		snprintf(err, errlen, "bad PAGES: %u runs (1..%zu allowed here)", n, maxruns);
 		return -EPROTO;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -435,6 +451,16 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 	int ret = stream_read_all(s, b, sizeof(b), err, errlen);
 
 	return ret ? ret : stream_hdr_decode(b, h, err, errlen);
+}
+
+int stream_recv_fixed(struct stream *s, uint32_t type, uint32_t len, void *buf,
+		      uint32_t want, char *err, size_t errlen)
+{
+	if (len != want) {
+		snprintf(err, errlen, "bad %s: %u bytes", stream_type_name(type), len);
+		return -EPROTO;
+	}
+	return stream_read_all(s, buf, want, err, errlen);
 }
 
 int stream_recv_text(struct stream *s, uint32_t len, char *out, size_t cap,

@@ -138,6 +138,10 @@ int stream_hdr_decode(const uint8_t in[STREAM_HDR_LEN], struct stream_hdr *h,
 int stream_hello_encode(const struct hello *h, uint8_t *out, size_t cap);
 int stream_hello_decode(const uint8_t *in, size_t len, struct hello *h,
 			char *err, size_t errlen);
+/* PAGES, from its first PAGES_HDR_LEN bytes: the length of the run table,
+ * checked against len (the whole payload); -EPROTO if it cannot fit. */
+int stream_pages_table_len(const uint8_t *hdr, size_t len, uint64_t *table,
+			   char *err, size_t errlen);
 /* PAGES: checks the run table against len (the whole payload) and npages
  * (guest RAM). Returns the number of runs; *data_pages gets the normal
  * page count whose contents follow the table. */
@@ -183,6 +187,10 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 int stream_recv_expect(struct stream *s, uint32_t want, void *buf, size_t cap,
 		       uint32_t *len, const char *peer, char *err,
 		       size_t errlen);
+/* Reads the payload of a frame of type whose header said len, which must
+ * be exactly want bytes (the fixed-size frames); -EPROTO otherwise. */
+int stream_recv_fixed(struct stream *s, uint32_t type, uint32_t len, void *buf,
+		      uint32_t want, char *err, size_t errlen);
 /* Reads a text payload of len bytes (ERROR/REJECT) into out, sanitised. */
 int stream_recv_text(struct stream *s, uint32_t len, char *out, size_t cap,
 		     char *err, size_t errlen);

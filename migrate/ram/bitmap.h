@@ -1,5 +1,5 @@
 /* Page bitmaps: one bit per guest page, LSB-first in 64-bit words (the
- * layout KVM_GET_DIRTY_LOG and migrate/trace.h use). */
+ * layout KVM_GET_DIRTY_LOG and migrate/stats/trace.h use). */
 #ifndef MINIVMM_MIGRATE_BITMAP_H
 #define MINIVMM_MIGRATE_BITMAP_H
 

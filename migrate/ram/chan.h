@@ -2,9 +2,8 @@
  * stream, over the same transport) that carry the pre-copy rounds'
  * pages in parallel with each other, one sender thread and one receiver
  * thread per channel. One stream is bound to one core on both ends (the
- * copy into and out of the socket); two of them used the two cores of the
- * benchmark machines where one left a third of them idle
- * (docs/migration.md, "Data channels").
+ * copy into and out of the socket), so one stream per core keeps every
+ * core of both ends busy (docs/migration.md, "Data channels").
  *
  * Ordering: a page may be sent in round r on one channel and again in
  * round r+1 on another. Every channel ends every round with SYNC(r), and

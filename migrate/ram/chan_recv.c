@@ -69,11 +69,7 @@ static int on_sync(struct chan_r *ch, uint32_t len, char *err, size_t errlen)
 	uint32_t r;
 	int ret;
 
-	if (len != SYNC_LEN) {
-		snprintf(err, errlen, "bad SYNC: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(&ch->s, b, SYNC_LEN, err, errlen);
+	ret = stream_recv_fixed(&ch->s, ST_SYNC, len, b, SYNC_LEN, err, errlen);
 	if (ret)
 		return ret;
 	r = le_get32(b);
@@ -206,6 +202,7 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
 		    char *err, size_t errlen)
 {
+	pthread_condattr_t ca;
 	struct chan_tgt *ct;
 	int ret = 0;
 
@@ -225,7 +222,10 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 	ct->timeout_ms = timeout_ms;
 	ct->nice = nice;
 	pthread_mutex_init(&ct->mu, NULL);
-	pthread_cond_init(&ct->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* chan_tgt_wait's deadline */
+	pthread_cond_init(&ct->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	for (uint32_t i = 0; i < n; i++) {
 		ct->ch[i] = (struct chan_r){ .ct = ct, .idx = i, .synced = -1 };
 		stream_reset(&ct->ch[i].s);
@@ -245,16 +245,9 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 
 int chan_tgt_wait(struct chan_tgt *ct, uint32_t round, char *err, size_t errlen)
 {
-	struct timespec dl;
+	struct timespec dl = clock_deadline(ct->timeout_ms);
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ct->timeout_ms / 1000;
-	dl.tv_nsec += (long)(ct->timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&ct->mu);
 	while (!ct->err_code && min_synced(ct) < (int64_t)round) {
 		for (uint32_t i = 0; i < ct->n; i++) {

@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 
 #include "migrate/ram/bitmap.h"
+#include "vmm/core/kvm.h"
 
 int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		    char *err, size_t errlen)
@@ -54,6 +55,9 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 
 int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
+	char what[48];
+	int ret;
+
 	for (int i = 0; i < vm->nslots; i++) {
 		const struct vm_slot *s = &vm->slots[i];
 		uint64_t first = s->ram_offset / VM_PAGE_SIZE, n = s->size / VM_PAGE_SIZE;
@@ -64,12 +68,11 @@ int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 			snprintf(err, errlen, "dirty bitmap: out of memory");
 			return -ENOMEM;
 		}
-		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
-			int e = errno;
-
-			snprintf(err, errlen, "KVM_GET_DIRTY_LOG slot %u: %s", s->id, strerror(e));
+		snprintf(what, sizeof(what), "KVM_GET_DIRTY_LOG slot %u", s->id);
+		ret = kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log, what, -1, err, errlen);
+		if (ret < 0) {
 			free(tmp);
-			return -e;
+			return ret;
 		}
 		/* Slots start on a 64-page boundary (vm_layout_slots), so the
 		 * slot's words line up with the RAM bitmap's. */
@@ -94,6 +97,8 @@ int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 		uint64_t lo = first > sfirst ? first : sfirst;
 		uint64_t hi = first + n < sfirst + sn ? first + n : sfirst + sn;
 		struct kvm_clear_dirty_log c;
+		char what[80];
+		int ret;
 
 		if (lo >= hi)
 			continue;
@@ -103,14 +108,11 @@ int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 			.num_pages = (uint32_t)(hi - lo),
 			.dirty_bitmap = &d->bm[lo / 64],
 		};
-		if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0) {
-			int e = errno;
-
-			snprintf(err, errlen, "KVM_CLEAR_DIRTY_LOG slot %u pages %llu+%u: %s",
-				 s->id, (unsigned long long)c.first_page, c.num_pages,
-				 strerror(e));
-			return -e;
-		}
+		snprintf(what, sizeof(what), "KVM_CLEAR_DIRTY_LOG slot %u pages %llu+%u", s->id,
+			 (unsigned long long)c.first_page, c.num_pages);
+		ret = kvm_ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c, what, -1, err, errlen);
+		if (ret < 0)
+			return ret;
 	}
 	return 0;
 }

@@ -3,10 +3,10 @@
  * readv straight into guest RAM. Nothing touches RAM before the whole
  * table has been checked.
  *
- * Prefault helpers: the target's guest RAM is fresh, and on these nested
- * machines the first write to a fresh page (kernel zeroing, plus the host
- * backing the page) costs more than receiving it (docs/migration.md,
- * "Throughput"). A readv that faults pages in one by one does that work
+ * Prefault helpers: the target's guest RAM is fresh, and on a host that
+ * takes freed memory back the first write to a fresh page (kernel zeroing,
+ * plus the host backing the page) can cost more than receiving it
+ * (docs/migration.md, "Throughput"). A readv that faults pages in one by one does that work
  * serially; helper threads populate the frame's runs (MADV_POPULATE_WRITE,
  * 2 MiB slices, from the back while readv fills from the front) so the
  * first touches happen in parallel with the copy. Only pages the frame
@@ -152,7 +152,6 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 	struct page_run runs[PAGES_MAX_RUNS];
 	struct iovec iov[PAGES_MAX_RUNS];
 	uint64_t npages = vm->ram_size / VM_PAGE_SIZE, data, tlen;
-	uint32_t n;
 	int nruns, niov = 0, ret;
 
 	if (len < PAGES_HDR_LEN) {
@@ -160,18 +159,10 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 		return -EPROTO;
 	}
 	ret = stream_read_all(s, tbl, PAGES_HDR_LEN, err, errlen);
+	if (!ret)
+		ret = stream_pages_table_len(tbl, len, &tlen, err, errlen);
 	if (ret)
 		return ret;
-	n = le_get32(tbl);
-	if (n == 0 || n > PAGES_MAX_RUNS) {
-		snprintf(err, errlen, "bad PAGES: %u runs (1..%u allowed)", n, PAGES_MAX_RUNS);
-		return -EPROTO;
-	}
-	tlen = PAGES_HDR_LEN + (uint64_t)n * PAGE_RUN_LEN;
-	if (tlen > len) {
-		snprintf(err, errlen, "bad PAGES: %u runs do not fit in %u bytes", n, len);
-		return -EPROTO;
-	}
 	ret = stream_read_all(s, tbl + PAGES_HDR_LEN, tlen - PAGES_HDR_LEN, err, errlen);
 	if (ret)
 		return ret;

@@ -1,12 +1,10 @@
 /* Page sender. Pages go out as PAGES frames: a run table, then the
  * contents of the normal runs, written with one sendmsg() straight from
  * guest RAM (one iovec per run of contiguous pages, no copy). A batch
- * holds up to PAGES_MAX_RUNS runs or SEND_BATCH_PAGES pages. 1 MiB: the
- * receiver stays busy while the next batch is scanned (one stream into a
- * populated target: 3.6 vs 2.9 GB/s with 16 MiB). 16 MiB gave a fresh
- * target's prefault helpers more room (2.1-2.6 vs 1.2-1.7 GB/s in one
- * interleaved test) but in the benchmark the idle guest's gap grew to
- * 180-281 ms from 107-148 ms with no faster total; docs/migration.md. */
+ * holds up to PAGES_MAX_RUNS runs or SEND_BATCH_PAGES pages. 1 MiB keeps
+ * the receiver busy while the next batch is scanned; bigger batches made
+ * no migration faster and lengthened the guest's stall (the figures:
+ * docs/migration.md, "Phases", step 5). */
 #include "vmm/core/clock.h"
 #include "migrate/ram/ram.h"
 

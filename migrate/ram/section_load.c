@@ -11,8 +11,9 @@
 
 #include "migrate/mig.h"
 
-/* Two helpers measured best on the 2-core machines (docs/migration.md,
- * "Throughput"); on one CPU they would only take turns with the receiver. */
+/* Two helpers, the best count on the 2-core machines (the figures for 1-4:
+ * docs/migration.md, "Throughput"); on one CPU they would only take turns
+ * with the receiver. */
 static int prefault_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -72,11 +73,7 @@ static int on_round(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	uint8_t b[ROUND_LEN];
 	int ret;
 
-	if (len != ROUND_LEN) {
-		snprintf(env->err, env->errlen, "bad ROUND: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(env->s, b, ROUND_LEN, env->err, env->errlen);
+	ret = stream_recv_fixed(env->s, ST_ROUND, len, b, ROUND_LEN, env->err, env->errlen);
 	if (ret)
 		return ret;
 	/* No page of this round may land before every channel ended the
@@ -112,11 +109,8 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	uint32_t want;
 	int ret;
 
-	if (len != CHANNELS_LEN) {
-		snprintf(env->err, env->errlen, "bad CHANNELS: %u bytes", len);
-		return -EPROTO;
-	}
-	ret = stream_read_all(env->s, b, CHANNELS_LEN, env->err, env->errlen);
+	ret = stream_recv_fixed(env->s, ST_CHANNELS, len, b, CHANNELS_LEN, env->err,
+				env->errlen);
 	if (ret)
 		return ret;
 	if (x->ct || x->in_round || env->file) {

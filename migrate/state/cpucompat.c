@@ -1,4 +1,4 @@
-/* CPU compatibility check for migration (see migrate/cpucompat.h). The
+/* CPU compatibility check for migration (see cpucompat.h). The
  * rule: every CPUID feature bit the guest was given on the source must be
  * offered by the target, because the guest may already use it; the target
  * may offer more (the guest never looked). */

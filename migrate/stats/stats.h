@@ -1,4 +1,4 @@
-/* Migration statistics: the figures of design notes section 4, kept live
+/* Migration statistics: the figures docs/stats-json.md defines, kept live
  * for `info migrate` and written as JSON (schema "minivmm-migration-stats/1",
  * docs/stats-json.md). */
 #ifndef MINIVMM_MIGRATE_STATS_H

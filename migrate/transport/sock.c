@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 void sock_set_timeout(int fd, int timeout_ms)
 {
@@ -33,7 +34,17 @@ ssize_t sock_writev(struct transport_conn *c, const struct iovec *iov, int iovcn
 	return n < 0 ? -errno : n;
 }
 
-int sock_accept(struct transport_listener *l, int timeout_ms, char *err, size_t errlen)
+void sock_conn_init(struct transport_conn *c, int fd, int timeout_ms,
+		    const struct transport_ops *ops)
+{
+	sock_set_timeout(fd, timeout_ms);
+	c->fd = fd;
+	c->ops = ops;
+	c->is_stream_socket = true;
+}
+
+int sock_accept(struct transport_listener *l, int timeout_ms, struct transport_conn *c,
+		char *err, size_t errlen)
 {
 	int fd;
 
@@ -46,6 +57,12 @@ int sock_accept(struct transport_listener *l, int timeout_ms, char *err, size_t 
 		snprintf(err, errlen, "accept: %s", strerror(e));
 		return -e;
 	}
-	sock_set_timeout(fd, timeout_ms);
-	return fd;
+	sock_conn_init(c, fd, timeout_ms, l->ops);
+	return 0;
+}
+
+void sock_listener_close(struct transport_listener *l)
+{
+	close(l->fd);
+	l->fd = -1;
 }

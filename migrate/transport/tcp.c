@@ -20,16 +20,12 @@ static const char *show(const struct transport_addr *a, char *buf, size_t cap)
 	return buf;
 }
 
-static void conn_init(struct transport_conn *c, int fd, int timeout_ms)
+/* Control messages are tiny and latency is downtime. */
+static void set_nodelay(int fd)
 {
 	int one = 1;
 
-	sock_set_timeout(fd, timeout_ms);
-	/* Control messages are tiny and latency is downtime. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->fd = fd;
-	c->ops = &transport_tcp_ops;
-	c->is_stream_socket = true;
 }
 
 static int tcp_connect(const struct transport_addr *a, int timeout_ms,
@@ -78,7 +74,8 @@ static int tcp_connect(const struct transport_addr *a, int timeout_ms,
 		return -e;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	conn_init(c, fd, timeout_ms);
+	sock_conn_init(c, fd, timeout_ms, &transport_tcp_ops);
+	set_nodelay(fd);
 	return 0;
 }
 
@@ -120,18 +117,11 @@ out:
 static int tcp_accept(struct transport_listener *l, int timeout_ms,
 		      struct transport_conn *c, char *err, size_t errlen)
 {
-	int fd = sock_accept(l, timeout_ms, err, errlen);
+	int ret = sock_accept(l, timeout_ms, c, err, errlen);
 
-	if (fd < 0)
-		return fd;
-	conn_init(c, fd, timeout_ms);
-	return 0;
-}
-
-static void tcp_listener_close(struct transport_listener *l)
-{
-	close(l->fd);
-	l->fd = -1;
+	if (ret == 0)
+		set_nodelay(c->fd);
+	return ret;
 }
 
 const struct transport_ops transport_tcp_ops = {
@@ -139,7 +129,7 @@ const struct transport_ops transport_tcp_ops = {
 	.connect = tcp_connect,
 	.listen = tcp_listen,
 	.accept = tcp_accept,
-	.listener_close = tcp_listener_close,
+	.listener_close = sock_listener_close,
 	.readv = sock_readv,
 	.writev = sock_writev,
 };

@@ -31,7 +31,12 @@ extern const struct transport_ops transport_file_ops;
 void sock_set_timeout(int fd, int timeout_ms);
 ssize_t sock_readv(struct transport_conn *c, const struct iovec *iov, int iovcnt);
 ssize_t sock_writev(struct transport_conn *c, const struct iovec *iov, int iovcnt);
-/* accept4 on l, retried on EINTR; the new fd gets timeout_ms. */
-int sock_accept(struct transport_listener *l, int timeout_ms, char *err, size_t errlen);
+/* A connected stream socket fd as c, with timeout_ms on its I/O. */
+void sock_conn_init(struct transport_conn *c, int fd, int timeout_ms,
+		    const struct transport_ops *ops);
+/* accept4 on l, retried on EINTR, into c (with l's ops and timeout_ms). */
+int sock_accept(struct transport_listener *l, int timeout_ms, struct transport_conn *c,
+		char *err, size_t errlen);
+void sock_listener_close(struct transport_listener *l);
 
 #endif

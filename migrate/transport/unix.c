@@ -29,14 +29,6 @@ static int sun_of(const struct transport_addr *a, struct sockaddr_un *sun, char 
 	return 0;
 }
 
-static void conn_init(struct transport_conn *c, int fd, int timeout_ms)
-{
-	sock_set_timeout(fd, timeout_ms);
-	c->fd = fd;
-	c->ops = &transport_unix_ops;
-	c->is_stream_socket = true;
-}
-
 /* Blocking connect with SO_SNDTIMEO set: a Unix connect only waits when
  * the listener's backlog is full, and the timeout bounds that wait. */
 static int try_connect(const struct sockaddr_un *sun, int timeout_ms, int *out)
@@ -71,7 +63,7 @@ static int unix_connect(const struct transport_addr *a, int timeout_ms,
 		snprintf(err, errlen, "connect unix:%s: %s", a->path, strerror(-ret));
 		return ret;
 	}
-	conn_init(c, fd, timeout_ms);
+	sock_conn_init(c, fd, timeout_ms, &transport_unix_ops);
 	return 0;
 }
 
@@ -173,17 +165,6 @@ static int unix_listen(const struct transport_addr *a, struct transport_listener
 	return 0;
 }
 
-static int unix_accept(struct transport_listener *l, int timeout_ms,
-		       struct transport_conn *c, char *err, size_t errlen)
-{
-	int fd = sock_accept(l, timeout_ms, err, errlen);
-
-	if (fd < 0)
-		return fd;
-	conn_init(c, fd, timeout_ms);
-	return 0;
-}
-
 static void unix_listener_close(struct transport_listener *l)
 {
 	struct stat st;
@@ -191,15 +172,14 @@ static void unix_listener_close(struct transport_listener *l)
 	/* Someone may have put another file there since: leave that be. */
 	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
 		unlink(l->path);
-	close(l->fd);
-	l->fd = -1;
+	sock_listener_close(l);
 }
 
 const struct transport_ops transport_unix_ops = {
 	.name = "unix",
 	.connect = unix_connect,
 	.listen = unix_listen,
-	.accept = unix_accept,
+	.accept = sock_accept,
 	.listener_close = unix_listener_close,
 	.readv = sock_readv,
 	.writev = sock_writev,

@@ -19,4 +19,15 @@ static inline double clock_ms_since(uint64_t t0_ns)
 	return (double)(clock_now_ns() - t0_ns) / 1e6;
 }
 
+/* ms from now on the same clock: the deadline of a timed wait on a
+ * condition variable set to CLOCK_MONOTONIC (pthread_condattr_setclock),
+ * so that a wall-clock step neither cuts the wait short nor stretches it. */
+static inline struct timespec clock_deadline(int ms)
+{
+	uint64_t t = clock_now_ns() + (uint64_t)ms * 1000000ULL;
+
+	return (struct timespec){ .tv_sec = (time_t)(t / 1000000000ULL),
+				  .tv_nsec = (long)(t % 1000000000ULL) };
+}
+
 #endif

@@ -274,7 +274,7 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_SYSTEM_EVENT:
 		snprintf(msg, sizeof(msg), "guest system event %u (reset/shutdown) on vcpu%d",
 			 run->system_event.type, v->id);
-		vm_request_stop(vm, VM_EXIT_GUEST, 0, msg);
+		vm_request_stop(vm, VM_EXIT_GUEST, VMM_STATUS_OK, msg);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		snprintf(msg, sizeof(msg),

@@ -122,9 +122,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	      size_t errlen);
 void vm_destroy(struct vm *vm);
 /* vm_destroy without waiting for KVM's own teardown of the VM (RCU grace
- * periods: 1-15 ms on this kernel): a detached child process inherits the
- * KVM file descriptors and drops the last reference, so the caller can
- * report the guest's exit status at once. */
+ * periods, docs/architecture.md, "Pausing, resuming, stopping"): a
+ * detached child process inherits the KVM file descriptors and drops the
+ * last reference, so the caller can report the guest's exit status at
+ * once. */
 void vm_destroy_detached(struct vm *vm);
 
 /* Loads a Multiboot kernel and sets the boot vCPU's entry state. */
