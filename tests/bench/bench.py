@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """minivmm benchmark runner (docs/benchmarking.md).
 
-    bench.py run CONFIG [--out DIR | --resume DIR] [--repeats N] [--cells a,b] [--dry-run]
+    bench.py run CONFIG [--out DIR | --resume DIR] [--repeats N] [--cells a,b]
+                 [--binary LABEL=PATH ...] [--dry-run]
     bench.py boot [--runs 20] [--out DIR]
     bench.py ceiling
 
@@ -12,12 +13,18 @@ DIR is a new folder docs/results/NAME-YYYYmmddTHHMMSSZ/ (UTC) unless --out
 names one; results already on disk never count as done, except with
 --resume DIR, which runs only what DIR/results.jsonl lacks (an interrupted
 matrix). Progress and ETA on stderr.
+
+--binary LABEL=PATH (repeatable) runs every minivmm run once per binary
+instead of once with this tree's ./minivmm, the binaries back to back, in the
+order given on even repeats and rotated on odd ones (an A/B of two builds in
+one session, with the same command lines). QEMU runs stay single.
 """
 
 import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -70,9 +77,57 @@ def results_dir(name, out=None, resume=None, root=RESULTS_ROOT, now=None):
     return d, False
 
 
+def parse_binaries(specs):
+    """['old=/x/minivmm', ...] -> [(label, abspath)], in the order given."""
+    out = []
+    for spec in specs or ():
+        label, sep, path = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", label) or not path:
+            raise BenchError("--binary %r: want LABEL=PATH (label: letters, digits, _ . -)" % spec)
+        if label in (l for l, _ in out):
+            raise BenchError("--binary %s given twice" % label)
+        path = os.path.abspath(path)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise BenchError("--binary %s: %s is not an executable file" % (label, path))
+        out.append((label, path))
+    return out
+
+
+def with_binaries(runs, labels):
+    """Every minivmm run once per binary label, back to back (so that the
+    machine's drift hits the binaries alike), the order rotated by one each
+    repeat (A B, B A, ...: neither always runs first); the label joins the
+    run_id. QEMU runs are kept once. No labels: the runs unchanged."""
+    if not labels:
+        return runs
+    out = []
+    for r in runs:
+        if not r["inputs"]["vmm"].startswith("minivmm"):
+            out.append(r)
+            continue
+        k = r["repeat"] % len(labels)
+        for label in list(labels[k:]) + list(labels[:k]):
+            out.append(dict(r, binary=label, run_id="%s/bin=%s" % (r["run_id"], label)))
+    return out
+
+
+def binary_facts(label, path):
+    """What the JSON line records of a --binary: its label, path, SHA-256 and
+    the commit of the git tree it sits in (if any)."""
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    d = os.path.dirname(path)
+    r = harness.sh(["git", "-C", d, "rev-parse", "HEAD"])
+    dirty = harness.sh(["git", "-C", d, "status", "--porcelain", "--untracked-files=no"])
+    return {"label": label, "path": path, "sha256": digest,
+            "commit": r.stdout.strip() or None if r.returncode == 0 else None,
+            "tree_dirty": bool(dirty.stdout.strip()) if r.returncode == 0 else None}
+
+
 def plan(cfg, config_path, out=None, resume=None, repeats=None, cells=None,
-         root=RESULTS_ROOT, now=None):
-    """What `run` will do: {name, dir, results, runs, todo, resuming}."""
+         root=RESULTS_ROOT, now=None, binaries=None):
+    """What `run` will do: {name, dir, results, runs, todo, resuming}.
+    BINARIES: labels of --binary, in order (see with_binaries)."""
     runs = benchconf.expand(cfg, repeats)
     if cells:
         keep = set(cells.split(","))
@@ -80,6 +135,7 @@ def plan(cfg, config_path, out=None, resume=None, repeats=None, cells=None,
         if unknown:
             raise BenchError("no cell %s in %s" % (", ".join(sorted(unknown)), config_path))
         runs = [r for r in runs if r["cell"] in keep]
+    runs = with_binaries(runs, binaries)
     name = cfg["matrix"].get("name", os.path.splitext(os.path.basename(config_path))[0])
     d, resuming = results_dir(name, out, resume, root, now)
     results = os.path.join(d, RESULTS_FILE)
@@ -163,7 +219,9 @@ def ensure_env(need_qemu):
 
 def cmd_run(a):
     cfg = benchconf.load(a.config)
-    p = plan(cfg, a.config, a.out, a.resume, a.repeats, a.cells)
+    binaries = parse_binaries(a.binary)
+    p = plan(cfg, a.config, a.out, a.resume, a.repeats, a.cells,
+             binaries=[l for l, _ in binaries])
     name, results, todo, runs = p["name"], p["results"], p["todo"], p["runs"]
     log("bench: matrix %s: %d runs, %d done, %d to do -> %s%s" % (
         name, len(runs), len(runs) - len(todo), len(todo), os.path.relpath(p["dir"], ROOT),
@@ -182,6 +240,7 @@ def cmd_run(a):
         shutil.copyfile(a.config, os.path.join(p["dir"], "matrix.conf"))
     session = uuid.uuid4().hex[:12]
     facts = harness.machine_facts()
+    bins = {l: binary_facts(l, path) for l, path in binaries}
     links = []
     for r in todo:
         spec = benchconf.parse_link(r["inputs"]["link"])
@@ -192,7 +251,8 @@ def cmd_run(a):
     jsonl.append_line(results, {"kind": "ceiling", "schema": jsonl.SCHEMA_CEILING, "session": session,
                                 "matrix": name, "machine": facts, "ceiling": ceil,
                                 "config": os.path.relpath(os.path.abspath(a.config), ROOT),
-                                "repeats_override": a.repeats, "cells": a.cells})
+                                "repeats_override": a.repeats, "cells": a.cells,
+                                "binaries": [bins[l] for l, _ in binaries] or None})
     log("bench: memcpy %.1f GB/s, loopback TCP %.1f Gbit/s" % (
         ceil.get("memcpy", {}).get("memcpy_Bps", 0) / 1e9,
         ceil.get("tcp_loopback", {}).get("tcp_Bps", 0) * 8 / 1e9))
@@ -230,23 +290,28 @@ def cmd_run(a):
             d = durations.get(v)
             est[v] = statistics.mean(d) if d else est_default
         left = sum(est[r["inputs"]["vmm"]] for r in todo[k:])
+        label = run.get("binary")
         msg = "[%d/%d] %s %s rep %d | elapsed %s | ETA %s" % (
-            k + 1, len(todo), run["cell"], vm, run["repeat"],
+            k + 1, len(todo), run["cell"], vm + ("@" + label if label else ""), run["repeat"],
             fmt_s(time.monotonic() - t_begin), fmt_s(left))
         log(("\r\033[K" + msg) if tty else msg)
         typed = benchconf.typed_inputs(inp)
         # short: unix socket paths (QMP) are limited to 107 bytes
         workdir = os.path.join(ROOT, "build", "bench", "runs", name, "%s-%s-r%d-%s" % (
-            run["cell"], vm, run["repeat"], hashlib.sha1(run["run_id"].encode()).hexdigest()[:8]))
+            run["cell"], vm + ("-" + label if label else ""), run["repeat"],
+            hashlib.sha1(run["run_id"].encode()).hexdigest()[:8]))
         link = harness.Link(typed["link_spec"], "%d" % (os.getpid() % 10000))
         line = {"kind": "run", "schema": jsonl.SCHEMA_RUN, "session": session, "matrix": name,
                 "run_id": run["run_id"], "cell": run["cell"], "repeat": run["repeat"],
                 "axes": run["axes"], "inputs": typed, "machine": facts, "ceiling": ceil,
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if label:
+            line["binary"] = bins[label]
         t0 = time.monotonic()
         try:
             link.setup()
-            ctx = harness.RunContext(run, typed, workdir, link, MINIVMM)
+            ctx = harness.RunContext(run, typed, workdir, link,
+                                     bins[label]["path"] if label else MINIVMM)
             res = harness.run_one(ctx)
             line["result"] = res
             oc = str(res.get("outcome"))
@@ -264,7 +329,8 @@ def cmd_run(a):
         brief = "outcome=%s total=%s ms downtime=%s ms gap=%s ms rounds=%s verify=%s" % (
             r.get("outcome"), _r(r.get("total_ms")), _r(r.get("downtime_ms")), _r(r.get("gap_ms")),
             r.get("rounds"), r.get("verify_pass")) if r else line.get("error")
-        log(("\r\033[K" if tty else "") + "  %s %s: %s" % (run["cell"], vm, brief))
+        log(("\r\033[K" if tty else "") + "  %s %s: %s" % (
+            run["cell"], vm + ("@" + label if label else ""), brief))
     log("bench: %d runs in %s; results in %s" % (sum(len(v) for v in durations.values()),
                                                   fmt_s(time.monotonic() - t_begin),
                                                   os.path.relpath(results, ROOT)))
@@ -372,6 +438,9 @@ def main():
                        "its results.jsonl lacks")
     r.add_argument("--repeats", type=int)
     r.add_argument("--cells")
+    r.add_argument("--binary", action="append", metavar="LABEL=PATH",
+                   help="run every minivmm run with each of these binaries in turn "
+                   "(repeatable; default: this tree's ./minivmm)")
     r.add_argument("--dry-run", action="store_true")
     b = sub.add_parser("boot")
     b.add_argument("--runs", type=int, default=20)

@@ -97,7 +97,21 @@ def load(paths):
     return runs, ceilings, bad
 
 
+def vmm_of(line):
+    """The VMM a table row stands for: the vmm input, plus '@LABEL' when the
+    run named its binary (bench.py run --binary LABEL=PATH)."""
+    b = line.get("binary") or {}
+    return line["inputs"]["vmm"] + ("@" + b["label"] if b.get("label") else "")
+
+
+def vmm_base(v):
+    return v.split("@", 1)[0]
+
+
 def vmm_sort(v):
+    """VMM_ORDER of the base name; the binaries of one VMM keep the order
+    they ran in (sorted() is stable)."""
+    v = vmm_base(v)
     return VMM_ORDER.index(v) if v in VMM_ORDER else 99
 
 
@@ -118,7 +132,7 @@ def tables(runs):
             out.append("|" + "---|" * (hdr.count("|") - 1))
             by_vmm = {}
             for r in rs:
-                by_vmm.setdefault(r["inputs"]["vmm"], []).append(r)
+                by_vmm.setdefault(vmm_of(r), []).append(r)
             for vmm in sorted(by_vmm, key=vmm_sort):
                 vr = by_vmm[vmm]
                 outcomes = {}
@@ -167,12 +181,45 @@ def throughput_row(by_vmm):
         if parts else ""
 
 
+AB_FIG = [("total_ms", "total"), ("downtime_ms", "downtime"), ("gap_ms", "gap"),
+          ("bytes_total", "bytes"), ("rounds", "rounds"), ("throughput_Bps", "throughput")]
+
+
+def binary_rows(by_vmm):
+    """One line per VMM run with several binaries (--binary): every other
+    binary against the first that ran, ratio of medians of the completed runs,
+    and whether the two min-max ranges overlap."""
+    groups = {}
+    for v in sorted(by_vmm, key=vmm_sort):
+        if "@" in v:
+            groups.setdefault(vmm_base(v), []).append(v)
+    out = []
+    for base, names in groups.items():
+        ref = names[0]
+        for other in names[1:]:
+            parts = []
+            for key, label in AB_FIG:
+                a = [fig(r, key) for r in by_vmm[ref] if fig(r, "outcome") == "completed"]
+                b = [fig(r, key) for r in by_vmm[other] if fig(r, "outcome") == "completed"]
+                a, b = [x for x in a if x is not None], [x for x in b if x is not None]
+                if not a or not b or not median(a):
+                    continue
+                overlap = min(b) <= max(a) and min(a) <= max(b)
+                parts.append("%s %.2f%s" % (label, median(b) / median(a),
+                                            "" if overlap else " (ranges apart)"))
+            if parts:
+                out.append("Binaries, %s: %s / %s (ratio of medians, completed runs; \"ranges "
+                           "apart\": the min-max ranges do not overlap): %s." % (
+                               base, other.split("@", 1)[1], ref.split("@", 1)[1], "; ".join(parts)))
+    return "\n\n".join(out)
+
+
 def ratio_rows(by_vmm):
     """minivmm variants against QEMU's of the same class: a target that populated
     its RAM ahead (-prealloc) is compared with QEMU targets that did too."""
-    out = [throughput_row(by_vmm)]
+    out = [throughput_row(by_vmm), binary_rows(by_vmm)]
     for mv_name in sorted((v for v in by_vmm if v.startswith("minivmm")), key=vmm_sort):
-        pre = mv_name.endswith("-prealloc")
+        pre = vmm_base(mv_name).endswith("-prealloc")
         qemus = [v for v in by_vmm if not v.startswith("minivmm") and v.endswith("-prealloc") == pre]
         if not qemus:
             continue
@@ -208,6 +255,11 @@ def machine_table(ceilings, runs):
             ("minivmm commit", (facts.get("minivmm_commit") or "")[:12] +
              (" (+ uncommitted changes)" if facts.get("minivmm_tree_dirty") else "")),
             ("date", facts.get("date_utc"))]
+    # the session's first ceiling line names the --binary builds
+    for b in next((x["binaries"] for x in ceilings if x.get("binaries")), None) or []:
+        rows.append(("binary `%s`" % b.get("label"), "%s (commit %s%s, sha256 %s)" % (
+            b.get("path"), (b.get("commit") or "?")[:12],
+            " + uncommitted changes" if b.get("tree_dirty") else "", (b.get("sha256") or "")[:12])))
     if ce.get("memcpy", {}).get("memcpy_Bps"):
         rows.append(("memcpy (same run)", "%.1f GB/s" % (ce["memcpy"]["memcpy_Bps"] / 1e9)))
     if ce.get("zeroscan", {}).get("zeroscan_Bps"):
@@ -243,7 +295,7 @@ def series_by_axis(runs, axis, xfun):
             continue
         inp = r["inputs"]
         others = [a for a in r["axes"] if a != axis]
-        name = inp["vmm"] + "".join(" %s=%s" % (a, axis_value(a, inp[a])) for a in others)
+        name = vmm_of(r) + "".join(" %s=%s" % (a, axis_value(a, inp[a])) for a in others)
         x = xfun(r)
         if x is None:
             continue
@@ -376,8 +428,8 @@ def plot_honesty(runs, outdir):
         res = r.get("result") or {}
         if res.get("outcome") != "completed" or res.get("gap_ms") is None:
             continue
-        vmm = r["inputs"]["vmm"]
-        rep = res.get("downtime_ms") if vmm == "minivmm" else res.get("qemu_downtime_ms")
+        vmm = vmm_of(r)  # minivmm@LABEL: one series per --binary
+        rep = res.get("downtime_ms") if vmm.startswith("minivmm") else res.get("qemu_downtime_ms")
         if rep is None:
             continue
         pts.setdefault(vmm, []).append((max(rep, 0.1), res["gap_ms"], r["inputs"]["period_ms"]))
@@ -385,10 +437,11 @@ def plot_honesty(runs, outdir):
         return None
     plots = []
     for vmm in sorted(pts, key=vmm_sort):
-        fn = os.path.join(outdir, "honesty-%s.dat" % vmm)
+        fn = os.path.join(outdir, "honesty-%s.dat" % vmm.replace("@", "-"))
         write_dat(fn, pts[vmm])
         plots.append("'%s' using 1:2 with points pt 7 ps 1.2 title \"%s (reported: %s)\"" % (
-            fn, vmm, "downtime\\\\_ms" if vmm == "minivmm" else "query-migrate downtime"))
+            fn, esc(vmm.replace("@", " ")),
+            "downtime\\\\_ms" if vmm.startswith("minivmm") else "query-migrate downtime"))
     script = "\n".join([
         "set title \"Reported downtime vs downtime the guest saw\\n{/*0.8 made by: %s; "
         "points above the dashed line = the tool under-reports}\"" % CMD,

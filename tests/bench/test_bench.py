@@ -598,6 +598,73 @@ class DocLinkTests(unittest.TestCase):
         self.assertEqual({p: d for p, d in dead.items() if d}, {})
 
 
+class BinaryTests(unittest.TestCase):
+    """bench.py run --binary LABEL=PATH: an A/B of two builds in one session."""
+
+    def setUp(self):
+        self.cfg = benchconf.parse(SAMPLE_CONF)
+        self.root = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.root)
+
+    def test_parse_binaries(self):
+        exe = os.path.join(self.root, "minivmm")
+        with open(exe, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(exe, 0o755)
+        self.assertEqual(bench.parse_binaries(["old=%s" % exe, "new=%s" % exe]),
+                         [("old", exe), ("new", exe)])
+        self.assertEqual(bench.parse_binaries(None), [])
+        for bad in (["old"], ["=%s" % exe], ["a b=%s" % exe], ["old=%s" % exe, "old=%s" % exe],
+                    ["old=%s" % os.path.join(self.root, "missing")], ["old=%s" % self.root]):
+            with self.assertRaises(bench.BenchError, msg=bad):
+                bench.parse_binaries(bad)
+
+    def test_with_binaries(self):
+        runs = benchconf.expand(self.cfg)
+        self.assertIs(bench.with_binaries(runs, []), runs)
+        ab = bench.with_binaries(runs, ["old", "new"])
+        mv = [r for r in runs if r["inputs"]["vmm"] == "minivmm"]
+        # every minivmm run twice, QEMU runs once
+        self.assertEqual(len(ab), len(runs) + len(mv))
+        self.assertEqual(len({r["run_id"] for r in ab}), len(ab))
+        self.assertTrue(all("binary" not in r for r in ab if r["inputs"]["vmm"] == "qemu"))
+        # back to back, old first on even repeats and new first on odd ones
+        a = [r for r in ab if r["cell"] == "a" and r["inputs"]["wss"] == "0"]
+        self.assertEqual([(r["repeat"], r["inputs"]["vmm"], r.get("binary")) for r in a],
+                         [(0, "minivmm", "old"), (0, "minivmm", "new"), (0, "qemu", None),
+                          (1, "minivmm", "new"), (1, "minivmm", "old"), (1, "qemu", None)])
+        self.assertTrue(a[0]["run_id"].endswith("/r0/bin=old"))
+        # the plan carries them, so --resume knows which binary a line was
+        p = bench.plan(self.cfg, "t.conf", out=os.path.join(self.root, "x"), binaries=["old", "new"])
+        self.assertEqual(len(p["todo"]), len(ab))
+
+    def test_report_rows(self):
+        runs = bench.with_binaries(benchconf.expand(self.cfg), ["old", "new"])
+        lines = []
+        for r in runs:
+            line = run_line(r)
+            if r.get("binary"):
+                line["binary"] = {"label": r["binary"], "path": "/x/" + r["binary"]}
+                if r["binary"] == "new":
+                    line["result"]["total_ms"] *= 2  # made up: new twice as slow
+            lines.append(line)
+        by_vmm = {}
+        for line in lines:
+            if line["cell"] == "b":
+                by_vmm.setdefault(report.vmm_of(line), []).append(line)
+        self.assertEqual(sorted(by_vmm, key=report.vmm_sort), ["minivmm@old", "minivmm@new"])
+        row = report.binary_rows(by_vmm)
+        self.assertIn("minivmm: new / old", row)
+        self.assertIn("total 2.00 (ranges apart)", row)
+        self.assertIn("downtime 1.00;", row)
+        md = report.tables(lines)
+        self.assertIn("| minivmm@old | 1 |", md)
+        self.assertIn("| minivmm@new | 1 |", md)
+        self.assertIn("| qemu | 2 |", md)
+
+
 class _Result(unittest.TextTestResult):
     pass
 
@@ -606,7 +673,7 @@ def main():
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for cls in (ConfigTests, JsonlTests, TraceFormatTests, ReplayTests, RunFolderTests,
-                ReportFolderTests, DocLinkTests):
+                ReportFolderTests, BinaryTests, DocLinkTests):
         suite.addTests(loader.loadTestsFromTestCase(cls))
     rt = load_report_tests()
     if rt:
