@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
@@ -10,19 +11,29 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+/* By ioctl, not /sys: sysfs shows the namespace it was mounted in,
+ * which need not be ours (unshare -n). A bridge's driver is "bridge". */
 static int is_bridge(const char *br)
 {
-	char path[64];
-	struct stat st;
+	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq ifr;
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
 
-	snprintf(path, sizeof(path), "/sys/class/net/%s", br);
-	if (stat(path, &st) < 0)
-		return -ENODEV;
-	snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", br);
-	return stat(path, &st) == 0 ? 0 : -ENOTTY;
+	if (sock < 0)
+		return -errno;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", br);
+	if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0) {
+		ret = -ENODEV;
+	} else {
+		ifr.ifr_data = (void *)&info;
+		if (ioctl(sock, SIOCETHTOOL, &ifr) < 0 || strcmp(info.driver, "bridge") != 0)
+			ret = -ENOTTY;
+	}
+	close(sock);
+	return ret;
 }
 
 static int if_up(int sock, const char *name, char *err, size_t errlen)
