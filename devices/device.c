@@ -101,6 +101,24 @@ void device_list_reset(struct device_list *l)
 	pthread_mutex_unlock(&l->lock);
 }
 
+void device_list_quiesce(struct device_list *l)
+{
+	pthread_mutex_lock(&l->lock);
+	for (int i = 0; i < l->n; i++)
+		if (l->devs[i].ops->quiesce)
+			l->devs[i].ops->quiesce(l->devs[i].state);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void device_list_resume(struct device_list *l)
+{
+	pthread_mutex_lock(&l->lock);
+	for (int i = 0; i < l->n; i++)
+		if (l->devs[i].ops->resume)
+			l->devs[i].ops->resume(l->devs[i].state);
+	pthread_mutex_unlock(&l->lock);
+}
+
 struct device *device_find(struct device_list *l, const char *name)
 {
 	for (int i = 0; i < l->n; i++)

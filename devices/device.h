@@ -39,8 +39,13 @@ struct device_ops {
 		    size_t errlen);
 	/* Frees the state; NULL when the creator owns it. */
 	void (*destroy)(void *dev);
-	/* A device with a back-end thread (virtio, later) will add
-	 * quiesce/resume here; none has one yet. */
+	/* A device with a back-end thread (virtio-net): quiesce stops the
+	 * back-end touching device state or guest memory (no request
+	 * half-done; nothing in flight) before the state is saved; resume
+	 * lets it go again. Both run under the device lock; NULL for
+	 * devices without a back-end. */
+	void (*quiesce)(void *dev);
+	void (*resume)(void *dev);
 };
 
 struct device_io {
@@ -77,6 +82,11 @@ void device_list_destroy(struct device_list *l);
 int device_add(struct device_list *l, const struct device *d, char *err,
 	       size_t errlen);
 void device_list_reset(struct device_list *l);
+/* Every back-end quiesced / resumed (ops->quiesce, ops->resume), under
+ * the lock. Quiesce before vmstate_save; resume after, or on a target
+ * once the state is loaded. */
+void device_list_quiesce(struct device_list *l);
+void device_list_resume(struct device_list *l);
 struct device *device_find(struct device_list *l, const char *name);
 struct device *device_find_state(struct device_list *l, uint32_t type);
 void device_list_lock(struct device_list *l);

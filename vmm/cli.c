@@ -12,7 +12,7 @@
 #define CLI_MIN_MEM (4ULL << 20)
 
 enum {
-	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC,
+	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET,
 	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
 
@@ -27,6 +27,7 @@ static const struct option core_opts[] = {
 	{ "migrate", required_argument, NULL, OPT_MIGRATE },
 	{ "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
+	{ "net", required_argument, NULL, OPT_NET },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 };
@@ -55,7 +56,8 @@ void cli_usage(FILE *f)
 {
 	fprintf(f,
 "usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
-"               [--name NAME] [--monitor PATH] [migration options]\n"
+"               [--name NAME] [--monitor PATH] [--net tap=IF[,...]]\n"
+"               [migration options]\n"
 "       minivmm --incoming [HOST]:PORT|unix:PATH|file:PATH\n"
 "               [--mem SIZE [--prealloc]] [--cpus N] [--migrate-nice N]\n"
 "               [--stats-json PATH] [--name NAME]\n"
@@ -74,6 +76,11 @@ void cli_usage(FILE *f)
 "      --prealloc           populate all guest RAM before the guest runs\n"
 "  -n, --name NAME          VM name, unique on this host (default vm-PID);\n"
 "                           letters, digits, '.', '_', '-'\n"
+"      --net tap=IFNAME[,bridge=BR][,mac=52:54:00:xx:xx:xx]\n"
+"                           a virtio-net NIC (virtio-pci, IRQ 10) on tap\n"
+"                           IFNAME, created if missing, attached to bridge BR\n"
+"                           and set up; the MAC defaults to 52:54:00 plus a\n"
+"                           hash of the VM name\n"
 "      --monitor PATH       monitor socket (default /run/minivmm/NAME.sock, or\n"
 "                           $XDG_RUNTIME_DIR/minivmm/NAME.sock when not root)\n"
 "\n"
@@ -205,6 +212,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			break;
 		}
 		case OPT_PREALLOC: o->prealloc = true; break;
+		case OPT_NET:
+			if (o->net.set)
+				FAIL("--net: one NIC only for now");
+			if (net_opts_parse(optarg, &o->net, why, sizeof(why)))
+				FAIL("%s", why);
+			break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "migrate/params.h"
+#include "vmm/core/netopt.h"
 #include "vmm/core/vm.h"
 
 #define CLI_DEFAULT_MEM (256ULL << 20)
@@ -24,6 +25,7 @@ struct cli_opts {
 	bool prealloc;
 	const char *name;
 	const char *monitor;
+	struct net_opts net;      /* --net (vmm/core/netopt.h) */
 	/* migration */
 	const char *incoming;     /* [HOST]:PORT or file:PATH */
 	const char *migrate;      /* HOST:PORT or file:PATH */

@@ -2,6 +2,7 @@
 #include "vmm/core/clock.h"
 #include "devices/conline.h"
 #include "devices/exitdev.h"
+#include "devices/pci.h"
 #include "devices/uart.h"
 #include "vmm/core/prealloc.h"
 
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "vmm/core/kvm.h"
+#include "vmm/core/netdev.h"
 #include "vmm/core/status.h"
 #include "vmm/core/vcpu.h"
 
@@ -99,6 +101,12 @@ static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 		ret = exitdev_create(&vm->devices, guest_exit, vm, err, errlen);
 	if (!ret)
 		ret = exitdev_sink_create(&vm->devices, EXITDEV_POST_PORT, err, errlen);
+	if (!ret)
+		ret = pci_host_create(&vm->devices, &vm->pci, err, errlen);
+	/* The NIC's back-end thread starts here, but moves nothing before
+	 * the guest's driver sets DRIVER_OK. */
+	if (!ret && vm->cfg.net.set)
+		ret = netdev_create(vm, &vm->cfg.net, &vm->netdev, err, errlen);
 	return ret;
 }
 
@@ -254,7 +262,10 @@ void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->ncpus = 0;
+	netdev_destroy(vm->netdev); /* its thread touches the devices */
+	vm->netdev = NULL;
 	device_list_destroy(&vm->devices); /* and the buses; a no-op if never made */
+	vm->pci = NULL;
 	vm->com1 = NULL;
 	vm->console = NULL;
 	if (vm->ram)
@@ -308,6 +319,7 @@ void vm_destroy_detached(struct vm *vm)
 	char c;
 
 	vm_stop_vcpus(vm); /* fork only a single-threaded process */
+	netdev_stop(vm->netdev);
 	if (pipe2(gate, O_CLOEXEC) == 0)
 		pid = fork();
 	if (pid == 0) {
@@ -345,10 +357,12 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 
 int vm_pause(struct vm *vm)
 {
+	bool first;
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->lock);
-	if (__atomic_add_fetch(&vm->pause_count, 1, __ATOMIC_RELEASE) == 1)
+	first = __atomic_add_fetch(&vm->pause_count, 1, __ATOMIC_RELEASE) == 1;
+	if (first)
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpus[i]);
 	while (vm->parked < vm->threads && !vm->stopping)
@@ -356,11 +370,25 @@ int vm_pause(struct vm *vm)
 	if (vm->stopping)
 		ret = -ESHUTDOWN;
 	pthread_mutex_unlock(&vm->lock);
+	/* Back-ends stop with the vCPUs, so that device state is still
+	 * when vmstate saves it (and a stopped guest gets no frames). Not
+	 * under vm->lock: exits take the device lock, then vm->lock. */
+	if (first)
+		device_list_quiesce(&vm->devices);
 	return ret;
 }
 
 void vm_resume(struct vm *vm)
 {
+	bool last = false;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_count == 1)
+		last = true;
+	pthread_mutex_unlock(&vm->lock);
+	/* Back-ends go again before the vCPUs, like a fresh start. */
+	if (last)
+		device_list_resume(&vm->devices);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_count > 0 &&
 	    __atomic_sub_fetch(&vm->pause_count, 1, __ATOMIC_RELEASE) == 0)

@@ -11,6 +11,7 @@
 
 #include "devices/bus.h"
 #include "devices/device.h"
+#include "vmm/core/netopt.h"
 
 #define VM_PAGE_SIZE 4096ULL
 #define VM_PAGE_SHIFT 12
@@ -39,6 +40,8 @@ struct vm_config {
 	 * rest of the VM), or NULL. vm_create owns it from the call on,
 	 * also when it fails. */
 	uint8_t *ram;
+	/* --net: a virtio-net NIC on a tap (vmm/core/netdev.c). */
+	struct net_opts net;
 };
 
 /* One KVM memory slot; all slots are views of the single RAM mapping, so
@@ -57,6 +60,8 @@ struct conline;
 struct monitor;
 struct mig;
 struct evloop;
+struct pci_host;
+struct netdev;
 
 enum vm_stop_reason {
 	VM_RUNNING = 0,
@@ -90,6 +95,8 @@ struct vm {
 	struct device_list devices;
 	struct uart *com1;
 	struct conline *console; /* guest serial output, a line at a time */
+	struct pci_host *pci;    /* bus 0, for the PCI devices */
+	struct netdev *netdev;   /* the NIC's back-end, or NULL */
 
 	/* Run control: vCPUs run while pause_count == 0 and !stopping. */
 	pthread_mutex_t lock;

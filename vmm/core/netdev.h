@@ -1,0 +1,44 @@
+/* The VM's NIC: a virtio-net device model fed by a tap, its back-end on
+ * an I/O thread of its own (epoll on the tap and the queues' eventfds),
+ * and the KVM fast paths: KVM_IOEVENTFD on each queue's notify register,
+ * KVM_IRQFD (with a resample fd, as INTx is level-triggered) for the
+ * interrupt. Without those capabilities the MMIO exit wakes the thread
+ * and KVM_IRQ_LINE drives the line. */
+#ifndef MINIVMM_NETDEV_H
+#define MINIVMM_NETDEV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vmm/core/netopt.h"
+
+struct vm;
+struct virtio_net;
+
+struct netdev {
+	struct vm *vm;
+	struct virtio_net *net; /* on the device list, which owns it */
+	int tap_fd;
+	int epfd;
+	int wake_fd;  /* eventfd: "process" (MMIO notify, resume, stop) */
+	int kick_fd[3]; /* per queue: the ioeventfds */
+	int irq_fd, resample_fd; /* irqfd, or -1 for KVM_IRQ_LINE */
+	bool use_ioeventfd;
+	bool irq_level; /* what the device last asked for */
+	bool stop;
+	bool thread_started;
+	pthread_t thread;
+};
+
+/* Opens the tap, creates the device on vm's device list and PCI bus,
+ * wires it to KVM and starts the I/O thread. */
+int netdev_create(struct vm *vm, const struct net_opts *o, struct netdev **out,
+		  char *err, size_t errlen);
+/* Stops the I/O thread (idempotent; before a fork). */
+void netdev_stop(struct netdev *nd);
+/* Stops it and closes the descriptors; the device itself goes with the
+ * device list. */
+void netdev_destroy(struct netdev *nd);
+
+#endif
