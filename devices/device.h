@@ -15,7 +15,7 @@
 #define DEVICE_MAX 16
 #define DEVICE_MAX_IO 4
 /* The most one device's section may hold (vmstate_save's buffer). */
-#define DEVICE_STATE_MAX 4096
+#define DEVICE_STATE_MAX (256u << 10)
 
 struct device_ops {
 	const char *name;
@@ -46,6 +46,10 @@ struct device_ops {
 	 * devices without a back-end. */
 	void (*quiesce)(void *dev);
 	void (*resume)(void *dev);
+	/* The guest runs here after an incoming migration (its vCPUs have
+	 * started): tell the outside world where it is now (virtio-net
+	 * announces the MAC). Under the device lock; NULL: nothing to do. */
+	void (*post_migrate)(void *dev);
 };
 
 struct device_io {
@@ -87,6 +91,7 @@ void device_list_reset(struct device_list *l);
  * once the state is loaded. */
 void device_list_quiesce(struct device_list *l);
 void device_list_resume(struct device_list *l);
+void device_list_post_migrate(struct device_list *l);
 struct device *device_find(struct device_list *l, const char *name);
 struct device *device_find_state(struct device_list *l, uint32_t type);
 void device_list_lock(struct device_list *l);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "migrate/params.h"
+#include "vmm/core/netopt.h"
 
 struct vm;
 
@@ -21,6 +22,8 @@ struct mig_params {
 	uint64_t expect_mem;
 	int expect_cpus;
 	bool prealloc;
+	/* Target: its own --net (the tap the incoming VM's NIC gets). */
+	struct net_opts net;
 	/* Target: refuses a VM name already live on this host (the front end
 	 * knows where VMs are found). src_pid is the source VMM's, so that a
 	 * same-host migration is no clash. 0, or -EADDRINUSE with why.

@@ -17,6 +17,7 @@
 
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
+#include "migrate/state/devcfg.h"
 #include "vmm/core/status.h"
 #include "vmm/core/vm.h"
 
@@ -66,8 +67,10 @@ static int send_hello(struct src *c)
 	uint8_t pre[STREAM_PREAMBLE_LEN], *buf = NULL;
 	uint8_t blob[CPUCOMPAT_WIRE_SIZE];
 	const char *inject = getenv("MINIVMM_CPUCOMPAT_OVERRIDE");
+	uint8_t dev[DEVICES_MAX_LEN];
 	struct cpucompat cc;
-	int n, ret;
+	struct devcfg dc;
+	int n, ret, ndev = 0;
 
 	snprintf(h.name, sizeof(h.name), "%s", c->vm->cfg.name);
 	ret = cpucompat_get(c->vm, &cc, c->err, sizeof(c->err));
@@ -81,6 +84,12 @@ static int send_hello(struct src *c)
 		return n;
 	h.compat = blob;
 	h.compat_len = (uint32_t)n;
+	if (devcfg_from_vm(c->vm, &dc)) {
+		ndev = devcfg_encode(&dc, dev, sizeof(dev));
+		if (ndev < 0)
+			return ndev;
+		h.flags |= HELLO_FLAG_DEVICES;
+	}
 	buf = malloc(HELLO_FIXED_LEN + h.compat_len);
 	ret = -ENOMEM;
 	if (!buf)
@@ -90,6 +99,8 @@ static int send_hello(struct src *c)
 	ret = n < 0 ? n : stream_write_all(&c->s, pre, sizeof(pre), c->err, sizeof(c->err));
 	if (!ret)
 		ret = stream_send(&c->s, ST_HELLO, buf, (uint32_t)n, c->err, sizeof(c->err));
+	if (!ret && ndev)
+		ret = stream_send(&c->s, ST_DEVICES, dev, (uint32_t)ndev, c->err, sizeof(c->err));
 out:
 	free(buf);
 	return ret;

@@ -17,6 +17,7 @@
 
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
+#include "migrate/state/devcfg.h"
 #include "vmm/core/prealloc.h"
 #include "vmm/core/vm.h"
 
@@ -171,6 +172,27 @@ static int check_cpu(struct tgt *g, const struct hello *h)
 	return 0;
 }
 
+/* The devices the VM needs of this host (DEVICES, after HELLO), checked
+ * before anything is built: a missing bridge refuses here. */
+static int take_devices(struct tgt *g, const struct hello *h, struct net_opts *net)
+{
+	uint8_t buf[DEVICES_MAX_LEN];
+	struct devcfg d = { 0 };
+	char why[256];
+	uint32_t len;
+	int ret = 0;
+
+	if (h->flags & HELLO_FLAG_DEVICES) {
+		ret = stream_recv_expect(g->s, ST_DEVICES, buf, sizeof(buf), &len, "source", g->err,
+					 g->errlen);
+		if (!ret && devcfg_decode(buf, len, &d, why, sizeof(why)) < 0)
+			return reject(g, "%s", why);
+	}
+	if (!ret && devcfg_accept(&d, g->p ? &g->p->net : NULL, net, why, sizeof(why)) < 0)
+		return reject(g, "%s", why);
+	return ret;
+}
+
 static int handshake(struct tgt *g)
 {
 	uint8_t pre[STREAM_PREAMBLE_LEN], *buf = NULL;
@@ -194,6 +216,8 @@ static int handshake(struct tgt *g)
 	prealloc_end(g);
 	if (!ret)
 		ret = check_hello(g, &h);
+	if (!ret)
+		ret = take_devices(g, &h, &cfg.net);
 	if (ret)
 		goto out;
 	snprintf(cfg.name, sizeof(cfg.name), "%s", h.name);
@@ -426,6 +450,7 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		write_stats(m, STATS_FAILED, err);
 		return ret;
 	}
+	device_list_post_migrate(&vm->devices);
 	/* The target's downtime: from the final pass (the source had paused
 	 * by then) to vCPUs running here. */
 	m->st.restore_ms = (double)(now - m->end_ns) / 1e6;

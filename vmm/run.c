@@ -229,6 +229,7 @@ int vmm_main(const struct cli_opts *o)
 		.expect_mem = o->incoming && o->mem_given ? o->mem : 0,
 		.expect_cpus = o->incoming && o->cpus_given ? o->cpus : 0,
 		.prealloc = o->prealloc,
+		.net = o->net,
 		.name_check = name_in_use,
 	};
 	if (o->migrate && !o->kernel)

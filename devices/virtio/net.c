@@ -16,8 +16,10 @@
 #define CTRL_OK 0
 #define CTRL_ERR 1
 
-/* Bytes after the version byte: the transport, then mac and status. */
+/* Bytes after the version byte: the transport, then mac and status, then
+ * the pending frames: u16 count, each u16 length + bytes. */
 #define NET_OWN_SIZE 8
+#define PEND_HDR 2
 
 void virtio_net_mac_from_name(const char *name, uint8_t mac[6])
 {
@@ -105,6 +107,43 @@ static int process_tx(struct virtio_net *n, bool *irq)
 	return 1;
 }
 
+/* The oldest pending frame, else one from the back-end. */
+static ssize_t next_frame(struct virtio_net *n, uint8_t *out)
+{
+	uint32_t len;
+
+	if (!n->pend_frames)
+		return n->be.recv(n->be.opaque, out, VIRTIO_NET_FRAME_MAX);
+	len = (uint32_t)n->pend[0] | (uint32_t)n->pend[1] << 8;
+	memcpy(out, n->pend + 2, len);
+	n->pend_len -= 2 + len;
+	memmove(n->pend, n->pend + 2 + len, n->pend_len);
+	n->pend_frames--;
+	return len;
+}
+
+/* Takes what the back-end holds now into the pending frames (the guest is
+ * paused: they would otherwise be left on the source). */
+static void drain_backend(struct virtio_net *n)
+{
+	for (;;) {
+		ssize_t len = n->be.recv(n->be.opaque, n->buf, VIRTIO_NET_FRAME_MAX);
+
+		if (len < 0)
+			return;
+		if (n->pend_frames >= VIRTIO_NET_PEND_MAX_FRAMES ||
+		    n->pend_len + 2 + (uint32_t)len > VIRTIO_NET_PEND_MAX_BYTES) {
+			n->rx_dropped++;
+			continue;
+		}
+		n->pend[n->pend_len] = (uint8_t)len;
+		n->pend[n->pend_len + 1] = (uint8_t)(len >> 8);
+		memcpy(n->pend + n->pend_len + 2, n->buf, (size_t)len);
+		n->pend_len += 2 + (uint32_t)len;
+		n->pend_frames++;
+	}
+}
+
 static int process_rx(struct virtio_net *n, bool *irq)
 {
 	struct virtq *q = &n->vp.vq[VIRTIO_NET_Q_RX];
@@ -119,7 +158,7 @@ static int process_rx(struct virtio_net *n, bool *irq)
 		 * wait in the back-end until the driver adds buffers. */
 		if (!virtq_has_avail(q, m))
 			return 0;
-		len = n->be.recv(n->be.opaque, n->buf + VIRTIO_NET_HDR_LEN, VIRTIO_NET_FRAME_MAX);
+		len = next_frame(n, n->buf + VIRTIO_NET_HDR_LEN);
 		if (len < 0)
 			return 0; /* -EAGAIN: nothing waiting; or a back-end error */
 		ret = virtq_pop(q, m, n->chain);
@@ -231,12 +270,51 @@ static int dev_save(void *dev, uint8_t *buf, size_t cap)
 	len = virtio_pci_save(&n->vp, buf + 1, cap - 1);
 	if (len < 0)
 		return len;
-	if (cap < 1 + (size_t)len + NET_OWN_SIZE)
+	if (n->quiesced)
+		drain_backend(n);
+	if (cap < 1 + (size_t)len + NET_OWN_SIZE + PEND_HDR + n->pend_len)
 		return -ENOSPC;
 	memcpy(buf + 1 + len, n->mac, 6);
 	buf[1 + len + 6] = (uint8_t)n->status;
 	buf[1 + len + 7] = (uint8_t)(n->status >> 8);
-	return 1 + len + NET_OWN_SIZE;
+	buf[1 + len + 8] = (uint8_t)n->pend_frames;
+	buf[1 + len + 9] = (uint8_t)(n->pend_frames >> 8);
+	memcpy(buf + 1 + len + NET_OWN_SIZE + PEND_HDR, n->pend, n->pend_len);
+	return 1 + len + NET_OWN_SIZE + PEND_HDR + (int)n->pend_len;
+}
+
+/* The pending frames of a state blob: count, then exactly that many
+ * frames filling the rest, each within the limits a save keeps. */
+static int pend_check(const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+	uint32_t count = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+	size_t off = PEND_HDR;
+
+	if (count > VIRTIO_NET_PEND_MAX_FRAMES || len - PEND_HDR > VIRTIO_NET_PEND_MAX_BYTES) {
+		snprintf(err, errlen, "virtio-net state: %u pending frames is over the limit", count);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t fl;
+
+		if (len - off < 2) {
+			snprintf(err, errlen, "virtio-net state: pending frame %u is cut short", i);
+			return -EINVAL;
+		}
+		fl = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8;
+		if (fl == 0 || fl > len - off - 2) {
+			snprintf(err, errlen, "virtio-net state: pending frame %u has a bad length %u",
+				 i, fl);
+			return -EINVAL;
+		}
+		off += 2 + fl;
+	}
+	if (off != len) {
+		snprintf(err, errlen, "virtio-net state: %zu bytes after the pending frames",
+			 len - off);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int dev_check(const uint8_t *p, size_t len, char *err, size_t errlen)
@@ -252,11 +330,14 @@ static int dev_check(const uint8_t *p, size_t len, char *err, size_t errlen)
 	t = virtio_pci_check(p + 1, len - 1, VIRTIO_ID_NET, err, errlen);
 	if (t < 0)
 		return t;
-	if (len != 1 + (size_t)t + NET_OWN_SIZE) {
-		snprintf(err, errlen, "virtio-net state is %zu bytes, expected %zu", len,
-			 1 + (size_t)t + NET_OWN_SIZE);
+	if (len < 1 + (size_t)t + NET_OWN_SIZE + PEND_HDR) {
+		snprintf(err, errlen, "virtio-net state is %zu bytes, expected at least %zu", len,
+			 1 + (size_t)t + NET_OWN_SIZE + PEND_HDR);
 		return -EINVAL;
 	}
+	if (pend_check(p + 1 + t + NET_OWN_SIZE, len - 1 - (size_t)t - NET_OWN_SIZE, err,
+		       errlen) < 0)
+		return -EINVAL;
 	status = (uint16_t)(p[1 + t + 6] | p[1 + t + 7] << 8);
 	if (status & ~(VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE)) {
 		snprintf(err, errlen, "virtio-net status 0x%x has unknown bits", status);
@@ -281,7 +362,24 @@ static int dev_load(void *dev, const uint8_t *p, size_t len, char *err, size_t e
 		return t;
 	memcpy(n->mac, p + 1 + t, 6);
 	n->status = (uint16_t)(p[1 + t + 6] | p[1 + t + 7] << 8);
+	n->pend_frames = (uint32_t)p[1 + t + 8] | (uint32_t)p[1 + t + 9] << 8;
+	n->pend_len = (uint32_t)(len - 1 - (size_t)t - NET_OWN_SIZE - PEND_HDR);
+	memcpy(n->pend, p + 1 + t + NET_OWN_SIZE + PEND_HDR, n->pend_len);
 	return 0;
+}
+
+/* The guest runs here after an incoming migration: the guest announces
+ * itself (GUEST_ANNOUNCE) and the back-end speaks for its MAC at once, so
+ * the bridge learns the new port before the guest has sent anything. */
+static void dev_post_migrate(void *dev)
+{
+	struct virtio_net *n = dev;
+
+	virtio_net_announce(n);
+	if (n->be.announce)
+		n->be.announce(n->be.opaque, n->mac);
+	if (n->pend_frames)
+		queue_notify(n, VIRTIO_NET_Q_RX);
 }
 
 static void dev_quiesce(void *dev)
@@ -305,6 +403,7 @@ static void dev_destroy(void *dev)
 
 	free(n->buf);
 	free(n->chain);
+	free(n->pend);
 	free(n);
 }
 
@@ -319,6 +418,7 @@ static const struct device_ops net_ops = {
 	.destroy = dev_destroy,
 	.quiesce = dev_quiesce,
 	.resume = dev_resume,
+	.post_migrate = dev_post_migrate,
 };
 
 int virtio_net_create(struct device_list *l, struct pci_host *h,
@@ -331,7 +431,8 @@ int virtio_net_create(struct device_list *l, struct pci_host *h,
 
 	*out = NULL;
 	if (!n || !(n->buf = malloc(VIRTIO_NET_HDR_LEN + VIRTIO_NET_FRAME_MAX)) ||
-	    !(n->chain = malloc(sizeof(*n->chain)))) {
+	    !(n->chain = malloc(sizeof(*n->chain))) ||
+	    !(n->pend = malloc(VIRTIO_NET_PEND_MAX_BYTES))) {
 		snprintf(err, errlen, "virtio_net_create: out of memory");
 		ret = -ENOMEM;
 		goto fail;

@@ -46,8 +46,17 @@ struct virtio_net_backend {
 	/* Run virtio_net_process soon on the back-end thread (q: the queue
 	 * notified, -1: all). Called under the device lock. */
 	void (*wake)(void *opaque, int q);
+	/* After an incoming migration: tell the network where the guest is
+	 * now (RARP from the tap, on a schedule). May be NULL. */
+	void (*announce)(void *opaque, const uint8_t mac[6]);
 	void *opaque;
 };
+
+/* Frames that reached the back-end while the guest was paused for a save:
+ * they move with the device state and reach the guest on the target, so
+ * a migration drops none. Bounded: what does not fit is dropped, counted. */
+#define VIRTIO_NET_PEND_MAX_FRAMES 128
+#define VIRTIO_NET_PEND_MAX_BYTES (128u << 10)
 
 struct virtio_net_conf {
 	uint8_t mac[6];
@@ -68,6 +77,9 @@ struct virtio_net {
 	uint8_t *buf;        /* one frame with its header */
 	struct virtq_chain *chain;
 	uint64_t rx_frames, tx_frames, rx_dropped, tx_dropped;
+	/* The frames above, as u16 length + bytes, oldest first. */
+	uint8_t *pend;
+	uint32_t pend_len, pend_frames;
 };
 
 /* Creates the device on l and plugs it into h's bus 0. */

@@ -38,7 +38,8 @@ enum stream_type {
 	ST_CHANNELS = 14, /* S->T: u32 data channels wanted, u64 0; T->S: u32 granted, u64 token */
 	ST_CHANNEL = 15,  /* first frame of a data channel: u32 index, u64 token */
 	ST_SYNC = 16,     /* data channel: u32 round: no more pages of it here */
-	ST_TYPE_MAX = 16,
+	ST_DEVICES = 17,  /* S->T right after HELLO (HELLO_FLAG_DEVICES): devices the host must provide */
+	ST_TYPE_MAX = 17,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -54,6 +55,8 @@ enum stream_type {
 #define HELLO_FIXED_LEN (4 + 4 + 8 + 4 + 4 + 4 + HELLO_NAME_LEN + 4)
 #define HELLO_MAX_COMPAT 16384u
 #define HELLO_FLAG_VERIFY_RAM 1u
+#define HELLO_FLAG_DEVICES 2u   /* a DEVICES frame follows HELLO */
+#define DEVICES_MAX_LEN 4096u
 #define ROUND_LEN 8
 #define ROUND_FLAG_FINAL 1u     /* the guest is paused: last round */
 #define ROUND_FLAG_CONVERGED 2u /* the stop rule was met (else a backstop) */

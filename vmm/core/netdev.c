@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -110,6 +111,62 @@ static void drain(int fd)
 	}
 }
 
+/* When a migrated guest's MAC is announced from the new tap, as QEMU's
+ * announce-self: one RARP at once, then four more spaced out, so a switch
+ * that missed one still learns the port within a second. */
+static const int announce_ms[] = { 0, 50, 200, 450, 800 };
+#define ANNOUNCE_ROUNDS ((int)(sizeof(announce_ms) / sizeof(announce_ms[0])))
+#define ETH_P_RARP_ 0x8035
+
+static void arm_announce(struct netdev *nd, int delay_ms)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = delay_ms / 1000,
+						.tv_nsec = (delay_ms % 1000) * 1000000L + 1 } };
+
+	timerfd_settime(nd->announce_fd, 0, &its, NULL);
+}
+
+/* A RARP request (opcode 3) for our own MAC, broadcast, padded to the
+ * Ethernet minimum: what a switch needs to learn the port. */
+static void send_rarp(struct netdev *nd)
+{
+	uint8_t f[60] = { 0 };
+
+	memset(f, 0xff, 6);
+	memcpy(f + 6, nd->announce_mac, 6);
+	f[12] = ETH_P_RARP_ >> 8;
+	f[13] = ETH_P_RARP_ & 0xff;
+	f[14] = 0; f[15] = 1;       /* htype Ethernet */
+	f[16] = 0x08; f[17] = 0x00; /* ptype IPv4 */
+	f[18] = 6; f[19] = 4;       /* hlen, plen */
+	f[20] = 0; f[21] = 3;       /* op: reverse request */
+	memcpy(f + 22, nd->announce_mac, 6); /* sha; spa 0 */
+	memcpy(f + 32, nd->announce_mac, 6); /* tha; tpa 0 */
+	(void)tap_send((void *)(intptr_t)nd->tap_fd, f, sizeof(f));
+}
+
+static void on_announce(struct netdev *nd)
+{
+	int r = nd->announce_round;
+
+	if (r >= ANNOUNCE_ROUNDS)
+		return;
+	send_rarp(nd);
+	nd->announce_round = r + 1;
+	if (r + 1 < ANNOUNCE_ROUNDS)
+		arm_announce(nd, announce_ms[r + 1] - announce_ms[r]);
+}
+
+/* virtio_net_backend.announce, under the device lock. */
+static void net_announce(void *opaque, const uint8_t mac[6])
+{
+	struct netdev *nd = opaque;
+
+	memcpy(nd->announce_mac, mac, 6);
+	nd->announce_round = 0;
+	arm_announce(nd, 0);
+}
+
 static void *io_thread(void *arg)
 {
 	struct netdev *nd = arg;
@@ -126,6 +183,8 @@ static void *io_thread(void *arg)
 
 			if (fd != nd->tap_fd)
 				drain(fd);
+			if (fd == nd->announce_fd)
+				on_announce(nd);
 			if (fd == nd->resample_fd) {
 				device_list_lock(&nd->vm->devices);
 				if (nd->irq_level)
@@ -202,7 +261,8 @@ int netdev_create(struct vm *vm, const struct net_opts *o, struct netdev **out,
 		return -ENOMEM;
 	}
 	nd->vm = vm;
-	nd->tap_fd = nd->epfd = nd->wake_fd = nd->irq_fd = nd->resample_fd = -1;
+	nd->tap_fd = nd->epfd = nd->wake_fd = nd->irq_fd = nd->resample_fd = nd->announce_fd = -1;
+	nd->announce_round = ANNOUNCE_ROUNDS;
 	for (int q = 0; q < 3; q++)
 		nd->kick_fd[q] = -1;
 	ret = tap_open(o->tap, o->bridge, err, errlen);
@@ -215,7 +275,14 @@ int netdev_create(struct vm *vm, const struct net_opts *o, struct netdev **out,
 		snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
 		goto fail;
 	}
-	if ((ret = new_eventfd(&nd->wake_fd, err, errlen)) ||
+	nd->announce_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (nd->announce_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "timerfd_create: %s", strerror(errno));
+		goto fail;
+	}
+	if ((ret = watch(nd, nd->announce_fd, EPOLLIN, err, errlen)) ||
+	    (ret = new_eventfd(&nd->wake_fd, err, errlen)) ||
 	    (ret = watch(nd, nd->wake_fd, EPOLLIN, err, errlen)) ||
 	    /* Edge-triggered: frames wait in the tap while the guest has no
 	     * buffers, and the RX kick, not the tap, says when to go on. */
@@ -233,7 +300,7 @@ int netdev_create(struct vm *vm, const struct net_opts *o, struct netdev **out,
 	else
 		virtio_net_mac_from_name(vm->cfg.name, conf.mac);
 	conf.mem = (struct virtq_mem){ mem_read, mem_write, mem_check, vm };
-	conf.be = (struct virtio_net_backend){ net_send, net_recv, net_wake, nd };
+	conf.be = (struct virtio_net_backend){ net_send, net_recv, net_wake, net_announce, nd };
 	conf.irq = net_irq;
 	conf.irq_opaque = nd;
 	conf.notify_map = notify_map;
@@ -275,6 +342,7 @@ void netdev_destroy(struct netdev *nd)
 	netdev_stop(nd);
 	/* KVM drops the irqfd and ioeventfds with their eventfds. */
 	int *fds[] = { &nd->tap_fd, &nd->epfd, &nd->wake_fd, &nd->irq_fd, &nd->resample_fd,
+		       &nd->announce_fd,
 		       &nd->kick_fd[0], &nd->kick_fd[1], &nd->kick_fd[2] };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vmm/core/netopt.h"
 
@@ -24,6 +25,9 @@ struct netdev {
 	int wake_fd;  /* eventfd: "process" (MMIO notify, resume, stop) */
 	int kick_fd[3]; /* per queue: the ioeventfds */
 	int irq_fd, resample_fd; /* irqfd, or -1 for KVM_IRQ_LINE */
+	int announce_fd; /* timerfd: the next RARP after a migration */
+	int announce_round;
+	uint8_t announce_mac[6];
 	bool use_ioeventfd;
 	bool irq_level; /* what the device last asked for */
 	bool stop;

@@ -56,6 +56,17 @@ static int if_up(int sock, const char *name, char *err, size_t errlen)
 	return 0;
 }
 
+int tap_bridge_check(const char *br, char *err, size_t errlen)
+{
+	int ret = is_bridge(br);
+
+	if (ret == -ENODEV)
+		snprintf(err, errlen, "bridge %s not found on this host", br);
+	else if (ret < 0)
+		snprintf(err, errlen, "%s is not a bridge on this host", br);
+	return ret;
+}
+
 int tap_open(const char *name, const char *bridge, char *err, size_t errlen)
 {
 	struct ifreq ifr;

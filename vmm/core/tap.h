@@ -13,6 +13,9 @@
  * -EBUSY when another process holds the tap, -ENODEV when the bridge
  * does not exist, -ENOTTY when it is not a bridge; err has one line. */
 int tap_open(const char *name, const char *bridge, char *err, size_t errlen);
+/* 0 when br is a bridge on this host; else -ENODEV / -ENOTTY with
+ * "bridge br0 not found on this host" / "... is not a bridge" in err. */
+int tap_bridge_check(const char *br, char *err, size_t errlen);
 /* virtio_net_backend callbacks; opaque is (intptr_t)fd. */
 ssize_t tap_send(void *opaque, const void *frame, size_t len);
 ssize_t tap_recv(void *opaque, void *buf, size_t cap);
