@@ -22,6 +22,9 @@ static struct param params[] = {
     { .name = "ip", .kind = P_STR, .sdef = "10.77.0.2/24" },
     { .name = "stats_ms", .kind = P_UINT, .def = 1000, .min = 0, .max = 3600000 },
     { .name = "mac", .kind = P_STR, .sdef = "", .flags = P_HIDDEN },
+    /* debug: (re)assign every BAR from here, as if the firmware had left them 0 */
+    { .name = "bar_base", .kind = P_UINT, .def = 0xe0000000UL, .min = 0x100000, .max = 1UL << 46,
+      .flags = P_HIDDEN },
     DIRTYING_HIDDEN_PARAMS,
 };
 
@@ -193,7 +196,8 @@ struct bar {
 };
 static struct bar bars[6];
 static u64 bar_next = 0xe0000000UL;     /* where unassigned BARs go */
-#define BAR_LIMIT 0xfec00000UL          /* below the IOAPIC */
+static u64 bar_limit = 0xfec00000UL;    /* below the IOAPIC */
+static int bar_force;                   /* bar_base= given */
 
 /* memory decode must be off while sizing */
 static void bar_probe(u32 bdf, int i)
@@ -228,15 +232,20 @@ static void bar_probe(u32 bdf, int i)
     }
     b->size = ~mask + 1;
     b->addr = ((u64)hi << 32) | (lo & ~0xfu);
+    if (bar_force && !is64 && bar_next >= (1UL << 32)) {
+        rt_warn("BAR%d is 32-bit: bar_base above 4 GiB not applied", i);
+    } else if (bar_force) {
+        b->addr = 0;
+    }
     if (!b->addr) {                     /* unassigned (no firmware): place it ourselves */
         u64 a = (bar_next + b->size - 1) & ~(b->size - 1);
-        if (b->size > BAR_LIMIT || a > BAR_LIMIT - b->size) {
+        if (b->size > bar_limit || a > bar_limit - b->size) {
             rt_warn("BAR%d: no room for 0x%lx bytes", i, b->size);
             return;
         }
         pci_w32(bdf, off, (u32)a | (lo & 0xf));
         if (is64)
-            pci_w32(bdf, off + 4, 0);
+            pci_w32(bdf, off + 4, (u32)(a >> 32));
         bar_next = a + b->size;
         b->addr = a;
     }
@@ -772,6 +781,13 @@ static int net_up(void)
     }
     u32 bdf = found_bdf;
     u16 devid = pci_r16(bdf, 2);
+    struct param *pb = rt_param("bar_base");
+    if (pb->given) {
+        bar_force = 1;
+        bar_next = pb->val;
+        if (bar_next >= (1UL << 32))
+            bar_limit = 1UL << 46;
+    }
 
     /* capabilities */
     struct vcap caps[5] = { { 0 } };

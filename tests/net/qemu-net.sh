@@ -11,6 +11,8 @@
 #   modern        virtio-net-pci,disable-legacy=on (1af4:1041), wss=8 dirtying meanwhile
 #   transitional  virtio-net-pci (1af4:1000 with the modern capabilities)
 #   mac           transitional device, mac=02:77:00:00:00:02 override
+#   bar-*         modern device, the guest re-places its BAR (bar_base=) at
+#                 0xe0000000 and at 32 GiB (the path a VMM without firmware takes)
 # and checks in each: the `net: up` line, ping -c 20 -i 0.05 (all replies),
 # 1472-byte pings, ARP (arping and the neighbour entry's MAC), UDP echo on
 # port 7 (several sizes, content compared), the gratuitous ARP at start-up
@@ -108,7 +110,7 @@ while True:
     if spa == "10.77.0.2" and tpa == spa:
         out.write("garp op=%d sha=%s dst=%s\n" % (int.from_bytes(a[6:8], "big"), a[8:14].hex(":"), f[0:6].hex(":")))
 EOF
-    true) &
+    true) 2>/dev/null &
     SPID=$(bg_pid "$TMP/sniff.pid")
 }
 
@@ -191,7 +193,7 @@ run() {
     local mac
     mac=$(sed -n 's/^net: up ip=10\.77\.0\.2 mac=\([0-9a-f:]*\)$/\1/p' "$TMP/serial.log" | head -1)
     check "$name: net: up ip=10.77.0.2 mac=$mac" test -n "$mac"
-    check "$name: boot line" grep -Eq '^net: boot cpus=1 mem_mb=64 .* ip=10\.77\.0\.2/24 stats_ms=1000' "$TMP/serial.log"
+    check "$name: boot line" grep -Eq '^net: boot cpus=1 mem_mb=64 .* ip=10\.77\.0\.2/24 stats_ms=1000( |$)' "$TMP/serial.log"
     check "$name: device line" grep -Eq '^net: device pci=.* features=0x1[0-9a-f]{8} rxq=[0-9]+ txq=[0-9]+' "$TMP/serial.log"
     check "$name: ping -c 20 -i 0.05, all replies" nsx ping -n -q -c 20 -i 0.05 -W 1 -w 15 10.77.0.2
     check "$name: ping -s 1472 (full-size frames)" nsx ping -n -q -c 5 -i 0.1 -s 1472 -W 1 -w 10 10.77.0.2
@@ -235,6 +237,11 @@ run modern disable-legacy=on "ip=10.77.0.2/24 wss=8 rate=2000 period_ms=200"
 run transitional "" "ip=10.77.0.2/24"
 run mac "" "ip=10.77.0.2/24 mac=02:77:00:00:00:02"
 check "mac: the mac= override is used" grep -q '^net: up ip=10.77.0.2 mac=02:77:00:00:00:02$' "$TMP/serial.log"
+# the guest places the BARs itself (as with a VMM without firmware), below and above 4 GiB
+run bar-e0000000 disable-legacy=on "ip=10.77.0.2/24 bar_base=0xe0000000"
+check "bar-e0000000: BAR placed by the guest" grep -Eq '^net: device .* common=0xe0000000 ' "$TMP/serial.log"
+run bar-above-4g disable-legacy=on "ip=10.77.0.2/24 bar_base=0x800000000"
+check "bar-above-4g: 64-bit BAR at 32 GiB" grep -Eq '^net: device .* common=0x800000000 ' "$TMP/serial.log"
 
 echo
 echo "qemu-net: $pass passed, $fail failed"
