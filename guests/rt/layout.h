@@ -12,5 +12,6 @@
 
 #define VMAP_BASE       0x8000000000UL  /* 512 GiB: PML4[1], RAM windows */
 #define VMAP_MAX_GB     64
+#define MMIO_VBASE      0x10000000000UL /* 1 TiB: PML4[2], device MMIO windows */
 
 #endif

@@ -459,6 +459,15 @@ static void parse_word(const char *w, size_t n, int first)
         return;
     }
     u64 v;
+    if (p->kind == P_STR) {
+        if (vlen >= sizeof(p->sval)) {
+            rt_warn("bad value %s=%s ignored (too long)", key, val);
+            return;
+        }
+        memcpy(p->sval, val, vlen + 1);
+        p->given = 1;
+        return;
+    }
     if (p->kind == P_ENUM) {
         for (int i = 0; p->choices[i]; i++)
             if (streq(val, vlen, p->choices[i])) {
@@ -806,6 +815,35 @@ void *rt_vmap_alloc(u64 bytes)
 }
 
 /* ================================================================== */
+/* device MMIO windows                                                 */
+
+static u64 mmio_pdpt[512] __attribute__((aligned(4096)));
+static u64 mmio_pd[512] __attribute__((aligned(4096)));     /* 1 GiB window */
+static u64 mmio_next;                   /* next free 2 MiB slot in mmio_pd */
+
+void *rt_map_mmio(u64 pa, u64 len)
+{
+    if (!len || pa + len < pa || pa + len > (1UL << 46))
+        return 0;
+    u64 base = pa & ~(TWO_MIB - 1);
+    u64 end = (pa + len + TWO_MIB - 1) & ~(TWO_MIB - 1);
+    u64 n = (end - base) >> 21;
+    if (n > 512 - mmio_next)
+        return 0;
+    if (!(pml4[MMIO_VBASE >> 39] & 1)) {
+        mmio_pdpt[0] = (u64)mmio_pd | 3;
+        pml4[MMIO_VBASE >> 39] = (u64)mmio_pdpt | 3;
+    }
+    for (u64 k = 0; k < n; k++)         /* P | RW | PWT | PCD | PS: uncached */
+        mmio_pd[mmio_next + k] = (base + (k << 21)) | 0x9B;
+    void *va = (void *)(MMIO_VBASE + (mmio_next << 21) + (pa - base));
+    mmio_next += n;
+    u64 cr3;
+    __asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3)::"memory");
+    return va;
+}
+
+/* ================================================================== */
 /* boot                                                                */
 
 void rt_init(const char *name, struct param *params, int nparams, int smp)
@@ -816,6 +854,14 @@ void rt_init(const char *name, struct param *params, int nparams, int smp)
     for (int i = 0; i < nparams; i++) {
         params[i].val = params[i].def;
         params[i].given = 0;
+        params[i].sval[0] = 0;
+        if (params[i].kind == P_STR && params[i].sdef) {
+            size_t l = strlen(params[i].sdef);
+            if (l >= sizeof(params[i].sval))
+                l = sizeof(params[i].sval) - 1;
+            memcpy(params[i].sval, params[i].sdef, l);
+            params[i].sval[l] = 0;
+        }
     }
     parse_mbi(mb_magic, mb_info);
     serial_init();
@@ -847,7 +893,9 @@ void rt_print_boot(void)
             continue;
         if ((size_t)n >= sizeof(line))
             break;
-        if (p->kind == P_ENUM)
+        if (p->kind == P_STR)
+            n += ksnprintf(line + n, sizeof(line) - (size_t)n, " %s=%s", p->name, p->sval);
+        else if (p->kind == P_ENUM)
             n += ksnprintf(line + n, sizeof(line) - (size_t)n, " %s=%s", p->name, p->choices[p->val]);
         else if (p->kind == P_UINT_OR_MAX && p->val == PARAM_MAX)
             n += ksnprintf(line + n, sizeof(line) - (size_t)n, " %s=max", p->name);

@@ -25,6 +25,26 @@ static inline u8 inb(u16 port)
     __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+static inline u16 inw(u16 port)
+{
+    u16 v;
+    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+static inline u32 inl(u16 port)
+{
+    u32 v;
+    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+/* ---- MMIO (each access exits to the VMM) ---- */
+static inline u8 mmio_r8(const volatile void *a) { return *(const volatile u8 *)a; }
+static inline u16 mmio_r16(const volatile void *a) { return *(const volatile u16 *)a; }
+static inline u32 mmio_r32(const volatile void *a) { return *(const volatile u32 *)a; }
+static inline void mmio_w8(volatile void *a, u8 v) { *(volatile u8 *)a = v; }
+static inline void mmio_w16(volatile void *a, u16 v) { *(volatile u16 *)a = v; }
+static inline void mmio_w32(volatile void *a, u32 v) { *(volatile u32 *)a = v; }
 static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
@@ -59,6 +79,7 @@ enum param_kind {
     P_UINT,             /* decimal (or 0x hex) */
     P_UINT_OR_MAX,      /* number or "max" (stored as PARAM_MAX) */
     P_ENUM,             /* index into choices[] */
+    P_STR,              /* free text (sval), validated by the guest */
 };
 #define PARAM_MAX UINT64_MAX
 #define P_HIDDEN 1      /* echoed in the boot line only when given */
@@ -70,8 +91,10 @@ struct param {
     u64 min, max;                       /* accepted range for numbers */
     const char *const *choices;         /* P_ENUM: NULL-terminated */
     unsigned flags;
+    const char *sdef;                   /* P_STR: default text */
     u64 val;                            /* effective value */
     int given;
+    char sval[40];                      /* P_STR: effective text */
 };
 
 /* ---- machine facts ---- */
@@ -108,6 +131,12 @@ void rt_wait_change(volatile u32 *flag, u32 seen);
 /* Map 'bytes' of fresh RAM contiguously; returns NULL if RAM is short. */
 void *rt_vmap_alloc(u64 bytes);
 u64 rt_vmap_avail(void);                /* bytes still allocatable */
+
+/* ---- device MMIO windows above MMIO_VBASE (uncached, 2 MiB granularity) ---- */
+/* Map guest-physical [pa, pa+len) (anywhere, also above 4 GiB); returns the
+ * virtual address of pa, or NULL when the 1 GiB window is full or the range
+ * is invalid. Never unmapped. */
+void *rt_map_mmio(u64 pa, u64 len);
 
 /* ---- small libc ---- */
 void *memset(void *d, int c, size_t n);

@@ -1,0 +1,987 @@
+/*
+ * net: a virtio-net (virtio 1.x over PCI, split virtqueues) test guest that
+ * answers ARP for its IP, ICMP echo and UDP echo (port 7), announces itself
+ * with gratuitous ARP, and dirties memory like the dirty guest (dirtying.c).
+ *
+ * The device is found by a conf1 scan and driven by polling: the used rings
+ * are memory (no exit) and are checked on every main-loop pass; the ISR (one
+ * MMIO exit) once per PIT tick for config changes (announce, link). INTx is
+ * disabled in the PCI command register; no interrupt of the device is used.
+ *
+ * Everything the device writes (used idx, used id/len, config) is checked
+ * before use: a buggy device makes the guest drop frames or stop using the
+ * device (`net: error: ...`), never crash or write outside its buffers.
+ */
+#include "dirtying.h"
+
+static struct param params[] = {
+    PARAM_HZ,
+    PARAM_PERIOD,
+    PARAM_COUNT,
+    DIRTYING_PARAMS(0),
+    { .name = "ip", .kind = P_STR, .sdef = "10.77.0.2/24" },
+    { .name = "stats_ms", .kind = P_UINT, .def = 1000, .min = 0, .max = 3600000 },
+    { .name = "mac", .kind = P_STR, .sdef = "", .flags = P_HIDDEN },
+    /* debug: (re)assign every BAR from here, as if the firmware had left them 0 */
+    { .name = "bar_base", .kind = P_UINT, .def = 0xe0000000UL, .min = 0x100000, .max = 1UL << 46,
+      .flags = P_HIDDEN },
+    DIRTYING_HIDDEN_PARAMS,
+};
+
+/* ================================================================== */
+/* small helpers                                                       */
+
+typedef u16 __attribute__((aligned(1), may_alias)) u16u;
+typedef u32 __attribute__((aligned(1), may_alias)) u32u;
+
+static inline u16 be16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
+static inline void put16(u8 *p, u16 v)
+{
+    p[0] = (u8)(v >> 8);
+    p[1] = (u8)v;
+}
+
+/* one's complement sum in host order (RFC 1071: byte-order independent) */
+static u64 csum_add(u64 s, const u8 *p, u64 n)
+{
+    for (; n >= 4; n -= 4, p += 4)
+        s += *(const u32u *)p;
+    if (n >= 2) {
+        s += *(const u16u *)p;
+        p += 2;
+        n -= 2;
+    }
+    if (n)
+        s += p[0];
+    return s;
+}
+static u16 csum_fold(u64 s)
+{
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (u16)s;
+}
+/* store ~fold(sum) at p (host order, matching csum_add) */
+static void csum_store(u8 *p, u64 s)
+{
+    *(u16u *)p = (u16)~csum_fold(s);
+}
+
+static int parse_dec(const char **s, u32 max, u32 *out)
+{
+    const char *p = *s;
+    u32 v = 0;
+    int n = 0;
+    while (*p >= '0' && *p <= '9' && n < 4) {
+        v = v * 10 + (u32)(*p - '0');
+        p++;
+        n++;
+    }
+    if (!n || v > max || (*p >= '0' && *p <= '9'))
+        return -1;
+    *s = p;
+    *out = v;
+    return 0;
+}
+
+/* "A.B.C.D/NN" (the prefix is optional) */
+static int parse_ip(const char *s, u8 ip[4], u32 *prefix)
+{
+    for (int i = 0; i < 4; i++) {
+        u32 v;
+        if (parse_dec(&s, 255, &v))
+            return -1;
+        ip[i] = (u8)v;
+        if (i < 3 && *s++ != '.')
+            return -1;
+    }
+    *prefix = 24;
+    if (*s == '/') {
+        s++;
+        if (parse_dec(&s, 32, prefix))
+            return -1;
+    }
+    return *s ? -1 : 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* "xx:xx:xx:xx:xx:xx", unicast only */
+static int parse_mac(const char *s, u8 mac[6])
+{
+    for (int i = 0; i < 6; i++) {
+        int h = hexval(s[0]), l = h < 0 ? -1 : hexval(s[1]);
+        if (h < 0 || l < 0)
+            return -1;
+        mac[i] = (u8)(h << 4 | l);
+        s += 2;
+        if (i < 5 && *s++ != ':')
+            return -1;
+    }
+    return (*s || (mac[0] & 1)) ? -1 : 0;
+}
+
+/* ================================================================== */
+/* PCI (conf1)                                                         */
+
+#define PCI_ADDR(b, d, f, o) (0x80000000u | (u32)(b) << 16 | (u32)(d) << 11 | (u32)(f) << 8 | ((o) & 0xfc))
+
+static u32 pci_r32(u32 bdf, u32 off)
+{
+    outl(0xcf8, bdf | (off & 0xfc));
+    return inl(0xcfc);
+}
+static u16 pci_r16(u32 bdf, u32 off) { return (u16)(pci_r32(bdf, off) >> ((off & 2) * 8)); }
+static u8 pci_r8(u32 bdf, u32 off) { return (u8)(pci_r32(bdf, off) >> ((off & 3) * 8)); }
+static void pci_w32(u32 bdf, u32 off, u32 v)
+{
+    outl(0xcf8, bdf | (off & 0xfc));
+    outl(0xcfc, v);
+}
+static void pci_w16(u32 bdf, u32 off, u16 v)
+{
+    outl(0xcf8, bdf | (off & 0xfc));
+    outw((u16)(0xcfc + (off & 2)), v);
+}
+
+#define PCI_CMD_MEM     (1u << 1)
+#define PCI_CMD_MASTER  (1u << 2)
+#define PCI_CMD_INTX_OFF (1u << 10)
+
+static u32 found_bdf;
+static int found;
+
+static void pci_scan_bus(u32 bus, int depth)
+{
+    for (u32 dev = 0; dev < 32 && !found; dev++) {
+        u32 nfn = 1;
+        for (u32 fn = 0; fn < nfn && !found; fn++) {
+            u32 bdf = PCI_ADDR(bus, dev, fn, 0);
+            u32 id = pci_r32(bdf, 0);
+            if ((id & 0xffff) == 0xffff || (id & 0xffff) == 0)
+                continue;
+            u8 hdr = pci_r8(bdf, 0x0e);
+            if (fn == 0 && (hdr & 0x80))
+                nfn = 8;
+            u16 vendor = (u16)id, device = (u16)(id >> 16);
+            if (vendor == 0x1af4 && (device == 0x1041 || device == 0x1000)) {
+                /* transitional 0x1000 is net only if the subsystem id says 1 */
+                if (device == 0x1041 || pci_r16(bdf, 0x2e) == 1) {
+                    found_bdf = bdf;
+                    found = 1;
+                    return;
+                }
+            }
+            if ((hdr & 0x7f) == 1 && depth < 8) {       /* PCI-PCI bridge */
+                u32 sec = pci_r8(bdf, 0x19);
+                if (sec > bus)
+                    pci_scan_bus(sec, depth + 1);
+            }
+        }
+    }
+}
+
+struct bar {
+    int probed, ok;
+    u64 addr, size;
+};
+static struct bar bars[6];
+static u64 bar_next = 0xe0000000UL;     /* where unassigned BARs go */
+static u64 bar_limit = 0xfec00000UL;    /* below the IOAPIC */
+static int bar_force;                   /* bar_base= given */
+
+/* memory decode must be off while sizing */
+static void bar_probe(u32 bdf, int i)
+{
+    struct bar *b = &bars[i];
+    b->probed = 1;
+    u32 off = 0x10 + 4 * (u32)i;
+    u32 lo = pci_r32(bdf, off);
+    if (lo & 1) {
+        rt_warn("BAR%d is an I/O BAR: not supported", i);
+        return;
+    }
+    int is64 = ((lo >> 1) & 3) == 2;
+    if (is64 && i == 5) {
+        rt_warn("BAR5 claims 64 bits");
+        return;
+    }
+    pci_w32(bdf, off, 0xffffffffu);
+    u32 mlo = pci_r32(bdf, off);
+    pci_w32(bdf, off, lo);
+    u32 hi = 0, mhi = 0xffffffffu;
+    if (is64) {
+        hi = pci_r32(bdf, off + 4);
+        pci_w32(bdf, off + 4, 0xffffffffu);
+        mhi = pci_r32(bdf, off + 4);
+        pci_w32(bdf, off + 4, hi);
+    }
+    u64 mask = ((u64)mhi << 32) | (mlo & ~0xfu);
+    if (!(mask & ~0xfUL) || (mask | (mask - 1)) != UINT64_MAX) {
+        rt_warn("BAR%d: bad size mask 0x%lx", i, mask);
+        return;
+    }
+    b->size = ~mask + 1;
+    b->addr = ((u64)hi << 32) | (lo & ~0xfu);
+    if (bar_force && !is64 && bar_next >= (1UL << 32)) {
+        rt_warn("BAR%d is 32-bit: bar_base above 4 GiB not applied", i);
+    } else if (bar_force) {
+        b->addr = 0;
+    }
+    if (!b->addr) {                     /* unassigned (no firmware): place it ourselves */
+        u64 a = (bar_next + b->size - 1) & ~(b->size - 1);
+        if (b->size > bar_limit || a > bar_limit - b->size) {
+            rt_warn("BAR%d: no room for 0x%lx bytes", i, b->size);
+            return;
+        }
+        pci_w32(bdf, off, (u32)a | (lo & 0xf));
+        if (is64)
+            pci_w32(bdf, off + 4, (u32)(a >> 32));
+        bar_next = a + b->size;
+        b->addr = a;
+    }
+    b->ok = 1;
+}
+
+/* ================================================================== */
+/* virtio                                                              */
+
+/* common configuration (virtio 1.x 4.1.4.3) */
+#define VC_DFSEL    0x00
+#define VC_DF       0x04
+#define VC_GFSEL    0x08
+#define VC_GF       0x0c
+#define VC_MSIX     0x10
+#define VC_NUMQ     0x12
+#define VC_STATUS   0x14
+#define VC_GEN      0x15
+#define VC_QSEL     0x16
+#define VC_QSIZE    0x18
+#define VC_QMSIX    0x1a
+#define VC_QENABLE  0x1c
+#define VC_QNOTOFF  0x1e
+#define VC_QDESC    0x20
+#define VC_QDRIVER  0x28
+#define VC_QDEVICE  0x30
+#define VC_LEN      0x38
+
+#define S_ACK        1
+#define S_DRIVER     2
+#define S_DRIVER_OK  4
+#define S_FEATURES_OK 8
+#define S_NEEDS_RESET 0x40
+#define S_FAILED     0x80
+
+#define F_MAC            (1UL << 5)
+#define F_STATUS         (1UL << 16)
+#define F_CTRL_VQ        (1UL << 17)
+#define F_GUEST_ANNOUNCE (1UL << 21)
+#define F_VERSION_1      (1UL << 32)
+
+#define NET_S_LINK_UP  1
+#define NET_S_ANNOUNCE 2
+
+#define VRING_DESC_F_NEXT  1
+#define VRING_DESC_F_WRITE 2
+#define VRING_AVAIL_F_NO_INTERRUPT 1
+
+#define NET_HDR 12                      /* virtio_net_hdr with VERSION_1 */
+#define BUF_SIZE 2048
+#define RXQ_MAX 256
+#define TXQ_MAX 64
+#define CTQ_MAX 8
+
+struct vdesc { u64 addr; u32 len; u16 flags, next; };
+struct vused_elem { u32 id, len; };
+
+struct vq {
+    int ok;
+    u16 size, idx;                      /* queue index */
+    u16 avail_idx, last_used;
+    volatile struct vdesc *desc;
+    volatile u16 *avail;                /* flags, idx, ring[size], used_event */
+    volatile u16 *used_hdr;             /* flags, idx */
+    volatile struct vused_elem *used;   /* ring[size] */
+    volatile u16 *notify;
+    u8 *owned;                          /* per descriptor: 1 = the device has it */
+};
+
+/* rings and buffers: in the image's bss, identity-mapped (VA = PA) */
+static struct vdesc rx_desc[RXQ_MAX] __attribute__((aligned(4096)));
+static u16 rx_avail[3 + RXQ_MAX] __attribute__((aligned(4096)));
+static u32 rx_used[1 + 2 * RXQ_MAX + 1] __attribute__((aligned(4096)));
+static struct vdesc tx_desc[TXQ_MAX] __attribute__((aligned(4096)));
+static u16 tx_avail[3 + TXQ_MAX] __attribute__((aligned(4096)));
+static u32 tx_used[1 + 2 * TXQ_MAX + 1] __attribute__((aligned(4096)));
+static struct vdesc ct_desc[CTQ_MAX] __attribute__((aligned(4096)));
+static u16 ct_avail[3 + CTQ_MAX] __attribute__((aligned(4096)));
+static u32 ct_used[1 + 2 * CTQ_MAX + 1] __attribute__((aligned(4096)));
+static u8 rx_buf[RXQ_MAX][BUF_SIZE] __attribute__((aligned(4096)));
+static u8 tx_buf[TXQ_MAX][BUF_SIZE] __attribute__((aligned(4096)));
+static u8 ct_buf[64] __attribute__((aligned(64)));
+static u8 rx_owned[RXQ_MAX], tx_owned[TXQ_MAX], ct_owned[CTQ_MAX];
+static u16 tx_free[TXQ_MAX];
+static int tx_nfree;
+
+static struct vq rxq, txq, ctq;
+static volatile u8 *common, *isr, *devcfg, *notify_base;
+static u64 devcfg_len, notify_len;
+static u32 notify_mult;
+static u64 features;
+static int dev_dead;
+
+static u8 my_ip[4], my_mac[6];
+static u32 my_prefix;
+static u16 ip_id;
+static u16 last_status;
+
+static struct {
+    u64 rx, tx, arp, icmp, udp, drop, garp, err, txfull;
+} st;
+
+static void net_fail(const char *why)
+{
+    if (dev_dead)
+        return;
+    dev_dead = 1;
+    kprintf("net: error: %s: device disabled\n", why);
+    if (common)
+        mmio_w8(common + VC_STATUS, (u8)(mmio_r8(common + VC_STATUS) | S_FAILED));
+}
+
+static void w64(volatile u8 *p, u64 v)
+{
+    mmio_w32(p, (u32)v);
+    mmio_w32(p + 4, (u32)(v >> 32));
+}
+
+static int vq_setup(struct vq *q, u16 idx, u16 cap, void *desc, void *avail, void *used, u8 *owned)
+{
+    mmio_w16(common + VC_QSEL, idx);
+    u16 max = mmio_r16(common + VC_QSIZE);
+    if (!max) {
+        rt_warn("virtqueue %u is not available", idx);
+        return -1;
+    }
+    u16 n = 1;
+    while ((u32)n * 2 <= max && (u32)n * 2 <= cap)
+        n *= 2;
+    u64 noff = (u64)mmio_r16(common + VC_QNOTOFF) * notify_mult;
+    if (noff + 2 > notify_len) {
+        rt_warn("virtqueue %u: notify offset 0x%lx outside the notify region", idx, noff);
+        return -1;
+    }
+    q->idx = idx;
+    q->size = n;
+    q->avail_idx = 0;
+    q->last_used = 0;
+    q->desc = desc;
+    q->avail = avail;
+    q->used_hdr = used;
+    q->used = (volatile struct vused_elem *)((u8 *)used + 4);
+    q->notify = (volatile u16 *)(notify_base + noff);
+    q->owned = owned;
+    q->avail[0] = VRING_AVAIL_F_NO_INTERRUPT;   /* we poll */
+    q->avail[1] = 0;
+    mmio_w16(common + VC_QSIZE, n);
+    mmio_w16(common + VC_QMSIX, 0xffff);
+    w64(common + VC_QDESC, (u64)desc);
+    w64(common + VC_QDRIVER, (u64)avail);
+    w64(common + VC_QDEVICE, (u64)used);
+    mmio_w16(common + VC_QENABLE, 1);
+    q->ok = 1;
+    return 0;
+}
+
+static void vq_push(struct vq *q, u16 id)
+{
+    q->owned[id] = 1;
+    q->avail[2 + (q->avail_idx & (q->size - 1))] = id;
+    q->avail_idx++;
+}
+
+static void vq_kick(struct vq *q)
+{
+    barrier();                          /* x86 keeps stores in order; the kick is an exit */
+    q->avail[1] = q->avail_idx;
+    barrier();                          /* x86 keeps stores in order; the kick is an exit */
+    mmio_w16(q->notify, q->idx);
+}
+
+/* Next used element: 1 with *id (checked: < size and owned by the device) and
+ * *len, 0 when none; a bad element is counted and skipped (its buffer is
+ * lost); an impossible used idx stops the device. */
+static int vq_next_used(struct vq *q, u16 *id, u32 *len)
+{
+    for (;;) {
+        if (dev_dead)
+            return 0;
+        u16 uidx = q->used_hdr[1];
+        barrier();
+        u16 pending = (u16)(uidx - q->last_used);
+        if (!pending)
+            return 0;
+        if (pending > q->size) {
+            net_fail("used idx ran ahead of the ring");
+            return 0;
+        }
+        volatile struct vused_elem *e = &q->used[q->last_used & (q->size - 1)];
+        u32 i = e->id, l = e->len;
+        q->last_used++;
+        if (i >= q->size || !q->owned[i]) {
+            st.err++;
+            continue;
+        }
+        q->owned[i] = 0;
+        *id = (u16)i;
+        *len = l;
+        return 1;
+    }
+}
+
+static u8 cfg_r8(u64 off) { return off < devcfg_len ? mmio_r8(devcfg + off) : 0; }
+
+static u16 read_net_status(void)
+{
+    if (!(features & F_STATUS) || devcfg_len < 8)
+        return NET_S_LINK_UP;
+    u16 s = 0;
+    for (int tries = 0; tries < 10; tries++) {
+        u8 g = mmio_r8(common + VC_GEN);
+        s = mmio_r16(devcfg + 6);
+        if (mmio_r8(common + VC_GEN) == g)
+            break;
+    }
+    return s;
+}
+
+/* ================================================================== */
+/* frames                                                              */
+
+static void tx_reclaim(void)
+{
+    u16 id;
+    u32 len;
+    while (vq_next_used(&txq, &id, &len))
+        tx_free[tx_nfree++] = id;
+}
+
+/* a zeroed virtio header plus room for a frame; NULL when the ring is full */
+static u8 *tx_get(u16 *id)
+{
+    if (dev_dead)
+        return 0;
+    if (!tx_nfree)
+        tx_reclaim();
+    if (!tx_nfree) {
+        st.txfull++;
+        return 0;
+    }
+    *id = tx_free[--tx_nfree];
+    memset(tx_buf[*id], 0, NET_HDR);
+    return tx_buf[*id] + NET_HDR;
+}
+
+static void tx_send(u16 id, u32 len)
+{
+    if (len < 60) {                     /* pad to the Ethernet minimum */
+        memset(tx_buf[id] + NET_HDR + len, 0, 60 - len);
+        len = 60;
+    }
+    txq.desc[id].addr = (u64)tx_buf[id];
+    txq.desc[id].len = NET_HDR + len;
+    txq.desc[id].flags = 0;
+    txq.desc[id].next = 0;
+    vq_push(&txq, id);
+    vq_kick(&txq);
+    st.tx++;
+}
+
+static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+static void eth_hdr(u8 *f, const u8 *dst, u16 type)
+{
+    memcpy(f, dst, 6);
+    memcpy(f + 6, my_mac, 6);
+    put16(f + 12, type);
+}
+
+static void send_garp(const char *why)
+{
+    u16 id;
+    u8 *f = tx_get(&id);
+    if (!f)
+        return;
+    eth_hdr(f, bcast, 0x0806);
+    u8 *a = f + 14;
+    put16(a, 1);
+    put16(a + 2, 0x0800);
+    a[4] = 6;
+    a[5] = 4;
+    put16(a + 6, 1);                    /* request, sender = target = our IP */
+    memcpy(a + 8, my_mac, 6);
+    memcpy(a + 14, my_ip, 4);
+    memset(a + 18, 0, 6);
+    memcpy(a + 24, my_ip, 4);
+    tx_send(id, 42);
+    st.garp++;
+    kprintf("net: garp reason=%s\n", why);
+}
+
+static void rx_arp(const u8 *f, u32 n)
+{
+    const u8 *a = f + 14;
+    if (n < 42 || be16(a) != 1 || be16(a + 2) != 0x0800 || a[4] != 6 || a[5] != 4 ||
+        be16(a + 6) != 1 || memcmp(a + 24, my_ip, 4) || (a[8] & 1)) {
+        st.drop++;
+        return;
+    }
+    u16 id;
+    u8 *r = tx_get(&id);
+    if (!r)
+        return;
+    eth_hdr(r, a + 8, 0x0806);
+    u8 *b = r + 14;
+    put16(b, 1);
+    put16(b + 2, 0x0800);
+    b[4] = 6;
+    b[5] = 4;
+    put16(b + 6, 2);                    /* reply */
+    memcpy(b + 8, my_mac, 6);
+    memcpy(b + 14, my_ip, 4);
+    memcpy(b + 18, a + 8, 10);          /* their MAC and IP */
+    tx_send(id, 42);
+    st.arp++;
+}
+
+/* IPv4 reply header at r+14 for a payload of 'plen' bytes to 'dst' */
+static void ip_hdr(u8 *r, const u8 *dst_mac, const u8 *dst_ip, u8 proto, u32 plen)
+{
+    eth_hdr(r, dst_mac, 0x0800);
+    u8 *h = r + 14;
+    h[0] = 0x45;
+    h[1] = 0;
+    put16(h + 2, (u16)(20 + plen));
+    put16(h + 4, ip_id++);
+    put16(h + 6, 0);
+    h[8] = 64;
+    h[9] = proto;
+    put16(h + 10, 0);
+    memcpy(h + 12, my_ip, 4);
+    memcpy(h + 16, dst_ip, 4);
+    csum_store(h + 10, csum_add(0, h, 20));
+}
+
+static void rx_ipv4(const u8 *f, u32 n)
+{
+    const u8 *h = f + 14;
+    if (n < 34 || (h[0] >> 4) != 4 || memcmp(f, my_mac, 6))
+        goto drop;
+    u32 ihl = (u32)(h[0] & 15) * 4, tot = be16(h + 2);
+    if (ihl < 20 || tot < ihl || 14 + tot > n || (be16(h + 6) & 0x3fff) ||   /* no fragments */
+        memcmp(h + 16, my_ip, 4) || csum_fold(csum_add(0, h, ihl)) != 0xffff)
+        goto drop;
+    const u8 *l4 = h + ihl;
+    u32 l4len = tot - ihl;
+    u16 id;
+    u8 *r;
+    if (h[9] == 1) {                    /* ICMP */
+        if (l4len < 8 || l4[0] != 8 || l4[1] != 0 || csum_fold(csum_add(0, l4, l4len)) != 0xffff)
+            goto drop;
+        if (!(r = tx_get(&id)))
+            return;
+        ip_hdr(r, f + 6, h + 12, 1, l4len);
+        u8 *m = r + 34;
+        memcpy(m, l4, l4len);
+        m[0] = 0;                       /* echo reply */
+        /* RFC 1624: HC' = ~(~HC + ~m + m'), m = 0x0800 -> m' = 0 */
+        u32 s = (u16)~be16(l4 + 2) + (u16)~0x0800u;
+        s = (s & 0xffff) + (s >> 16);
+        s = (s & 0xffff) + (s >> 16);
+        put16(m + 2, (u16)~s);
+        tx_send(id, 34 + l4len);
+        st.icmp++;
+        return;
+    }
+    if (h[9] == 17) {                   /* UDP */
+        if (l4len < 8)
+            goto drop;
+        u32 ulen = be16(l4 + 4);
+        if (ulen < 8 || ulen > l4len || be16(l4 + 2) != 7)
+            goto drop;
+        if (be16(l4 + 6)) {             /* checksum present: verify */
+            u64 s = csum_add(0, h + 12, 8);
+            u8 ph[4] = { 0, 17, (u8)(ulen >> 8), (u8)ulen };
+            s = csum_add(s, ph, 4);
+            s = csum_add(s, l4, ulen);
+            if (csum_fold(s) != 0xffff)
+                goto drop;
+        }
+        if (!(r = tx_get(&id)))
+            return;
+        ip_hdr(r, f + 6, h + 12, 17, ulen);
+        u8 *u = r + 34;
+        memcpy(u, l4, ulen);
+        /* swap the ports; with the addresses swapped too the checksum stays valid */
+        memcpy(u, l4 + 2, 2);
+        memcpy(u + 2, l4, 2);
+        tx_send(id, 34 + ulen);
+        st.udp++;
+        return;
+    }
+drop:
+    st.drop++;
+}
+
+static void rx_frame(const u8 *f, u32 n)
+{
+    st.rx++;
+    if (n < 14) {
+        st.drop++;
+        return;
+    }
+    u16 type = be16(f + 12);
+    if (type == 0x0806)
+        rx_arp(f, n);
+    else if (type == 0x0800)
+        rx_ipv4(f, n);
+    else
+        st.drop++;
+}
+
+static void rx_post(u16 id)
+{
+    rxq.desc[id].addr = (u64)rx_buf[id];
+    rxq.desc[id].len = BUF_SIZE;
+    rxq.desc[id].flags = VRING_DESC_F_WRITE;
+    rxq.desc[id].next = 0;
+    vq_push(&rxq, id);
+}
+
+/* RX and TX used rings (memory reads only); returns 1 if anything was done */
+static int net_poll(void)
+{
+    if (dev_dead)
+        return 0;
+    int did = 0;
+    u16 id;
+    u32 len;
+    while (vq_next_used(&rxq, &id, &len)) {
+        if (len >= NET_HDR && len <= BUF_SIZE)
+            rx_frame(rx_buf[id] + NET_HDR, len - NET_HDR);
+        else
+            st.err++;
+        rx_post(id);
+        did = 1;
+    }
+    if (did)
+        vq_kick(&rxq);
+    tx_reclaim();
+    return did;
+}
+
+/* ---- control queue: VIRTIO_NET_CTRL_ANNOUNCE_ACK ---- */
+static void ctrl_announce_ack(void)
+{
+    if (!ctq.ok || dev_dead)
+        return;
+    ct_buf[0] = 3;                      /* VIRTIO_NET_CTRL_ANNOUNCE */
+    ct_buf[1] = 0;                      /* VIRTIO_NET_CTRL_ANNOUNCE_ACK */
+    ct_buf[16] = 0xff;                  /* ack, written by the device */
+    ctq.desc[0].addr = (u64)ct_buf;
+    ctq.desc[0].len = 2;
+    ctq.desc[0].flags = VRING_DESC_F_NEXT;
+    ctq.desc[0].next = 1;
+    ctq.desc[1].addr = (u64)(ct_buf + 16);
+    ctq.desc[1].len = 1;
+    ctq.desc[1].flags = VRING_DESC_F_WRITE;
+    ctq.desc[1].next = 0;
+    vq_push(&ctq, 0);
+    vq_kick(&ctq);
+    u64 end = rt_ticks + rt_ms_to_ticks(100);
+    u16 id;
+    u32 len;
+    while (!vq_next_used(&ctq, &id, &len)) {
+        if (dev_dead)
+            return;
+        if (rt_ticks >= end) {
+            rt_warn("control queue: no answer to ANNOUNCE_ACK in 100 ms; not using it any more");
+            ctq.ok = 0;
+            return;
+        }
+        cpu_relax();
+    }
+    if (ct_buf[16] != 0)
+        rt_warn("control queue: ANNOUNCE_ACK answered %u", ct_buf[16]);
+}
+
+/* once per tick: ISR (config change), announce and link */
+static void net_tick(void)
+{
+    if (dev_dead)
+        return;
+    u8 i = mmio_r8(isr);
+    if (!(i & 2))
+        return;
+    u16 s = read_net_status();
+    if ((s ^ last_status) & NET_S_LINK_UP)
+        kprintf("net: link %s\n", (s & NET_S_LINK_UP) ? "up" : "down");
+    if ((features & F_GUEST_ANNOUNCE) && (s & NET_S_ANNOUNCE)) {
+        send_garp("announce");
+        ctrl_announce_ack();
+    }
+    last_status = s;
+}
+
+static void net_check_status(void)
+{
+    if (dev_dead)
+        return;
+    if (mmio_r8(common + VC_STATUS) & S_NEEDS_RESET)
+        net_fail("device set NEEDS_RESET");
+}
+
+/* ================================================================== */
+/* bring-up                                                            */
+
+struct vcap { int have; u8 bar; u32 off, len; };
+
+static volatile u8 *map_cap(const struct vcap *c, const char *what, u64 min_len)
+{
+    if (!c->have) {
+        rt_warn("no virtio %s capability", what);
+        return 0;
+    }
+    const struct bar *b = &bars[c->bar];
+    if (!b->ok || (u64)c->off + c->len > b->size || c->len < min_len) {
+        rt_warn("virtio %s capability: BAR%u+0x%x len 0x%x does not fit", what, c->bar, c->off, c->len);
+        return 0;
+    }
+    volatile u8 *p = rt_map_mmio(b->addr + c->off, c->len);
+    if (!p)
+        rt_warn("virtio %s: cannot map 0x%lx", what, b->addr + c->off);
+    return p;
+}
+
+static int net_up(void)
+{
+    pci_scan_bus(0, 0);
+    if (!found) {
+        kprintf("net: error: no virtio-net PCI device (1af4:1041 or 1af4:1000)\n");
+        return -1;
+    }
+    u32 bdf = found_bdf;
+    u16 devid = pci_r16(bdf, 2);
+    struct param *pb = rt_param("bar_base");
+    if (pb->given) {
+        bar_force = 1;
+        bar_next = pb->val;
+        if (bar_next >= (1UL << 32))
+            bar_limit = 1UL << 46;
+    }
+
+    /* capabilities */
+    struct vcap caps[5] = { { 0 } };
+    if (!(pci_r16(bdf, 6) & 0x10)) {
+        kprintf("net: error: device has no capability list (legacy-only?)\n");
+        return -1;
+    }
+    u32 p = pci_r8(bdf, 0x34) & 0xfc;
+    for (int n = 0; p >= 0x40 && n < 48; n++) {
+        u8 id = pci_r8(bdf, p), next = pci_r8(bdf, p + 1) & 0xfc;
+        if (id == 0x09 && p <= 0x100 - 16) {
+            u8 len = pci_r8(bdf, p + 2), type = pci_r8(bdf, p + 3), bar = pci_r8(bdf, p + 4);
+            if (type >= 1 && type <= 4 && !caps[type].have && bar < 6 && len >= 16 &&
+                (type != 2 || (len >= 20 && p <= 0x100 - 20))) {
+                caps[type].have = 1;
+                caps[type].bar = bar;
+                caps[type].off = pci_r32(bdf, p + 8);
+                caps[type].len = pci_r32(bdf, p + 12);
+                if (type == 2)
+                    notify_mult = pci_r32(bdf, p + 16);
+            }
+        }
+        p = next;
+    }
+
+    /* BARs: size them with memory decode off, assign unassigned ones */
+    u16 cmd = pci_r16(bdf, 4);
+    pci_w16(bdf, 4, (u16)(cmd & ~(PCI_CMD_MEM | PCI_CMD_MASTER)));
+    for (int t = 1; t <= 4; t++)
+        if (caps[t].have && !bars[caps[t].bar].probed)
+            bar_probe(bdf, caps[t].bar);
+    pci_w16(bdf, 4, (u16)(cmd | PCI_CMD_MEM | PCI_CMD_MASTER | PCI_CMD_INTX_OFF));
+
+    common = map_cap(&caps[1], "common", VC_LEN);
+    notify_base = map_cap(&caps[2], "notify", 2);
+    isr = map_cap(&caps[3], "ISR", 1);
+    if (caps[4].have)
+        devcfg = map_cap(&caps[4], "device", 1);
+    if (!common || !notify_base || !isr) {
+        kprintf("net: error: the virtio capabilities are unusable\n");
+        return -1;
+    }
+    notify_len = caps[2].len;
+    devcfg_len = devcfg ? caps[4].len : 0;
+
+    /* reset, ACKNOWLEDGE, DRIVER */
+    mmio_w8(common + VC_STATUS, 0);
+    u64 end = rt_ticks + rt_ms_to_ticks(100);
+    while (mmio_r8(common + VC_STATUS) != 0)
+        if (rt_ticks >= end) {
+            kprintf("net: error: device does not reset\n");
+            return -1;
+        }
+    mmio_w8(common + VC_STATUS, S_ACK);
+    mmio_w8(common + VC_STATUS, S_ACK | S_DRIVER);
+
+    /* features */
+    mmio_w32(common + VC_DFSEL, 0);
+    u64 offered = mmio_r32(common + VC_DF);
+    mmio_w32(common + VC_DFSEL, 1);
+    offered |= (u64)mmio_r32(common + VC_DF) << 32;
+    if (!(offered & F_VERSION_1)) {
+        mmio_w8(common + VC_STATUS, S_FAILED);
+        kprintf("net: error: device does not offer VIRTIO_F_VERSION_1 (features 0x%lx)\n", offered);
+        return -1;
+    }
+    u64 want = F_VERSION_1;
+    if (devcfg_len >= 6)
+        want |= F_MAC;
+    if (devcfg_len >= 8)
+        want |= F_STATUS | F_GUEST_ANNOUNCE | F_CTRL_VQ;
+    features = offered & want;
+    mmio_w32(common + VC_GFSEL, 0);
+    mmio_w32(common + VC_GF, (u32)features);
+    mmio_w32(common + VC_GFSEL, 1);
+    mmio_w32(common + VC_GF, (u32)(features >> 32));
+    mmio_w8(common + VC_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
+    if (!(mmio_r8(common + VC_STATUS) & S_FEATURES_OK)) {
+        mmio_w8(common + VC_STATUS, S_FAILED);
+        kprintf("net: error: device refused features 0x%lx\n", features);
+        return -1;
+    }
+
+    /* MAC: mac= wins, then the device's, then one made from the IP */
+    struct param *pm = rt_param("mac");
+    if (pm->given) {
+        parse_mac(pm->sval, my_mac);    /* validated in guest_main */
+    } else if (features & F_MAC) {
+        for (int tries = 0; tries < 10; tries++) {
+            u8 g = mmio_r8(common + VC_GEN);
+            for (int i = 0; i < 6; i++)
+                my_mac[i] = cfg_r8((u64)i);
+            if (mmio_r8(common + VC_GEN) == g)
+                break;
+        }
+    } else {
+        static const u8 def[6] = { 0x52, 0x54, 0x00, 0, 0, 0 };
+        memcpy(my_mac, def, 6);
+        memcpy(my_mac + 3, my_ip + 1, 3);
+    }
+
+    /* queues: 0 RX, 1 TX, 2 control (only with CTRL_VQ) */
+    mmio_w16(common + VC_MSIX, 0xffff);
+    u16 nq = mmio_r16(common + VC_NUMQ);
+    if (nq < 2 || vq_setup(&rxq, 0, RXQ_MAX, rx_desc, rx_avail, rx_used, rx_owned) ||
+        vq_setup(&txq, 1, TXQ_MAX, tx_desc, tx_avail, tx_used, tx_owned)) {
+        mmio_w8(common + VC_STATUS, S_FAILED);
+        kprintf("net: error: cannot set up the RX/TX virtqueues (num_queues=%u)\n", nq);
+        return -1;
+    }
+    if ((features & F_CTRL_VQ) && (nq < 3 || vq_setup(&ctq, 2, CTQ_MAX, ct_desc, ct_avail, ct_used, ct_owned)))
+        rt_warn("CTRL_VQ negotiated but queue 2 is unusable: announcements are not acknowledged");
+    for (u16 i = 0; i < rxq.size; i++)
+        rx_post(i);
+    for (u16 i = 0; i < txq.size; i++)
+        tx_free[tx_nfree++] = i;
+    mmio_w8(common + VC_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    vq_kick(&rxq);
+    u8 st8 = mmio_r8(common + VC_STATUS);
+    if (st8 & (S_NEEDS_RESET | S_FAILED)) {
+        kprintf("net: error: device status 0x%x after DRIVER_OK\n", st8);
+        dev_dead = 1;
+        return -1;
+    }
+    last_status = read_net_status();
+
+    kprintf("net: device pci=%02x:%02x.%x id=1af4:%04x common=0x%lx notify=0x%lx mult=%u isr=0x%lx "
+            "devcfg=0x%lx features=0x%lx rxq=%u txq=%u ctrlq=%u link=%u\n",
+            (found_bdf >> 16) & 0xff, (found_bdf >> 11) & 0x1f, (found_bdf >> 8) & 7, devid,
+            bars[caps[1].bar].addr + caps[1].off, bars[caps[2].bar].addr + caps[2].off, notify_mult,
+            bars[caps[3].bar].addr + caps[3].off, devcfg ? bars[caps[4].bar].addr + caps[4].off : 0,
+            features, rxq.size, txq.size, ctq.ok ? ctq.size : 0, last_status & NET_S_LINK_UP);
+    kprintf("net: up ip=%u.%u.%u.%u mac=%02x:%02x:%02x:%02x:%02x:%02x\n", my_ip[0], my_ip[1], my_ip[2],
+            my_ip[3], my_mac[0], my_mac[1], my_mac[2], my_mac[3], my_mac[4], my_mac[5]);
+    send_garp("up");
+    /* an announce request that was pending before DRIVER_OK */
+    if ((features & F_GUEST_ANNOUNCE) && (last_status & NET_S_ANNOUNCE))
+        ctrl_announce_ack();
+    return 0;
+}
+
+/* ================================================================== */
+
+static struct heartbeat hb;
+
+void guest_main(void)
+{
+    rt_init("net", params, sizeof(params) / sizeof(params[0]), 0);
+    struct param *pip = rt_param("ip"), *pmac = rt_param("mac");
+    if (parse_ip(pip->sval, my_ip, &my_prefix)) {
+        rt_warn("bad value ip=%s ignored", pip->sval);
+        memcpy(pip->sval, pip->sdef, strlen(pip->sdef) + 1);
+        parse_ip(pip->sval, my_ip, &my_prefix);
+    }
+    if (pmac->given && parse_mac(pmac->sval, my_mac)) {
+        rt_warn("bad value mac=%s ignored", pmac->sval);
+        pmac->given = 0;
+    }
+    dt_init("net");
+    rt_print_boot();
+    dt_start();
+    net_up();
+
+    u64 stats_ms = rt_param("stats_ms")->val;
+    hb_start(&hb, rt_param("period_ms")->val);
+    u64 seen = rt_ticks;
+    u64 next_stats = rt_ticks_to_ms(seen) + stats_ms;
+    dt_run(seen);
+
+    for (;;) {
+        u64 now = rt_ticks;
+        if (now != seen) {
+            seen = now;
+            net_tick();
+            u64 ms = rt_ticks_to_ms(now);
+            if (stats_ms && ms >= next_stats) {
+                next_stats += stats_ms;
+                if (next_stats <= ms)
+                    next_stats = ms + stats_ms;
+                net_check_status();
+                kprintf("net: rx=%lu tx=%lu arp=%lu icmp=%lu udp=%lu drop=%lu garp=%lu err=%lu\n", st.rx,
+                        st.tx, st.arp, st.icmp, st.udp, st.drop, st.garp, st.err);
+            }
+            if (hb_due(&hb, now)) {
+                u64 r, g;
+                dt_beat(now, &r, &g);
+                kprintf("seq=%lu t_ms=%lu rate=%lu gen=%lu\n", hb.seq, ms, r, g);
+                dt_after_beat(hb.seq);
+            }
+            dt_serial(serial_getc());
+        }
+        int busy = net_poll();
+        if (dt_work() || busy)
+            continue;
+        rt_wait_tick(seen);
+    }
+}
