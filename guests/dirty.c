@@ -29,6 +29,10 @@ static struct param params[] = {
     { .name = "fill", .kind = P_UINT, .def = 0, .min = 0, .max = 1024 * 1024 },
     { .name = "verify_every", .kind = P_UINT, .def = 0, .min = 0, .max = UINT64_MAX },
     { .name = "verify", .kind = P_UINT, .def = 0, .min = 0, .max = 1 },
+    /* 1: every dirtying rewrites the whole page with fresh contents (delta
+     * encoding cannot help); 0: only the two stamp words (the best case
+     * for it). */
+    { .name = "fresh", .kind = P_UINT, .def = 0, .min = 0, .max = 1 },
     /* hidden knobs (echoed only when given) */
     { .name = "corrupt", .kind = P_UINT, .def = NO_PAGE, .min = 0, .max = UINT64_MAX, .flags = P_HIDDEN },
     { .name = "smp", .kind = P_UINT, .def = 1, .min = 0, .max = 1, .flags = P_HIDDEN },
@@ -73,10 +77,28 @@ static inline void write_stamp(u64 i, u32 g)
     p[511] = check_word(h);
 }
 
+static int fresh;
+
+/* Words 1..510 from the stamp through a cheap mixer: differ in every
+ * generation, in nearly every byte. */
+static inline void write_fresh(u64 i, u32 g)
+{
+    u64 *p = (u64 *)(ws + (i << 12));
+    u64 x = ((i << 32) | g) * 0x9E3779B97F4A7C15UL;
+    for (int k = 1; k < 511; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[k] = x;
+    }
+}
+
 static inline void touch(u64 i)
 {
     u32 g = gt[i] + 1;
     gt[i] = g;
+    if (fresh)
+        write_fresh(i, g);
     write_stamp(i, g);
 }
 
@@ -346,6 +368,7 @@ void guest_main(void)
     u64 verify_every = rt_param("verify_every")->val;
     int verify_at_end = (int)rt_param("verify")->val;
     pattern = (int)rt_param("pattern")->val;
+    fresh = (int)rt_param("fresh")->val;
     npages = p_wss->val * 256;
 
     rt_print_boot();
