@@ -113,6 +113,8 @@ static inline __attribute__((always_inline)) void seq_run(u64 i, u64 stop, int c
             continue;
         u32 g = *t + 1;
         *t = g;
+        if (fresh)
+            write_fresh(i, g);
         u64 h = hi | g;
         p[0] = h;
         p[511] = check_word(h);
