@@ -56,10 +56,28 @@ static inline void write_stamp(u64 i, u32 g)
     p[511] = check_word(h);
 }
 
+static int fresh;
+
+/* Words 1..510 from the stamp through a cheap mixer: differ in every
+ * generation, in nearly every byte. */
+static inline void write_fresh(u64 i, u32 g)
+{
+    u64 *p = (u64 *)(ws + (i << 12));
+    u64 x = ((i << 32) | g) * 0x9E3779B97F4A7C15UL;
+    for (int k = 1; k < 511; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[k] = x;
+    }
+}
+
 static inline void touch(u64 i)
 {
     u32 g = gt[i] + 1;
     gt[i] = g;
+    if (fresh)
+        write_fresh(i, g);
     write_stamp(i, g);
 }
 
@@ -74,6 +92,8 @@ static inline __attribute__((always_inline)) void seq_run(u64 i, u64 stop, int c
             continue;
         u32 g = *t + 1;
         *t = g;
+        if (fresh)
+            write_fresh(i, g);
         u64 h = hi | g;
         p[0] = h;
         p[511] = check_word(h);
@@ -329,6 +349,7 @@ void dt_init(const char *name)
     p_verify_every = rt_param("verify_every")->val;
     p_verify_at_end = (int)rt_param("verify")->val;
     pattern = (int)rt_param("pattern")->val;
+    fresh = (int)rt_param("fresh")->val;
     npages = p_wss->val * 256;
 }
 

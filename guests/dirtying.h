@@ -29,7 +29,10 @@ extern const char *const dt_pattern_choices[];
     { .name = "pattern", .kind = P_ENUM, .def = PAT_SEQ, .choices = dt_pattern_choices },       \
     { .name = "fill", .kind = P_UINT, .def = 0, .min = 0, .max = 1024 * 1024 },                 \
     { .name = "verify_every", .kind = P_UINT, .def = 0, .min = 0, .max = UINT64_MAX },          \
-    { .name = "verify", .kind = P_UINT, .def = 0, .min = 0, .max = 1 }
+    { .name = "verify", .kind = P_UINT, .def = 0, .min = 0, .max = 1 },                         \
+    /* 1: every dirtying rewrites the whole page with fresh contents (delta          \
+     * encoding cannot help); 0: only the two stamp words (its best case). */       \
+    { .name = "fresh", .kind = P_UINT, .def = 0, .min = 0, .max = 1 }
 
 /* hidden knobs (echoed only when given) */
 #define DIRTYING_HIDDEN_PARAMS                                                                    \

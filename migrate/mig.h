@@ -49,6 +49,7 @@ struct mig {
 	uint64_t remaining_pages;
 	double expected_downtime_ms;
 	double bw_Bps;
+	uint32_t throttle_pct;     /* the share the vCPUs are held now */
 	uint64_t t0_ns;
 	/* Page bytes written so far, by every sender as it goes: `info
 	 * migrate` shows progress inside a long round, not only at its end. */

@@ -212,9 +212,9 @@ void mig_info(struct vm *vm, const struct mig_params *p, FILE *out)
 			(unsigned long long)st->pages_skipped);
 		if (live)
 			fprintf(out, "remaining_pages: %llu\nbandwidth_Bps: %.0f\n"
-				"expected_downtime_ms: %.1f\n",
+				"expected_downtime_ms: %.1f\nthrottle_pct: %u\n",
 				(unsigned long long)m->remaining_pages, m->bw_Bps,
-				m->expected_downtime_ms);
+				m->expected_downtime_ms, m->throttle_pct);
 		else
 			fprintf(out, "downtime_ms: %.1f\nconverged: %s\nthroughput_Bps: %.0f\n",
 				st->downtime_ms, st->converged ? "yes" : "no", st->throughput_Bps);

@@ -10,7 +10,8 @@
 #define F(field) offsetof(struct mig_tunables, field), sizeof(((struct mig_tunables *)0)->field)
 #define BOTH (MIG_PARAM_SOURCE | MIG_PARAM_TARGET)
 
-static const char *const nonconv_choices[] = { "force", "cancel", NULL };
+/* In enum mig_nonconv order. */
+static const char *const nonconv_choices[] = { "force", "cancel", "throttle", NULL };
 
 /* Defaults, with their reasons and figures in docs/migration.md: two data
  * channels, one per core of the 2-core benchmark machines ("Data
@@ -41,10 +42,21 @@ const struct mig_param mig_param_table[] = {
 	{ "max-time-s", "max-time-s", MIG_PARAM_UINT, EST_DEFAULT_MAX_TIME_MS / 1000, 0,
 	  86400ULL * 365, NULL, "S", "backstop: after S seconds (default 300)",
 	  MIG_PARAM_SOURCE, F(max_time_s) },
-	{ "on-nonconvergence", "on-nonconvergence", MIG_PARAM_CHOICE, MIG_NONCONV_FORCE, 0, 1,
-	  nonconv_choices, "force|cancel",
-	  "at a backstop (default force: switch over)", MIG_PARAM_SOURCE,
-	  F(nonconvergence) },
+	{ "on-nonconvergence", "on-nonconvergence", MIG_PARAM_CHOICE, MIG_NONCONV_THROTTLE, 0, 2,
+	  nonconv_choices, "throttle|force|cancel",
+	  "rounds not shrinking: throttle (default; force at a backstop), force, cancel",
+	  MIG_PARAM_SOURCE, F(nonconvergence) },
+	{ "throttle-initial", "throttle-initial", MIG_PARAM_UINT, 20, 1, 99, NULL, "PCT",
+	  "first throttle step, % of the time held (default 20)", MIG_PARAM_SOURCE,
+	  F(throttle_initial) },
+	{ "throttle-increment", "throttle-increment", MIG_PARAM_UINT, 10, 1, 99, NULL, "PCT",
+	  "added at each further step (default 10)", MIG_PARAM_SOURCE,
+	  F(throttle_increment) },
+	{ "throttle-max", "throttle-max", MIG_PARAM_UINT, 99, 1, 99, NULL, "PCT",
+	  "throttle ceiling (default 99)", MIG_PARAM_SOURCE, F(throttle_max) },
+	{ "xbzrle-cache", "xbzrle-cache", MIG_PARAM_SIZE, 0, 0, UINT64_MAX, NULL, "SIZE",
+	  "delta-encode re-sent pages with a cache this big (default 0: off)",
+	  MIG_PARAM_SOURCE, F(xbzrle_cache) },
 	{ "manual-protect", NULL, MIG_PARAM_BOOL, 1, 0, 1, NULL, NULL,
 	  "re-protect pages just before reading them (default on)",
 	  MIG_PARAM_SOURCE, F(manual_protect) },
@@ -129,7 +141,10 @@ void mig_param_range_text(const struct mig_param *p, char *out, size_t cap)
 			 (unsigned long long)p->max);
 		break;
 	case MIG_PARAM_SIZE:
-		snprintf(out, cap, "a rate in bytes/s (e.g. 100M; 0: unlimited)");
+		if (p->metavar && !strcmp(p->metavar, "SIZE"))
+			snprintf(out, cap, "a size in bytes (e.g. 64M; 0: off)");
+		else
+			snprintf(out, cap, "a rate in bytes/s (e.g. 100M; 0: unlimited)");
 		break;
 	case MIG_PARAM_BOOL:
 		snprintf(out, cap, "on or off");

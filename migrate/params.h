@@ -15,6 +15,7 @@
 enum mig_nonconv {
 	MIG_NONCONV_FORCE,  /* switch over anyway, with a longer pause */
 	MIG_NONCONV_CANCEL, /* give up; the guest keeps running here */
+	MIG_NONCONV_THROTTLE, /* slow the vCPUs while rounds do not shrink, then force */
 };
 
 struct mig_tunables {
@@ -28,13 +29,17 @@ struct mig_tunables {
 	bool manual_protect;        /* use KVM_CLEAR_DIRTY_LOG when offered */
 	uint32_t channels;          /* data channels for the pre-copy rounds */
 	uint32_t nice;              /* migration threads below the vCPUs (0-19) */
+	uint32_t throttle_initial;  /* percent of the time the vCPUs are held */
+	uint32_t throttle_increment;
+	uint32_t throttle_max;
+	uint64_t xbzrle_cache;      /* bytes of delta-encoding cache, 0 = off */
 	char stats_json[MIG_PATH_MAX];
 	char dirty_trace[MIG_PATH_MAX];
 };
 
 enum mig_param_kind {
 	MIG_PARAM_UINT,   /* decimal, within [min, max] */
-	MIG_PARAM_SIZE,   /* K/M/G/T suffix allowed; 0 = unlimited */
+	MIG_PARAM_SIZE,   /* K/M/G/T suffix allowed; 0 = unlimited (or off) */
 	MIG_PARAM_BOOL,   /* on/off; on the command line a flag without value */
 	MIG_PARAM_CHOICE, /* one of choices[], stored as its index */
 	MIG_PARAM_PATH,   /* "none" clears it */

@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrate/policy/throttle_plan.h"
 #include "migrate/section.h"
+#include "migrate/throttle.h"
 #include "migrate/state/cpucompat.h"
 #include "migrate/state/devcfg.h"
 #include "vmm/core/status.h"
@@ -38,6 +40,13 @@ struct src {
 	bool paused, committed, file, converged;
 	bool policy_cancel;       /* cancelled by on-nonconvergence, not the user */
 	uint64_t t0, t_pause;
+	/* on-nonconvergence throttle: the plan decides, the thread applies */
+	struct throttle_plan plan;
+	struct mig_throttle thr;
+	uint64_t last_sent;       /* bytes of the last pass, for the plan */
+	/* Stalls the migration caused outside the throttle's holds (which the
+	 * vCPU threads count): the probe's pause and the switchover's. */
+	double stall_max_ms, stall_total_ms;
 	double rtt_ms, pause_ms;
 	char err[512];
 };
@@ -141,6 +150,15 @@ static int handshake(struct src *c)
 	return ret;
 }
 
+/* A pause of every vCPU, from the pause request to the resume (or the
+ * target's RUNNING): guest_stall_total_ms counts it once per vCPU. */
+static void note_stall(struct src *c, double ms)
+{
+	if (ms > c->stall_max_ms)
+		c->stall_max_ms = ms;
+	c->stall_total_ms += ms * c->vm->ncpus;
+}
+
 /* Measures what the switchover costs besides the pending bytes: pausing
  * the vCPUs (the guest stalls for that once, here) and whatever each
  * section's final part costs (save_probe). */
@@ -160,6 +178,7 @@ static int probe_costs(struct src *c)
 			ret = c->ss.s[i].ops->save_probe(c->ss.s[i].state, &c->env);
 	vm_resume(c->vm);
 	c->pause_ms = (double)(t1 - t) / 1e6;
+	note_stall(c, clock_ms_since(t));
 	return ret;
 }
 
@@ -210,6 +229,7 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 		return ret;
 	rec->duration_ms = clock_ms_since(t);
 	rec->bytes = out_bytes(c) - b0;
+	c->last_sent = rec->bytes;
 	if (!final)
 		est_sample(&c->e, rec->bytes, clock_now_ns() - t);
 	rec->bw_estimate_Bps = est_bandwidth(&c->e);
@@ -243,6 +263,38 @@ static int pending(struct src *c, uint32_t round, bool final, struct stats_round
 	return 0;
 }
 
+/* on-nonconvergence throttle: after each sync, the plan compares what
+ * the round dirtied with what the round before sent; the share it gives
+ * holds for the pass that follows (the round record's throttle_pct). */
+static int throttle_step(struct src *c, struct stats_round *rec)
+{
+	uint32_t pct, was = mig_throttle_pct(&c->thr);
+	int ret = 0;
+
+	if (c->t->nonconvergence != MIG_NONCONV_THROTTLE)
+		return 0;
+	pct = throttle_plan_step(&c->plan, rec->dirty_pages * VM_PAGE_SIZE, c->last_sent);
+	if (pct != was)
+		ret = mig_throttle_set(&c->thr, pct, c->err, sizeof(c->err));
+	rec->throttle_pct = pct;
+	pthread_mutex_lock(&c->m->lock);
+	c->m->throttle_pct = pct;
+	if (pct > c->m->st.throttle_max_pct)
+		c->m->st.throttle_max_pct = pct;
+	pthread_mutex_unlock(&c->m->lock);
+	return ret;
+}
+
+/* The throttle ends before the pause and on every way out: a rolled-back
+ * guest runs at full speed again. */
+static void throttle_end(struct src *c)
+{
+	mig_throttle_stop(&c->thr);
+	pthread_mutex_lock(&c->m->lock);
+	c->m->throttle_pct = 0;
+	pthread_mutex_unlock(&c->m->lock);
+}
+
 static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 {
 	struct stats_round rec = { 0 };
@@ -266,7 +318,9 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 			*next_round = r;
 			return 0;
 		}
-		ret = pass(c, r, false, &rec);
+		ret = throttle_step(c, &rec);
+		if (!ret)
+			ret = pass(c, r, false, &rec);
 		if (ret)
 			return ret;
 	}
@@ -311,6 +365,7 @@ static int switchover(struct src *c, uint32_t round)
 	int ret;
 
 	set_state(c, MIG_SWITCHOVER);
+	throttle_end(c);
 	ret = pause_guest(c);
 	if (!ret && c->file)
 		ret = pass(c, 0, true, &rec);
@@ -384,6 +439,15 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 	m->st.converged = converged;
 	m->st.total_ms = clock_ms_since(c->t0);
 	m->st.downtime_ms = c->t_pause && result == STATS_COMPLETED ? clock_ms_since(c->t_pause) : 0;
+	if (m->st.downtime_ms > 0)
+		note_stall(c, m->st.downtime_ms);
+	{
+		double hmax = (double)__atomic_load_n(&c->vm->hold_max_ns, __ATOMIC_RELAXED) / 1e6;
+
+		m->st.guest_stall_max_ms = c->stall_max_ms > hmax ? c->stall_max_ms : hmax;
+		m->st.guest_stall_total_ms = c->stall_total_ms +
+			(double)__atomic_load_n(&c->vm->hold_total_ns, __ATOMIC_RELAXED) / 1e6;
+	}
 	m->st.bytes_total = out_bytes(c);
 	m->st.throughput_Bps = m->st.total_ms > m->st.setup_ms ?
 		(double)out_bytes(c) * 1000.0 / (m->st.total_ms - m->st.setup_ms) : 0;
@@ -406,8 +470,10 @@ static void roll_back(struct src *c, bool cancelled)
 		stream_send_text(&c->s, ST_ERROR, cancelled ? "migration cancelled on the source" :
 				 c->err);
 	}
-	if (c->paused)
+	if (c->paused) {
 		vm_resume(c->vm);
+		note_stall(c, clock_ms_since(c->t_pause));
+	}
 	c->paused = false;
 }
 
@@ -425,6 +491,7 @@ static void hold_paused(struct src *c)
 	pthread_mutex_unlock(&vm->lock);
 	if (was_user)
 		vm_resume(vm);
+	note_stall(c, clock_ms_since(c->t_pause)); /* and on, until `cont` */
 }
 
 static void src_init(struct src *c, struct vm *vm)
@@ -438,6 +505,10 @@ static void src_init(struct src *c, struct vm *vm)
 	c->t0 = m->t0_ns;
 	if (c->t->max_bandwidth)
 		est_rate_init(&c->rate, c->t->max_bandwidth, clock_now_ns());
+	throttle_plan_init(&c->plan, c->t->throttle_initial, c->t->throttle_increment,
+			   c->t->throttle_max);
+	mig_throttle_init(&c->thr, vm, c->t->downtime_ms);
+	vm_hold_reset_stats(vm);
 	est_init(&c->e, &(struct est_config){
 		.downtime_ms = c->t->downtime_ms, .max_bandwidth = c->t->max_bandwidth,
 		.max_rounds = c->t->max_rounds,
@@ -492,6 +563,7 @@ void *mig_source_thread(void *arg)
 	ret = mig_sections_create(&c->ss, c->err, sizeof(c->err));
 	if (!ret)
 		ret = migrate(c, &why);
+	throttle_end(c);
 	cancelled = m->cancel && !c->committed;
 	if (ret && cancelled && !c->policy_cancel)
 		snprintf(c->err, sizeof(c->err), "cancelled by the user");
@@ -524,6 +596,7 @@ void *mig_source_thread(void *arg)
 	m->conn = NULL;
 	pthread_mutex_unlock(&m->lock);
 	stream_close(&c->s);
+	mig_throttle_fini(&c->thr);
 	free(c);
 	return NULL;
 }

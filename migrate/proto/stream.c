@@ -225,10 +225,10 @@ int stream_pages_table_len(const uint8_t *hdr, size_t len, uint64_t *table,
 
 int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
 			struct page_run *runs, size_t maxruns,
-			uint64_t *data_pages, char *err, size_t errlen)
+			uint64_t *data_pages, uint64_t *delta_pages, char *err, size_t errlen)
 {
 	uint32_t n;
-	uint64_t data = 0, table;
+	uint64_t data = 0, delta = 0, table, fixed;
 	int ret = stream_pages_table_len(in, len, &table, err, errlen);
 
 	if (ret)
@@ -252,25 +252,36 @@ int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
 				 (unsigned long long)npages);
 			return -ERANGE;
 		}
-		if (r->kind != PAGE_RUN_NORMAL && r->kind != PAGE_RUN_ZERO) {
+		if (r->kind == PAGE_RUN_DELTA && !delta_pages) {
+			snprintf(err, errlen, "bad PAGES: run %u is delta-encoded, not allowed here", i);
+			return -EPROTO;
+		}
+		if (r->kind != PAGE_RUN_NORMAL && r->kind != PAGE_RUN_ZERO &&
+		    r->kind != PAGE_RUN_DELTA) {
 			snprintf(err, errlen, "bad PAGES: run %u has unknown kind %u", i, r->kind);
 			return -EPROTO;
 		}
 		if (r->kind == PAGE_RUN_NORMAL)
 			data += r->count;
-		if (data > PAGES_MAX_DATA_PAGES) {
+		else if (r->kind == PAGE_RUN_DELTA)
+			delta += r->count;
+		if (data + delta > PAGES_MAX_DATA_PAGES) {
 			snprintf(err, errlen, "bad PAGES: more than %u pages of contents",
 				 PAGES_MAX_DATA_PAGES);
 			return -EPROTO;
 		}
 	}
-	if (table + data * VM_PAGE_SIZE != len) {
+	fixed = table + data * VM_PAGE_SIZE;
+	if (delta ? len < fixed + delta * PAGE_DELTA_HDR || len > fixed + delta * VM_PAGE_SIZE :
+	    len != fixed) {
 		snprintf(err, errlen,
 			 "bad PAGES: frame is %zu bytes, its runs need %llu", len,
-			 (unsigned long long)(table + data * VM_PAGE_SIZE));
+			 (unsigned long long)(fixed + delta * PAGE_DELTA_HDR));
 		return -EPROTO;
 	}
 	*data_pages = data;
+	if (delta_pages)
+		*delta_pages = delta;
 	return (int)n;
 }
 

@@ -50,6 +50,10 @@ enum stream_type {
 #define PAGES_MAX_DATA_PAGES 4096u    /* 16 MiB of contents per batch */
 #define PAGE_RUN_NORMAL 0u
 #define PAGE_RUN_ZERO 1u
+/* Delta-encoded pages (xbzrle-cache): their entries (u16 length, then
+ * the encoding, migrate/ram/xbzrle.h) follow all normal contents. */
+#define PAGE_RUN_DELTA 2u
+#define PAGE_DELTA_HDR 2u
 
 #define HELLO_NAME_LEN 64
 #define HELLO_FIXED_LEN (4 + 4 + 8 + 4 + 4 + 4 + HELLO_NAME_LEN + 4)
@@ -89,7 +93,7 @@ struct hello {
 struct page_run {
 	uint64_t first; /* page index in RAM (RAM offset / 4096) */
 	uint32_t count;
-	uint32_t kind;  /* PAGE_RUN_NORMAL | PAGE_RUN_ZERO */
+	uint32_t kind;  /* PAGE_RUN_NORMAL | PAGE_RUN_ZERO | PAGE_RUN_DELTA */
 };
 
 /* A connection (or a file, for cold migration) plus the byte counters the
@@ -101,6 +105,17 @@ struct stream {
 	uint64_t bytes_out;
 	uint64_t bytes_in;
 };
+
+static inline void le_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline uint16_t le_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
 
 static inline void le_put32(uint8_t *p, uint32_t v)
 {
@@ -147,10 +162,13 @@ int stream_pages_table_len(const uint8_t *hdr, size_t len, uint64_t *table,
 			   char *err, size_t errlen);
 /* PAGES: checks the run table against len (the whole payload) and npages
  * (guest RAM). Returns the number of runs; *data_pages gets the normal
- * page count whose contents follow the table. */
+ * page count whose contents follow the table, *delta_pages the delta
+ * pages whose entries follow those (delta_pages NULL: delta runs are
+ * refused). With delta runs the length can only be bounded here (2 to
+ * 4096 bytes an entry); the receiver checks the entries exactly. */
 int stream_pages_decode(const uint8_t *in, size_t len, uint64_t npages,
 			struct page_run *runs, size_t maxruns,
-			uint64_t *data_pages, char *err, size_t errlen);
+			uint64_t *data_pages, uint64_t *delta_pages, char *err, size_t errlen);
 void stream_run_encode(uint8_t out[PAGE_RUN_LEN], const struct page_run *r);
 
 /* The stream over a connection made by transport_connect/_accept/

@@ -23,6 +23,7 @@
 struct chan_totals {
 	uint64_t bytes;   /* socket bytes, all channels */
 	uint64_t normal, zero, skipped;
+	uint64_t xbz_pages, xbz_saved, xbz_misses, xbz_ns; /* source: delta encoding */
 };
 
 /* ---- source ---------------------------------------------------------- */
@@ -37,6 +38,7 @@ struct chan_src_cfg {
 	int timeout_ms;
 	int nice;                   /* the sender threads' nice value, 0: unchanged */
 	atomic_uint_fast64_t *live_bytes; /* progress counter, or NULL */
+	struct xbz_cache *xbz;      /* the shared delta cache, or NULL */
 };
 
 /* Connects n channels to a, each announced by CHANNEL(index, token),
@@ -54,10 +56,11 @@ void chan_src_close(struct chan_src *cs);
 /* ---- target ---------------------------------------------------------- */
 struct chan_tgt;
 /* Accepts n channels on l (each must present token and a distinct
- * index) and starts a receiver for each. pf: prefault helpers, or NULL. */
+ * index) and starts a receiver for each. pf: prefault helpers, or NULL;
+ * have: the received-page bitmap (ram_recv_pages). */
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
 		    uint64_t token,
-		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
+		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
 		    char *err, size_t errlen);
 /* Returns once every channel has passed SYNC(round); an error if one
  * failed, closed early or nothing came within the timeout. */

@@ -28,6 +28,7 @@ struct chan_r {
 struct chan_tgt {
 	struct vm *vm;
 	struct ram_prefault *pf;
+	uint64_t *have;
 	int timeout_ms;
 	int nice;
 	pthread_mutex_t mu;
@@ -103,7 +104,7 @@ static int one_frame(struct chan_r *ch, char *err, size_t errlen)
 		return ret;
 	switch (h.type) {
 	case ST_PAGES:
-		ret = ram_recv_pages(&ch->s, ch->ct->vm, ch->ct->pf, h.len, &normal, &zero,
+		ret = ram_recv_pages(&ch->s, ch->ct->vm, ch->ct->pf, ch->ct->have, h.len, &normal, &zero,
 				     err, errlen);
 		pthread_mutex_lock(&ch->ct->mu);
 		ch->normal += normal;
@@ -199,7 +200,7 @@ fail:
 
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
 		    uint64_t token,
-		    struct vm *vm, struct ram_prefault *pf, int timeout_ms, int nice,
+		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
 		    char *err, size_t errlen)
 {
 	pthread_condattr_t ca;
@@ -218,6 +219,7 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 	}
 	ct->vm = vm;
 	ct->pf = pf;
+	ct->have = have;
 	ct->n = n;
 	ct->timeout_ms = timeout_ms;
 	ct->nice = nice;

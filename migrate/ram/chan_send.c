@@ -140,6 +140,9 @@ static int connect_one(struct chan_src *cs, struct chan_s *ch,
 	ch->rs.rate_lock = &cs->rate_mu;
 	ch->rs.sent_bm = cs->cfg.sent_bm;
 	ch->rs.live_bytes = cs->cfg.live_bytes;
+	/* One cache for all channels: a page may go over any of them. */
+	if (cs->cfg.xbz)
+		return ram_send_set_xbz(&ch->rs, cs->cfg.xbz, err, errlen);
 	return 0;
 }
 
@@ -225,6 +228,10 @@ void chan_src_totals(struct chan_src *cs, struct chan_totals *t)
 		t->normal += ch->rs.pages_normal;
 		t->zero += ch->rs.pages_zero;
 		t->skipped += ch->rs.pages_skipped;
+		t->xbz_pages += ch->rs.xbz_pages;
+		t->xbz_saved += ch->rs.xbz_saved;
+		t->xbz_misses += ch->rs.xbz_misses;
+		t->xbz_ns += ch->rs.xbz_ns;
 	}
 	pthread_mutex_unlock(&cs->mu);
 }
@@ -238,8 +245,10 @@ void chan_src_close(struct chan_src *cs)
 	pthread_cond_broadcast(&cs->cv);
 	pthread_mutex_unlock(&cs->mu);
 	pool_join(&cs->pool);
-	for (uint32_t i = 0; i < cs->n; i++)
+	for (uint32_t i = 0; i < cs->n; i++) {
 		stream_close(&cs->ch[i].s);
+		ram_send_fini(&cs->ch[i].rs);
+	}
 	pthread_mutex_destroy(&cs->rate_mu);
 	pthread_cond_destroy(&cs->cv);
 	pthread_mutex_destroy(&cs->mu);

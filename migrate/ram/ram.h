@@ -15,6 +15,7 @@
 #include "vmm/core/vm.h"
 
 struct est_rate;
+struct xbz_cache;
 
 /* ---- dirty tracking (dirty.c) ---------------------------------------- */
 struct ram_dirty {
@@ -51,13 +52,25 @@ struct ram_sender {
 	/* the batch being built */
 	uint8_t tbl[STREAM_HDR_LEN + PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];
 	struct page_run runs[PAGES_MAX_RUNS];
-	struct iovec iov[PAGES_MAX_RUNS + 1];
-	uint32_t nruns, data_pages;
+	struct iovec iov[PAGES_MAX_RUNS + 2];
+	uint32_t nruns, data_pages; /* data_pages: normal and delta */
 	uint32_t batch_max;         /* pages per batch, set per range (batch_pages) */
+	/* Delta encoding (xbzrle-cache): every normal page is first copied
+	 * (snap) so that what is sent and what is cached are the same bytes;
+	 * run_src says where a normal run's contents are (NULL: guest RAM). */
+	struct xbz_cache *xbz;
+	uint8_t *snap, *dbuf;
+	uint32_t snap_pages, dlen;
+	uint8_t *run_src[PAGES_MAX_RUNS];
+	uint64_t xbz_pages, xbz_saved, xbz_misses, xbz_ns;
 };
 
 void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
 		   const volatile int *cancel, struct est_rate *rate);
+/* Sends normal pages through the delta cache c (shared between senders). */
+int ram_send_set_xbz(struct ram_sender *rs, struct xbz_cache *c, char *err, size_t errlen);
+/* Frees what ram_send_set_xbz allocated. */
+void ram_send_fini(struct ram_sender *rs);
 /* Round 0: every page; untouched ones (mincore) skipped unread, zero ones
  * as markers. */
 int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
@@ -86,8 +99,10 @@ int ram_prefault_start(struct ram_prefault **pf, struct vm *vm, int nthreads,
 		       char *err, size_t errlen);
 void ram_prefault_stop(struct ram_prefault *pf);
 /* Reads the payload (len bytes) of one PAGES frame into guest RAM, after
- * checking every run against the RAM size. pf may be NULL. */
-int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
+ * checking every run against the RAM size. pf may be NULL. have: a bit
+ * per RAM page, set for pages received with contents (the bases delta
+ * runs need); NULL refuses delta runs. */
+int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf, uint64_t *have,
 		   uint32_t len, uint64_t *normal, uint64_t *zero, char *err,
 		   size_t errlen);
 

@@ -15,6 +15,7 @@
  * readv or a zero run's MADV_DONTNEED leaves either the received data or
  * zeros, both right. */
 #include "migrate/ram/ram.h"
+#include "migrate/ram/xbzrle.h"
 #include "vmm/core/pool.h"
 
 #include <errno.h>
@@ -145,9 +146,94 @@ static void pf_post(struct ram_prefault *pf, const struct page_run *runs, int nr
 	pthread_mutex_unlock(&pf->mu);
 }
 
-int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
+/* Which pages hold something the source sent (a delta needs a base).
+ * Atomic by word: data channels receive concurrently, and a hostile
+ * source may put two channels' runs in one word. */
+static void have_mark(uint64_t *have, uint64_t first, uint64_t n, bool on)
+{
+	for (uint64_t i = first; i < first + n;) {
+		uint64_t w = i / 64, b = i % 64, k = 64 - b < first + n - i ? 64 - b : first + n - i;
+		uint64_t m = (k == 64 ? ~0ULL : ((1ULL << k) - 1)) << b;
+
+		if (on)
+			__atomic_fetch_or(&have[w], m, __ATOMIC_RELAXED);
+		else
+			__atomic_fetch_and(&have[w], ~m, __ATOMIC_RELAXED);
+		i += k;
+	}
+}
+
+static bool have_test(const uint64_t *have, uint64_t i)
+{
+	return (__atomic_load_n(&have[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+/* The delta entries after the normal contents: area bytes, every entry
+ * checked (length, base page, encoding) and applied to the page's
+ * current contents, the area used up exactly. */
+static int recv_deltas(struct stream *s, struct vm *vm, uint64_t *have,
+		       const struct page_run *runs, int nruns, uint64_t area,
+		       char *err, size_t errlen)
+{
+	uint8_t *buf = malloc(area);
+	uint64_t pos = 0;
+	int ret;
+
+	if (!buf) {
+		snprintf(err, errlen, "delta pages: out of memory");
+		return -ENOMEM;
+	}
+	ret = stream_read_all(s, buf, area, err, errlen);
+	for (int i = 0; i < nruns && !ret; i++) {
+		if (runs[i].kind != PAGE_RUN_DELTA)
+			continue;
+		for (uint64_t p = runs[i].first; p < runs[i].first + runs[i].count && !ret; p++) {
+			uint32_t l;
+
+			if (area - pos < PAGE_DELTA_HDR) {
+				snprintf(err, errlen, "bad PAGES: delta entry of page %llu cut off",
+					 (unsigned long long)p);
+				ret = -EPROTO;
+				break;
+			}
+			l = le_get16(buf + pos);
+			pos += PAGE_DELTA_HDR;
+			if (l > XBZ_MAX_ENC || l > area - pos) {
+				snprintf(err, errlen, "bad PAGES: delta entry of page %llu is %u bytes "
+					 "(at most %u, %llu left)", (unsigned long long)p, l,
+					 XBZ_MAX_ENC, (unsigned long long)(area - pos));
+				ret = -EPROTO;
+				break;
+			}
+			if (!have_test(have, p)) {
+				snprintf(err, errlen, "bad PAGES: delta for page %llu, which was never sent",
+					 (unsigned long long)p);
+				ret = -EPROTO;
+				break;
+			}
+			ret = xbzrle_decode(buf + pos, l, vm->ram + p * VM_PAGE_SIZE, err, errlen);
+			if (ret) {
+				char why[256];
+
+				snprintf(why, sizeof(why), "%s", err);
+				snprintf(err, errlen, "page %llu: %s", (unsigned long long)p, why);
+			}
+			pos += l;
+		}
+	}
+	if (!ret && pos != area) {
+		snprintf(err, errlen, "bad PAGES: %llu bytes after the last delta entry",
+			 (unsigned long long)(area - pos));
+		ret = -EPROTO;
+	}
+	free(buf);
+	return ret;
+}
+
+int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf, uint64_t *have,
 		   uint32_t len, uint64_t *normal, uint64_t *zero, char *err, size_t errlen)
 {
+	uint64_t delta = 0;
 	uint8_t tbl[PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];
 	struct page_run runs[PAGES_MAX_RUNS];
 	struct iovec iov[PAGES_MAX_RUNS];
@@ -169,7 +255,7 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 	/* The decoder sees the table plus the declared length, so it can
 	 * check that the contents that follow are exactly what the runs need. */
 	nruns = stream_pages_decode(tbl, len, npages, runs, PAGES_MAX_RUNS, &data,
-				    err, errlen);
+				    have ? &delta : NULL, err, errlen);
 	if (nruns < 0) {
 		/* It was told the full length but only holds the table: the
 		 * length check is what matters, the rest is already read. */
@@ -181,10 +267,17 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 		uint8_t *p = vm->ram + runs[i].first * VM_PAGE_SIZE;
 		size_t bytes = (size_t)runs[i].count * VM_PAGE_SIZE;
 
-		if (runs[i].kind == PAGE_RUN_NORMAL) {
+		/* A delta page needs its base already here: not marked. */
+		if (have && runs[i].kind == PAGE_RUN_NORMAL)
+			have_mark(have, runs[i].first, runs[i].count, true);
+		if (runs[i].kind == PAGE_RUN_DELTA) {
+			*normal += runs[i].count; /* sent with contents, as the source counts */
+		} else if (runs[i].kind == PAGE_RUN_NORMAL) {
 			iov[niov++] = (struct iovec){ .iov_base = p, .iov_len = bytes };
 			*normal += runs[i].count;
 		} else {
+			if (have)
+				have_mark(have, runs[i].first, runs[i].count, false);
 			/* Zero page: drop whatever is there; an untouched page
 			 * stays untouched (reads as zero, costs no memory). */
 			if (madvise(p, bytes, MADV_DONTNEED) < 0)
@@ -192,5 +285,9 @@ int ram_recv_pages(struct stream *s, struct vm *vm, struct ram_prefault *pf,
 			*zero += runs[i].count;
 		}
 	}
-	return stream_readv_all(s, iov, niov, err, errlen);
+	ret = stream_readv_all(s, iov, niov, err, errlen);
+	if (!ret && delta)
+		ret = recv_deltas(s, vm, have, runs, nruns,
+				  len - tlen - data * VM_PAGE_SIZE, err, errlen);
+	return ret;
 }

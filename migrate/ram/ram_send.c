@@ -10,11 +10,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
 #include "migrate/ram/bitmap.h"
+#include "migrate/ram/xbzrle.h"
 #include "migrate/policy/estimator.h"
 
 /* Pages looked at per step: the mincore vector and the manual-protect
@@ -34,6 +36,27 @@ void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
 	rs->rate = rate;
 }
 
+int ram_send_set_xbz(struct ram_sender *rs, struct xbz_cache *c, char *err, size_t errlen)
+{
+	rs->snap = malloc(SEND_BATCH_PAGES * VM_PAGE_SIZE);
+	rs->dbuf = malloc(SEND_BATCH_PAGES * VM_PAGE_SIZE);
+	if (!rs->snap || !rs->dbuf) {
+		ram_send_fini(rs);
+		snprintf(err, errlen, "delta encoding buffers: out of memory");
+		return -ENOMEM;
+	}
+	rs->xbz = c;
+	return 0;
+}
+
+void ram_send_fini(struct ram_sender *rs)
+{
+	free(rs->snap);
+	free(rs->dbuf);
+	rs->snap = rs->dbuf = NULL;
+	rs->xbz = NULL;
+}
+
 int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 {
 	uint8_t *p = rs->tbl;
@@ -46,21 +69,28 @@ int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 		snprintf(err, errlen, "cancelled");
 		return -ECANCELED;
 	}
-	len = PAGES_HDR_LEN + (uint64_t)rs->nruns * PAGE_RUN_LEN +
-	      (uint64_t)rs->data_pages * VM_PAGE_SIZE;
-	stream_hdr_encode(p, ST_PAGES, (uint32_t)len);
+	len = PAGES_HDR_LEN + (uint64_t)rs->nruns * PAGE_RUN_LEN;
 	le_put32(p + STREAM_HDR_LEN, rs->nruns);
 	le_put32(p + STREAM_HDR_LEN + 4, 0);
 	for (uint32_t i = 0; i < rs->nruns; i++) {
 		const struct page_run *r = &rs->runs[i];
 
 		stream_run_encode(p + STREAM_HDR_LEN + PAGES_HDR_LEN + i * PAGE_RUN_LEN, r);
-		if (r->kind == PAGE_RUN_NORMAL)
+		if (r->kind == PAGE_RUN_NORMAL) {
 			rs->iov[niov++] = (struct iovec){
-				.iov_base = rs->vm->ram + r->first * VM_PAGE_SIZE,
+				.iov_base = rs->run_src[i] ? rs->run_src[i] :
+					    rs->vm->ram + r->first * VM_PAGE_SIZE,
 				.iov_len = r->count * VM_PAGE_SIZE,
 			};
+			len += r->count * VM_PAGE_SIZE;
+		}
 	}
+	/* Delta entries after all normal contents (docs/migration-stream.md). */
+	if (rs->dlen) {
+		rs->iov[niov++] = (struct iovec){ .iov_base = rs->dbuf, .iov_len = rs->dlen };
+		len += rs->dlen;
+	}
+	stream_hdr_encode(p, ST_PAGES, (uint32_t)len);
 	rs->iov[0] = (struct iovec){ .iov_base = p,
 		.iov_len = STREAM_HDR_LEN + PAGES_HDR_LEN + rs->nruns * PAGE_RUN_LEN };
 	ret = stream_writev_all(rs->s, rs->iov, niov, err, errlen);
@@ -88,6 +118,7 @@ int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 		}
 	}
 	rs->nruns = rs->data_pages = 0;
+	rs->snap_pages = rs->dlen = 0;
 	return 0;
 }
 
@@ -106,9 +137,68 @@ static uint32_t batch_pages(const struct ram_sender *rs)
 	return p < 16 ? 16 : p > SEND_BATCH_PAGES ? SEND_BATCH_PAGES : (uint32_t)p;
 }
 
+/* One normal page with the delta cache on: a stable copy of it goes into
+ * the cache, and out as a delta against what the cache held for it when
+ * that is shorter, else whole (from the copy, not from guest RAM, which
+ * may differ by now). */
+static int add_page_xbz(struct ram_sender *rs, uint64_t page, char *err, size_t errlen)
+{
+	struct page_run *last;
+	uint8_t *snap;
+	uint32_t kind;
+	uint64_t t;
+	int n, miss, ret;
+
+	if (rs->data_pages >= rs->batch_max || rs->nruns == PAGES_MAX_RUNS) {
+		ret = ram_send_flush(rs, err, errlen);
+		if (ret)
+			return ret;
+	}
+	snap = rs->snap + (uint64_t)rs->snap_pages * VM_PAGE_SIZE;
+	memcpy(snap, rs->vm->ram + page * VM_PAGE_SIZE, VM_PAGE_SIZE);
+	t = clock_now_ns();
+	n = xbz_cache_put(rs->xbz, page, snap, rs->dbuf + rs->dlen + PAGE_DELTA_HDR, &miss);
+	rs->xbz_ns += clock_now_ns() - t;
+	rs->xbz_misses += miss;
+	if (n >= 0) {
+		le_put16(rs->dbuf + rs->dlen, (uint16_t)n);
+		rs->dlen += PAGE_DELTA_HDR + (uint32_t)n;
+		rs->xbz_pages++;
+		rs->xbz_saved += VM_PAGE_SIZE - PAGE_DELTA_HDR - (uint64_t)n;
+		kind = PAGE_RUN_DELTA;
+	} else {
+		rs->snap_pages++;
+		kind = PAGE_RUN_NORMAL;
+	}
+	rs->data_pages++;
+	rs->pages_normal++;
+	last = rs->nruns ? &rs->runs[rs->nruns - 1] : NULL;
+	if (last && last->kind == kind && last->first + last->count == page &&
+	    (kind == PAGE_RUN_DELTA ||
+	     rs->run_src[rs->nruns - 1] + (uint64_t)last->count * VM_PAGE_SIZE == snap)) {
+		last->count++;
+		return 0;
+	}
+	rs->run_src[rs->nruns] = kind == PAGE_RUN_NORMAL ? snap : NULL;
+	rs->runs[rs->nruns++] = (struct page_run){ .first = page, .count = 1, .kind = kind };
+	return 0;
+}
+
 static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 		   uint32_t kind, char *err, size_t errlen)
 {
+	if (rs->xbz && kind == PAGE_RUN_NORMAL) {
+		for (uint64_t i = 0; i < count; i++) {
+			int ret = add_page_xbz(rs, first + i, err, errlen);
+
+			if (ret)
+				return ret;
+		}
+		return 0;
+	}
+	if (rs->xbz)
+		for (uint64_t i = 0; i < count; i++)
+			xbz_cache_forget(rs->xbz, first + i);
 
 	while (count) {
 		struct page_run *last = rs->nruns ? &rs->runs[rs->nruns - 1] : NULL;
@@ -140,6 +230,7 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 					return ret;
 				continue;
 			}
+			rs->run_src[rs->nruns] = NULL;
 			rs->runs[rs->nruns++] = (struct page_run){
 				.first = first, .count = (uint32_t)n, .kind = kind };
 		}

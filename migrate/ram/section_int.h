@@ -6,6 +6,7 @@
 
 #include "migrate/ram/chan.h"
 #include "migrate/ram/ram.h"
+#include "migrate/ram/xbzrle.h"
 #include "migrate/section.h"
 #include "migrate/stats/stats.h"
 #include "migrate/stats/trace.h"
@@ -17,6 +18,7 @@ struct ram_sec {
 	/* source */
 	struct ram_dirty d;
 	struct ram_sender rs;
+	struct xbz_cache *xbz;      /* xbzrle-cache, or NULL */
 	struct trace trace;
 	bool tracing;
 	struct chan_src *cs;        /* data channels, when the target granted them */
@@ -27,6 +29,7 @@ struct ram_sec {
 	double sync_ms, digest_ms;
 	/* target */
 	struct ram_prefault *pf;    /* first-touch helpers while RAM arrives */
+	uint64_t *have;             /* pages received with contents: delta bases */
 	struct chan_tgt *ct;
 	struct chan_totals ct_seen;
 	uint32_t round;

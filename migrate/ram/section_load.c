@@ -5,11 +5,13 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
 #include "migrate/mig.h"
+#include "migrate/ram/bitmap.h"
 
 /* Two helpers, the best count on the 2-core machines (the figures for 1-4:
  * docs/migration.md, "Throughput"); on one CPU they would only take turns
@@ -25,6 +27,13 @@ int ram_load_setup(void *sec, struct mig_tgt_env *env)
 {
 	struct ram_sec *x = sec;
 
+	/* Calloc'd: for a big guest the kernel gives zero pages lazily, so
+	 * only the parts of it that pages land in cost memory. */
+	x->have = calloc(bm_words(env->vm->ram_size / VM_PAGE_SIZE), 8);
+	if (!x->have) {
+		snprintf(env->err, env->errlen, "calloc(received-page bitmap): out of memory");
+		return -ENOMEM;
+	}
 	/* The helpers only make it faster: without them, receive anyway. On
 	 * RAM populated ahead (--prealloc) they would only walk page tables. */
 	if (env->m->st.prealloc_bytes < env->vm->ram_size &&
@@ -130,7 +139,7 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	le_put64(b + 4, token);
 	ret = stream_send(env->s, ST_CHANNELS, b, CHANNELS_LEN, env->err, env->errlen);
 	if (!ret && want)
-		ret = chan_tgt_accept(&x->ct, env->lst, want, token, env->vm, x->pf,
+		ret = chan_tgt_accept(&x->ct, env->lst, want, token, env->vm, x->pf, x->have,
 				      MIG_IO_TIMEOUT_MS, env->nice, env->err, env->errlen);
 	if (!ret)
 		env->m->st.channels = want;
@@ -153,7 +162,7 @@ int ram_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *
 			snprintf(env->err, env->errlen, "protocol error: pages outside a round");
 			return -EPROTO;
 		}
-		ret = ram_recv_pages(env->s, env->vm, x->pf, h->len, &st->pages_normal,
+		ret = ram_recv_pages(env->s, env->vm, x->pf, x->have, h->len, &st->pages_normal,
 				     &st->pages_zero, env->err, env->errlen);
 		x->rec.pages_sent = st->pages_normal + st->pages_zero - x->pages_at_round;
 		return ret;
@@ -210,4 +219,6 @@ void ram_load_cleanup(void *sec, struct mig_tgt_env *env)
 	}
 	ram_prefault_stop(x->pf); /* before the VM (and its RAM) can go away */
 	x->pf = NULL;
+	free(x->have);
+	x->have = NULL;
 }

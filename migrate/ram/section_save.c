@@ -43,7 +43,7 @@ static int open_channels(struct ram_sec *x, struct mig_src_env *env)
 		.vm = env->vm, .d = &x->d, .cancel = &m->cancel,
 		.cancel_fd = m->cancel_efd, .rate = x->rs.rate,
 		.sent_bm = x->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
-		.nice = (int)env->t->nice, .live_bytes = &m->live_bytes,
+		.nice = (int)env->t->nice, .live_bytes = &m->live_bytes, .xbz = x->xbz,
 	};
 	int ret = chan_src_open(&x->cs, env->addr, x->nchan, x->chan_token, &cfg, env->err,
 				env->errlen);
@@ -71,6 +71,17 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 
 		(void)ram_digest(vm->ram, npages);
 		x->digest_ms = clock_ms_since(t);
+	}
+	/* A snapshot is one pass: nothing is ever sent twice. */
+	if (!env->file && env->t->xbzrle_cache) {
+		ret = xbz_cache_create(&x->xbz, env->t->xbzrle_cache, env->err, env->errlen);
+		if (!ret)
+			ret = ram_send_set_xbz(&x->rs, x->xbz, env->err, env->errlen);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&env->m->lock);
+		env->m->st.xbzrle_cache_bytes = x->xbz->nslots * VM_PAGE_SIZE;
+		pthread_mutex_unlock(&env->m->lock);
 	}
 	if (!env->file && env->t->channels)
 		ret = ask_channels(x, env);
@@ -106,6 +117,10 @@ static void fold_channels(struct ram_sec *x, struct mig_src_env *env)
 	x->rs.pages_normal += t.normal - x->cs_seen.normal;
 	x->rs.pages_zero += t.zero - x->cs_seen.zero;
 	x->rs.pages_skipped += t.skipped - x->cs_seen.skipped;
+	x->rs.xbz_pages += t.xbz_pages - x->cs_seen.xbz_pages;
+	x->rs.xbz_saved += t.xbz_saved - x->cs_seen.xbz_saved;
+	x->rs.xbz_misses += t.xbz_misses - x->cs_seen.xbz_misses;
+	x->rs.xbz_ns += t.xbz_ns - x->cs_seen.xbz_ns;
 	env->extra_bytes_out = t.bytes;
 	x->cs_seen = t;
 }
@@ -118,6 +133,10 @@ static void publish(struct ram_sec *x, struct mig_src_env *env)
 	m->st.pages_normal = x->rs.pages_normal;
 	m->st.pages_zero = x->rs.pages_zero;
 	m->st.pages_skipped = x->rs.pages_skipped;
+	m->st.xbzrle_pages = x->rs.xbz_pages;
+	m->st.xbzrle_bytes_saved = x->rs.xbz_saved;
+	m->st.xbzrle_cache_misses = x->rs.xbz_misses;
+	m->st.xbzrle_encode_ms = (double)x->rs.xbz_ns / 1e6;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -228,4 +247,7 @@ void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok)
 	ram_dirty_stop(env->vm, &x->d);
 	chan_src_close(x->cs);
 	x->cs = NULL;
+	ram_send_fini(&x->rs);
+	xbz_cache_destroy(x->xbz); /* after every sender that used it */
+	x->xbz = NULL;
 }

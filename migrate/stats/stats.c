@@ -80,23 +80,31 @@ static void write_doc(FILE *f, const struct stats *st)
 	fprintf(f, "  \"bytes_total\": %llu,\n  \"pages_normal\": %llu,\n"
 		"  \"pages_zero\": %llu,\n  \"pages_skipped\": %llu,\n  \"rounds\": %u,\n"
 		"  \"converged\": %s,\n  \"throughput_Bps\": %.0f,\n"
-		"  \"prealloc_bytes\": %llu,\n  \"prealloc_ms\": %.3f,\n  \"channels\": %u,\n"
-		"  \"round_records\": [",
+		"  \"prealloc_bytes\": %llu,\n  \"prealloc_ms\": %.3f,\n  \"channels\": %u,\n",
 		(unsigned long long)st->bytes_total, (unsigned long long)st->pages_normal,
 		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped,
 		st->rounds, st->converged ? "true" : "false", st->throughput_Bps,
 		(unsigned long long)st->prealloc_bytes, st->prealloc_ms, st->channels);
+	fprintf(f, "  \"guest_stall_max_ms\": %.3f,\n  \"guest_stall_total_ms\": %.3f,\n"
+		"  \"throttle_max_pct\": %u,\n",
+		st->guest_stall_max_ms, st->guest_stall_total_ms, st->throttle_max_pct);
+	fprintf(f, "  \"xbzrle_cache_bytes\": %llu,\n  \"xbzrle_pages\": %llu,\n"
+		"  \"xbzrle_bytes_saved\": %llu,\n  \"xbzrle_cache_misses\": %llu,\n"
+		"  \"xbzrle_encode_ms\": %.3f,\n  \"round_records\": [",
+		(unsigned long long)st->xbzrle_cache_bytes, (unsigned long long)st->xbzrle_pages,
+		(unsigned long long)st->xbzrle_bytes_saved,
+		(unsigned long long)st->xbzrle_cache_misses, st->xbzrle_encode_ms);
 	for (size_t i = 0; i < st->nrec; i++) {
 		const struct stats_round *r = &st->rec[i];
 
 		fprintf(f, "%s\n    {\"round\": %u, \"start_ms\": %.3f, \"duration_ms\": %.3f, "
 			"\"dirty_pages\": %llu, \"pages_sent\": %llu, \"bytes\": %llu, "
 			"\"bw_estimate_Bps\": %.0f, \"dirty_rate_pps\": %.0f, "
-			"\"expected_downtime_ms\": %.3f}",
+			"\"expected_downtime_ms\": %.3f, \"throttle_pct\": %u}",
 			i ? "," : "", r->round, r->start_ms, r->duration_ms,
 			(unsigned long long)r->dirty_pages, (unsigned long long)r->pages_sent,
 			(unsigned long long)r->bytes, r->bw_estimate_Bps, r->dirty_rate_pps,
-			r->expected_downtime_ms);
+			r->expected_downtime_ms, r->throttle_pct);
 	}
 	fprintf(f, "%s]\n}\n", st->nrec ? "\n  " : "");
 }

@@ -21,6 +21,7 @@ struct stats_round {
 	double bw_estimate_Bps;   /* estimate after this round */
 	double dirty_rate_pps;    /* dirty_pages / time since the previous sync */
 	double expected_downtime_ms; /* computed at this round's sync */
+	uint32_t throttle_pct;    /* share of the time the vCPUs were held in its pass */
 };
 
 enum stats_role { STATS_SOURCE, STATS_TARGET };
@@ -45,6 +46,12 @@ struct stats {
 	uint64_t prealloc_bytes;
 	double prealloc_ms;
 	uint32_t channels;        /* data channels used (0: the one stream) */
+	/* What the migration cost the guest (docs/stats-json.md) */
+	double guest_stall_max_ms, guest_stall_total_ms;
+	uint32_t throttle_max_pct;
+	/* Delta encoding (xbzrle-cache) */
+	uint64_t xbzrle_cache_bytes, xbzrle_pages, xbzrle_bytes_saved, xbzrle_cache_misses;
+	double xbzrle_encode_ms;
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

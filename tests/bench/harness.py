@@ -590,7 +590,10 @@ def _figures_from_minivmm(s, t):
     if not s:
         return {}
     keys = ["setup_ms", "total_ms", "downtime_ms", "bytes_total", "pages_normal", "pages_zero",
-            "pages_skipped", "rounds", "converged", "throughput_Bps", "ram_bytes"]
+            "pages_skipped", "rounds", "converged", "throughput_Bps", "ram_bytes",
+            # issue 11: what the migration cost the guest, delta encoding
+            "guest_stall_max_ms", "guest_stall_total_ms", "throttle_max_pct",
+            "xbzrle_pages", "xbzrle_bytes_saved", "xbzrle_cache_misses", "xbzrle_encode_ms"]
     out = {k: s.get(k) for k in keys}
     if t:
         out["restore_ms"] = t.get("restore_ms")

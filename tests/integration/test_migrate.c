@@ -172,16 +172,21 @@ static void end_pair(struct proc *s, struct proc *t, const char *sstats, const c
 
 /* Migrates a dirty guest once to uri (NULL: a loopback TCP port) and
  * checks everything the issue asks. */
-static void migrate_dirty_to(const char *uri, int wss, int cpus, int channels, int nice)
+static void migrate_dirty_ex(const char *uri, int wss, int cpus, int channels, int nice,
+			     const char **extra, const char *sstats_keep)
 {
 	char append[64], cpus_s[8], addr[128], sstats[128], tstats[128], chan_s[8], nice_s[8];
-	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", append, "--cpus", cpus_s,
-			       "--migrate", addr, "--migrate-after", "1.55", "--verify-ram",
-			       "--stats-json", sstats, "--migrate-channels", chan_s,
-			       "--migrate-nice", nice_s, NULL };
+	const char *argv[32] = { NULL, "--kernel", DIRTY, "--append", append, "--cpus", cpus_s,
+				 "--migrate", addr, "--migrate-after", "1.55", "--verify-ram",
+				 "--stats-json", sstats, "--migrate-channels", chan_s,
+				 "--migrate-nice", nice_s, NULL };
 	struct proc s, t;
-	int prt = port();
+	int prt = port(), na = 18;
 	long last, first;
+
+	while (extra && *extra && na < 31)
+		argv[na++] = *extra++;
+	argv[na] = NULL;
 
 	snprintf(append, sizeof(append), "wss=%d", wss);
 	snprintf(cpus_s, sizeof(cpus_s), "%d", cpus);
@@ -231,13 +236,66 @@ static void migrate_dirty_to(const char *uri, int wss, int cpus, int channels, i
 		fail_msg("source sent %.0f bytes / %.0f pages, target got %.0f / %.0f",
 			 json_num(sstats, "bytes_total"), json_num(sstats, "pages_normal"),
 			 json_num(tstats, "bytes_total"), json_num(tstats, "pages_normal"));
+	if (sstats_keep) {
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "cp %s %s", sstats, sstats_keep);
+		assert_int_equal(system(cmd), 0);
+	}
 	end_pair(&s, &t, sstats, tstats);
+}
+
+static void migrate_dirty_to(const char *uri, int wss, int cpus, int channels, int nice)
+{
+	migrate_dirty_ex(uri, wss, cpus, channels, nice, NULL, NULL);
 }
 
 static void migrate_dirty(int wss, int cpus, int channels, int nice)
 {
 	migrate_dirty_to(NULL, wss, cpus, channels, nice);
 }
+
+/* Throttling forced on: 20 MB/s cannot keep up with a 16 MiB working set
+ * rewritten every round, so the rounds do not shrink and the throttle
+ * climbs (in big steps, to keep the test short) until they do. The
+ * guest's own verify and the RAM digest pass; no hold is long. */
+static void migrate_throttled(int cpus, int channels)
+{
+	char keep[128];
+	const char *extra[] = { "--max-bandwidth", "20M", "--throttle-initial", "60",
+				"--throttle-increment", "30", NULL };
+
+	tmpfile_path(keep, sizeof(keep), "thr.json");
+	migrate_dirty_ex(NULL, 16, cpus, channels, 0, extra, keep);
+	assert_true(json_num(keep, "throttle_max_pct") >= 60);
+	if (json_num(keep, "guest_stall_max_ms") <= 0 ||
+	    json_num(keep, "guest_stall_max_ms") > 200)
+		fail_msg("guest_stall_max_ms %.1f", json_num(keep, "guest_stall_max_ms"));
+	assert_true(json_num(keep, "guest_stall_total_ms") >= json_num(keep, "guest_stall_max_ms"));
+	unlink(keep);
+}
+
+/* Delta encoding on: pages re-sent go as XOR runs against the cache
+ * (the dirty guest rewrites two words a page, the best case), over the
+ * data channels or the one stream; verify and digest pass. */
+static void migrate_xbzrle(int cpus, int channels)
+{
+	char keep[128];
+	const char *extra[] = { "--max-bandwidth", "50M", "--xbzrle-cache", "64M", NULL };
+
+	tmpfile_path(keep, sizeof(keep), "xbz.json");
+	migrate_dirty_ex(NULL, 16, cpus, channels, 0, extra, keep);
+	assert_true(json_num(keep, "xbzrle_cache_bytes") == 64.0 * 1024 * 1024);
+	if (json_num(keep, "xbzrle_pages") <= 0 || json_num(keep, "xbzrle_bytes_saved") <= 0)
+		fail_msg("no page went delta-encoded");
+	unlink(keep);
+}
+
+static void test_xbzrle_1cpu(void **state) { (void)state; migrate_xbzrle(1, 0); }
+static void test_xbzrle_2cpu(void **state) { (void)state; migrate_xbzrle(2, 2); }
+
+static void test_throttle_1cpu(void **state) { (void)state; migrate_throttled(1, 0); }
+static void test_throttle_2cpu(void **state) { (void)state; migrate_throttled(2, 2); }
 
 /* unix:PATH, with data channels (the default 2) and without: the socket
  * file is 0600 while the target waits and gone once it has the guest. */
@@ -665,6 +723,89 @@ static void test_target_killed_mid_switchover(void **state)
 	unlink(st);
 }
 
+/* Mean of the heartbeats' rate= (pages dirtied per second) in [from, to). */
+static double mean_rate(struct proc *p, size_t from, size_t to)
+{
+	double sum = 0;
+	long seq, tms, rate;
+	int n = 0;
+
+	for (size_t i = from; i < to && i < p->nlines; i++)
+		if (sscanf(p->lines[i].text, "seq=%ld t_ms=%ld rate=%ld", &seq, &tms, &rate) == 3) {
+			sum += (double)rate;
+			n++;
+		}
+	return n ? sum / n : -1;
+}
+
+static void pump_for(struct proc *p, int ms)
+{
+	double end = h_now_ms() + ms;
+
+	while (h_now_ms() < end)
+		proc_pump(p, 50);
+}
+
+/* A migration that cannot converge (20 MB/s), throttled to 80 %, then
+ * cancelled or its target killed: the guest gets its full dirtying rate
+ * back (the throttle ends on every way out). */
+static void throttled_then(bool kill_target)
+{
+	char addr[32], name[32], mon[128], st[128], reply[4096] = "";
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=16", "--name", name,
+			       "--migrate", addr, "--migrate-after", "1.5", "--monitor", mon,
+			       "--max-bandwidth", "20M", "--throttle-initial", "50",
+			       "--throttle-increment", "30", "--throttle-max", "80", NULL };
+	struct proc s, t;
+	double base, held, after;
+	size_t mark;
+	int prt = port(), i;
+
+	snprintf(name, sizeof(name), "thr%d-%d", kill_target, (int)getpid());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(mon, sizeof(mon), "thr.sock");
+	tmpfile_path(st, sizeof(st), "thrt.json");
+	spawn_target(&t, prt, st);
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	pump_for(&s, 1400);
+	base = mean_rate(&s, 2, s.nlines);
+	for (i = 0; i < 600; i++) {
+		proc_pump(&s, 50);
+		if (h_monitor(mon, "info migrate", reply, sizeof(reply)) == 0 &&
+		    strstr(reply, "throttle_pct: 80"))
+			break;
+	}
+	if (!strstr(reply, "throttle_pct: 80"))
+		fail_msg("throttle never reached 80 %%: %s", reply);
+	mark = s.nlines;
+	pump_for(&s, 1000);
+	held = mean_rate(&s, mark + 1, s.nlines);
+	if (kill_target) {
+		proc_kill(&t, SIGKILL);
+		proc_wait_exit(&t, 10000);
+	} else {
+		assert_int_equal(h_monitor(mon, "migrate_cancel", reply, sizeof(reply)), 0);
+	}
+	assert_true(wait_stderr(&s, "the guest keeps running here", 15000));
+	pump_for(&s, 300);
+	mark = s.nlines;
+	pump_for(&s, 1200);
+	after = mean_rate(&s, mark, s.nlines);
+	if (!(base > 0 && held >= 0 && held < base * 0.6 && after > base * 0.7))
+		fail_msg("dirty rate before %.0f, throttled %.0f, after %.0f pages/s", base, held,
+			 after);
+	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+	assert_non_null(strstr(reply, kill_target ? "status: failed" : "status: cancelled"));
+	finish_source(&s);
+	if (!kill_target)
+		proc_wait_exit(&t, 10000);
+	proc_free(&t);
+	unlink(st);
+}
+
+static void test_cancel_while_throttled(void **state) { (void)state; throttled_then(false); }
+static void test_target_killed_while_throttled(void **state) { (void)state; throttled_then(true); }
+
 /* ---- hostile streams sent straight to a target ------------------------ */
 
 static int connect_to(int prt)
@@ -911,6 +1052,12 @@ int main(void)
 		cmocka_unit_test(test_wss64_1cpu),
 		cmocka_unit_test(test_wss64_2cpu),
 		cmocka_unit_test(test_unix_channels),
+		cmocka_unit_test(test_throttle_1cpu),
+		cmocka_unit_test(test_xbzrle_1cpu),
+		cmocka_unit_test(test_xbzrle_2cpu),
+		cmocka_unit_test(test_throttle_2cpu),
+		cmocka_unit_test(test_cancel_while_throttled),
+		cmocka_unit_test(test_target_killed_while_throttled),
 		cmocka_unit_test(test_unix_one_stream),
 		cmocka_unit_test(test_double_migration),
 		cmocka_unit_test(test_cold_migration_file),
@@ -926,5 +1073,9 @@ int main(void)
 		cmocka_unit_test(test_target_killed_mid_switchover),
 	};
 
+	/* TEST_FILTER=glob runs only the matching tests (one at a time when
+	 * re-running a timing-sensitive one). */
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
 	return cmocka_run_group_tests(tests, kvm_setup, NULL);
 }

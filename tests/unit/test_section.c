@@ -171,12 +171,139 @@ static void test_ram_hostile(void **state)
 	assert_int_equal(f->m.st.nrec, 2);
 }
 
+/* ---- delta runs (xbzrle-cache) on the target's PAGES path ------------- */
+
+/* One PAGES frame: a run of `kind` for page `page`, then body. */
+static int feed_one(struct fx *f, uint64_t page, uint32_t kind, const uint8_t *body,
+		    uint32_t blen)
+{
+	uint8_t b[PAGES_HDR_LEN + PAGE_RUN_LEN + 2 * 4096];
+	struct page_run run = { .first = page, .count = 1, .kind = kind };
+
+	memset(b, 0, PAGES_HDR_LEN);
+	le_put32(b, 1);
+	stream_run_encode(b + PAGES_HDR_LEN, &run);
+	if (blen)
+		memcpy(b + PAGES_HDR_LEN + PAGE_RUN_LEN, body, blen);
+	return feed(f, ST_PAGES, b, PAGES_HDR_LEN + PAGE_RUN_LEN + blen);
+}
+
+/* A fresh target in round 0 that holds page 2 (all 0x11). */
+static struct fx *delta_target(void **state)
+{
+	struct fx *f;
+	struct mig_section *ram;
+	uint8_t r[ROUND_LEN], pg[4096];
+
+	teardown(state);
+	setup(state);
+	f = *state;
+	ram = mig_sections_for_frame(&f->ss, ST_PAGES);
+	assert_int_equal(ram->ops->load_setup(ram->state, &f->env), 0);
+	put_round(r, 0, 0);
+	assert_int_equal(feed(f, ST_ROUND, r, ROUND_LEN), 0);
+	memset(pg, 0x11, sizeof(pg));
+	assert_int_equal(feed_one(f, 2, PAGE_RUN_NORMAL, pg, sizeof(pg)), 0);
+	return f;
+}
+
+/* A delta entry: u16 length, then enc. */
+static int feed_delta(struct fx *f, uint64_t page, const uint8_t *enc, uint32_t n,
+		      uint32_t declared)
+{
+	uint8_t e[4096 + 2];
+
+	le_put16(e, (uint16_t)declared);
+	if (n)
+		memcpy(e + 2, enc, n);
+	return feed_one(f, page, PAGE_RUN_DELTA, e, n + 2);
+}
+
+static void test_ram_delta(void **state)
+{
+	struct fx *f = delta_target(state);
+	uint8_t big[4096];
+	uint8_t *p2 = f->vm.ram + 2 * VM_PAGE_SIZE;
+
+	/* A good one lands on what page 2 held: bytes 8, 9 and 4095 changed
+	 * (the second unchanged run is 4085 bytes: 0xf5 0x1f). */
+	{
+		const uint8_t g2[] = { 8, 2, 0x11 ^ 0xaa, 0x11 ^ 0xbb, 0xf5, 0x1f, 1, 0x11 ^ 0xcc };
+
+		assert_int_equal(feed_delta(f, 2, g2, sizeof(g2), sizeof(g2)), 0);
+		assert_int_equal(p2[7], 0x11);
+		assert_int_equal(p2[8], 0xaa);
+		assert_int_equal(p2[9], 0xbb);
+		assert_int_equal(p2[10], 0x11);
+		assert_int_equal(p2[4095], 0xcc);
+		assert_int_equal(f->m.st.pages_normal, 2);
+	}
+	/* An empty entry: unchanged. */
+	assert_int_equal(feed_delta(f, 2, NULL, 0, 0), 0);
+	assert_int_equal(p2[8], 0xaa);
+
+	/* A delta for a page never sent. */
+	assert_int_equal(feed_delta(f, 3, (const uint8_t[]){ 0, 1, 5 }, 3, 3), -EPROTO);
+	assert_non_null(strstr(f->err, "never sent"));
+
+	/* Runs past the page. */
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0xff, 0x1f, 2, 1, 1 }, 5, 5),
+			 -EPROTO);
+	assert_non_null(strstr(f->err, "past the page"));
+	assert_int_equal(f->vm.ram[2 * VM_PAGE_SIZE + 4095], 0x11); /* untouched */
+
+	/* A zero-length changed run; a zero-length unchanged run after the first. */
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 4, 0 }, 2, 2), -EPROTO);
+	assert_non_null(strstr(f->err, "zero-length"));
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 4, 1, 9, 0, 1, 9 }, 6, 6), -EPROTO);
+	assert_non_null(strstr(f->err, "zero-length"));
+
+	/* Overlong lengths: a needless second byte, three bytes, above a page. */
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0x84, 0x00, 1, 9 }, 4, 4), -EPROTO);
+	assert_non_null(strstr(f->err, "overlong"));
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0x84, 0x80, 0x01, 1, 9 }, 5, 5),
+			 -EPROTO);
+	assert_non_null(strstr(f->err, "longer than 2 bytes"));
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0x81, 0x20, 1, 9 }, 4, 4), -EPROTO);
+	assert_non_null(strstr(f->err, "> page"));
+
+	/* Changed bytes cut off by the entry's end. */
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0, 5, 1, 2 }, 4, 4), -EPROTO);
+	assert_non_null(strstr(f->err, "left"));
+
+	/* An entry longer than allowed, or than the frame; bytes left over. */
+	f = delta_target(state);
+	memset(big, 0, sizeof(big));
+	assert_int_equal(feed_delta(f, 2, big, 4095, 4095), -EPROTO);
+	assert_non_null(strstr(f->err, "its runs need"));
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0, 1, 9 }, 3, 9), -EPROTO);
+	assert_non_null(strstr(f->err, "left"));
+	f = delta_target(state);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0, 1, 9, 7 }, 4, 3), -EPROTO);
+	assert_non_null(strstr(f->err, "after the last delta entry"));
+
+	/* A zero run makes the page "never sent" again. */
+	f = delta_target(state);
+	assert_int_equal(feed_one(f, 2, PAGE_RUN_ZERO, NULL, 0), 0);
+	assert_int_equal(feed_delta(f, 2, (const uint8_t[]){ 0, 1, 9 }, 3, 3), -EPROTO);
+	assert_non_null(strstr(f->err, "never sent"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_list_and_dispatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ram_delta, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("section", tests, NULL, NULL);
 }

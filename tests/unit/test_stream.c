@@ -157,46 +157,46 @@ static void test_pages_decode(void **state)
 	size_t len = pages_frame(b, r, 3, 4);
 
 	(void)state;
-	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), 3);
 	assert_int_equal(data, 4);
 	assert_int_equal(out[1].first, 10);
 	assert_int_equal(out[1].count, 100);
 	assert_int_equal(out[1].kind, PAGE_RUN_ZERO);
 	/* length must match the runs exactly */
-	assert_int_equal(stream_pages_decode(b, len - 1, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, len - 1, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), -EPROTO);
-	assert_int_equal(stream_pages_decode(b, len + 4096, 1024, out, PAGES_MAX_RUNS, &data,
+	assert_int_equal(stream_pages_decode(b, len + 4096, 1024, out, PAGES_MAX_RUNS, &data, NULL,
 					     err, sizeof(err)), -EPROTO);
 	/* a run past the end of RAM, an overflowing run, an empty run */
 	struct page_run past[1] = { { 1023, 2, PAGE_RUN_NORMAL } };
 	len = pages_frame(b, past, 1, 2);
-	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), -ERANGE);
 	struct page_run wrap[1] = { { UINT64_MAX - 1, 4, PAGE_RUN_ZERO } };
 	len = pages_frame(b, wrap, 1, 0);
-	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), -ERANGE);
 	struct page_run empty[1] = { { 5, 0, PAGE_RUN_ZERO } };
 	len = pages_frame(b, empty, 1, 0);
-	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), -ERANGE);
 	struct page_run kind[1] = { { 5, 1, 7 } };
 	len = pages_frame(b, kind, 1, 0);
-	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, len, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), -EPROTO);
 	/* too many runs, zero runs, too much data */
 	le_put32(b, PAGES_MAX_RUNS + 1);
-	assert_int_equal(stream_pages_decode(b, sizeof(b), 1024, out, PAGES_MAX_RUNS, &data,
+	assert_int_equal(stream_pages_decode(b, sizeof(b), 1024, out, PAGES_MAX_RUNS, &data, NULL,
 					     err, sizeof(err)), -EPROTO);
 	le_put32(b, 0);
-	assert_int_equal(stream_pages_decode(b, sizeof(b), 1024, out, PAGES_MAX_RUNS, &data,
+	assert_int_equal(stream_pages_decode(b, sizeof(b), 1024, out, PAGES_MAX_RUNS, &data, NULL,
 					     err, sizeof(err)), -EPROTO);
 	struct page_run big[1] = { { 0, PAGES_MAX_DATA_PAGES + 1, PAGE_RUN_NORMAL } };
 	len = pages_frame(b, big, 1, PAGES_MAX_DATA_PAGES + 1);
-	assert_int_equal(stream_pages_decode(b, len, 1ULL << 20, out, PAGES_MAX_RUNS, &data,
+	assert_int_equal(stream_pages_decode(b, len, 1ULL << 20, out, PAGES_MAX_RUNS, &data, NULL,
 					     err, sizeof(err)), -EPROTO);
-	assert_int_equal(stream_pages_decode(b, 4, 1024, out, PAGES_MAX_RUNS, &data, err,
+	assert_int_equal(stream_pages_decode(b, 4, 1024, out, PAGES_MAX_RUNS, &data, NULL, err,
 					     sizeof(err)), -EPROTO);
 }
 

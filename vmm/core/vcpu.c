@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/core/clock.h"
 #include "vmm/core/kvm.h"
 #include "vmm/core/vm.h"
 
@@ -307,6 +308,58 @@ static void complete_pending_io(struct vcpu *v)
 	drain_kick();
 }
 
+/* Holds live here rather than in vm.c because the vCPU thread is what
+ * takes them. A throttle hold: out of KVM_RUN until the holder's deadline, checked
+ * every millisecond so a pause, a stop or the end of the throttle is
+ * seen at once (the kick signal is blocked here: it cannot wake us). The
+ * thread times the hold itself: that is what the guest lost. */
+#define HOLD_POLL_NS 1000000ULL
+
+static void hold(struct vm *vm, uint64_t until)
+{
+	uint64_t t0 = clock_now_ns(), t = t0, d, max;
+
+	while (until > t && !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&vm->pause_count, __ATOMIC_ACQUIRE) == 0) {
+		struct timespec ts;
+
+		d = until - t < HOLD_POLL_NS ? until - t : HOLD_POLL_NS;
+		ts = (struct timespec){ .tv_sec = 0, .tv_nsec = (long)d };
+		nanosleep(&ts, NULL);
+		t = clock_now_ns();
+		until = __atomic_load_n(&vm->hold_until_ns, __ATOMIC_ACQUIRE);
+	}
+	if (t == t0)
+		return;
+	d = t - t0;
+	__atomic_fetch_add(&vm->hold_total_ns, d, __ATOMIC_RELAXED);
+	max = __atomic_load_n(&vm->hold_max_ns, __ATOMIC_RELAXED);
+	while (d > max && !__atomic_compare_exchange_n(&vm->hold_max_ns, &max, d, true,
+						       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+void vm_hold_until(struct vm *vm, uint64_t until_ns)
+{
+	__atomic_store_n(&vm->hold_until_ns, until_ns, __ATOMIC_RELEASE);
+	if (!until_ns)
+		return;
+	/* Under the lock and only while not stopping: vm_stop_vcpus sets
+	 * stopping under it before joining, so no kick reaches a thread
+	 * that is gone. */
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->stopping)
+		for (int i = 0; i < vm->ncpus; i++)
+			vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_hold_reset_stats(struct vm *vm)
+{
+	__atomic_store_n(&vm->hold_max_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&vm->hold_total_ns, 0, __ATOMIC_RELAXED);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -329,6 +382,14 @@ static void *vcpu_thread(void *arg)
 			vm->parked--;
 			pthread_mutex_unlock(&vm->lock);
 			continue;
+		}
+		{
+			uint64_t until = __atomic_load_n(&vm->hold_until_ns, __ATOMIC_ACQUIRE);
+
+			if (until && until > clock_now_ns()) {
+				hold(vm, until);
+				continue;
+			}
 		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

@@ -112,6 +112,14 @@ struct vm {
 	bool error_reported; /* stop_msg already went to stderr */
 	int notify_fd; /* eventfd: wakes the main loop on a stop */
 
+	/* Holds (migration throttling): while clock_now_ns() < hold_until_ns
+	 * a vCPU thread stays out of KVM_RUN; the holder kicks the vCPUs
+	 * after setting it. Each thread times its own hold and adds it here
+	 * (all atomics, no lock: the vCPU fast path reads hold_until_ns). */
+	uint64_t hold_until_ns;
+	uint64_t hold_max_ns;   /* longest single hold of any vCPU */
+	uint64_t hold_total_ns; /* sum over vCPUs */
+
 	/* Pages the VMM itself wrote into guest RAM (bit per RAM page), which
 	 * KVM's dirty log cannot see. Migration ORs it into each round. */
 	uint64_t *vmm_dirty;
@@ -158,6 +166,11 @@ uint8_t *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 /* Writes guest memory and records the pages in vmm_dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len);
+
+/* Hold every vCPU out of KVM_RUN until until_ns (0: release them now). */
+void vm_hold_until(struct vm *vm, uint64_t until_ns);
+/* Zeroes the hold figures (a migration starts). */
+void vm_hold_reset_stats(struct vm *vm);
 
 /* Writes out a pending partial console line: always when force, else
  * only once it is stale and the VM is running (a paused guest's partial

@@ -1,0 +1,44 @@
+#include "migrate/policy/throttle_plan.h"
+
+void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t increment,
+			uint32_t max)
+{
+	*p = (struct throttle_plan){ .initial = initial, .increment = increment, .max = max };
+	if (p->max > 99)
+		p->max = 99;
+	if (p->initial > p->max)
+		p->initial = p->max;
+}
+
+uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
+			    uint64_t sent_bytes)
+{
+	uint64_t next;
+
+	if (dirty_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
+		return p->pct;
+	if (++p->strikes < THROTTLE_STRIKES)
+		return p->pct;
+	p->strikes = 0;
+	next = p->pct ? (uint64_t)p->pct + p->increment : p->initial;
+	p->pct = next > p->max ? p->max : (uint32_t)next;
+	return p->pct;
+}
+
+void throttle_schedule(uint32_t pct, uint32_t limit_ms, uint64_t *run_ns,
+		       uint64_t *hold_ns)
+{
+	uint64_t h = (uint64_t)limit_ms * 1000000ULL, r;
+
+	if (pct > 99)
+		pct = 99;
+	if (pct == 0 || limit_ms == 0) {
+		*run_ns = *hold_ns = 0;
+		return;
+	}
+	if (h > THROTTLE_HOLD_MAX_NS)
+		h = THROTTLE_HOLD_MAX_NS;
+	r = h * (100 - pct) / pct;
+	*run_ns = r < THROTTLE_RUN_MIN_NS ? THROTTLE_RUN_MIN_NS : r;
+	*hold_ns = h;
+}

@@ -1,0 +1,44 @@
+/* Throttling (on-nonconvergence throttle), the pure part: when to raise
+ * the throttle and how a share of the time becomes run/hold slices. The
+ * thread that applies it is migrate/throttle.c; the holds themselves are
+ * taken by the vCPU threads (vmm/core/vcpu.c). docs/migration.md,
+ * "Throttling". */
+#ifndef MINIVMM_MIGRATE_POLICY_THROTTLE_PLAN_H
+#define MINIVMM_MIGRATE_POLICY_THROTTLE_PLAN_H
+
+#include <stdint.h>
+
+/* A round "does not shrink" when it dirtied more than half of what the
+ * previous round sent (QEMU's auto-converge threshold); two such rounds
+ * (not necessarily in a row, as QEMU counts them) raise the throttle. */
+#define THROTTLE_DIRTY_PCT 50
+#define THROTTLE_STRIKES 2
+/* A hold is at most this long (and at most the downtime limit): the
+ * guest then sees many short stalls, never one long freeze. */
+#define THROTTLE_HOLD_MAX_NS 20000000ULL
+/* Run slices never shorter than this: below it the kicks themselves
+ * (a signal and a KVM_RUN exit each) would be a noticeable cost. */
+#define THROTTLE_RUN_MIN_NS 100000ULL
+
+struct throttle_plan {
+	uint32_t initial, increment, max; /* percent */
+	uint32_t pct;                     /* now: 0 = off */
+	uint32_t strikes;
+};
+
+void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t increment,
+			uint32_t max);
+/* After a round's dirty sync: dirty_bytes found, sent_bytes of the round
+ * before. Returns the throttle percent to apply from now on. */
+uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
+			    uint64_t sent_bytes);
+
+/* The slices for pct (1..99) with no hold above limit_ms: hold H =
+ * min(limit, THROTTLE_HOLD_MAX_NS), run R = H x (100 - pct) / pct, so
+ * H / (R + H) = pct / 100. The hold limit wins over the share: when R
+ * would be under THROTTLE_RUN_MIN_NS (a limit of a few ms at 99 %), R is
+ * that minimum and the share comes out a little lower. pct 0: no hold. */
+void throttle_schedule(uint32_t pct, uint32_t limit_ms, uint64_t *run_ns,
+		       uint64_t *hold_ns);
+
+#endif

@@ -1,0 +1,97 @@
+/* Throttling: when the plan raises the throttle, and the run/hold slices
+ * it becomes (no hold above the downtime limit, the share as asked). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "migrate/policy/throttle_plan.h"
+
+static void test_plan_steps(void **state)
+{
+	struct throttle_plan p;
+
+	(void)state;
+	throttle_plan_init(&p, 20, 10, 99);
+	/* Shrinking rounds (dirty <= 50 % of what was sent) never throttle. */
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(throttle_plan_step(&p, 50, 100), 0);
+	/* Two rounds that do not shrink: the initial step. */
+	assert_int_equal(throttle_plan_step(&p, 51, 100), 0);
+	assert_int_equal(throttle_plan_step(&p, 51, 100), 20);
+	/* Then +increment every second bad round, a good one in between
+	 * does not reset the count (QEMU's rule). */
+	assert_int_equal(throttle_plan_step(&p, 200, 100), 20);
+	assert_int_equal(throttle_plan_step(&p, 10, 100), 20);
+	assert_int_equal(throttle_plan_step(&p, 200, 100), 30);
+	for (int i = 0; i < 40; i++)
+		throttle_plan_step(&p, 200, 100);
+	assert_int_equal(p.pct, 99);
+	/* The ceiling is the parameter's. */
+	throttle_plan_init(&p, 40, 50, 70);
+	throttle_plan_step(&p, 1, 0);
+	assert_int_equal(throttle_plan_step(&p, 1, 0), 40);
+	throttle_plan_step(&p, 1, 0);
+	assert_int_equal(throttle_plan_step(&p, 1, 0), 70);
+	/* initial above max is clamped. */
+	throttle_plan_init(&p, 90, 10, 50);
+	throttle_plan_step(&p, 1, 0);
+	assert_int_equal(throttle_plan_step(&p, 1, 0), 50);
+}
+
+static void test_schedule_holds_within_limit(void **state)
+{
+	(void)state;
+	for (uint32_t limit = 1; limit <= 1000; limit += limit < 40 ? 1 : 97)
+		for (uint32_t pct = 1; pct <= 99; pct++) {
+			uint64_t r, h;
+			double share;
+
+			throttle_schedule(pct, limit, &r, &h);
+			/* No single hold above the downtime limit, nor the cap. */
+			assert_true(h <= (uint64_t)limit * 1000000ULL);
+			assert_true(h <= THROTTLE_HOLD_MAX_NS);
+			assert_true(h > 0);
+			assert_true(r >= THROTTLE_RUN_MIN_NS);
+			share = (double)h / (double)(r + h);
+			/* The share as asked, unless the minimum run slice had
+			 * to win (then a little lower, never higher). */
+			assert_true(share <= pct / 100.0 + 1e-6);
+			if (r > THROTTLE_RUN_MIN_NS)
+				assert_true(share >= pct / 100.0 - 1e-6);
+		}
+}
+
+static void test_schedule_examples(void **state)
+{
+	uint64_t r, h;
+
+	(void)state;
+	/* QEMU at 99 %: 990 ms holds. Ours at the default 30 ms limit: 20 ms
+	 * holds, ~0.2 ms runs. */
+	throttle_schedule(99, 30, &r, &h);
+	assert_int_equal(h, 20000000ULL);
+	assert_int_equal(r, 202020ULL);
+	throttle_schedule(20, 30, &r, &h);
+	assert_int_equal(h, 20000000ULL);
+	assert_int_equal(r, 80000000ULL);
+	/* A 5 ms limit: 5 ms holds. */
+	throttle_schedule(50, 5, &r, &h);
+	assert_int_equal(h, 5000000ULL);
+	assert_int_equal(r, 5000000ULL);
+	/* 0: off. */
+	throttle_schedule(0, 30, &r, &h);
+	assert_int_equal(h, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plan_steps),
+		cmocka_unit_test(test_schedule_holds_within_limit),
+		cmocka_unit_test(test_schedule_examples),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
