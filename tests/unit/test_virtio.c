@@ -58,7 +58,8 @@ struct rig {
 	struct virtio_net *n;
 	struct fake_ram ram;
 	int sv[2];
-	int irq_level, irq_calls, wakes;
+	int irq_level, irq_calls, wakes, announces;
+	uint8_t announced[6];
 };
 
 static ssize_t be_send(void *o, const void *f, size_t len)
@@ -79,6 +80,14 @@ static void be_wake(void *o, int q)
 {
 	(void)q;
 	((struct rig *)o)->wakes++;
+}
+
+static void be_announce(void *o, const uint8_t mac[6])
+{
+	struct rig *r = o;
+
+	memcpy(r->announced, mac, 6);
+	r->announces++;
 }
 
 static void rig_irq(void *o, int irq, int level)
@@ -102,7 +111,8 @@ static struct rig *rig_new(void)
 	assert_int_equal(device_list_init(&r->l, &r->pio, &r->mmio), 0);
 	assert_int_equal(pci_host_create(&r->l, &r->h, err, sizeof(err)), 0);
 	c.mem = (struct virtq_mem){ ram_read, ram_write, ram_check, &r->ram };
-	c.be = (struct virtio_net_backend){ be_send, be_recv, be_wake, r };
+	c.be = (struct virtio_net_backend){ .send = be_send, .recv = be_recv, .wake = be_wake,
+					    .announce = be_announce, .opaque = r };
 	c.irq = rig_irq;
 	c.irq_opaque = r;
 	assert_int_equal(virtio_net_create(&r->l, r->h, &c, &r->n, err, sizeof(err)), 0);
@@ -561,7 +571,7 @@ static void test_state_round_trip(void **state)
 {
 	struct rig *a = rig_new(), *b = rig_new();
 	const struct device_ops *ops = a->l.devs[a->l.n - 1].ops;
-	uint8_t s1[DEVICE_STATE_MAX], s2[DEVICE_STATE_MAX];
+	static uint8_t s1[DEVICE_STATE_MAX], s2[DEVICE_STATE_MAX];
 	char err[256];
 	int n;
 
@@ -593,7 +603,7 @@ static void test_state_hostile(void **state)
 {
 	struct rig *a = rig_new(), *b = rig_new();
 	const struct device_ops *ops = a->l.devs[a->l.n - 1].ops;
-	uint8_t s[DEVICE_STATE_MAX], h[DEVICE_STATE_MAX];
+	static uint8_t s[DEVICE_STATE_MAX], h[DEVICE_STATE_MAX];
 	size_t t = 1 + PCI_FUNC_STATE_SIZE; /* the transport's fields */
 	size_t q0 = t + 34;
 	char err[256];
@@ -615,8 +625,9 @@ static void test_state_hostile(void **state)
 	HOSTILE(h[q0 + 8] = 2);                      /* ready = 2 */
 	HOSTILE(h[q0 + 16 + 5] = 0x10);              /* desc far outside RAM */
 	HOSTILE(h[q0 + 32 + 2] = 0xff);              /* used ring past RAM */
-	HOSTILE(h[n - 8] = 0x01);                    /* multicast MAC */
-	HOSTILE(h[n - 2] = 0x80);                    /* net status bits */
+	HOSTILE(h[n - 10] = 0x01);                   /* multicast MAC */
+	HOSTILE(h[n - 4] = 0x80);                    /* net status bits */
+	HOSTILE(h[n - 2] = 1);                       /* a pending frame that is not there */
 	assert_int_not_equal(ops->check(s, (size_t)n - 1, err, sizeof(err)), 0);
 	assert_int_not_equal(ops->check(s, 10, err, sizeof(err)), 0);
 	assert_int_not_equal(ops->check(s, 0, err, sizeof(err)), 0);
@@ -627,6 +638,57 @@ static void test_state_hostile(void **state)
 		ops->load(b->n, h, (size_t)n, err, sizeof(err));
 		virtio_net_process(b->n);
 	}
+	rig_free(a);
+	rig_free(b);
+}
+
+/* Frames that reach the back-end while the guest is paused travel with
+ * the state and reach the guest on the target; the target announces. */
+static void test_state_pending_frames(void **state)
+{
+	struct rig *a = rig_new(), *b = rig_new();
+	const struct device_ops *ops = a->l.devs[a->l.n - 1].ops;
+	static uint8_t s1[DEVICE_STATE_MAX], h[DEVICE_STATE_MAX];
+	uint8_t frame[42];
+	char err[256];
+	uint32_t len;
+	int n;
+
+	(void)state;
+	bring_up(a);
+	for (int i = 0; i < 42; i++)
+		frame[i] = (uint8_t)(0xa0 + i);
+	ops->quiesce(a->n);
+	assert_int_equal(write(a->sv[1], frame, 42), 42); /* arrives during the pause */
+	n = save(a, s1);
+	assert_true(n > 0);
+	assert_int_equal(a->n->pend_frames, 1);
+	memcpy(b->ram.mem, a->ram.mem, RAM_SIZE);
+	assert_int_equal(ops->load(b->n, s1, (size_t)n, err, sizeof(err)), 0);
+	assert_int_equal(b->n->pend_frames, 1);
+	b->l.devs[b->l.n - 1].ops->post_migrate(b->n);
+	assert_int_equal(b->announces, 1);
+	assert_memory_equal(b->announced, b->n->mac, 6);
+	put_desc(b, 0, 0, 0x50000, 2048, VIRTQ_DESC_F_WRITE, 0);
+	make_avail(b, 0, 0);
+	virtio_net_process(b->n);
+	assert_int_equal(used_idx(b, 0), 1);
+	memcpy(&len, b->ram.mem + USED(0) + 4 + 4, 4);
+	assert_int_equal(len, 12 + 42);
+	assert_memory_equal(b->ram.mem + 0x50000 + 12, frame, 42);
+	assert_int_equal(b->n->pend_frames, 0);
+	/* Hostile pending lists: a length past the end, a zero length, a
+	 * count larger than the frames. */
+	memcpy(h, s1, (size_t)n);
+	h[n - 42 - 2] = 0xff;
+	assert_int_not_equal(ops->check(h, (size_t)n, err, sizeof(err)), 0);
+	memcpy(h, s1, (size_t)n);
+	h[n - 42 - 2] = 0;
+	h[n - 42 - 1] = 0;
+	assert_int_not_equal(ops->check(h, (size_t)n, err, sizeof(err)), 0);
+	memcpy(h, s1, (size_t)n);
+	h[n - 42 - 4] = 2;
+	assert_int_not_equal(ops->check(h, (size_t)n, err, sizeof(err)), 0);
 	rig_free(a);
 	rig_free(b);
 }
@@ -660,6 +722,7 @@ int main(void)
 		cmocka_unit_test(test_queue_enable_outside_ram),
 		cmocka_unit_test(test_state_round_trip),
 		cmocka_unit_test(test_state_hostile),
+		cmocka_unit_test(test_state_pending_frames),
 		cmocka_unit_test(test_mac_from_name),
 	};
 
