@@ -128,6 +128,15 @@ void device_list_post_migrate(struct device_list *l)
 	pthread_mutex_unlock(&l->lock);
 }
 
+void device_list_announce(struct device_list *l)
+{
+	pthread_mutex_lock(&l->lock);
+	for (int i = 0; i < l->n; i++)
+		if (l->devs[i].ops->announce)
+			l->devs[i].ops->announce(l->devs[i].state);
+	pthread_mutex_unlock(&l->lock);
+}
+
 struct device *device_find(struct device_list *l, const char *name)
 {
 	for (int i = 0; i < l->n; i++)

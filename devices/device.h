@@ -50,6 +50,16 @@ struct device_ops {
 	 * started): tell the outside world where it is now (virtio-net
 	 * announces the MAC). Under the device lock; NULL: nothing to do. */
 	void (*post_migrate)(void *dev);
+	/* Speak for the device on its network now (virtio-net: RARP from
+	 * its tap), so traffic comes here: a target once the state is
+	 * loaded, a source that takes the guest back. NULL: nothing. */
+	void (*announce)(void *dev);
+	/* What reached the device after its state was saved, while the
+	 * guest stayed paused (virtio-net: frames the tap still got):
+	 * save_late returns a length (0: nothing), load_late appends it on
+	 * the target, checked as load checks. Under the device lock. */
+	int (*save_late)(void *dev, uint8_t *buf, size_t cap);
+	int (*load_late)(void *dev, const uint8_t *p, size_t len, char *err, size_t errlen);
 };
 
 struct device_io {
@@ -92,6 +102,7 @@ void device_list_reset(struct device_list *l);
 void device_list_quiesce(struct device_list *l);
 void device_list_resume(struct device_list *l);
 void device_list_post_migrate(struct device_list *l);
+void device_list_announce(struct device_list *l);
 struct device *device_find(struct device_list *l, const char *name);
 struct device *device_find_state(struct device_list *l, uint32_t type);
 void device_list_lock(struct device_list *l);

@@ -13,6 +13,7 @@
  *   save_pending    after a pass: bytes still to send (exact: may sync)
  *   save_cost_ms    the fixed cost its part of the pause adds to the bytes
  *   save_complete   guest paused, after the final pass: the rest (state)
+ *   save_late       after READY, before COMMIT: what arrived since (frames)
  *   save_cleanup    always, last; ok says whether the target took the VM
  * The target dispatches every frame type a section lists in `frames` to
  * its load_frame, calls load_drain before it answers a PING (what was sent
@@ -104,6 +105,9 @@ struct mig_section_ops {
 			    struct mig_pending *out);
 	double (*save_cost_ms)(void *sec, struct mig_src_env *env);
 	int (*save_complete)(void *sec, struct mig_src_env *env, struct mig_end *end);
+	/* After READY, before COMMIT, the guest still paused here: what
+	 * reached it since save_complete that the target must still get. */
+	int (*save_late)(void *sec, struct mig_src_env *env);
 	void (*save_cleanup)(void *sec, struct mig_src_env *env, bool ok);
 
 	const uint32_t *frames;         /* stream types it loads, 0-terminated */

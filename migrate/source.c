@@ -39,6 +39,7 @@ struct src {
 	struct mig_src_env env;
 	bool paused, committed, file, converged;
 	bool policy_cancel;       /* cancelled by on-nonconvergence, not the user */
+	bool target_announced;    /* READY came: the target's devices announced the guest */
 	uint64_t t0, t_pause;
 	/* on-nonconvergence throttle: the plan decides, the thread applies */
 	struct throttle_plan plan;
@@ -379,6 +380,14 @@ static int switchover(struct src *c, uint32_t round)
 				 sizeof(c->err));
 	if (ret)
 		return ret;
+	/* The target speaks for the guest from READY on (its devices
+	 * announced it): a rollback now must take the network back. */
+	c->target_announced = true;
+	for (int i = 0; i < c->ss.n && !ret; i++)
+		if (c->ss.s[i].ops->save_late)
+			ret = c->ss.s[i].ops->save_late(c->ss.s[i].state, &c->env);
+	if (ret)
+		return ret;
 	/* The point of no return: mig_cancel refuses from here on. */
 	pthread_mutex_lock(&c->m->lock);
 	if (c->m->cancel) {
@@ -475,6 +484,8 @@ static void roll_back(struct src *c, bool cancelled)
 		note_stall(c, clock_ms_since(c->t_pause));
 	}
 	c->paused = false;
+	if (c->target_announced)
+		device_list_announce(&c->vm->devices);
 }
 
 /* After COMMIT without RUNNING the guest may already run on the target:

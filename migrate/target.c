@@ -234,6 +234,10 @@ static int handshake(struct tgt *g)
 		goto out;
 	}
 	g->vm_made = true;
+	/* No back-end touches the guest before it runs here (the RX frames
+	 * that arrive meanwhile wait, in order, behind those the source
+	 * hands over). */
+	device_list_quiesce(&g->vm->devices);
 	ret = check_cpu(g, &h); /* h.compat points into buf */
 	if (ret)
 		goto out;
@@ -353,7 +357,40 @@ static struct mig *mig_new_target(const struct mig_params *p)
 	return m;
 }
 
-/* Sections set up, every frame until END, sections cleaned up. */
+/* After READY: the source's last words before COMMIT (LATE, for the
+ * sections that take it), then COMMIT. */
+static int wait_commit(struct tgt *g)
+{
+	for (;;) {
+		char text[TEXT_MAX_LEN + 1];
+		struct mig_section *sec;
+		struct stream_hdr h;
+		int ret = stream_recv_hdr(g->s, &h, g->err, g->errlen);
+
+		if (ret)
+			return ret;
+		if (h.type == ST_COMMIT && h.len == 0)
+			return 0;
+		if (h.type == ST_ERROR) {
+			ret = stream_recv_text(g->s, h.len, text, sizeof(text), g->err, g->errlen);
+			if (!ret)
+				snprintf(g->err, g->errlen, "the source gave up: %s", text);
+			return -ECONNABORTED;
+		}
+		sec = h.type == ST_LATE ? mig_sections_for_frame(&g->ss, h.type) : NULL;
+		if (!sec) {
+			snprintf(g->err, g->errlen, "protocol error: %s from the source, not COMMIT",
+				 stream_type_name(h.type));
+			return -EPROTO;
+		}
+		ret = sec->ops->load_frame(sec->state, &g->env, &h);
+		if (ret)
+			return ret;
+	}
+}
+
+/* Sections set up, every frame until END, sections cleaned up (they stay
+ * allocated for LATE, until mig_incoming ends). */
 static int take_vm(struct tgt *g)
 {
 	int ret = mig_sections_create(&g->ss, g->err, g->errlen);
@@ -372,7 +409,6 @@ static int take_vm(struct tgt *g)
 		if (g->ss.s[i].ops->load_cleanup)
 			g->ss.s[i].ops->load_cleanup(g->ss.s[i].state, &g->env);
 	g->m->final_ns = g->env.t_final;
-	mig_sections_destroy(&g->ss);
 	return ret;
 }
 
@@ -409,10 +445,16 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	if (!ret && getenv("MINIVMM_TEST_TARGET_DIE") &&
 	    !strcmp(getenv("MINIVMM_TEST_TARGET_DIE"), "before-ready"))
 		raise(SIGKILL);
+	/* The state is in: the devices speak for the guest from here, so
+	 * what the network sends it from now on waits on this host (the
+	 * back-ends stay quiesced until the guest runs). */
+	if (!ret && !m->in_file)
+		device_list_announce(&vm->devices);
 	if (!ret && !m->in_file)
 		ret = stream_send(&m->in, ST_READY, NULL, 0, err, errlen);
 	if (!ret && !m->in_file)
-		ret = stream_recv_expect(&m->in, ST_COMMIT, NULL, 0, NULL, "source", err, errlen);
+		ret = wait_commit(&g);
+	mig_sections_destroy(&g.ss);
 	if (m->final_ns && !m->end_ns)
 		m->end_ns = m->final_ns;
 	if (ret) {
@@ -451,6 +493,7 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		return ret;
 	}
 	device_list_post_migrate(&vm->devices);
+	device_list_resume(&vm->devices);
 	/* The target's downtime: from the final pass (the source had paused
 	 * by then) to vCPUs running here. */
 	m->st.restore_ms = (double)(now - m->end_ns) / 1e6;

@@ -272,6 +272,8 @@ static int dev_save(void *dev, uint8_t *buf, size_t cap)
 		return len;
 	if (n->quiesced)
 		drain_backend(n);
+	n->late_from = n->pend_len;
+	n->late_frames = n->pend_frames;
 	if (cap < 1 + (size_t)len + NET_OWN_SIZE + PEND_HDR + n->pend_len)
 		return -ENOSPC;
 	memcpy(buf + 1 + len, n->mac, 6);
@@ -368,16 +370,62 @@ static int dev_load(void *dev, const uint8_t *p, size_t len, char *err, size_t e
 	return 0;
 }
 
-/* The guest runs here after an incoming migration: the guest announces
- * itself (GUEST_ANNOUNCE) and the back-end speaks for its MAC at once, so
- * the bridge learns the new port before the guest has sent anything. */
+/* Frames the tap got after the last save: u16 count, then each u16
+ * length + bytes, the format of the state's pending list. */
+static int dev_save_late(void *dev, uint8_t *buf, size_t cap)
+{
+	struct virtio_net *n = dev;
+	uint32_t len, count;
+
+	drain_backend(n);
+	len = n->pend_len - n->late_from;
+	count = n->pend_frames - n->late_frames;
+	if (!count)
+		return 0;
+	if (cap < PEND_HDR + len)
+		return -ENOSPC;
+	buf[0] = (uint8_t)count;
+	buf[1] = (uint8_t)(count >> 8);
+	memcpy(buf + PEND_HDR, n->pend + n->late_from, len);
+	return (int)(PEND_HDR + len);
+}
+
+static int dev_load_late(void *dev, const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+	struct virtio_net *n = dev;
+	uint32_t count;
+
+	if (len < PEND_HDR || pend_check(p, len, err, errlen) < 0)
+		return -EINVAL;
+	count = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+	/* Over the limit all together: the late ones are dropped, counted. */
+	if (n->pend_frames + count > VIRTIO_NET_PEND_MAX_FRAMES ||
+	    n->pend_len + len - PEND_HDR > VIRTIO_NET_PEND_MAX_BYTES) {
+		n->rx_dropped += count;
+		return 0;
+	}
+	memcpy(n->pend + n->pend_len, p + PEND_HDR, len - PEND_HDR);
+	n->pend_len += (uint32_t)(len - PEND_HDR);
+	n->pend_frames += count;
+	return 0;
+}
+
+static void dev_announce(void *dev)
+{
+	struct virtio_net *n = dev;
+
+	if (n->be.announce)
+		n->be.announce(n->be.opaque, n->mac);
+}
+
+/* The guest runs here after an incoming migration: it announces itself
+ * (GUEST_ANNOUNCE; the back-end has already spoken for its MAC, at
+ * dev_announce) and gets the frames that waited for it. */
 static void dev_post_migrate(void *dev)
 {
 	struct virtio_net *n = dev;
 
 	virtio_net_announce(n);
-	if (n->be.announce)
-		n->be.announce(n->be.opaque, n->mac);
 	if (n->pend_frames)
 		queue_notify(n, VIRTIO_NET_Q_RX);
 }
@@ -419,6 +467,9 @@ static const struct device_ops net_ops = {
 	.quiesce = dev_quiesce,
 	.resume = dev_resume,
 	.post_migrate = dev_post_migrate,
+	.announce = dev_announce,
+	.save_late = dev_save_late,
+	.load_late = dev_load_late,
 };
 
 int virtio_net_create(struct device_list *l, struct pci_host *h,

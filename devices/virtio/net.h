@@ -80,6 +80,7 @@ struct virtio_net {
 	/* The frames above, as u16 length + bytes, oldest first. */
 	uint8_t *pend;
 	uint32_t pend_len, pend_frames;
+	uint32_t late_from, late_frames; /* what the last save carried */
 };
 
 /* Creates the device on l and plugs it into h's bus 0. */

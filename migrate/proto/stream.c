@@ -15,7 +15,7 @@ static const char *const type_names[] = {
 	[ST_PAGES] = "PAGES", [ST_STATE] = "STATE", [ST_END] = "END",
 	[ST_READY] = "READY", [ST_COMMIT] = "COMMIT", [ST_RUNNING] = "RUNNING",
 	[ST_ERROR] = "ERROR", [ST_CHANNELS] = "CHANNELS", [ST_CHANNEL] = "CHANNEL",
-	[ST_SYNC] = "SYNC", [ST_DEVICES] = "DEVICES",
+	[ST_SYNC] = "SYNC", [ST_DEVICES] = "DEVICES", [ST_LATE] = "LATE",
 };
 
 const char *stream_type_name(uint32_t type)
@@ -51,6 +51,8 @@ uint32_t stream_max_len(uint32_t type)
 		return SYNC_LEN;
 	case ST_DEVICES:
 		return DEVICES_MAX_LEN;
+	case ST_LATE:
+		return LATE_MAX_LEN;
 	case ST_ACCEPT:
 	case ST_READY:
 	case ST_COMMIT:

@@ -39,7 +39,8 @@ enum stream_type {
 	ST_CHANNEL = 15,  /* first frame of a data channel: u32 index, u64 token */
 	ST_SYNC = 16,     /* data channel: u32 round: no more pages of it here */
 	ST_DEVICES = 17,  /* S->T right after HELLO (HELLO_FLAG_DEVICES): devices the host must provide */
-	ST_TYPE_MAX = 17,
+	ST_LATE = 18,     /* S->T between READY and COMMIT: what the devices got after STATE */
+	ST_TYPE_MAX = 18,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -61,6 +62,7 @@ enum stream_type {
 #define HELLO_FLAG_VERIFY_RAM 1u
 #define HELLO_FLAG_DEVICES 2u   /* a DEVICES frame follows HELLO */
 #define DEVICES_MAX_LEN 4096u
+#define LATE_MAX_LEN (1u << 20)
 #define ROUND_LEN 8
 #define ROUND_FLAG_FINAL 1u     /* the guest is paused: last round */
 #define ROUND_FLAG_CONVERGED 2u /* the stop rule was met (else a backstop) */

@@ -17,6 +17,7 @@ struct state_sec {
 	size_t len;       /* its size */
 	uint8_t *blob;    /* target: the STATE payload until END */
 	size_t blob_len;
+	bool loaded;      /* target: the state is in the VM */
 };
 
 static void *state_create(void)
@@ -76,10 +77,51 @@ static int state_complete(void *sec, struct mig_src_env *env, struct mig_end *en
 	return ret;
 }
 
+/* The devices' late part: frames a NIC's tap got after STATE while the
+ * guest stayed paused here, which would otherwise be lost. */
+static int state_late(void *sec, struct mig_src_env *env)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	int ret;
+
+	(void)sec;
+	ret = vmstate_save_late(env->vm, &blob, &len, env->err, env->errlen);
+	if (!ret && len > LATE_MAX_LEN) {
+		snprintf(env->err, env->errlen, "late device data of %zu bytes is too large", len);
+		ret = -E2BIG;
+	}
+	if (!ret && len)
+		ret = stream_send(env->s, ST_LATE, blob, (uint32_t)len, env->err, env->errlen);
+	free(blob);
+	return ret;
+}
+
+static int load_late(struct mig_tgt_env *env, uint32_t len)
+{
+	uint8_t *buf = malloc(len ? len : 1);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = stream_read_all(env->s, buf, len, env->err, env->errlen);
+	if (!ret)
+		ret = vmstate_load_late(env->vm, buf, len, env->err, env->errlen);
+	free(buf);
+	return ret;
+}
+
 static int state_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *h)
 {
 	struct state_sec *x = sec;
 
+	if (h->type == ST_LATE) {
+		if (!x->loaded) {
+			snprintf(env->err, env->errlen, "protocol error: LATE before the state was loaded");
+			return -EPROTO;
+		}
+		return load_late(env, h->len);
+	}
 	if (x->blob) {
 		snprintf(env->err, env->errlen, "protocol error: machine state sent twice");
 		return -EPROTO;
@@ -94,16 +136,19 @@ static int state_load_frame(void *sec, struct mig_tgt_env *env, const struct str
 static int state_load_complete(void *sec, struct mig_tgt_env *env, const struct mig_end *end)
 {
 	struct state_sec *x = sec;
+	int ret;
 
 	(void)end;
 	if (!x->blob) {
 		snprintf(env->err, env->errlen, "protocol error: END before the machine state");
 		return -EPROTO;
 	}
-	return vmstate_load(env->vm, x->blob, x->blob_len, env->err, env->errlen);
+	ret = vmstate_load(env->vm, x->blob, x->blob_len, env->err, env->errlen);
+	x->loaded = !ret;
+	return ret;
 }
 
-static const uint32_t state_frames[] = { ST_STATE, 0 };
+static const uint32_t state_frames[] = { ST_STATE, ST_LATE, 0 };
 
 const struct mig_section_ops state_section_ops = {
 	.name = "machine state",
@@ -112,6 +157,7 @@ const struct mig_section_ops state_section_ops = {
 	.save_probe = state_probe,
 	.save_cost_ms = state_cost_ms,
 	.save_complete = state_complete,
+	.save_late = state_late,
 	.frames = state_frames,
 	.load_frame = state_load_frame,
 	.load_complete = state_load_complete,

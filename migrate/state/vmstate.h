@@ -98,6 +98,16 @@ int vmstate_load_opts(struct vm *vm, const uint8_t *blob, size_t len,
 int vmstate_check(const uint8_t *blob, size_t len, uint32_t *ncpus,
 		  uint64_t *mem_size, char *err, size_t errlen);
 
+/* What the devices got after their state was saved while the guest stayed
+ * paused (devices/device.h save_late): entries u32 section type, u32
+ * length, bytes; *outlen 0 when there is nothing. The VM must be paused. */
+int vmstate_save_late(struct vm *vm, uint8_t **out, size_t *outlen, char *err,
+		      size_t errlen);
+/* Hands each entry to the device owning that section type; an entry no
+ * device here owns, or that it refuses, is an error. */
+int vmstate_load_late(struct vm *vm, const uint8_t *blob, size_t len, char *err,
+		      size_t errlen);
+
 /* Name of a section type for messages ("LAPIC", "type 0x1234"). */
 const char *vmstate_sec_name(uint32_t type);
 

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "devices/device.h"
+#include "migrate/proto/stream.h"
 #include "migrate/state/vmstate_int.h"
 #include "vmm/core/kvm.h"
+#include "vmm/core/vm.h"
 
 int vmstate_save_devices(struct device_list *l, struct vmstate_wbuf *b,
 			 char *err, size_t errlen)
@@ -118,6 +120,88 @@ int vmstate_load_devices(struct device_list *l, const struct vmstate_parsed *ps,
 		if (ret)
 			KVM_ERR(err, errlen, "vmstate_load: %s state rejected: %s", d->ops->name,
 				why[0] ? why : strerror(-ret));
+	}
+	device_list_unlock(l);
+	return ret;
+}
+
+int vmstate_save_late(struct vm *vm, uint8_t **out, size_t *outlen, char *err,
+		      size_t errlen)
+{
+	struct device_list *l = &vm->devices;
+	size_t cap = 64 + DEVICE_STATE_MAX, len = 0;
+	uint8_t *buf = malloc(cap);
+	int ret = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	if (!buf)
+		return -ENOMEM;
+	device_list_lock(l);
+	for (int i = 0; i < l->n && !ret; i++) {
+		const struct device *d = &l->devs[i];
+		int n;
+
+		if (!d->ops->save_late || !d->ops->state_type)
+			continue;
+		if (cap - len < 8 + DEVICE_STATE_MAX) {
+			uint8_t *b2 = realloc(buf, cap * 2);
+
+			if (!b2) {
+				ret = -ENOMEM;
+				break;
+			}
+			buf = b2;
+			cap *= 2;
+		}
+		n = d->ops->save_late(d->state, buf + len + 8, DEVICE_STATE_MAX);
+		if (n < 0) {
+			KVM_ERR(err, errlen, "vmstate_save_late: device %s: %s", d->ops->name,
+				strerror(-n));
+			ret = n;
+		} else if (n > 0) {
+			le_put32(buf + len, d->ops->state_type);
+			le_put32(buf + len + 4, (uint32_t)n);
+			len += 8 + (size_t)n;
+		}
+	}
+	device_list_unlock(l);
+	if (ret || !len) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+int vmstate_load_late(struct vm *vm, const uint8_t *blob, size_t len, char *err,
+		      size_t errlen)
+{
+	struct device_list *l = &vm->devices;
+	size_t off = 0;
+	int ret = 0;
+
+	device_list_lock(l);
+	while (off < len && !ret) {
+		const struct device *d;
+		uint32_t type, n;
+
+		if (len - off < 8 || (n = le_get32(blob + off + 4)) > len - off - 8 ||
+		    n > DEVICE_STATE_MAX) {
+			KVM_ERR(err, errlen, "bad LATE: entry at %zu is cut short", off);
+			ret = -EPROTO;
+			break;
+		}
+		type = le_get32(blob + off);
+		d = device_find_state(l, type);
+		if (!d || !d->ops->load_late) {
+			KVM_ERR(err, errlen, "bad LATE: no device here takes section type 0x%x", type);
+			ret = -EPROTO;
+			break;
+		}
+		ret = d->ops->load_late(d->state, blob + off + 8, n, err, errlen);
+		off += 8 + n;
 	}
 	device_list_unlock(l);
 	return ret;

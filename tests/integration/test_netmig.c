@@ -61,9 +61,12 @@ static void ping_stats(struct proc *p, struct pings *out)
 	}
 }
 
-static void spawn_ping(struct proc *p, const char *interval, const char *secs)
+/* A count, not a deadline: a deadline counts the replies still in
+ * flight when it expires as lost. */
+static void spawn_ping(struct proc *p, const char *interval, const char *count)
 {
-	const char *argv[] = { "ping", "-D", "-n", "-i", interval, "-w", secs, GUEST_IP, NULL };
+	const char *argv[] = { "ping", "-D", "-n", "-i", interval, "-c", count, "-W", "2", GUEST_IP,
+			       NULL };
 
 	assert_int_equal(proc_spawn(p, argv), 0);
 }
@@ -133,7 +136,7 @@ static void migrate_pinging(struct proc *from, const char *mon, struct proc *t,
 	struct proc ping;
 	char buf[512];
 
-	spawn_ping(&ping, "0.005", "5");
+	spawn_ping(&ping, "0.005", "1000");
 	if (mon) {
 		char cmd[160];
 
@@ -145,7 +148,7 @@ static void migrate_pinging(struct proc *from, const char *mon, struct proc *t,
 		fail_msg("source failed: %s", from->err ? from->err : "");
 	assert_true(proc_stderr_has(from, "completed"));
 	assert_true(proc_wait_line(t, 0, "seq=", T_UP) >= 0);
-	assert_true(proc_wait_exit(&ping, 20000) >= 0);
+	assert_true(proc_wait_exit(&ping, 30000) >= 0);
 	ping_stats(&ping, &st);
 	print_message("pings: sent %ld, received %ld, dup %ld, longest gap %.1f ms\n", st.sent,
 		      st.received, st.dup, st.max_gap_ms);

@@ -666,6 +666,7 @@ static void test_state_pending_frames(void **state)
 	memcpy(b->ram.mem, a->ram.mem, RAM_SIZE);
 	assert_int_equal(ops->load(b->n, s1, (size_t)n, err, sizeof(err)), 0);
 	assert_int_equal(b->n->pend_frames, 1);
+	b->l.devs[b->l.n - 1].ops->announce(b->n);
 	b->l.devs[b->l.n - 1].ops->post_migrate(b->n);
 	assert_int_equal(b->announces, 1);
 	assert_memory_equal(b->announced, b->n->mac, 6);

@@ -163,8 +163,11 @@ static void net_announce(void *opaque, const uint8_t mac[6])
 	struct netdev *nd = opaque;
 
 	memcpy(nd->announce_mac, mac, 6);
-	nd->announce_round = 0;
-	arm_announce(nd, 0);
+	/* The first one now, not from the I/O thread: the caller tells the
+	 * other side next (READY) and counts on the bridge knowing already. */
+	send_rarp(nd);
+	nd->announce_round = 1;
+	arm_announce(nd, announce_ms[1]);
 }
 
 static void *io_thread(void *arg)
