@@ -16,6 +16,17 @@
 #include "vmm/core/status.h"
 #include "vmm/core/vm.h"
 
+int monitor_check_dir(const char *dir)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return -EPERM;
+	return 0;
+}
+
 int monitor_default_path(const char *name, char *out, size_t len)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -31,6 +42,9 @@ int monitor_default_path(const char *name, char *out, size_t len)
 		return -ENAMETOOLONG;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	/* /tmp/minivmm-UID may have been made by someone else first. */
+	if ((n = monitor_check_dir(dir)) < 0)
+		return n;
 	n = snprintf(out, len, "%s/%s.sock", dir, name);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }

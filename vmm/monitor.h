@@ -41,7 +41,12 @@ struct monitor {
 	const struct mig_params *mig_defaults;
 };
 
-/* Where NAME's socket lives by default. */
+/* 0 when dir is a directory (not a symlink) owned by this user and not
+ * writable by group or others, else -EPERM (or -errno): anyone who can
+ * write there can swap a VM's monitor socket for their own. */
+int monitor_check_dir(const char *dir);
+/* Where NAME's socket lives by default (the directory made 0700 and
+ * checked with monitor_check_dir). */
 int monitor_default_path(const char *name, char *out, size_t len);
 /* How long a probe or query waits for a VM's monitor: a wedged VM must
  * not wedge the one asking. */
