@@ -526,6 +526,43 @@ static void test_second_source(void **state)
 	proc_free(&t);
 }
 
+/* A monitor client that sends commands and never reads their replies
+ * must not wedge the VM's event loop: another client is still answered,
+ * and the guest's console keeps flowing. */
+static void test_monitor_client_never_reads(void **state)
+{
+	char mon[100], name[32], buf[4096];
+	const char *argv[] = { NULL, "--kernel", COUNTER, "--name", name, "--monitor", mon,
+			       "--append", "period_ms=20", NULL };
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct proc vm;
+	int fd;
+	double t0;
+
+	(void)state;
+	snprintf(name, sizeof(name), "mon-%d", (int)getpid());
+	tmp_path(mon, sizeof(mon), "mon.sock");
+	assert_int_equal(proc_spawn(&vm, argv), 0);
+	assert_true(proc_wait_line(&vm, 0, "seq=3", T_BOOT) >= 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", mon);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	/* Megabytes of replies asked for, none read. */
+	for (int i = 0; i < 4000; i++)
+		if (write(fd, "help\n", 5) != 5)
+			break;
+	t0 = h_now_ms();
+	if (h_monitor(mon, "info status", buf, sizeof(buf)) != 0 || h_now_ms() - t0 > 5000)
+		fail_msg("monitor wedged by a client that does not read (%.0f ms)",
+			 h_now_ms() - t0);
+	assert_non_null(strstr(buf, "status: running"));
+	close(fd);
+	proc_kill(&vm, SIGTERM);
+	proc_wait_exit(&vm, 10000);
+	proc_free(&vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_name_clash_lying_peer),
 		cmocka_unit_test(test_file_restore_name_clash),
 		cmocka_unit_test(test_second_source),
+		cmocka_unit_test(test_monitor_client_never_reads),
 	};
 
 	return cmocka_run_group_tests(tests, kvm_setup, NULL);
