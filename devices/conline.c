@@ -63,9 +63,12 @@ static int dev_save(void *dev, uint8_t *buf, size_t cap)
 static int dev_check(const uint8_t *p, size_t len, char *err, size_t errlen)
 {
 	(void)p;
-	if (len <= CONLINE_MAX)
+	/* Strictly less: a full buffer is flushed as it fills, so a live one
+	 * never holds CONLINE_MAX bytes, and one loaded that full would have
+	 * the guest's next byte stored past its end. */
+	if (len < CONLINE_MAX)
 		return 0;
-	snprintf(err, errlen, "console line of %zu bytes exceeds %d", len, CONLINE_MAX);
+	snprintf(err, errlen, "console line of %zu bytes: at most %d", len, CONLINE_MAX - 1);
 	return -EINVAL;
 }
 

@@ -25,10 +25,14 @@ struct mig_params {
 	/* Target: its own --net (the tap the incoming VM's NIC gets). */
 	struct net_opts net;
 	/* Target: refuses a VM name already live on this host (the front end
-	 * knows where VMs are found). src_pid is the source VMM's, so that a
-	 * same-host migration is no clash. 0, or -EADDRINUSE with why.
-	 * NULL: no check. */
-	int (*name_check)(const char *name, uint32_t src_pid, char *why, size_t whylen);
+	 * knows where VMs are found). The one exception, a same-host
+	 * migration, is granted only when the peer is on this host
+	 * (peer_local) and the live VM of that name says it is migrating to
+	 * listen_uri (this target's address; NULL for a snapshot: no
+	 * exception). Nothing the peer claims grants it. 0, or -EADDRINUSE
+	 * with why (no pid or other detail of the live VM). NULL: no check. */
+	int (*name_check)(const char *name, const char *listen_uri, bool peer_local,
+			  char *why, size_t whylen);
 };
 
 /* Fills p with the defaults: nothing set, no target expectations. */

@@ -7,14 +7,19 @@
  * the source gave it up. */
 #include "migrate/mig.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrate/hostlimits.h"
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
 #include "migrate/state/devcfg.h"
@@ -34,7 +39,15 @@ struct tgt {
 	struct transport_listener lst; /* kept open for the data channels */
 	uint8_t *ram;            /* --mem given: mapped before the connection */
 	struct prealloc *pa;     /* --prealloc: populating ram while waiting */
+	int sigfd;               /* SIGINT/SIGTERM pending: polled, never read */
+	const char *uri;         /* the --incoming address */
+	bool peer_local;         /* the connection comes from this host */
+	char peer[96];           /* for messages */
 };
+
+/* The handshake as a whole (preamble to ACCEPT): a peer that trickles
+ * bytes cannot hold a waiting target longer than this. */
+#define MIG_HANDSHAKE_MS 10000
 
 static bool signalled(void)
 {
@@ -46,16 +59,50 @@ static bool signalled(void)
 	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1);
 }
 
-/* The listener stays in g->lst (closed by the caller): data channels
- * connect there too. */
-static int wait_connection(struct tgt *g, const struct transport_addr *a, const char *uri)
+/* Who connected, for the refusal line, and whether from this host (the
+ * same-host name check; a unix socket always is). */
+static void describe_peer(struct tgt *g, int fd)
+{
+	struct sockaddr_storage pa, la;
+	socklen_t pl = sizeof(pa), ll = sizeof(la);
+	char host[64] = "?";
+	unsigned port = 0;
+
+	g->peer_local = false;
+	snprintf(g->peer, sizeof(g->peer), "a local process");
+	if (getpeername(fd, (struct sockaddr *)&pa, &pl) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&la, &ll) < 0)
+		return;
+	if (pa.ss_family == AF_UNIX) {
+		g->peer_local = true;
+		return;
+	}
+	if (pa.ss_family == AF_INET) {
+		const struct sockaddr_in *p = (void *)&pa, *l = (void *)&la;
+
+		inet_ntop(AF_INET, &p->sin_addr, host, sizeof(host));
+		port = ntohs(p->sin_port);
+		g->peer_local = p->sin_addr.s_addr == l->sin_addr.s_addr ||
+				(ntohl(p->sin_addr.s_addr) >> 24) == 127;
+	} else if (pa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *p = (void *)&pa, *l = (void *)&la;
+
+		inet_ntop(AF_INET6, &p->sin6_addr, host, sizeof(host));
+		port = ntohs(p->sin6_port);
+		g->peer_local = !memcmp(&p->sin6_addr, &l->sin6_addr, sizeof(p->sin6_addr)) ||
+				IN6_IS_ADDR_LOOPBACK(&p->sin6_addr);
+	}
+	snprintf(g->peer, sizeof(g->peer), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+/* The next connection on g->lst (kept open by the caller: data channels
+ * connect there too), its stream bounded by the handshake deadline,
+ * per-frame deadlines and a pending signal. */
+static int wait_connection(struct tgt *g)
 {
 	struct transport_conn conn;
-	int ret = transport_listen(a, &g->lst, g->err, g->errlen);
+	int ret;
 
-	if (ret)
-		return ret;
-	fprintf(stderr, "minivmm: waiting for a migration on %s\n", uri);
 	for (;;) {
 		ret = transport_accept(&g->lst, 200, MIG_IO_TIMEOUT_MS, &conn, g->err, g->errlen);
 		if (ret != -ETIMEDOUT && ret != -EINTR)
@@ -65,9 +112,14 @@ static int wait_connection(struct tgt *g, const struct transport_addr *a, const 
 			return -EINTR;
 		}
 	}
-	if (!ret)
-		stream_attach(g->s, &conn, MIG_IO_TIMEOUT_MS);
-	return ret;
+	if (ret)
+		return ret;
+	describe_peer(g, conn.fd);
+	stream_attach(g->s, &conn, MIG_IO_TIMEOUT_MS);
+	g->s->intr_fd = g->sigfd;
+	g->s->frame_ms = MIG_IO_TIMEOUT_MS;
+	g->s->deadline_ns = clock_now_ns() + (uint64_t)MIG_HANDSHAKE_MS * 1000000u;
+	return 0;
 }
 
 static int open_snapshot(struct tgt *g, const struct transport_addr *a)
@@ -95,10 +147,34 @@ static int check_hello(struct tgt *g, const struct hello *h)
 {
 	char why[256];
 
-	/* HELLO carries the source's pid: a same-host migration is no clash. */
-	if (!g->m->in_file && g->p && g->p->name_check &&
-	    g->p->name_check(h->name, h->pid, why, sizeof(why)) < 0)
+	/* HELLO's pid proves nothing: the front end asks the local VM of
+	 * that name whether it migrates to us. A snapshot has no source,
+	 * so it never takes a live VM's name. */
+	if (g->p && g->p->name_check &&
+	    g->p->name_check(h->name, g->m->in_file ? NULL : g->uri, g->peer_local, why,
+			     sizeof(why)) < 0)
 		return reject(g, "%s", why);
+	/* Without --mem/--cpus the host bounds what a peer may ask for. */
+	if (g->p && !g->p->expect_mem) {
+		uint64_t max = hostlimits_max_mem();
+
+		if (max && h->mem_size > max) {
+			char msg[200];
+
+			snprintf(msg, sizeof(msg), "memory: the VM has %llu MiB, more than this "
+				 "host has available (%llu MiB; --mem sets the size)",
+				 (unsigned long long)(h->mem_size >> 20),
+				 (unsigned long long)(max >> 20));
+			return reject(g, "%s", msg);
+		}
+	}
+	if (g->p && !g->p->expect_cpus && h->ncpus > (uint32_t)hostlimits_max_cpus()) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "vCPUs: the VM has %u, more than this host's %d "
+			 "online CPUs (--cpus sets the count)", h->ncpus, hostlimits_max_cpus());
+		return reject(g, "%s", msg);
+	}
 	if (g->p && g->p->expect_mem && h->mem_size != g->p->expect_mem) {
 		char msg[160];
 
@@ -213,7 +289,8 @@ static int handshake(struct tgt *g)
 				 "source", g->err, g->errlen);
 	if (!ret)
 		ret = stream_hello_decode(buf, len, &h, g->err, g->errlen);
-	prealloc_end(g);
+	if (!ret) /* a source, not a stray connection: RAM is its now */
+		prealloc_end(g);
 	if (!ret)
 		ret = check_hello(g, &h);
 	if (!ret)
@@ -247,6 +324,7 @@ static int handshake(struct tgt *g)
 	pthread_mutex_unlock(&g->m->lock);
 	if (!g->m->in_file)
 		ret = stream_send(g->s, ST_ACCEPT, NULL, 0, g->err, g->errlen);
+	g->s->deadline_ns = 0; /* the migration has begun: frames have their own */
 out:
 	free(buf);
 	return ret;
@@ -299,6 +377,7 @@ static int receive(struct tgt *g)
 			snprintf(g->err, g->errlen, "interrupted by a signal");
 			return -EINTR;
 		}
+		/* A blocked read also returns on a signal (g->s->intr_fd). */
 		ret = stream_recv_hdr(g->s, &h, g->err, g->errlen);
 		if (ret)
 			return ret;
@@ -389,6 +468,53 @@ static int wait_commit(struct tgt *g)
 	}
 }
 
+/* After a refused connection the target waits on as it did before it:
+ * the VM that connection made is gone, RAM (--mem) is mapped and, with
+ * --prealloc, populated again. */
+static int rearm(struct tgt *g)
+{
+	stream_close(g->s);
+	if (g->vm_made) {
+		g->vm->mig = NULL;
+		vm_destroy(g->vm);
+		g->vm_made = false;
+	}
+	if (!g->p || !g->p->expect_mem)
+		return 0;
+	if (!g->ram)
+		return premap_ram(g);
+	if (g->p->prealloc && !g->pa)
+		return prealloc_start(&g->pa, g->ram, g->p->expect_mem,
+				      hostlimits_max_cpus(), g->err, g->errlen);
+	return 0;
+}
+
+/* Connections until one passes the handshake: a port scan, a health
+ * check, garbage, a trickler or a refused HELLO costs one line, not the
+ * waiting target. Only a signal (or a local failure) ends the wait. */
+static int serve(struct tgt *g, const struct transport_addr *a)
+{
+	int ret = transport_listen(a, &g->lst, g->err, g->errlen);
+
+	if (ret)
+		return ret;
+	fprintf(stderr, "minivmm: waiting for a migration on %s\n", g->uri);
+	for (;;) {
+		ret = wait_connection(g);
+		if (ret)
+			return ret;
+		g->m->t0_ns = clock_now_ns();
+		ret = handshake(g);
+		if (!ret || ret == -EINTR || ret == -ENOMEM)
+			return ret;
+		fprintf(stderr, "minivmm: refused a connection from %s: %s; still waiting\n",
+			g->peer, g->err);
+		ret = rearm(g);
+		if (ret)
+			return ret;
+	}
+}
+
 /* Sections set up, every frame until END, sections cleaned up (they stay
  * allocated for LATE, until mig_incoming ends). */
 static int take_vm(struct tgt *g)
@@ -417,8 +543,9 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 {
 	struct mig *m = mig_new_target(p);
 	struct tgt g = { .vm = vm, .m = m, .err = err, .errlen = errlen, .p = p,
-			 .lst = { .fd = -1 } };
+			 .lst = { .fd = -1 }, .sigfd = -1, .uri = uri };
 	struct transport_addr a;
+	sigset_t sigs;
 	int ret;
 
 	if (!m) {
@@ -426,15 +553,24 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		return -ENOMEM;
 	}
 	g.s = &m->in;
+	/* The run loop blocks these and reads them from its own signalfd
+	 * later; this one only shows a pending one to blocked reads. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	g.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	ret = transport_parse(uri, true, &a, err, errlen);
 	m->in_file = !ret && a.kind == TRANSPORT_FILE;
 	if (!ret)
 		ret = premap_ram(&g);
-	if (!ret)
-		ret = m->in_file ? open_snapshot(&g, &a) : wait_connection(&g, &a, uri);
-	m->t0_ns = clock_now_ns();
-	if (!ret)
-		ret = handshake(&g);
+	if (!ret && m->in_file) {
+		m->t0_ns = clock_now_ns();
+		ret = open_snapshot(&g, &a);
+		if (!ret)
+			ret = handshake(&g);
+	} else if (!ret) {
+		ret = serve(&g, &a);
+	}
 	if (!ret)
 		ret = take_vm(&g);
 	transport_listener_close(&g.lst);
@@ -470,8 +606,13 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		stats_free(&m->st);
 		pthread_mutex_destroy(&m->lock);
 		free(m);
+		if (g.sigfd >= 0)
+			close(g.sigfd);
 		return ret;
 	}
+	if (g.sigfd >= 0)
+		close(g.sigfd);
+	m->in.intr_fd = -1;
 	vm->mig = m;
 	return 0;
 }

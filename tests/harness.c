@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -270,6 +271,13 @@ int h_monitor(const char *path, const char *cmd, char *buf, size_t cap)
 		if (fd >= 0)
 			close(fd);
 		return -1;
+	}
+	{
+		/* A wedged VM fails the test instead of hanging it. */
+		struct timeval tv = { .tv_sec = 10 };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	if (write(fd, cmd, strlen(cmd)) < 0 || write(fd, "\n", 1) < 0) {
 		close(fd);

@@ -7,15 +7,24 @@ if [ ! -c /dev/kvm ]; then
 	echo "tests: /dev/kvm is missing: the KVM tests cannot run (FAIL)" >&2
 	exit 1
 fi
-pass=0; fail=0; failed=()
+# A hung binary fails the run instead of stalling it (TEST_TIMEOUT s each);
+# a skipped test counts as a failure: these machines have everything.
+limit=${TEST_TIMEOUT:-300}
+pass=0; fail=0; skip=0; failed=()
 for t in "$@"; do
 	echo "=== $t"
-	out=$("$t" 2>&1); rc=$?
+	out=$(timeout -k 10 "$limit" "$t" 2>&1); rc=$?
 	echo "$out"
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		echo "*** $t: TIMED OUT after ${limit} s (killed) ***"
+	fi
 	p=$(echo "$out" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
 	f=$(echo "$out" | sed -n 's/.*\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+	s=$(echo "$out" | sed -n 's/.*\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -1)
 	pass=$((pass + ${p:-0}))
 	fail=$((fail + ${f:-0}))
+	skip=$((skip + ${s:-0}))
+	[ "${s:-0}" -gt 0 ] && failed+=("$t(skipped)")
 	if [ $rc -ne 0 ]; then
 		failed+=("$t")
 		# a crash before cmocka's summary still counts as a failure
@@ -33,5 +42,5 @@ if [ -f tests/bench/test_bench.py ]; then
 fi
 echo
 [ ${#failed[@]} -gt 0 ] && echo "failing: ${failed[*]}"
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ] && [ ${#failed[@]} -eq 0 ]
+echo "$pass passed, $fail failed, $skip skipped (a skip is a failure here)"
+[ $fail -eq 0 ] && [ $skip -eq 0 ] && [ ${#failed[@]} -eq 0 ]

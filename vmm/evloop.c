@@ -24,6 +24,13 @@ int evloop_add(struct evloop *l, struct ev_handler *h, uint32_t events)
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0 ? -errno : 0;
 }
 
+int evloop_mod(struct evloop *l, struct ev_handler *h, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = h };
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, h->fd, &ev) < 0 ? -errno : 0;
+}
+
 void evloop_del(struct evloop *l, struct ev_handler *h)
 {
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, h->fd, NULL);

@@ -19,6 +19,8 @@ int evloop_init(struct evloop *l);
 void evloop_fini(struct evloop *l);
 int evloop_add(struct evloop *l, struct ev_handler *h, uint32_t events);
 void evloop_del(struct evloop *l, struct ev_handler *h);
+/* Changes the events h waits for (EPOLLIN, EPOLLOUT when it has output). */
+int evloop_mod(struct evloop *l, struct ev_handler *h, uint32_t events);
 /* Dispatches what is ready within timeout_ms; returns -errno on failure. */
 int evloop_run_once(struct evloop *l, int timeout_ms);
 

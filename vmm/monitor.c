@@ -8,12 +8,24 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "migrate/migrate.h"
 #include "vmm/core/status.h"
 #include "vmm/core/vm.h"
+
+int monitor_check_dir(const char *dir)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return -EPERM;
+	return 0;
+}
 
 int monitor_default_path(const char *name, char *out, size_t len)
 {
@@ -30,6 +42,9 @@ int monitor_default_path(const char *name, char *out, size_t len)
 		return -ENAMETOOLONG;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	/* /tmp/minivmm-UID may have been made by someone else first. */
+	if ((n = monitor_check_dir(dir)) < 0)
+		return n;
 	n = snprintf(out, len, "%s/%s.sock", dir, name);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
@@ -104,6 +119,14 @@ int monitor_request(int fd, const char *cmd, char *reply, size_t cap)
 	}
 }
 
+static void set_timeouts(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
 int monitor_probe(const char *path, pid_t *pid)
 {
 	char err[64], reply[512];
@@ -112,18 +135,30 @@ int monitor_probe(const char *path, pid_t *pid)
 	if (fd < 0)
 		return fd == -ECONNREFUSED || fd == -ENOENT ? 0 : fd;
 	if (pid) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
 		char *s;
 
 		*pid = 0;
-		/* Best effort: a hung VM still counts as alive. */
-		if (poll(&p, 1, 0) >= 0 && monitor_request(fd, "info status", reply,
-							   sizeof(reply)) == 0 &&
+		/* Best effort, bounded: a hung VM still counts as alive. */
+		set_timeouts(fd, MONITOR_PROBE_TIMEOUT_MS);
+		if (monitor_request(fd, "info status", reply, sizeof(reply)) == 0 &&
 		    (s = strstr(reply, "pid: ")) != NULL)
 			*pid = (pid_t)atoi(s + 5);
 	}
 	close(fd);
 	return -EADDRINUSE;
+}
+
+int monitor_query(const char *path, const char *cmd, char *reply, size_t cap)
+{
+	char err[64];
+	int fd = monitor_connect(path, err, sizeof(err)), ret;
+
+	if (fd < 0)
+		return fd;
+	set_timeouts(fd, MONITOR_PROBE_TIMEOUT_MS);
+	ret = monitor_request(fd, cmd, reply, cap);
+	close(fd);
+	return ret;
 }
 
 static void client_close(struct monitor_client *c)
@@ -135,7 +170,32 @@ static void client_close(struct monitor_client *c)
 			m->clients[i] = NULL;
 	evloop_del(m->loop, &c->h);
 	close(c->h.fd);
+	free(c->out);
 	free(c);
+}
+
+/* Sends what the socket takes now; EPOLLOUT for the rest. -1: the
+ * client is gone or broken (the caller closes it). */
+static int client_flush(struct monitor_client *c)
+{
+	while (c->out_len) {
+		ssize_t n = send(c->h.fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -1;
+		memmove(c->out, c->out + n, c->out_len - (size_t)n);
+		c->out_len -= (size_t)n;
+	}
+	if ((c->out_len != 0) != c->want_out) {
+		c->want_out = c->out_len != 0;
+		if (evloop_mod(c->mon->loop, &c->h, EPOLLIN | (c->want_out ? EPOLLOUT : 0)) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 static const char *state_name(struct vm *vm)
@@ -213,7 +273,8 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 	return ret;
 }
 
-static void client_line(struct monitor_client *c, const char *line)
+/* -1: the client must go (its unread replies passed MONITOR_OUT_MAX). */
+static int client_line(struct monitor_client *c, const char *line)
 {
 	char msg[256] = "", *body = NULL;
 	size_t blen = 0;
@@ -221,22 +282,36 @@ static void client_line(struct monitor_client *c, const char *line)
 	int ret;
 
 	if (!out)
-		return;
+		return 0;
 	ret = monitor_exec(c->mon, line, out, msg, sizeof(msg));
 	if (ret)
 		fprintf(out, "error: %s\n", msg[0] ? msg : strerror(-ret));
 	else
 		fputs("ok\n", out);
 	fclose(out);
-	/* Replies are short; a client that does not read them loses them. */
-	for (size_t off = 0; off < blen;) {
-		ssize_t n = send(c->h.fd, body + off, blen - off, MSG_NOSIGNAL);
-
-		if (n <= 0)
-			break;
-		off += (size_t)n;
+	/* Queued, never a blocking send: a client that does not read its
+	 * replies only fills its own buffer, and is dropped when that is
+	 * full. */
+	if (!body || c->out_len + blen > MONITOR_OUT_MAX) {
+		free(body);
+		return -1;
 	}
-	free(body);
+	if (!c->out) {
+		c->out = body;
+		c->out_len = blen;
+	} else {
+		char *n = realloc(c->out, c->out_len + blen);
+
+		if (!n) {
+			free(body);
+			return -1;
+		}
+		memcpy(n + c->out_len, body, blen);
+		c->out = n;
+		c->out_len += blen;
+		free(body);
+	}
+	return client_flush(c);
 }
 
 static void client_event(struct ev_handler *h, uint32_t events)
@@ -245,8 +320,15 @@ static void client_event(struct ev_handler *h, uint32_t events)
 	ssize_t n;
 	char *nl;
 
-	(void)events;
+	if ((events & EPOLLOUT) && client_flush(c) < 0) {
+		client_close(c);
+		return;
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
 	n = read(h->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
 	if (n <= 0) {
 		client_close(c);
 		return;
@@ -255,7 +337,10 @@ static void client_event(struct ev_handler *h, uint32_t events)
 	c->buf[c->len] = '\0';
 	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
 		*nl = '\0';
-		client_line(c, c->buf);
+		if (client_line(c, c->buf) < 0) {
+			client_close(c);
+			return;
+		}
 		c->len -= (size_t)(nl + 1 - c->buf);
 		memmove(c->buf, nl + 1, c->len);
 		c->buf[c->len] = '\0';
@@ -272,7 +357,7 @@ static void listen_event(struct ev_handler *h, uint32_t events)
 	int fd, slot = -1;
 
 	(void)events;
-	fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+	fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
 	for (int i = 0; i < MONITOR_MAX_CLIENTS; i++)

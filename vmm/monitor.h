@@ -14,6 +14,9 @@
 
 #define MONITOR_MAX_CLIENTS 8
 #define MONITOR_LINE_MAX 1024
+/* Replies a client has not read yet: past this it is dropped, so a
+ * client that never reads cannot wedge the event loop or grow memory. */
+#define MONITOR_OUT_MAX (64 * 1024)
 
 struct vm;
 struct mig_params;
@@ -23,6 +26,9 @@ struct monitor_client {
 	struct monitor *mon;
 	char buf[MONITOR_LINE_MAX];
 	size_t len;
+	char *out;          /* unsent reply bytes (the socket is non-blocking) */
+	size_t out_len;
+	bool want_out;      /* EPOLLOUT armed */
 };
 
 struct monitor {
@@ -35,10 +41,21 @@ struct monitor {
 	const struct mig_params *mig_defaults;
 };
 
-/* Where NAME's socket lives by default. */
+/* 0 when dir is a directory (not a symlink) owned by this user and not
+ * writable by group or others, else -EPERM (or -errno): anyone who can
+ * write there can swap a VM's monitor socket for their own. */
+int monitor_check_dir(const char *dir);
+/* Where NAME's socket lives by default (the directory made 0700 and
+ * checked with monitor_check_dir). */
 int monitor_default_path(const char *name, char *out, size_t len);
+/* How long a probe or query waits for a VM's monitor: a wedged VM must
+ * not wedge the one asking. */
+#define MONITOR_PROBE_TIMEOUT_MS 2000
 /* -EADDRINUSE when a live VM answers on path (its pid in *pid if known). */
 int monitor_probe(const char *path, pid_t *pid);
+/* One command to the VM at path, bounded by MONITOR_PROBE_TIMEOUT_MS;
+ * as monitor_request. */
+int monitor_query(const char *path, const char *cmd, char *reply, size_t cap);
 /* Binds path. With takeover, a live socket there is replaced atomically
  * (the target of a same-host migration taking over the source's name). */
 int monitor_open(struct monitor *m, struct vm *vm, struct evloop *loop,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "migrate/migrate.h"
+#include "migrate/transport/transport.h"
 #include "vmm/console.h"
 #include "vmm/evloop.h"
 #include "vmm/monitor.h"
@@ -196,18 +197,39 @@ out:
 	return status;
 }
 
-/* A live VM of that name here is a clash, unless it is the source of a
- * same-host migration (its pid). */
-static int name_in_use(const char *name, uint32_t src_pid, char *why, size_t whylen)
+/* Whether `info migrate` says a migration to listen_uri is under way. */
+static bool migrating_to(const char *reply, const char *listen_uri)
 {
-	char path[PATH_MAX];
-	pid_t pid = 0;
+	char status[64] = "", uri[TRANSPORT_PATH_MAX + 8] = "";
+
+	for (const char *l = reply; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		const char *nl = strchr(l, '\n');
+		size_t n = nl ? (size_t)(nl - l) : strlen(l);
+
+		if (!strncmp(l, "status: ", 8) && n - 8 < sizeof(status) && !status[0])
+			snprintf(status, sizeof(status), "%.*s", (int)(n - 8), l + 8);
+		else if (!strncmp(l, "uri: ", 5) && n - 5 < sizeof(uri) && !uri[0])
+			snprintf(uri, sizeof(uri), "%.*s", (int)(n - 5), l + 5);
+	}
+	return mig_status_in_progress(status) && transport_same_endpoint(uri, listen_uri);
+}
+
+/* A live VM of that name here is a clash, unless it is itself migrating
+ * to this target from this host (asked over its monitor, never taken from
+ * the peer). The refusal names no pid. */
+static int name_in_use(const char *name, const char *listen_uri, bool peer_local,
+		       char *why, size_t whylen)
+{
+	char path[PATH_MAX], reply[4096];
 
 	if (monitor_default_path(name, path, sizeof(path)) < 0 ||
-	    monitor_probe(path, &pid) != -EADDRINUSE || (pid != 0 && (uint32_t)pid == src_pid))
+	    monitor_probe(path, NULL) != -EADDRINUSE)
 		return 0;
-	snprintf(why, whylen, "VM name '%s' is already running on this host (pid %d)", name,
-		 (int)pid);
+	if (listen_uri && peer_local &&
+	    monitor_query(path, "info migrate", reply, sizeof(reply)) == 0 &&
+	    migrating_to(reply, listen_uri))
+		return 0;
+	snprintf(why, whylen, "VM name '%s' is already running on this host", name);
 	return -EADDRINUSE;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vmm/core/clock.h"
 #include "vmm/core/vm.h"
 
 static const char *const type_names[] = {
@@ -294,6 +295,12 @@ void stream_reset(struct stream *s)
 	memset(s, 0, sizeof(*s));
 	s->conn.fd = -1;
 	s->cancel_fd = -1;
+	s->intr_fd = -1;
+}
+
+uint64_t stream_frame_deadline_ms(int frame_ms, uint32_t len)
+{
+	return (uint64_t)frame_ms + (uint64_t)len * 1000u / STREAM_MIN_RATE_BPS;
 }
 
 void stream_attach(struct stream *s, const struct transport_conn *c, int timeout_ms)
@@ -323,17 +330,41 @@ void stream_close(struct stream *s)
  * cancel fd together, so `migrate_cancel` interrupts a send or receive at
  * once while the connection stays usable for the ERROR frame that tells
  * the target why. Returns 0 when the socket is ready. */
+/* The earliest read deadline in force, 0: none. */
+static uint64_t read_deadline(const struct stream *s)
+{
+	uint64_t a = s->deadline_ns, b = s->frame_deadline_ns;
+
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
 static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
 {
-	struct pollfd p[2] = { { .fd = s->conn.fd, .events = ev },
-			       { .fd = s->cancel_fd, .events = POLLIN } };
-	int n;
+	struct pollfd p[3] = { { .fd = s->conn.fd, .events = ev },
+			       { .fd = s->cancel_fd, .events = POLLIN },
+			       { .fd = s->intr_fd, .events = POLLIN } };
+	uint64_t dl = ev == POLLIN ? read_deadline(s) : 0;
+	int n, ms;
 
-	if (s->cancel_fd < 0 || !s->conn.is_stream_socket)
+	if ((s->cancel_fd < 0 && s->intr_fd < 0 && !dl) || !s->conn.is_stream_socket)
 		return 0;
-	do
-		n = poll(p, 2, s->timeout_ms > 0 ? s->timeout_ms : -1);
-	while (n < 0 && errno == EINTR);
+	do {
+		ms = s->timeout_ms > 0 ? s->timeout_ms : -1;
+		if (dl) {
+			uint64_t now = clock_now_ns();
+			int left = now >= dl ? 0 : (int)((dl - now + 999999) / 1000000);
+
+			if (left == 0) {
+				snprintf(err, errlen, dl == s->deadline_ns ?
+					 "the peer did not complete the handshake in time" :
+					 "the peer is too slow: a frame did not arrive in time");
+				return -ETIMEDOUT;
+			}
+			if (ms < 0 || left < ms)
+				ms = left;
+		}
+		n = poll(p, 3, ms);
+	} while ((n < 0 && errno == EINTR) || (n == 0 && dl && clock_now_ns() >= dl));
 	if (n < 0) {
 		int e = errno;
 
@@ -343,6 +374,10 @@ static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
 	if (p[1].revents) {
 		snprintf(err, errlen, "cancelled");
 		return -ECANCELED;
+	}
+	if (p[2].revents) {
+		snprintf(err, errlen, "interrupted by a signal");
+		return -EINTR;
 	}
 	if (n == 0) {
 		snprintf(err, errlen, "%s timed out after %d ms (peer not responding)",
@@ -463,9 +498,17 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 		    size_t errlen)
 {
 	uint8_t b[STREAM_HDR_LEN];
-	int ret = stream_read_all(s, b, sizeof(b), err, errlen);
+	int ret;
 
-	return ret ? ret : stream_hdr_decode(b, h, err, errlen);
+	if (s->frame_ms > 0)
+		s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->frame_ms * 1000000u;
+	ret = stream_read_all(s, b, sizeof(b), err, errlen);
+	if (!ret)
+		ret = stream_hdr_decode(b, h, err, errlen);
+	if (!ret && s->frame_ms > 0)
+		s->frame_deadline_ns = clock_now_ns() +
+				       stream_frame_deadline_ms(s->frame_ms, h->len) * 1000000u;
+	return ret;
 }
 
 int stream_recv_fixed(struct stream *s, uint32_t type, uint32_t len, void *buf,

@@ -104,6 +104,16 @@ struct stream {
 	struct transport_conn conn; /* conn.fd -1: closed */
 	int timeout_ms;
 	int cancel_fd; /* readable = give up now (-1: none); see stream.c */
+	/* Target side, against peers that trickle (SO_RCVTIMEO bounds one
+	 * read, not a frame): intr_fd readable = a signal is pending (a
+	 * signalfd, polled, never read: the run loop reads it later);
+	 * deadline_ns (clock_now_ns, 0: none) bounds every read from now on
+	 * (the handshake as a whole); frame_ms > 0 gives each frame read by
+	 * stream_recv_hdr a deadline of its own (stream_frame_deadline_ms). */
+	int intr_fd;
+	uint64_t deadline_ns;
+	int frame_ms;
+	uint64_t frame_deadline_ns;
 	uint64_t bytes_out;
 	uint64_t bytes_in;
 };
@@ -182,6 +192,11 @@ static inline bool stream_is_open(const struct stream *s)
 {
 	return s->conn.fd >= 0;
 }
+/* The slowest a frame of len payload bytes may arrive once its header
+ * is in: frame_ms plus len at STREAM_MIN_RATE_BPS (16 MiB PAGES: 26 s at
+ * frame_ms 10 s). A header itself gets frame_ms. */
+#define STREAM_MIN_RATE_BPS (1u << 20)
+uint64_t stream_frame_deadline_ms(int frame_ms, uint32_t len);
 /* Bounds blocking I/O from now on (roll-back's last words, say). */
 void stream_set_timeout(struct stream *s, int timeout_ms);
 /* From any thread: blocked I/O on the stream returns at once. */

@@ -154,21 +154,32 @@ static void *recv_main(void *arg)
 	return NULL;
 }
 
-/* One connection: preamble, then CHANNEL(index, token). */
+/* How long one connection may take to present its CHANNEL frame: a
+ * stray one that says nothing costs this much of the accept deadline,
+ * not the migration. */
+#define CHAN_HELLO_MS 2000
+
+/* One connection: preamble, then CHANNEL(index, token), by deadline_ns.
+ * -EAGAIN: it was not a channel of this migration (why in err). */
 static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_t token,
-		      char *err, size_t errlen)
+		      uint64_t deadline_ns, char *err, size_t errlen)
 {
 	uint8_t pre[STREAM_PREAMBLE_LEN], b[CHANNEL_LEN];
 	struct transport_conn conn;
 	struct stream s;
 	uint32_t len, idx;
-	int ret = transport_accept(l, ct->timeout_ms, ct->timeout_ms, &conn, err, errlen);
+	uint64_t now = clock_now_ns();
+	int left = now >= deadline_ns ? 0 : (int)((deadline_ns - now) / 1000000), ret;
 
-	if (ret == -ETIMEDOUT)
-		snprintf(err, errlen, "no data channel connected within %d ms", ct->timeout_ms);
+	if (left <= 0)
+		return -ETIMEDOUT;
+	ret = transport_accept(l, left, ct->timeout_ms, &conn, err, errlen);
 	if (ret)
 		return ret;
 	stream_attach(&s, &conn, ct->timeout_ms);
+	s.deadline_ns = now + (uint64_t)CHAN_HELLO_MS * 1000000u;
+	if (s.deadline_ns > deadline_ns)
+		s.deadline_ns = deadline_ns;
 	ret = stream_read_all(&s, pre, sizeof(pre), err, errlen);
 	if (!ret)
 		ret = stream_preamble_decode(pre, err, errlen);
@@ -182,20 +193,52 @@ static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_
 		goto fail;
 	idx = le_get32(b);
 	if (le_get64(b + 4) != token) {
-		snprintf(err, errlen, "a data channel presented the wrong token");
-		ret = -EPERM;
+		snprintf(err, errlen, "a connection presented the wrong token");
 		goto fail;
 	}
 	if (idx >= ct->n || stream_is_open(&ct->ch[idx].s)) {
 		snprintf(err, errlen, "bad CHANNEL: index %u (of %u, or a repeat)", idx, ct->n);
-		ret = -EPROTO;
 		goto fail;
 	}
+	s.deadline_ns = 0; /* from here its frames have their own deadlines */
+	s.frame_ms = ct->timeout_ms;
 	ct->ch[idx].s = s;
 	return 0;
 fail:
 	stream_close(&s);
-	return ret;
+	return -EAGAIN;
+}
+
+/* Connections until all n channels are in or the deadline passes; those
+ * that are not channels of this migration (a stray connection, a second
+ * source, a wrong token, a repeated index) are dropped, one line each. */
+static int accept_all(struct chan_tgt *ct, struct transport_listener *l, uint64_t token,
+		      char *err, size_t errlen)
+{
+	uint64_t deadline = clock_now_ns() + (uint64_t)ct->timeout_ms * 1000000u;
+	char last[256] = "";
+	uint32_t got = 0;
+
+	while (got < ct->n) {
+		int ret = accept_one(ct, l, token, deadline, err, errlen);
+
+		if (ret == -EAGAIN) {
+			fprintf(stderr, "minivmm: dropped a connection on the migration port: %s\n",
+				err);
+			snprintf(last, sizeof(last), "%s", err);
+			continue;
+		}
+		if (ret == -ETIMEDOUT) {
+			snprintf(err, errlen, "%u of %u data channels connected within %d ms%s%s%s",
+				 got, ct->n, ct->timeout_ms, last[0] ? " (last refused: " : "",
+				 last, last[0] ? ")" : "");
+			return ret;
+		}
+		if (ret)
+			return ret;
+		got++;
+	}
+	return 0;
 }
 
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
@@ -232,8 +275,7 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 		ct->ch[i] = (struct chan_r){ .ct = ct, .idx = i, .synced = -1 };
 		stream_reset(&ct->ch[i].s);
 	}
-	for (uint32_t i = 0; i < n && !ret; i++)
-		ret = accept_one(ct, l, token, err, errlen);
+	ret = accept_all(ct, l, token, err, errlen);
 	if (!ret)
 		ret = pool_start(&ct->pool, (int)n, recv_main, ct->ch, sizeof(ct->ch[0]),
 				 "data channel", err, errlen);

@@ -62,6 +62,11 @@ static uint64_t in_bytes(const struct mig_tgt_env *env)
 	return env->s->bytes_in + env->m->chan_bytes_in;
 }
 
+/* Per-round records the target keeps: a source's rounds are bounded by
+ * max-rounds (30 by default), a hostile peer's only by its bandwidth. Past
+ * this the rounds are counted and not recorded. */
+#define RAM_MAX_ROUND_RECORDS 4096
+
 static void close_round(struct ram_sec *x, struct mig_tgt_env *env)
 {
 	struct stats *st = &env->m->st;
@@ -72,7 +77,8 @@ static void close_round(struct ram_sec *x, struct mig_tgt_env *env)
 	x->rec.duration_ms = clock_ms_since(env->t0) - x->rec.start_ms;
 	x->rec.bytes = in_bytes(env) - x->rec.bytes;
 	x->rec.pages_sent = st->pages_normal + st->pages_zero - x->pages_at_round;
-	stats_add_round(st, &x->rec);
+	if (st->nrec < RAM_MAX_ROUND_RECORDS)
+		stats_add_round(st, &x->rec);
 	x->in_round = false;
 }
 
@@ -85,6 +91,21 @@ static int on_round(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	ret = stream_recv_fixed(env->s, ST_ROUND, len, b, ROUND_LEN, env->err, env->errlen);
 	if (ret)
 		return ret;
+	/* Rounds go 0, 1, 2, ... (the final one too): st->rounds counts
+	 * those opened so far. */
+	if (le_get32(b) != st->rounds) {
+		snprintf(env->err, env->errlen, "protocol error: ROUND %u where round %u was due",
+			 le_get32(b), st->rounds);
+		return -EPROTO;
+	}
+	if (st->rounds == UINT32_MAX) {
+		snprintf(env->err, env->errlen, "protocol error: too many rounds");
+		return -EPROTO;
+	}
+	/* Round 0 is past CHANNELS: nothing more may connect, so a second
+	 * source now finds the port closed instead of a silent backlog. */
+	if (le_get32(b) == 0 && env->lst)
+		transport_listener_close(env->lst);
 	/* No page of this round may land before every channel ended the
 	 * previous one (chan.h). */
 	if (x->ct && le_get32(b) > 0)

@@ -114,16 +114,25 @@ int stats_write_json(const struct stats *st, const char *path, char *err,
 {
 	char tmp[4096];
 	FILE *f;
+	int fd;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof(tmp)) {
+	/* An unpredictable temporary name beside the target (mkstemp: new,
+	 * 0600, O_EXCL), so nobody can plant a symlink where we write; the
+	 * rename then replaces the file whole. */
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp)) {
 		snprintf(err, errlen, "stats path too long");
 		return -ENAMETOOLONG;
 	}
-	f = fopen(tmp, "w");
+	fd = mkstemp(tmp);
+	f = fd < 0 ? NULL : fdopen(fd, "w");
 	if (!f) {
 		int e = errno;
 
-		snprintf(err, errlen, "stats %s: %s", tmp, strerror(e));
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		snprintf(err, errlen, "stats %s: %s", path, strerror(e));
 		return -e;
 	}
 	write_doc(f, st);

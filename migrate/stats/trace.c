@@ -169,7 +169,8 @@ int trace_open(struct trace *t, const char *path, uint64_t npages, uint32_t page
 	t->npages = npages;
 	t->page_size = page_size;
 
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* New, 0600, never through a symlink (an existing file: EEXIST). */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 

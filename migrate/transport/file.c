@@ -8,16 +8,23 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A snapshot holds all of guest RAM: it is made new, 0600, and never
+ * through a symlink; an existing file is refused, not overwritten
+ * (docs/migration.md, "Robustness"). */
 static int file_open(const struct transport_addr *a, bool write,
 		     struct transport_conn *c, char *err, size_t errlen)
 {
-	int fd = open(a->path, write ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC :
-		      O_RDONLY | O_CLOEXEC, 0644);
+	int fd = open(a->path, write ? O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC :
+		      O_RDONLY | O_CLOEXEC, 0600);
 
 	if (fd < 0) {
 		int e = errno;
 
-		snprintf(err, errlen, "open %s: %s", a->path, strerror(e));
+		if (write && e == EEXIST)
+			snprintf(err, errlen, "open %s: the file exists (a snapshot is never "
+				 "written over an existing file; remove it first)", a->path);
+		else
+			snprintf(err, errlen, "open %s: %s", a->path, strerror(e));
 		return -e;
 	}
 	c->fd = fd;

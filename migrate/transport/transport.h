@@ -73,6 +73,12 @@ int transport_open_file(const struct transport_addr *a, bool write,
 /* Adopts an fd that is already connected (a socketpair, say). */
 void transport_wrap_fd(struct transport_conn *c, int fd, enum transport_kind kind);
 
+/* Whether dest_uri (a source's destination) is listen_uri (this
+ * target's --incoming address) seen from this host: same kind, a TCP
+ * port with a host that is this host's (and the listening host when
+ * that is not every address), or the same unix socket file. */
+bool transport_same_endpoint(const char *dest_uri, const char *listen_uri);
+
 /* One readv/writev: bytes moved, 0 at end of input, or -errno. Writes on
  * sockets never raise SIGPIPE. */
 ssize_t transport_readv(struct transport_conn *c, const struct iovec *iov, int iovcnt);

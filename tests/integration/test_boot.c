@@ -240,14 +240,17 @@ static void test_no_kvm_permission(void **state)
 
 static void test_monitor_and_name_clash(void **state)
 {
-	const char *sock = "/run/minivmm/itest-mon.sock";
+	char sock[64], name[32];
 	struct proc vm, other;
 	char buf[8192];
 	size_t mark;
-	const char *argv[] = { NULL, "--kernel", COUNTER, "--name", "itest-mon",
+	const char *argv[] = { NULL, "--kernel", COUNTER, "--name", name,
 			       "--append", "period_ms=20", NULL };
 
 	(void)state;
+	/* Per pid: two runs of the suite at once must not share a VM name. */
+	snprintf(name, sizeof(name), "itest-mon-%d", (int)getpid());
+	snprintf(sock, sizeof(sock), "/run/minivmm/%s.sock", name);
 	assert_int_equal(proc_spawn(&vm, argv), 0);
 	assert_true(proc_wait_line(&vm, 0, "seq=3", 20000) >= 0);
 
@@ -258,7 +261,7 @@ static void test_monitor_and_name_clash(void **state)
 
 	assert_int_equal(h_monitor(sock, "info status", buf, sizeof(buf)), 0);
 	assert_non_null(strstr(buf, "status: running"));
-	assert_non_null(strstr(buf, "name: itest-mon"));
+	assert_non_null(strstr(buf, name));
 	assert_int_equal(h_monitor(sock, "bogus", buf, sizeof(buf)), 1);
 	assert_non_null(strstr(buf, "unknown command"));
 	assert_int_equal(h_monitor(sock, "help", buf, sizeof(buf)), 0);

@@ -32,7 +32,7 @@ static int kvm_setup(void **state)
 {
 	(void)state;
 	h_require_kvm();
-	next_port = 20000 + (int)(getpid() % 20000);
+	next_port = 20000 + (int)(getpid() % 10000); /* below the ephemeral 32768+ */
 	return 0;
 }
 
@@ -452,6 +452,18 @@ static void finish_source(struct proc *s)
 	proc_free(s);
 }
 
+/* A REJECTed source costs the target one line, not its wait; SIGTERM
+ * then ends it (exit 3, stats written). */
+static void refused_then_stop(struct proc *t, const char *why)
+{
+	if (!wait_stderr(t, "refused a connection", 10000) || !proc_stderr_has(t, why))
+		fail_msg("target did not refuse with '%s': %s", why, t->err ? t->err : "");
+	proc_pump(t, 10);
+	assert_false(t->exited);
+	proc_kill(t, SIGTERM);
+	assert_int_equal(proc_wait_exit(t, 10000), 3);
+}
+
 static void test_connection_refused(void **state)
 {
 	char addr[32], name[32];
@@ -506,8 +518,7 @@ static void test_reject_name_clash(void **state)
 	assert_true(proc_wait_line(&o, 0, "seq=", T_BOOT) >= 0);
 	spawn_target(&t, prt, st);
 	failing_source(&s, addr, name, mon, NULL, "already running on this host");
-	assert_int_equal(proc_wait_exit(&t, 10000), 3);
-	assert_true(proc_stderr_has(&t, "already running on this host"));
+	refused_then_stop(&t, "already running on this host");
 	finish_source(&s);
 	proc_kill(&o, SIGTERM);
 	proc_wait_exit(&o, 10000);
@@ -531,7 +542,7 @@ static void test_reject_cpu(void **state)
 	setenv("MINIVMM_CPUCOMPAT_OVERRIDE", "vendor=FakeVendor00", 1);
 	failing_source(&s, addr, name, NULL, NULL, "incompatible CPU");
 	unsetenv("MINIVMM_CPUCOMPAT_OVERRIDE");
-	assert_int_equal(proc_wait_exit(&t, 10000), 3);
+	refused_then_stop(&t, "incompatible CPU");
 	finish_source(&s);
 	assert_true(json_num(st, "result") == 0);
 	proc_free(&t);
@@ -550,8 +561,7 @@ static void reject_shape(const char **target_opts, const char *why)
 	tmpfile_path(st, sizeof(st), "shape.json");
 	spawn_target_with(&t, prt, st, target_opts);
 	failing_source(&s, addr, name, NULL, NULL, why); /* 256M, 1 vCPU */
-	assert_int_equal(proc_wait_exit(&t, 10000), 3);
-	assert_true(proc_stderr_has(&t, why));
+	refused_then_stop(&t, why);
 	finish_source(&s);
 	assert_true(json_num(st, "result") == 0);
 	assert_true(json_num(st, "bytes_total") < 4096); /* no RAM came */
@@ -884,6 +894,16 @@ static void hostile(const uint8_t *bytes, size_t len, bool wait_accept,
 	if (morelen)
 		assert_int_equal(write(fd, more, morelen), (ssize_t)morelen);
 	shutdown(fd, SHUT_WR); /* a truncated stream ends here */
+	if (!wait_accept) {
+		/* Before HELLO is accepted nothing has begun: the target
+		 * refuses that connection and waits on (test_robust.c). */
+		if (!wait_stderr(&t, "refused a connection", 15000) ||
+		    !proc_stderr_has(&t, expect))
+			fail_msg("target stderr lacks '%s': %s", expect, t.err ? t.err : "");
+		proc_pump(&t, 10);
+		assert_false(t.exited);
+		proc_kill(&t, SIGTERM);
+	}
 	assert_int_equal(proc_wait_exit(&t, 15000), 3);
 	if (!proc_stderr_has(&t, expect))
 		fail_msg("target stderr lacks '%s': %s", expect, t.err ? t.err : "");

@@ -203,7 +203,7 @@ static void test_pages_decode(void **state)
 static void test_io_socketpair(void **state)
 {
 	int sv[2];
-	struct stream a = { .cancel_fd = -1 }, b = { .cancel_fd = -1 };
+	struct stream a = { .cancel_fd = -1, .intr_fd = -1 }, b = { .cancel_fd = -1, .intr_fd = -1 };
 	uint8_t page[3][4096], got[3][4096], tok[8];
 	struct iovec iov[3], riov[3];
 	uint32_t len;

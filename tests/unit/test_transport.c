@@ -213,8 +213,8 @@ static void test_tcp(void **state)
 	int ret = -1;
 
 	(void)state;
-	/* a free port: try a few in a quiet range */
-	for (int port = 47000 + getpid() % 1000, i = 0; i < 50 && ret; i++, port++) {
+	/* a free port below the ephemeral range (32768+): try a few */
+	for (int port = 30000 + getpid() % 2000, i = 0; i < 50 && ret; i++, port++) {
 		char uri[32];
 
 		snprintf(uri, sizeof(uri), "127.0.0.1:%d", port);
@@ -247,6 +247,7 @@ static void test_file(void **state)
 	(void)state;
 	assert_true(fd >= 0);
 	close(fd);
+	unlink(path); /* a snapshot is only written to a new file */
 	snprintf(uri, sizeof(uri), "file:%s", path);
 	assert_int_equal(parse(uri, false, &a), 0);
 	assert_int_equal(transport_open_file(&a, true, &c, err, sizeof(err)), 0);
