@@ -311,3 +311,38 @@ int h_monitor(const char *path, const char *cmd, char *buf, size_t cap)
 	close(fd);
 	return -1;
 }
+
+bool proc_wait_stderr(struct proc *p, const char *needle, int timeout_ms)
+{
+	double end = h_now_ms() + timeout_ms;
+
+	while (!proc_stderr_has(p, needle)) {
+		if (h_now_ms() > end || (!proc_pump(p, 50) && !proc_stderr_has(p, needle)))
+			return proc_stderr_has(p, needle);
+	}
+	return true;
+}
+
+void h_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void h_put64(uint8_t *p, uint64_t v)
+{
+	h_put32(p, (uint32_t)v);
+	h_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static int h_next_port;
+
+void h_ports_init(int salt)
+{
+	h_next_port = 20000 + (int)(((long)getpid() * (salt | 1)) % 10000);
+}
+
+int h_port(void)
+{
+	return h_next_port++;
+}

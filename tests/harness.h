@@ -6,7 +6,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+/* The guests and the time limits the integration tests share. */
+#define COUNTER "build/guests/counter.elf"
+#define DIRTY "build/guests/dirty.elf"
+#define NET_ELF "build/guests/net.elf"
+#define T_BOOT 20000
+#define T_MIG 60000
 
 struct proc_line {
 	double t_ms; /* arrival, ms since the harness started */
@@ -48,6 +56,9 @@ void proc_free(struct proc *p);
 /* Counts lines from `from` whose text starts with prefix. */
 size_t proc_count_prefix(struct proc *p, size_t from, const char *prefix);
 bool proc_stderr_has(struct proc *p, const char *needle);
+/* Waits up to timeout_ms until stderr contains needle (the line waits
+ * above match stdout). */
+bool proc_wait_stderr(struct proc *p, const char *needle, int timeout_ms);
 
 /* Runs argv to completion (timeout_ms), returning its exit status; the
  * process record is left for inspection (free it). */
@@ -56,5 +67,15 @@ int proc_run(struct proc *p, const char **argv, int timeout_ms);
 /* A monitor command over a unix socket; reply body into buf (NUL-ended).
  * Returns 0 on `ok`, 1 on `error:`, -1 when the socket fails. */
 int h_monitor(const char *path, const char *cmd, char *buf, size_t cap);
+
+/* TCP ports for one test binary: from 20000 + (pid * salt-dependent
+ * spread) % 10000, below the ephemeral range (32768+), one after another;
+ * a different salt per binary keeps concurrent binaries apart. */
+void h_ports_init(int salt);
+int h_port(void);
+
+/* Little-endian fields, for the tests that write streams by hand. */
+void h_put32(uint8_t *p, uint32_t v);
+void h_put64(uint8_t *p, uint64_t v);
 
 #endif

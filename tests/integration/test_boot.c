@@ -16,8 +16,6 @@
 #include "tests/harness.h"
 
 #define HELLO "build/guests/hello.elf"
-#define COUNTER "build/guests/counter.elf"
-#define DIRTY "build/guests/dirty.elf"
 
 static int kvm_setup(void **state)
 {

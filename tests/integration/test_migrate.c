@@ -21,41 +21,18 @@
 
 #include "tests/harness.h"
 
-#define COUNTER "build/guests/counter.elf"
-#define DIRTY "build/guests/dirty.elf"
-#define T_BOOT 20000
-#define T_MIG 60000
-
-static int next_port;
 
 static int kvm_setup(void **state)
 {
 	(void)state;
 	h_require_kvm();
-	next_port = 20000 + (int)(getpid() % 10000); /* below the ephemeral 32768+ */
+	h_ports_init(0);
 	return 0;
-}
-
-static int port(void)
-{
-	return next_port++;
 }
 
 static void tmpfile_path(char *buf, size_t n, const char *tag)
 {
 	snprintf(buf, n, "/tmp/test_migrate_%d_%s", (int)getpid(), tag);
-}
-
-/* Waits until stderr contains needle (the harness matches stdout lines). */
-static bool wait_stderr(struct proc *p, const char *needle, int timeout_ms)
-{
-	double end = h_now_ms() + timeout_ms;
-
-	while (!proc_stderr_has(p, needle)) {
-		if (h_now_ms() > end || (!proc_pump(p, 50) && !proc_stderr_has(p, needle)))
-			return proc_stderr_has(p, needle);
-	}
-	return true;
 }
 
 /* A target on addr; extra (NULL-terminated, may be NULL) are more options. */
@@ -69,7 +46,7 @@ static void spawn_target_at(struct proc *t, const char *addr, const char *stats,
 		argv[n++] = *extra++;
 	argv[n] = NULL;
 	assert_int_equal(proc_spawn(t, argv), 0);
-	if (!wait_stderr(t, "waiting for a migration", T_BOOT))
+	if (!proc_wait_stderr(t, "waiting for a migration", T_BOOT))
 		fail_msg("target did not listen: %s", t->err ? t->err : "");
 }
 
@@ -181,7 +158,7 @@ static void migrate_dirty_ex(const char *uri, int wss, int cpus, int channels, i
 				 "--stats-json", sstats, "--migrate-channels", chan_s,
 				 "--migrate-nice", nice_s, NULL };
 	struct proc s, t;
-	int prt = port(), na = 18;
+	int prt = h_port(), na = 18;
 	long last, first;
 
 	while (extra && *extra && na < 31)
@@ -212,7 +189,7 @@ static void migrate_dirty_ex(const char *uri, int wss, int cpus, int channels, i
 	assert_true(proc_stderr_has(&s, "completed"));
 	last = last_seq(&s, 0);
 	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
-	assert_true(wait_stderr(&t, "RAM digest verified", 1000));
+	assert_true(proc_wait_stderr(&t, "RAM digest verified", 1000));
 	first = first_seq(&t);
 	if (last >= 0 && first != last + 1)
 		fail_msg("heartbeat: source ended at seq=%ld, target began at seq=%ld", last, first);
@@ -331,7 +308,7 @@ static void test_double_migration(void **state)
 			      "--migrate", a1, "--migrate-after", "1.3", NULL };
 	const char *cli[] = { NULL, "--migrate", a2, "--name", name, "--verify-ram", NULL };
 	struct proc a, b, c, r;
-	int p1 = port(), p2 = port();
+	int p1 = h_port(), p2 = h_port();
 
 	(void)state;
 	snprintf(name, sizeof(name), "dbl-%d", (int)getpid());
@@ -438,7 +415,7 @@ static void failing_source(struct proc *s, const char *addr, const char *name,
 	}
 	argv[n] = NULL;
 	assert_int_equal(proc_spawn(s, argv), 0);
-	if (expect && !wait_stderr(s, expect, T_MIG))
+	if (expect && !proc_wait_stderr(s, expect, T_MIG))
 		fail_msg("source stderr lacks '%s': %s", expect, s->err ? s->err : "");
 }
 
@@ -456,7 +433,7 @@ static void finish_source(struct proc *s)
  * then ends it (exit 3, stats written). */
 static void refused_then_stop(struct proc *t, const char *why)
 {
-	if (!wait_stderr(t, "refused a connection", 10000) || !proc_stderr_has(t, why))
+	if (!proc_wait_stderr(t, "refused a connection", 10000) || !proc_stderr_has(t, why))
 		fail_msg("target did not refuse with '%s': %s", why, t->err ? t->err : "");
 	proc_pump(t, 10);
 	assert_false(t->exited);
@@ -470,7 +447,7 @@ static void test_connection_refused(void **state)
 	struct proc s;
 
 	(void)state;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
 	snprintf(name, sizeof(name), "ref-%d", (int)getpid());
 	failing_source(&s, addr, name, NULL, NULL, "Connection refused");
 	finish_source(&s);
@@ -483,7 +460,7 @@ static void test_hung_target_times_out(void **state)
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	char addr[32], name[32];
 	struct proc s;
-	int lfd, one = 1, prt = port();
+	int lfd, one = 1, prt = h_port();
 
 	(void)state;
 	lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -505,7 +482,7 @@ static void test_reject_name_clash(void **state)
 	char addr[32], name[32], mon[128], st[128];
 	const char *other[] = { NULL, "--kernel", COUNTER, "--name", name, NULL };
 	struct proc o, s, t;
-	int prt = port();
+	int prt = h_port();
 
 	(void)state;
 	snprintf(name, sizeof(name), "clash-%d", (int)getpid());
@@ -531,7 +508,7 @@ static void test_reject_cpu(void **state)
 {
 	char addr[32], name[32], st[128];
 	struct proc s, t;
-	int prt = port();
+	int prt = h_port();
 
 	(void)state;
 	snprintf(name, sizeof(name), "cpu-%d", (int)getpid());
@@ -554,7 +531,7 @@ static void reject_shape(const char **target_opts, const char *why)
 {
 	char addr[32], name[32], st[128];
 	struct proc s, t;
-	int prt = port();
+	int prt = h_port();
 
 	snprintf(name, sizeof(name), "shape-%d", (int)getpid());
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
@@ -607,7 +584,7 @@ static void test_prealloc_target(void **state)
 	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=16", "--migrate", addr,
 			       "--migrate-after", "1.2", "--verify-ram", "--stats-json", sstats, NULL };
 	struct proc s, t;
-	int prt = port();
+	int prt = h_port();
 	long rss = -1;
 
 	(void)state;
@@ -626,7 +603,7 @@ static void test_prealloc_target(void **state)
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
-	assert_true(wait_stderr(&t, "RAM digest verified", 5000));
+	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
 	assert_true(proc_stderr_has(&t, "256 of 256 MiB of guest RAM populated ahead"));
 	assert_true(json_num(tstats, "prealloc_bytes") == 256.0 * 1024 * 1024);
 	proc_send(&t, "v");
@@ -641,7 +618,7 @@ static void start_slow_migration(struct proc *s, struct proc *t, const char *tag
 				 char *mon, char *st, size_t len)
 {
 	char addr[32], name[32], reply[4096] = "";
-	int prt = port();
+	int prt = h_port();
 
 	snprintf(name, sizeof(name), "%s-%d", tag, (int)getpid());
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
@@ -685,7 +662,7 @@ static void test_cancel(void **state)
 			fail_msg("info migrate: bytes_total %llu then %llu within round 0", b1, b2);
 	}
 	assert_int_equal(h_monitor(mon, "migrate_cancel", reply, sizeof(reply)), 0);
-	assert_true(wait_stderr(&s, "cancelled", 10000));
+	assert_true(proc_wait_stderr(&s, "cancelled", 10000));
 	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "status: cancelled"));
 	assert_int_equal(proc_wait_exit(&t, 10000), 3);
@@ -704,7 +681,7 @@ static void test_target_killed_mid_round(void **state)
 	start_slow_migration(&s, &t, "kil", mon, st, sizeof(mon));
 	proc_kill(&t, SIGKILL);
 	proc_wait_exit(&t, 10000);
-	assert_true(wait_stderr(&s, "failed", 15000));
+	assert_true(proc_wait_stderr(&s, "failed", 15000));
 	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "status: failed"));
 	finish_source(&s);
@@ -716,7 +693,7 @@ static void test_target_killed_mid_switchover(void **state)
 {
 	char addr[32], name[32], st[128];
 	struct proc s, t;
-	int prt = port();
+	int prt = h_port();
 
 	(void)state;
 	snprintf(name, sizeof(name), "sw-%d", (int)getpid());
@@ -769,7 +746,7 @@ static void throttled_then(bool kill_target)
 	struct proc s, t;
 	double base, held, after;
 	size_t mark;
-	int prt = port(), i;
+	int prt = h_port(), i;
 
 	snprintf(name, sizeof(name), "thr%d-%d", kill_target, (int)getpid());
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
@@ -796,7 +773,7 @@ static void throttled_then(bool kill_target)
 	} else {
 		assert_int_equal(h_monitor(mon, "migrate_cancel", reply, sizeof(reply)), 0);
 	}
-	assert_true(wait_stderr(&s, "the guest keeps running here", 15000));
+	assert_true(proc_wait_stderr(&s, "the guest keeps running here", 15000));
 	pump_for(&s, 300);
 	mark = s.nlines;
 	pump_for(&s, 1200);
@@ -829,18 +806,6 @@ static int connect_to(int prt)
 	return fd;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* Preamble + a HELLO for a 16 MiB, 1-vCPU VM with a CPU description that
  * asks for nothing (this host's vendor, no features). */
 static size_t good_start(uint8_t *b, uint32_t version)
@@ -856,18 +821,18 @@ static size_t good_start(uint8_t *b, uint32_t version)
 		fclose(f);
 	memset(b, 0, 24 + 96 + 72);
 	memcpy(b, "MVMMIGR\n", 8);
-	put32(b + 8, version);
-	put32(b + 16, 1);            /* HELLO */
-	put32(b + 20, 96 + 72);
-	put32(h, version);
-	put64(h + 8, 16ULL << 20);
-	put32(h + 16, 1);
-	put32(h + 20, 1);            /* pid */
-	put32(h + 24, 4096);
+	h_put32(b + 8, version);
+	h_put32(b + 16, 1);            /* HELLO */
+	h_put32(b + 20, 96 + 72);
+	h_put32(h, version);
+	h_put64(h + 8, 16ULL << 20);
+	h_put32(h + 16, 1);
+	h_put32(h + 20, 1);            /* pid */
+	h_put32(h + 24, 4096);
 	snprintf((char *)h + 28, 64, "hostile-%d", (int)getpid());
-	put32(h + 92, 72);
-	put32(h + 96, 1);            /* cpucompat version */
-	put32(h + 100, 72);
+	h_put32(h + 92, 72);
+	h_put32(h + 96, 1);            /* cpucompat version */
+	h_put32(h + 100, 72);
 	memcpy(h + 104, vendor, 12);
 	return 24 + 96 + 72;
 }
@@ -877,7 +842,7 @@ static void hostile(const uint8_t *bytes, size_t len, bool wait_accept,
 {
 	char st[128];
 	struct proc t;
-	int prt = port(), fd;
+	int prt = h_port(), fd;
 	uint8_t reply[64];
 
 	tmpfile_path(st, sizeof(st), "hostile.json");
@@ -897,7 +862,7 @@ static void hostile(const uint8_t *bytes, size_t len, bool wait_accept,
 	if (!wait_accept) {
 		/* Before HELLO is accepted nothing has begun: the target
 		 * refuses that connection and waits on (test_robust.c). */
-		if (!wait_stderr(&t, "refused a connection", 15000) ||
+		if (!proc_wait_stderr(&t, "refused a connection", 15000) ||
 		    !proc_stderr_has(&t, expect))
 			fail_msg("target stderr lacks '%s': %s", expect, t.err ? t.err : "");
 		proc_pump(&t, 10);
@@ -944,14 +909,14 @@ static void test_hostile_page_out_of_range(void **state)
 
 	(void)state;
 	memset(f, 0, sizeof(f));
-	put32(f, 6);                 /* ROUND 0 */
-	put32(f + 4, 8);
-	put32(f + 16, 7);            /* PAGES: one zero run past 16 MiB */
-	put32(f + 20, 8 + 16);
-	put32(f + 24, 1);
-	put64(f + 32, 4095);
-	put32(f + 40, 2);
-	put32(f + 44, 1);
+	h_put32(f, 6);                 /* ROUND 0 */
+	h_put32(f + 4, 8);
+	h_put32(f + 16, 7);            /* PAGES: one zero run past 16 MiB */
+	h_put32(f + 20, 8 + 16);
+	h_put32(f + 24, 1);
+	h_put64(f + 32, 4095);
+	h_put32(f + 40, 2);
+	h_put32(f + 44, 1);
 	hostile(b, good_start(b, 1), true, f, 48, "outside guest RAM");
 }
 
@@ -960,8 +925,8 @@ static void test_hostile_huge_frame(void **state)
 	uint8_t b[256], f[8];
 
 	(void)state;
-	put32(f, 8);                 /* STATE of 4 GiB - 1 */
-	put32(f + 4, 0xffffffffu);
+	h_put32(f, 8);                 /* STATE of 4 GiB - 1 */
+	h_put32(f + 4, 0xffffffffu);
 	hostile(b, good_start(b, 1), true, f, 8, "exceeds the limit");
 }
 
@@ -971,13 +936,13 @@ static void test_hostile_truncated_pages(void **state)
 
 	(void)state;
 	memset(f, 0, sizeof(f));
-	put32(f, 6);
-	put32(f + 4, 8);
-	put32(f + 16, 7);            /* PAGES: one normal page, contents cut */
-	put32(f + 20, 8 + 16 + 4096);
-	put32(f + 24, 1);
-	put64(f + 32, 10);
-	put32(f + 40, 1);
+	h_put32(f, 6);
+	h_put32(f + 4, 8);
+	h_put32(f + 16, 7);            /* PAGES: one normal page, contents cut */
+	h_put32(f + 20, 8 + 16 + 4096);
+	h_put32(f + 24, 1);
+	h_put64(f + 32, 10);
+	h_put32(f + 40, 1);
 	hostile(b, good_start(b, 1), true, f, 56, "closed by the peer");
 }
 
@@ -990,7 +955,7 @@ static void hostile_channel(uint64_t flip, int64_t sync_round, const char *expec
 	uint8_t b[256], f[64], reply[32];
 	char st[128];
 	struct proc t;
-	int prt = port(), fd, cfd;
+	int prt = h_port(), fd, cfd;
 	uint64_t token = 0;
 
 	tmpfile_path(st, sizeof(st), "hostile-chan.json");
@@ -1000,9 +965,9 @@ static void hostile_channel(uint64_t flip, int64_t sync_round, const char *expec
 	assert_int_equal(read(fd, reply, 8), 8); /* ACCEPT */
 	assert_int_equal(reply[0], 2);
 	memset(f, 0, sizeof(f));
-	put32(f, 14);                /* CHANNELS: one, please */
-	put32(f + 4, 12);
-	put32(f + 8, 1);
+	h_put32(f, 14);                /* CHANNELS: one, please */
+	h_put32(f + 4, 12);
+	h_put32(f + 8, 1);
 	assert_int_equal(write(fd, f, 20), 20);
 	assert_int_equal(read(fd, reply, 20), 20);
 	assert_int_equal(reply[0], 14);
@@ -1012,25 +977,25 @@ static void hostile_channel(uint64_t flip, int64_t sync_round, const char *expec
 	cfd = connect_to(prt);
 	memset(f, 0, sizeof(f));
 	memcpy(f, "MVMMIGR\n", 8);
-	put32(f + 8, 1);
-	put32(f + 16, 15);           /* CHANNEL 0 */
-	put32(f + 20, 12);
-	put32(f + 24, 0);
-	put64(f + 28, token ^ flip);
+	h_put32(f + 8, 1);
+	h_put32(f + 16, 15);           /* CHANNEL 0 */
+	h_put32(f + 20, 12);
+	h_put32(f + 24, 0);
+	h_put64(f + 28, token ^ flip);
 	assert_int_equal(write(cfd, f, 36), 36);
 	if (sync_round >= 0) {
 		memset(f, 0, sizeof(f));
-		put32(f, 6);                 /* main: ROUND 0 */
-		put32(f + 4, 8);
+		h_put32(f, 6);                 /* main: ROUND 0 */
+		h_put32(f + 4, 8);
 		assert_int_equal(write(fd, f, 16), 16);
-		put32(f, 16);                /* channel: SYNC out of order */
-		put32(f + 4, 4);
-		put32(f + 8, (uint32_t)sync_round);
+		h_put32(f, 16);                /* channel: SYNC out of order */
+		h_put32(f + 4, 4);
+		h_put32(f + 8, (uint32_t)sync_round);
 		assert_int_equal(write(cfd, f, 12), 12);
 		memset(f, 0, sizeof(f));
-		put32(f, 6);                 /* main: ROUND 1 waits for the channel */
-		put32(f + 4, 8);
-		put32(f + 8, 1);
+		h_put32(f, 6);                 /* main: ROUND 1 waits for the channel */
+		h_put32(f + 4, 8);
+		h_put32(f + 8, 1);
 		assert_int_equal(write(fd, f, 16), 16);
 	}
 	assert_int_equal(proc_wait_exit(&t, 15000), 3);

@@ -21,7 +21,6 @@
 
 #include "tests/harness.h"
 
-#define COUNTER "build/guests/counter.elf"
 
 static bool link_has(const char *dev, const char *needle)
 {

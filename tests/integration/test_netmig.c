@@ -19,17 +19,8 @@
 
 #include "tests/harness.h"
 
-#define NET_ELF "build/guests/net.elf"
 #define GUEST_IP "10.77.0.2"
 #define T_UP 20000
-#define T_MIG 60000
-
-static int next_port;
-
-static int port(void)
-{
-	return next_port++;
-}
 
 struct pings {
 	long sent, received, dup;
@@ -110,9 +101,7 @@ static void spawn_target(struct proc *t, const char *uri, const char *tap, const
 
 	snprintf(net, sizeof(net), "tap=%s", tap);
 	assert_int_equal(proc_spawn(t, wrap ? wrapped : argv), 0);
-	for (int i = 0; i < 100 && !proc_stderr_has(t, "waiting for a migration"); i++)
-		proc_pump(t, 50);
-	assert_true(proc_stderr_has(t, "waiting for a migration"));
+	assert_true(proc_wait_stderr(t, "waiting for a migration", 5000));
 }
 
 static void test_ping(void **state)
@@ -170,8 +159,8 @@ static void test_migrate_and_back(void **state)
 	struct proc s, t, u;
 
 	(void)state;
-	snprintf(a1, sizeof(a1), "127.0.0.1:%d", port());
-	snprintf(a2, sizeof(a2), "127.0.0.1:%d", port());
+	snprintf(a1, sizeof(a1), "127.0.0.1:%d", h_port());
+	snprintf(a2, sizeof(a2), "127.0.0.1:%d", h_port());
 	spawn_target(&t, a1, "mvt1", NULL);
 	spawn_source(&s, "netmig-ab", "mvs1", a1, "3");
 	migrate_pinging(&s, NULL, &t, a1);
@@ -198,14 +187,12 @@ static void test_target_without_bridge(void **state)
 	snprintf(uri, sizeof(uri), "unix:/tmp/test_netmig_%d.sock", (int)getpid());
 	spawn_target(&t, uri, "mvt2", "unshare");
 	spawn_source(&s, "netmig-nobr", "mvs2", uri, "1");
-	for (int i = 0; i < 200 && !proc_stderr_has(&s, "keeps running here"); i++)
-		proc_pump(&s, 50);
+	proc_wait_stderr(&s, "keeps running here", 10000);
 	if (!proc_stderr_has(&s, "bridge mvbr0 not found on this host"))
 		fail_msg("source stderr: %s", s.err ? s.err : "");
 	assert_true(proc_stderr_has(&s, "keeps running here"));
 	/* The target refused this source and waits on for another. */
-	for (int i = 0; i < 100 && !proc_stderr_has(&t, "still waiting"); i++)
-		proc_pump(&t, 50);
+	proc_wait_stderr(&t, "still waiting", 5000);
 	assert_true(proc_stderr_has(&t, "bridge mvbr0 not found on this host"));
 	proc_kill(&t, SIGTERM);
 	proc_wait_exit(&t, 10000);
@@ -224,7 +211,7 @@ int main(void)
 		cmocka_unit_test(test_target_without_bridge),
 	};
 
-	next_port = 20000 + (int)(getpid() % 10000);
+	h_ports_init(53);
 	h_require_kvm();
 	/* Our own namespace: nothing here touches the host's links. A
 	 * machine that cannot make one fails the test, loudly. */

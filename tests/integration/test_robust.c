@@ -24,42 +24,19 @@
 
 #include "tests/harness.h"
 
-#define COUNTER "build/guests/counter.elf"
-#define DIRTY "build/guests/dirty.elf"
-#define T_BOOT 20000
-#define T_MIG 60000
-
-static int next_port;
 
 static int kvm_setup(void **state)
 {
 	(void)state;
 	h_require_kvm();
 	signal(SIGPIPE, SIG_IGN); /* a peer that hangs up is what some tests expect */
-	/* Below the ephemeral range (32768+), apart from test_migrate's. */
-	next_port = 20000 + (int)((getpid() * 37) % 10000);
+	h_ports_init(37);
 	return 0;
-}
-
-static int port(void)
-{
-	return next_port++;
 }
 
 static void tmp_path(char *buf, size_t n, const char *tag)
 {
 	snprintf(buf, n, "/tmp/test_robust_%d_%s", (int)getpid(), tag);
-}
-
-static bool wait_stderr(struct proc *p, const char *needle, int timeout_ms)
-{
-	double end = h_now_ms() + timeout_ms;
-
-	while (!proc_stderr_has(p, needle)) {
-		if (h_now_ms() > end || (!proc_pump(p, 50) && !proc_stderr_has(p, needle)))
-			return proc_stderr_has(p, needle);
-	}
-	return true;
 }
 
 /* Occurrences of needle in p's stderr so far. */
@@ -84,7 +61,7 @@ static void spawn_target(struct proc *t, int prt, const char **extra)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
 	assert_int_equal(proc_spawn(t, argv), 0);
-	if (!wait_stderr(t, "waiting for a migration", T_BOOT))
+	if (!proc_wait_stderr(t, "waiting for a migration", T_BOOT))
 		fail_msg("target did not listen: %s", t->err ? t->err : "");
 }
 
@@ -115,18 +92,6 @@ static int connect_to(int prt)
 	return fd;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* Preamble + HELLO (see test_migrate.c's good_start) with the given
  * shape, name and claimed pid. */
 static size_t hello(uint8_t *b, uint64_t mem, uint32_t cpus, const char *name, uint32_t pid)
@@ -142,18 +107,18 @@ static size_t hello(uint8_t *b, uint64_t mem, uint32_t cpus, const char *name, u
 		fclose(f);
 	memset(b, 0, 24 + 96 + 72);
 	memcpy(b, "MVMMIGR\n", 8);
-	put32(b + 8, 1);
-	put32(b + 16, 1);
-	put32(b + 20, 96 + 72);
-	put32(h, 1);
-	put64(h + 8, mem);
-	put32(h + 16, cpus);
-	put32(h + 20, pid);
-	put32(h + 24, 4096);
+	h_put32(b + 8, 1);
+	h_put32(b + 16, 1);
+	h_put32(b + 20, 96 + 72);
+	h_put32(h, 1);
+	h_put64(h + 8, mem);
+	h_put32(h + 16, cpus);
+	h_put32(h + 20, pid);
+	h_put32(h + 24, 4096);
 	snprintf((char *)h + 28, 64, "%s", name);
-	put32(h + 92, 72);
-	put32(h + 96, 1);
-	put32(h + 100, 72);
+	h_put32(h + 92, 72);
+	h_put32(h + 96, 1);
+	h_put32(h + 100, 72);
 	memcpy(h + 104, vendor, 12);
 	return 24 + 96 + 72;
 }
@@ -211,7 +176,7 @@ static void test_strangers_then_source(void **state)
 	const uint8_t junk[] = "GET / HTTP/1.0\r\n\r\n";
 	uint8_t b[256];
 	struct proc t;
-	int prt = port(), fd;
+	int prt = h_port(), fd;
 
 	(void)state;
 	spawn_target(&t, prt, NULL);
@@ -221,7 +186,7 @@ static void test_strangers_then_source(void **state)
 	close(fd);
 	fd = connect_to(prt);                          /* wrong version */
 	hello(b, 16ULL << 20, 1, "x", 1);
-	put32(b + 8, 7);
+	h_put32(b + 8, 7);
 	send_all(fd, b, 24 + 96 + 72);
 	close(fd);
 	for (int i = 0; i < 100 && stderr_count(&t, "refused a connection") < 3; i++)
@@ -245,7 +210,7 @@ static void test_trickle_handshake(void **state)
 	uint8_t b[256];
 	size_t n = small_hello(b);
 	struct proc t;
-	int prt = port(), fd;
+	int prt = h_port(), fd;
 	double t0;
 
 	(void)state;
@@ -257,7 +222,7 @@ static void test_trickle_handshake(void **state)
 			break;
 		proc_pump(&t, 1000);
 	}
-	if (!wait_stderr(&t, "did not complete the handshake in time", 2000))
+	if (!proc_wait_stderr(&t, "did not complete the handshake in time", 2000))
 		fail_msg("trickler not dropped in %.0f ms: %s", h_now_ms() - t0,
 			 t.err ? t.err : "");
 	assert_true(h_now_ms() - t0 < 13000);
@@ -270,14 +235,14 @@ static void test_trickle_frame(void **state)
 {
 	uint8_t f[16] = { 0 };
 	struct proc t;
-	int prt = port(), fd, st = -1;
+	int prt = h_port(), fd, st = -1;
 	double t0;
 
 	(void)state;
 	spawn_target(&t, prt, NULL);
 	fd = accepted(prt);
-	put32(f, 6);
-	put32(f + 4, 8);
+	h_put32(f, 6);
+	h_put32(f + 4, 8);
 	t0 = h_now_ms();
 	for (int i = 0; i < 16 && !t.exited; i++) {
 		if (write(fd, f + i, 1) != 1)
@@ -296,7 +261,7 @@ static void test_trickle_frame(void **state)
 static void sigterm_while_reading(bool after_accept)
 {
 	struct proc t;
-	int prt = port(), fd, st;
+	int prt = h_port(), fd, st;
 	double t0;
 
 	spawn_target(&t, prt, NULL);
@@ -320,13 +285,13 @@ static void test_round_repeat(void **state)
 {
 	uint8_t f[32] = { 0 };
 	struct proc t;
-	int prt = port(), fd;
+	int prt = h_port(), fd;
 
 	(void)state;
 	spawn_target(&t, prt, NULL);
 	fd = accepted(prt);
-	put32(f, 6);
-	put32(f + 4, 8);
+	h_put32(f, 6);
+	h_put32(f + 4, 8);
 	memcpy(f + 16, f, 16);
 	send_all(fd, f, 32);
 	if (proc_wait_exit(&t, 15000) != 3 || !proc_stderr_has(&t, "ROUND 0 where round 1"))
@@ -342,16 +307,16 @@ static void test_stray_channel_connections(void **state)
 {
 	uint8_t f[64], r[32];
 	struct proc t;
-	int prt = port(), fd, stray, bad, cfd;
+	int prt = h_port(), fd, stray, bad, cfd;
 	uint64_t token = 0;
 
 	(void)state;
 	spawn_target(&t, prt, NULL);
 	fd = accepted(prt);
 	memset(f, 0, sizeof(f));
-	put32(f, 14);
-	put32(f + 4, 12);
-	put32(f + 8, 1);
+	h_put32(f, 14);
+	h_put32(f + 4, 12);
+	h_put32(f + 8, 1);
 	send_all(fd, f, 20);
 	assert_int_equal(read(fd, r, 20), 20);
 	assert_int_equal(r[0], 14);
@@ -363,30 +328,30 @@ static void test_stray_channel_connections(void **state)
 	cfd = connect_to(prt);
 	memset(f, 0, sizeof(f));
 	memcpy(f, "MVMMIGR\n", 8);
-	put32(f + 8, 1);
-	put32(f + 16, 15);
-	put32(f + 20, 12);
-	put64(f + 28, token ^ 1);
+	h_put32(f + 8, 1);
+	h_put32(f + 16, 15);
+	h_put32(f + 20, 12);
+	h_put64(f + 28, token ^ 1);
 	send_all(bad, f, 36);
-	put64(f + 28, token);
+	h_put64(f + 28, token);
 	send_all(cfd, f, 36);
 	memset(f, 0, sizeof(f));
-	put32(f, 6);                      /* main: ROUND 0 */
-	put32(f + 4, 8);
+	h_put32(f, 6);                      /* main: ROUND 0 */
+	h_put32(f + 4, 8);
 	send_all(fd, f, 16);
-	put32(f, 16);                     /* channel: SYNC 0 */
-	put32(f + 4, 4);
-	put32(f + 8, 0);
+	h_put32(f, 16);                     /* channel: SYNC 0 */
+	h_put32(f + 4, 4);
+	h_put32(f + 8, 0);
 	send_all(cfd, f, 12);
 	memset(f, 0, sizeof(f));
-	put32(f, 4);                      /* main: PING */
-	put32(f + 4, 8);
-	put64(f + 8, 42);
+	h_put32(f, 4);                      /* main: PING */
+	h_put32(f + 4, 8);
+	h_put64(f + 8, 42);
 	send_all(fd, f, 16);
 	if (read(fd, r, 16) != 16 || r[0] != 5)
 		fail_msg("no PONG after the stray connections: %s", t.err ? t.err : "");
-	assert_true(wait_stderr(&t, "dropped a connection", 3000));
-	assert_true(wait_stderr(&t, "wrong token", 3000));
+	assert_true(proc_wait_stderr(&t, "dropped a connection", 3000));
+	assert_true(proc_wait_stderr(&t, "wrong token", 3000));
 	close(stray);
 	close(bad);
 	close(cfd);
@@ -401,7 +366,7 @@ static void test_host_limits(void **state)
 	uint8_t b[256];
 	char text[1100], name[32];
 	struct proc t;
-	int prt = port(), fd;
+	int prt = h_port(), fd;
 
 	(void)state;
 	snprintf(name, sizeof(name), "big-%d", (int)getpid());
@@ -416,7 +381,7 @@ static void test_host_limits(void **state)
 	if (reply(fd, text, sizeof(text)) != 3 || !strstr(text, "online CPUs"))
 		fail_msg("64 vCPUs not refused: '%s' %s", text, t.err ? t.err : "");
 	close(fd);
-	assert_true(wait_stderr(&t, "online CPUs", 3000));
+	assert_true(proc_wait_stderr(&t, "online CPUs", 3000));
 	stop_target(&t);
 }
 
@@ -428,7 +393,7 @@ static void test_name_clash_lying_peer(void **state)
 	const char *other[] = { NULL, "--kernel", COUNTER, "--name", name, NULL };
 	uint8_t b[256];
 	struct proc o, t;
-	int prt = port(), fd;
+	int prt = h_port(), fd;
 
 	(void)state;
 	snprintf(name, sizeof(name), "liar-%d", (int)getpid());
@@ -488,7 +453,7 @@ static void test_second_source(void **state)
 			      "20M", "--monitor", mon, NULL };
 	uint8_t b[256];
 	struct proc s, t;
-	int prt = port(), fd, type;
+	int prt = h_port(), fd, type;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)prt) };
 
 	(void)state;
@@ -517,7 +482,7 @@ static void test_second_source(void **state)
 			fail_msg("a second source got an answer (type %d): %s", type, text);
 	}
 	close(fd);
-	if (!wait_stderr(&t, "incoming migration completed", T_MIG))
+	if (!proc_wait_stderr(&t, "incoming migration completed", T_MIG))
 		fail_msg("the first migration was disturbed: %s", t.err ? t.err : "");
 	proc_send(&t, "q");
 	proc_wait_exit(&t, 30000);
