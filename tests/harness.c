@@ -346,3 +346,33 @@ int h_port(void)
 {
 	return h_next_port++;
 }
+
+size_t h_hello(uint8_t *b, uint32_t version, uint64_t mem, uint32_t cpus, const char *name,
+	       uint32_t pid)
+{
+	char vendor[13] = "GenuineIntel", line[256];
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	uint8_t *h = b + 24;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "vendor_id : %12s", vendor) == 1)
+			break;
+	if (f)
+		fclose(f);
+	memset(b, 0, 24 + 96 + 72);
+	memcpy(b, "MVMMIGR\n", 8);
+	h_put32(b + 8, version);
+	h_put32(b + 16, 1);            /* HELLO */
+	h_put32(b + 20, 96 + 72);
+	h_put32(h, version);
+	h_put64(h + 8, mem);
+	h_put32(h + 16, cpus);
+	h_put32(h + 20, pid);
+	h_put32(h + 24, 4096);
+	snprintf((char *)h + 28, 64, "%s", name);
+	h_put32(h + 92, 72);
+	h_put32(h + 96, 1);            /* cpucompat version */
+	h_put32(h + 100, 72);
+	memcpy(h + 104, vendor, 12);
+	return 24 + 96 + 72;
+}

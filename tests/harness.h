@@ -68,6 +68,12 @@ int proc_run(struct proc *p, const char **argv, int timeout_ms);
  * Returns 0 on `ok`, 1 on `error:`, -1 when the socket fails. */
 int h_monitor(const char *path, const char *cmd, char *buf, size_t cap);
 
+/* Preamble + HELLO (stream version, RAM, vCPUs, name, claimed pid) with a
+ * CPU description that asks for nothing but this host's vendor, into b
+ * (24 + 96 + 72 bytes); returns the length. For hand-made streams. */
+size_t h_hello(uint8_t *b, uint32_t version, uint64_t mem, uint32_t cpus, const char *name,
+	       uint32_t pid);
+
 /* TCP ports for one test binary: from 20000 + (pid * salt-dependent
  * spread) % 10000, below the ephemeral range (32768+), one after another;
  * a different salt per binary keeps concurrent binaries apart. */

@@ -810,31 +810,10 @@ static int connect_to(int prt)
  * asks for nothing (this host's vendor, no features). */
 static size_t good_start(uint8_t *b, uint32_t version)
 {
-	char vendor[13] = "GenuineIntel", line[256];
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	uint8_t *h = b + 24;
+	char name[32];
 
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "vendor_id : %12s", vendor) == 1)
-			break;
-	if (f)
-		fclose(f);
-	memset(b, 0, 24 + 96 + 72);
-	memcpy(b, "MVMMIGR\n", 8);
-	h_put32(b + 8, version);
-	h_put32(b + 16, 1);            /* HELLO */
-	h_put32(b + 20, 96 + 72);
-	h_put32(h, version);
-	h_put64(h + 8, 16ULL << 20);
-	h_put32(h + 16, 1);
-	h_put32(h + 20, 1);            /* pid */
-	h_put32(h + 24, 4096);
-	snprintf((char *)h + 28, 64, "hostile-%d", (int)getpid());
-	h_put32(h + 92, 72);
-	h_put32(h + 96, 1);            /* cpucompat version */
-	h_put32(h + 100, 72);
-	memcpy(h + 104, vendor, 12);
-	return 24 + 96 + 72;
+	snprintf(name, sizeof(name), "hostile-%d", (int)getpid());
+	return h_hello(b, version, 16ULL << 20, 1, name, 1);
 }
 
 static void hostile(const uint8_t *bytes, size_t len, bool wait_accept,
