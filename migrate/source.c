@@ -575,6 +575,11 @@ void *mig_source_thread(void *arg)
 	if (!ret)
 		ret = migrate(c, &why);
 	throttle_end(c);
+	/* Tracking off and connections closed before the guest gets its
+	 * speed back: dirty logging slows every write it makes. */
+	for (int i = 0; i < c->ss.n; i++)
+		if (c->ss.s[i].ops->save_cleanup)
+			c->ss.s[i].ops->save_cleanup(c->ss.s[i].state, &c->env, !ret);
 	cancelled = m->cancel && !c->committed;
 	if (ret && cancelled && !c->policy_cancel)
 		snprintf(c->err, sizeof(c->err), "cancelled by the user");
@@ -599,9 +604,6 @@ void *mig_source_thread(void *arg)
 		finish_stats(c, STATS_FAILED, false);
 		fprintf(stderr, "minivmm: migration to %s: %s\n", m->uri, c->err);
 	}
-	for (int i = 0; i < c->ss.n; i++)
-		if (c->ss.s[i].ops->save_cleanup)
-			c->ss.s[i].ops->save_cleanup(c->ss.s[i].state, &c->env, !ret);
 	mig_sections_destroy(&c->ss);
 	pthread_mutex_lock(&m->lock);
 	m->conn = NULL;

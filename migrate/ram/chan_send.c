@@ -244,6 +244,11 @@ void chan_src_close(struct chan_src *cs)
 	cs->quit = true;
 	pthread_cond_broadcast(&cs->cv);
 	pthread_mutex_unlock(&cs->mu);
+	/* A sender blocked on a hung target would hold the join for its
+	 * whole I/O timeout; every round the target took is complete by now. */
+	for (uint32_t i = 0; i < cs->n; i++)
+		if (stream_is_open(&cs->ch[i].s))
+			stream_shutdown(&cs->ch[i].s);
 	pool_join(&cs->pool);
 	for (uint32_t i = 0; i < cs->n; i++) {
 		stream_close(&cs->ch[i].s);
