@@ -24,6 +24,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import bench  # noqa: E402
+import bench_net  # noqa: E402
 import benchconf  # noqa: E402
 import jsonl  # noqa: E402
 import report  # noqa: E402
@@ -665,6 +666,58 @@ class BinaryTests(unittest.TestCase):
         self.assertIn("| qemu | 2 |", md)
 
 
+PING_D = """PING 10.77.0.2 (10.77.0.2) 56(84) bytes of data.
+[1000.000100] 64 bytes from 10.77.0.2: icmp_seq=1 ttl=64 time=0.900 ms
+[1000.001100] 64 bytes from 10.77.0.2: icmp_seq=2 ttl=64 time=1.10 ms
+[1000.001200] 64 bytes from 10.77.0.2: icmp_seq=2 ttl=64 time=1.20 ms (DUP!)
+[1000.050100] 64 bytes from 10.77.0.2: icmp_seq=5 ttl=64 time=0.500 ms
+[1000.051100] 64 bytes from 10.77.0.2: icmp_seq=6 ttl=64 time=0.700 ms
+
+--- 10.77.0.2 ping statistics ---
+6 packets transmitted, 4 received, +1 duplicates, 33.3333% packet loss, time 5ms
+"""
+
+FLOOD = """PING 10.77.0.2 (10.77.0.2) 56(84) bytes of data.
+
+--- 10.77.0.2 ping statistics ---
+5000 packets transmitted, 4990 received, 0.2% packet loss, time 6214ms
+rtt min/avg/max/mdev = 0.677/1.203/9.399/0.657 ms, ipg/ewma 1.243/1.274 ms
+"""
+
+
+class NetBenchTests(unittest.TestCase):
+    """bench_net.py's parsing of `ping -D` / `ping -f` and its statistics."""
+
+    def test_ping_d(self):
+        r = bench_net.parse_ping(PING_D)
+        self.assertEqual((r["sent"], r["received"], r["lost"], r["dup"]), (6, 4, 2, 1))
+        self.assertAlmostEqual(r["max_gap_ms"], 49.0, places=3)   # the DUP is not a reply
+        self.assertAlmostEqual(r["gap_at"], 1000.0501, places=4)
+        self.assertEqual(r["rtt_ms"], [0.9, 1.1, 0.5, 0.7])
+        self.assertEqual(r["missing_seq"], [3, 4])
+        self.assertEqual(len(r["reply_ts"]), 4)
+
+    def test_flood_summary_only(self):
+        r = bench_net.parse_ping(FLOOD)
+        self.assertEqual((r["sent"], r["received"], r["lost"], r["dup"]), (5000, 4990, 10, 0))
+        self.assertEqual(r["max_gap_ms"], 0.0)
+
+    def test_gap_around_and_over(self):
+        ts = [0.0, 0.001, 0.002, 0.100, 0.101, 5.0, 5.030, 5.031]
+        self.assertEqual(bench_net.gap_around(ts, 5.02, 0.01, 0.02), (30.0, 5.030))   # not the 4.9 s stall
+        self.assertEqual(bench_net.gap_around(ts, 9.0), (0.0, None))
+        self.assertEqual(bench_net.gaps_over(ts, 10.0), 3)
+
+    def test_percentile_summary(self):
+        self.assertEqual(bench_net.percentile([3, 1, 2, 4], 50), 2.5)
+        self.assertAlmostEqual(bench_net.percentile(list(range(1, 101)), 99), 99.01)
+        self.assertIsNone(bench_net.percentile([], 50))
+        self.assertEqual(bench_net.summary([2, None, 1, 5]), (2, 1, 5))
+        self.assertEqual(bench_net.fmt_summary((2, 1, 5), 0), "2 [1-5]")
+        self.assertEqual(bench_net.fmt_summary((1.25, 1.25, 1.25)), "1.2")
+        self.assertEqual(bench_net.fmt_summary(None), "-")
+
+
 class _Result(unittest.TextTestResult):
     pass
 
@@ -673,7 +726,7 @@ def main():
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for cls in (ConfigTests, JsonlTests, TraceFormatTests, ReplayTests, RunFolderTests,
-                ReportFolderTests, BinaryTests, DocLinkTests):
+                ReportFolderTests, BinaryTests, DocLinkTests, NetBenchTests):
         suite.addTests(loader.loadTestsFromTestCase(cls))
     rt = load_report_tests()
     if rt:
