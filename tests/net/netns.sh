@@ -27,6 +27,10 @@ netns_up() {
 	ip -n "$ns" link add "$NETNS_BRIDGE" type bridge &&
 	# No STP delay: a tap that joins forwards at once.
 	ip -n "$ns" link set "$NETNS_BRIDGE" type bridge forward_delay 0 stp_state 0 &&
+	# A fixed address: a bridge without one takes its ports' lowest MAC,
+	# so it would change when the source's tap goes, and the replies the
+	# guest sends to the old one would be lost.
+	ip -n "$ns" link set "$NETNS_BRIDGE" address 02:00:00:77:00:01 &&
 	ip -n "$ns" addr add "$NETNS_HOST_IP" dev "$NETNS_BRIDGE" &&
 	ip -n "$ns" link set "$NETNS_BRIDGE" up
 }
