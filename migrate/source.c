@@ -163,13 +163,23 @@ static void note_stall(struct src *c, double ms)
 /* Measures what the switchover costs besides the pending bytes: pausing
  * the vCPUs (the guest stalls for that once, here) and whatever each
  * section's final part costs (save_probe). */
+static void pause_failed(struct src *c, int ret)
+{
+	if (ret == -ETIMEDOUT)
+		snprintf(c->err, sizeof(c->err), "a vCPU did not stop within %d ms (inside one "
+			 "long instruction?)", c->vm->pause_timeout_ms > 0 ? c->vm->pause_timeout_ms :
+			 VM_PAUSE_TIMEOUT_MS);
+	else
+		snprintf(c->err, sizeof(c->err), "the VM is shutting down");
+}
+
 static int probe_costs(struct src *c)
 {
 	uint64_t t = clock_now_ns(), t1;
 	int ret = vm_pause(c->vm);
 
 	if (ret) {
-		snprintf(c->err, sizeof(c->err), "the VM is shutting down");
+		pause_failed(c, ret);
 		vm_resume(c->vm);
 		return ret;
 	}
@@ -351,9 +361,9 @@ static int pause_guest(struct src *c)
 
 	c->t_pause = clock_now_ns();
 	ret = vm_pause(c->vm);
-	c->paused = true;
+	c->paused = true; /* counted either way: roll_back resumes */
 	if (ret)
-		snprintf(c->err, sizeof(c->err), "the VM is shutting down");
+		pause_failed(c, ret);
 	return ret;
 }
 

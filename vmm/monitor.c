@@ -248,6 +248,8 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 			if (ret == 0)
 				vm->user_paused = true;
 			else
+				vm_resume(vm); /* the pause counts even when it failed */
+			if (ret)
 				snprintf(msg, msglen, "cannot pause: %s", strerror(-ret));
 		}
 	} else if (!strcmp(argv[0], "cont") && argc == 1) {

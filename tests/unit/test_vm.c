@@ -6,9 +6,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "vmm/core/clock.h"
 #include "vmm/core/vm.h"
 
 static void test_layout(void **state)
@@ -84,9 +86,39 @@ static void test_vmm_writes_are_dirty(void **state)
 	assert_int_equal(dirty[sizeof(dirty) / 8 - 1], 1ULL << 63);
 }
 
+/* A vCPU that never parks (one long emulated instruction): vm_pause gives
+ * up at its deadline with the pause still counted, and vm_resume undoes
+ * it; with every vCPU parked it returns at once. */
+static void test_pause_deadline(void **state)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	uint64_t t0;
+
+	(void)state;
+	assert_non_null(vm);
+	pthread_mutex_init(&vm->lock, NULL);
+	vm_cond_init(vm);
+	vm->threads = 1;
+	vm->pause_timeout_ms = 50;
+	t0 = clock_now_ns();
+	assert_int_equal(vm_pause(vm), -ETIMEDOUT);
+	assert_true(clock_ms_since(t0) >= 49);
+	assert_true(clock_ms_since(t0) < 5000);
+	assert_int_equal(vm->pause_count, 1);
+	vm_resume(vm);
+	assert_int_equal(vm->pause_count, 0);
+	vm->parked = 1;
+	assert_int_equal(vm_pause(vm), 0);
+	vm_resume(vm);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pause_deadline),
 		cmocka_unit_test(test_layout),
 		cmocka_unit_test(test_gpa_translation),
 		cmocka_unit_test(test_vmm_writes_are_dirty),

@@ -178,7 +178,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	vm->ram_size = cfg->ram ? cfg->mem_size : 0;
 	vm->kvm_fd = vm->vm_fd = vm->notify_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	vm_cond_init(vm);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kick_handler;
@@ -355,8 +355,21 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+void vm_cond_init(struct vm *vm)
+{
+	pthread_condattr_t a;
+
+	/* vm_pause's deadline must not move with the wall clock. */
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &a);
+	pthread_condattr_destroy(&a);
+}
+
 int vm_pause(struct vm *vm)
 {
+	struct timespec dl = clock_deadline(vm->pause_timeout_ms > 0 ? vm->pause_timeout_ms :
+					    VM_PAUSE_TIMEOUT_MS);
 	bool first;
 	int ret = 0;
 
@@ -365,8 +378,10 @@ int vm_pause(struct vm *vm)
 	if (first)
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpus[i]);
-	while (vm->parked < vm->threads && !vm->stopping)
-		pthread_cond_wait(&vm->cond, &vm->lock);
+	while (vm->parked < vm->threads && !vm->stopping && !ret)
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &dl) == ETIMEDOUT &&
+		    vm->parked < vm->threads)
+			ret = -ETIMEDOUT;
 	if (vm->stopping)
 		ret = -ESHUTDOWN;
 	pthread_mutex_unlock(&vm->lock);

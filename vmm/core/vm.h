@@ -103,6 +103,8 @@ struct vm {
 	pthread_cond_t cond;
 	int pause_count;
 	int parked;    /* vCPU threads currently parked */
+	/* How long vm_pause waits for every vCPU to park (0: VM_PAUSE_TIMEOUT_MS). */
+	int pause_timeout_ms;
 	int threads;   /* vCPU threads alive */
 	bool stopping; /* vCPU threads must exit */
 	bool user_paused; /* `stop` from the monitor */
@@ -153,6 +155,14 @@ int vm_start(struct vm *vm, char *err, size_t errlen);
  * every vCPU is parked outside KVM_RUN with its pending I/O completed, so
  * vCPU state may then be read or written from any thread. */
 int vm_pause(struct vm *vm);
+/* vm->cond on the monotonic clock (vm_create does it). */
+void vm_cond_init(struct vm *vm);
+/* A vCPU inside one long emulated instruction (rep stosq over gigabytes
+ * with interrupts off) does not leave KVM_RUN until it is done: vm_pause
+ * gives up after this with -ETIMEDOUT, the pause still counted (the
+ * caller resumes as after a success) so a migration fails and the guest
+ * goes on. */
+#define VM_PAUSE_TIMEOUT_MS 5000
 void vm_resume(struct vm *vm);
 
 /* Asks the VM to stop for good (thread-safe; the first reason wins). */
