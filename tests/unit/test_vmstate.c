@@ -387,15 +387,66 @@ static int teardown_fixture(void **state)
 
 /* Must fail with a message; validation comes first, so the target VM is
  * untouched and can serve the next case. */
+/* What each case's refusal must say: the reason, not just any failure.
+ * A case not listed is a section-size case named after its section,
+ * whose message names that section. */
+static const struct {
+	const char *what;
+	const char *says[3]; /* any of these */
+} reasons[] = {
+	{ "truncated", { "shorter than its header", " claims ", "truncated at section" } },
+	{ "NULL blob", { "shorter than its header" } },
+	{ "0 vCPUs", { "vCPU count" } },
+	{ "huge vCPU count", { "vCPU count" } },
+	{ "2 vCPUs for 1", { "no MP_STATE" } },
+	{ "MSR count", { "does not match" } },
+	{ "MSR count huge", { "does not match" } },
+	{ "MSR outside the allow-list", { "allow-list" } },
+	{ "duplicate MSR", { "appears twice" } },
+	{ "TSC 0 kHz", { "0 kHz" } },
+	{ "TSC half the frequency", { "cannot scale" } },
+	{ "UART version", { "version 99" } },
+	{ "device", { "UART state is" } },
+	{ "VM scope on a vCPU section", { "bad vcpu index" } },
+	{ "bad vcpu index", { "bad vcpu index" } },
+	{ "XCRS count", { "XCRS count" } },
+	{ "XSAVE and FPU", { "header flags" } },
+	{ "unknown flags", { "header flags" } },
+	{ "reserved field", { "header flags" } },
+	{ "bad magic", { "bad magic" } },
+	{ "header size", { "header 48" } },
+	{ "version + 1", { "version 2" } },
+	{ "version 0", { "version 0" } },
+	{ "huge section count", { "truncated at section" } },
+	{ "too few sections", { "trailing bytes" } },
+	{ "irqchip id", { "names chip" } },
+	{ "missing section", { ": no ", "has no " } },
+	{ "duplicate section", { "duplicate" } },
+	{ "other memory size", { "bytes of RAM" } },
+	{ "oversized section length", { " claims " } },
+	{ "unknown mandatory section", { "unknown mandatory section" } },
+};
+
 static void expect_reject(struct fixture *f, const uint8_t *b, size_t len, const char *what)
 {
 	char err[256] = "";
 	int r = vmstate_load(&f->vm, b, len, err, sizeof(err));
+	const char *const *says = NULL;
+	const char *name[3] = { what };
 
 	if (r >= 0)
 		fail_msg("%s: load accepted a bad blob", what);
 	if (!err[0])
 		fail_msg("%s: failed (%d) without a message", what, r);
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (!strcmp(reasons[i].what, what))
+			says = reasons[i].says;
+	if (!says)
+		says = name;
+	for (int i = 0; i < 3 && says[i]; i++)
+		if (strstr(err, says[i]))
+			return;
+	fail_msg("%s: refused for another reason: %s", what, err);
 }
 
 static void test_valid_blob_loads(void **state)
