@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 int device_list_init(struct device_list *l, struct bus *pio, struct bus *mmio)
@@ -92,49 +93,44 @@ fail:
 	return ret;
 }
 
-void device_list_reset(struct device_list *l)
+/* Calls, under the lock, the op at `off` in struct device_ops (a
+ * void (*)(void *dev)) of every device that has it, in list order. */
+static void each(struct device_list *l, size_t off)
 {
 	pthread_mutex_lock(&l->lock);
-	for (int i = 0; i < l->n; i++)
-		if (l->devs[i].ops->reset)
-			l->devs[i].ops->reset(l->devs[i].state);
+	for (int i = 0; i < l->n; i++) {
+		void (*fn)(void *);
+
+		memcpy(&fn, (const char *)l->devs[i].ops + off, sizeof(fn));
+		if (fn)
+			fn(l->devs[i].state);
+	}
 	pthread_mutex_unlock(&l->lock);
+}
+
+void device_list_reset(struct device_list *l)
+{
+	each(l, offsetof(struct device_ops, reset));
 }
 
 void device_list_quiesce(struct device_list *l)
 {
-	pthread_mutex_lock(&l->lock);
-	for (int i = 0; i < l->n; i++)
-		if (l->devs[i].ops->quiesce)
-			l->devs[i].ops->quiesce(l->devs[i].state);
-	pthread_mutex_unlock(&l->lock);
+	each(l, offsetof(struct device_ops, quiesce));
 }
 
 void device_list_resume(struct device_list *l)
 {
-	pthread_mutex_lock(&l->lock);
-	for (int i = 0; i < l->n; i++)
-		if (l->devs[i].ops->resume)
-			l->devs[i].ops->resume(l->devs[i].state);
-	pthread_mutex_unlock(&l->lock);
+	each(l, offsetof(struct device_ops, resume));
 }
 
 void device_list_post_migrate(struct device_list *l)
 {
-	pthread_mutex_lock(&l->lock);
-	for (int i = 0; i < l->n; i++)
-		if (l->devs[i].ops->post_migrate)
-			l->devs[i].ops->post_migrate(l->devs[i].state);
-	pthread_mutex_unlock(&l->lock);
+	each(l, offsetof(struct device_ops, post_migrate));
 }
 
 void device_list_announce(struct device_list *l)
 {
-	pthread_mutex_lock(&l->lock);
-	for (int i = 0; i < l->n; i++)
-		if (l->devs[i].ops->announce)
-			l->devs[i].ops->announce(l->devs[i].state);
-	pthread_mutex_unlock(&l->lock);
+	each(l, offsetof(struct device_ops, announce));
 }
 
 struct device *device_find(struct device_list *l, const char *name)

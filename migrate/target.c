@@ -330,6 +330,16 @@ out:
 	return ret;
 }
 
+/* The source's ERROR: its reason becomes ours. */
+static int source_gave_up(struct tgt *g, uint32_t len)
+{
+	char text[TEXT_MAX_LEN + 1];
+
+	if (!stream_recv_text(g->s, len, text, sizeof(text), g->err, g->errlen))
+		snprintf(g->err, g->errlen, "the source gave up: %s", text);
+	return -ECONNABORTED;
+}
+
 static int on_ping(struct tgt *g, uint32_t len)
 {
 	uint8_t tok[8];
@@ -368,7 +378,6 @@ static int on_end(struct tgt *g, uint32_t len)
 static int receive(struct tgt *g)
 {
 	for (;;) {
-		char text[TEXT_MAX_LEN + 1];
 		struct mig_section *sec;
 		struct stream_hdr h;
 		int ret;
@@ -388,10 +397,7 @@ static int receive(struct tgt *g)
 		case ST_END:
 			return on_end(g, h.len);
 		case ST_ERROR:
-			ret = stream_recv_text(g->s, h.len, text, sizeof(text), g->err, g->errlen);
-			if (!ret)
-				snprintf(g->err, g->errlen, "the source gave up: %s", text);
-			return -ECONNABORTED;
+			return source_gave_up(g, h.len);
 		default:
 			sec = mig_sections_for_frame(&g->ss, h.type);
 			if (!sec || !sec->ops->load_frame) {
@@ -441,7 +447,6 @@ static struct mig *mig_new_target(const struct mig_params *p)
 static int wait_commit(struct tgt *g)
 {
 	for (;;) {
-		char text[TEXT_MAX_LEN + 1];
 		struct mig_section *sec;
 		struct stream_hdr h;
 		int ret = stream_recv_hdr(g->s, &h, g->err, g->errlen);
@@ -450,12 +455,8 @@ static int wait_commit(struct tgt *g)
 			return ret;
 		if (h.type == ST_COMMIT && h.len == 0)
 			return 0;
-		if (h.type == ST_ERROR) {
-			ret = stream_recv_text(g->s, h.len, text, sizeof(text), g->err, g->errlen);
-			if (!ret)
-				snprintf(g->err, g->errlen, "the source gave up: %s", text);
-			return -ECONNABORTED;
-		}
+		if (h.type == ST_ERROR)
+			return source_gave_up(g, h.len);
 		sec = h.type == ST_LATE ? mig_sections_for_frame(&g->ss, h.type) : NULL;
 		if (!sec) {
 			snprintf(g->err, g->errlen, "protocol error: %s from the source, not COMMIT",

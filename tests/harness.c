@@ -376,3 +376,16 @@ size_t h_hello(uint8_t *b, uint32_t version, uint64_t mem, uint32_t cpus, const 
 	memcpy(h + 104, vendor, 12);
 	return 24 + 96 + 72;
 }
+
+void h_spawn_target(struct proc *t, const char *addr, const char **extra)
+{
+	const char *argv[16] = { NULL, "--incoming", addr };
+	int n = 3;
+
+	while (extra && *extra && n < 15)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	assert_int_equal(proc_spawn(t, argv), 0);
+	if (!proc_wait_stderr(t, "waiting for a migration", T_BOOT))
+		fail_msg("target did not listen: %s", t->err ? t->err : "");
+}

@@ -80,6 +80,10 @@ size_t h_hello(uint8_t *b, uint32_t version, uint64_t mem, uint32_t cpus, const 
 void h_ports_init(int salt);
 int h_port(void);
 
+/* Spawns `minivmm --incoming addr` plus extra (NULL-terminated, may be
+ * NULL) and waits until it listens; fails the test otherwise. */
+void h_spawn_target(struct proc *t, const char *addr, const char **extra);
+
 /* Little-endian fields, for the tests that write streams by hand. */
 void h_put32(uint8_t *p, uint32_t v);
 void h_put64(uint8_t *p, uint64_t v);

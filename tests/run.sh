@@ -7,10 +7,12 @@ if [ ! -c /dev/kvm ]; then
 	echo "tests: /dev/kvm is missing: the KVM tests cannot run (FAIL)" >&2
 	exit 1
 fi
-# A hung binary fails the run instead of stalling it (TEST_TIMEOUT s each);
-# a skipped test counts as a failure: these machines have everything.
+# A hung binary fails the run instead of stalling it (TEST_TIMEOUT s each).
+# No test skips: these machines have /dev/kvm and root, and a test that
+# lacks what it needs fails loudly; a cmocka skip, should one appear, is
+# counted as a failure.
 limit=${TEST_TIMEOUT:-300}
-pass=0; fail=0; skip=0; failed=()
+pass=0; fail=0; failed=()
 for t in "$@"; do
 	echo "=== $t"
 	out=$(timeout -k 10 "$limit" "$t" 2>&1); rc=$?
@@ -22,9 +24,8 @@ for t in "$@"; do
 	f=$(echo "$out" | sed -n 's/.*\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
 	s=$(echo "$out" | sed -n 's/.*\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -1)
 	pass=$((pass + ${p:-0}))
-	fail=$((fail + ${f:-0}))
-	skip=$((skip + ${s:-0}))
-	[ "${s:-0}" -gt 0 ] && failed+=("$t(skipped)")
+	fail=$((fail + ${f:-0} + ${s:-0}))
+	[ "${s:-0}" -gt 0 ] && failed+=("$t(did not run all its tests)")
 	if [ $rc -ne 0 ]; then
 		failed+=("$t")
 		# a crash before cmocka's summary still counts as a failure
@@ -42,5 +43,5 @@ if [ -f tests/bench/test_bench.py ]; then
 fi
 echo
 [ ${#failed[@]} -gt 0 ] && echo "failing: ${failed[*]}"
-echo "$pass passed, $fail failed, $skip skipped (a skip is a failure here)"
-[ $fail -eq 0 ] && [ $skip -eq 0 ] && [ ${#failed[@]} -eq 0 ]
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ] && [ ${#failed[@]} -eq 0 ]

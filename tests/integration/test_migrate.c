@@ -35,19 +35,17 @@ static void tmpfile_path(char *buf, size_t n, const char *tag)
 	snprintf(buf, n, "/tmp/test_migrate_%d_%s", (int)getpid(), tag);
 }
 
-/* A target on addr; extra (NULL-terminated, may be NULL) are more options. */
+/* A target on addr writing its stats to stats; extra are more options. */
 static void spawn_target_at(struct proc *t, const char *addr, const char *stats,
 			    const char **extra)
 {
-	const char *argv[16] = { NULL, "--incoming", addr, "--stats-json", stats };
-	int n = 5;
+	const char *opts[16] = { "--stats-json", stats };
+	int n = 2;
 
 	while (extra && *extra && n < 15)
-		argv[n++] = *extra++;
-	argv[n] = NULL;
-	assert_int_equal(proc_spawn(t, argv), 0);
-	if (!proc_wait_stderr(t, "waiting for a migration", T_BOOT))
-		fail_msg("target did not listen: %s", t->err ? t->err : "");
+		opts[n++] = *extra++;
+	opts[n] = NULL;
+	h_spawn_target(t, addr, opts);
 }
 
 static void spawn_target_with(struct proc *t, int prt, const char *stats, const char **extra)

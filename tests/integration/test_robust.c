@@ -51,18 +51,10 @@ static int stderr_count(struct proc *p, const char *needle)
 
 static void spawn_target(struct proc *t, int prt, const char **extra)
 {
-	const char *argv[16] = { NULL, "--incoming", NULL };
 	char addr[32];
-	int n = 3;
 
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
-	argv[2] = addr;
-	while (extra && *extra && n < 15)
-		argv[n++] = *extra++;
-	argv[n] = NULL;
-	assert_int_equal(proc_spawn(t, argv), 0);
-	if (!proc_wait_stderr(t, "waiting for a migration", T_BOOT))
-		fail_msg("target did not listen: %s", t->err ? t->err : "");
+	h_spawn_target(t, addr, extra);
 }
 
 /* SIGTERM, and the target must be gone within 5 s. */
