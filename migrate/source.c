@@ -41,6 +41,7 @@ struct src {
 	bool policy_cancel;       /* cancelled by on-nonconvergence, not the user */
 	bool target_announced;    /* READY came: the target's devices announced the guest */
 	uint64_t t0, t_pause;
+	uint64_t t_running; /* RUNNING received: where total and downtime end */
 	/* on-nonconvergence throttle: the plan decides, the thread applies */
 	struct throttle_plan plan;
 	struct mig_throttle thr;
@@ -412,6 +413,8 @@ static int switchover(struct src *c, uint32_t round)
 	if (!ret)
 		ret = stream_recv_expect(&c->s, ST_RUNNING, NULL, 0, NULL, "target", c->err,
 					 sizeof(c->err));
+	if (!ret)
+		c->t_running = clock_now_ns();
 	return ret;
 }
 
@@ -451,13 +454,19 @@ static int connect_and_setup(struct src *c, const char *uri)
 static void finish_stats(struct src *c, enum stats_result result, bool converged)
 {
 	struct mig *m = c->m;
+	uint64_t end;
 	char err[256];
 
 	pthread_mutex_lock(&m->lock);
 	m->st.result = result;
 	m->st.converged = converged;
-	m->st.total_ms = clock_ms_since(c->t0);
-	m->st.downtime_ms = c->t_pause && result == STATS_COMPLETED ? clock_ms_since(c->t_pause) : 0;
+	/* Not at this call: turning dirty logging off and closing the
+	 * channels come after RUNNING and grow with RAM, but the guest
+	 * already runs on the target by then. */
+	end = c->t_running && result == STATS_COMPLETED ? c->t_running : clock_now_ns();
+	m->st.total_ms = (double)(end - c->t0) / 1e6;
+	m->st.downtime_ms = c->t_pause && result == STATS_COMPLETED ?
+		(double)(end - c->t_pause) / 1e6 : 0;
 	if (m->st.downtime_ms > 0)
 		note_stall(c, m->st.downtime_ms);
 	{

@@ -31,6 +31,7 @@ struct tgt {
 	struct mig *m;
 	struct stream *s;
 	bool vm_made;
+	bool shell;       /* g->vm prepared (vm_prepare) for --mem, not yet made */
 	struct mig_sections ss;
 	struct mig_tgt_env env;
 	char *err;
@@ -213,19 +214,32 @@ static void prealloc_end(struct tgt *g)
 		(unsigned long long)(done >> 20), (unsigned long long)(g->p->expect_mem >> 20), ms);
 }
 
-/* --mem given: RAM exists before the source does, so it can be populated
- * while nobody waits for it. */
+/* --mem given: RAM and the KVM VM with its memory slots exist before the
+ * source does (what they cost grows with RAM: KVM's per-page arrays), and
+ * RAM can be populated while nobody waits for it. */
 static int premap_ram(struct tgt *g)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct vm_config cfg = { 0 };
+	uint8_t *ram;
 	int ret;
 
 	if (!g->p || !g->p->expect_mem)
 		return 0;
 	ret = vm_ram_map(g->p->expect_mem, &g->ram, g->err, g->errlen);
-	if (ret || !g->p->prealloc)
+	if (ret)
 		return ret;
-	ret = prealloc_start(&g->pa, g->ram, g->p->expect_mem, ncpu > 1 ? (int)ncpu : 1,
+	ram = g->ram;
+	cfg.mem_size = g->p->expect_mem;
+	cfg.ram = g->ram;
+	g->ram = NULL; /* the shell owns it, also when vm_prepare fails */
+	ret = vm_prepare(g->vm, &cfg, g->err, g->errlen);
+	if (ret)
+		return ret;
+	g->shell = true;
+	if (!g->p->prealloc)
+		return 0;
+	ret = prealloc_start(&g->pa, ram, g->p->expect_mem, ncpu > 1 ? (int)ncpu : 1,
 			     g->err, g->errlen);
 	if (!ret)
 		fprintf(stderr, "minivmm: populating %llu MiB of guest RAM while waiting (--prealloc)\n",
@@ -302,7 +316,9 @@ static int handshake(struct tgt *g)
 	cfg.ncpus = (int)h.ncpus;
 	cfg.ram = g->ram; /* NULL, or checked above to be mem_size bytes */
 	g->ram = NULL;
-	ret = vm_create(g->vm, &cfg, g->err, g->errlen);
+	ret = g->shell ? vm_finish(g->vm, &cfg, g->err, g->errlen) :
+	      vm_create(g->vm, &cfg, g->err, g->errlen);
+	g->shell = false; /* made, or destroyed by the failure */
 	if (ret) {
 		char why[600];
 
@@ -482,10 +498,10 @@ static int rearm(struct tgt *g)
 	}
 	if (!g->p || !g->p->expect_mem)
 		return 0;
-	if (!g->ram)
+	if (!g->ram && !g->shell)
 		return premap_ram(g);
 	if (g->p->prealloc && !g->pa)
-		return prealloc_start(&g->pa, g->ram, g->p->expect_mem,
+		return prealloc_start(&g->pa, g->shell ? g->vm->ram : g->ram, g->p->expect_mem,
 				      hostlimits_max_cpus(), g->err, g->errlen);
 	return 0;
 }
@@ -578,6 +594,8 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	prealloc_stop(g.pa, NULL); /* still running only if no source came */
 	if (g.ram) /* not adopted by a VM: nothing got that far */
 		munmap(g.ram, p->expect_mem);
+	if (g.shell) /* nor by a source */
+		vm_destroy(vm);
 	/* Test hook: a target that dies mid-switchover (docs/migration.md). */
 	if (!ret && getenv("MINIVMM_TEST_TARGET_DIE") &&
 	    !strcmp(getenv("MINIVMM_TEST_TARGET_DIE"), "before-ready"))

@@ -610,6 +610,39 @@ static void test_prealloc_target(void **state)
 	end_pair(&s, &t, sstats, tstats);
 }
 
+/* --mem: the target builds the KVM VM and its memory slots while it
+ * waits. A source refused after the VM was made (incompatible CPU) costs
+ * that VM; the next source gets a fresh one and its guest verifies. */
+static void test_target_shell_rebuilt(void **state)
+{
+	char addr[32], name[32], sstats[128], tstats[128];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=16", "--migrate", addr,
+			       "--migrate-after", "1.2", "--verify-ram", "--stats-json", sstats, NULL };
+	struct proc s, t;
+	int prt = h_port();
+
+	(void)state;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	snprintf(name, sizeof(name), "shell-%d", (int)getpid());
+	tmpfile_path(sstats, sizeof(sstats), "shell-src.json");
+	tmpfile_path(tstats, sizeof(tstats), "shell-tgt.json");
+	spawn_target_with(&t, prt, tstats, (const char *[]){ "--mem", "256M", "--cpus", "1", NULL });
+	setenv("MINIVMM_CPUCOMPAT_OVERRIDE", "vendor=FakeVendor00", 1);
+	failing_source(&s, addr, name, NULL, NULL, "incompatible CPU");
+	unsetenv("MINIVMM_CPUCOMPAT_OVERRIDE");
+	finish_source(&s);
+	if (!proc_wait_stderr(&t, "refused a connection", 10000))
+		fail_msg("target did not refuse: %s", t.err ? t.err : "");
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
+	proc_send(&t, "v");
+	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
+		fail_msg("guest verify on the target did not pass");
+	end_pair(&s, &t, sstats, tstats);
+}
+
 /* A source throttled to 2 MB/s (16 MiB take seconds) to a live target,
  * returned once `info migrate` shows it active in round 0. */
 static void start_slow_migration(struct proc *s, struct proc *t, const char *tag,
@@ -1036,6 +1069,7 @@ int main(void)
 		cmocka_unit_test(test_reject_mem),
 		cmocka_unit_test(test_reject_cpus),
 		cmocka_unit_test(test_prealloc_target),
+		cmocka_unit_test(test_target_shell_rebuilt),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_target_killed_mid_round),
 		cmocka_unit_test(test_target_killed_mid_switchover),

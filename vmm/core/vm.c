@@ -163,11 +163,9 @@ static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
-	      size_t errlen)
+int vm_prepare(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
-	struct kvm_cpuid2 *cpuid = NULL;
 	struct sigaction sa;
 	int ret;
 
@@ -193,12 +191,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 		vm->max_vcpus = kvm_check_cap(vm->kvm_fd, KVM_CAP_NR_VCPUS);
 	if (vm->max_vcpus > VM_MAX_CPUS)
 		vm->max_vcpus = VM_MAX_CPUS;
-	if (cfg->ncpus < 1 || cfg->ncpus > vm->max_vcpus) {
-		KVM_ERR(err, errlen, "--cpus %d: must be between 1 and %d (KVM's limit here)",
-			cfg->ncpus, vm->max_vcpus);
-		ret = -EINVAL;
-		goto fail;
-	}
 	ret = kvm_ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, NULL, "KVM_GET_VCPU_MMAP_SIZE", -1,
 			err, errlen);
 	if (ret < 0)
@@ -222,6 +214,34 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	ret = vm_create_memory(vm, err, errlen);
 	if (ret)
 		goto fail;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret;
+}
+
+int vm_finish(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	struct kvm_cpuid2 *cpuid = NULL;
+	uint64_t mem = vm->cfg.mem_size;
+	bool prealloc = vm->cfg.prealloc;
+	int ret;
+
+	if (cfg->mem_size != mem) {
+		KVM_ERR(err, errlen, "the VM has %llu MiB, its RAM was made for %llu MiB",
+			(unsigned long long)(cfg->mem_size >> 20), (unsigned long long)(mem >> 20));
+		ret = -EINVAL;
+		goto fail;
+	}
+	vm->cfg = *cfg;
+	vm->cfg.ram = NULL;
+	vm->cfg.prealloc = prealloc || cfg->prealloc;
+	if (cfg->ncpus < 1 || cfg->ncpus > vm->max_vcpus) {
+		KVM_ERR(err, errlen, "--cpus %d: must be between 1 and %d (KVM's limit here)",
+			cfg->ncpus, vm->max_vcpus);
+		ret = -EINVAL;
+		goto fail;
+	}
 	ret = kvm_supported_cpuid(vm->kvm_fd, &cpuid, err, errlen);
 	if (ret)
 		goto fail;
@@ -252,6 +272,14 @@ fail:
 	free(cpuid);
 	vm_destroy(vm);
 	return ret;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
+	      size_t errlen)
+{
+	int ret = vm_prepare(vm, cfg, err, errlen);
+
+	return ret ? ret : vm_finish(vm, cfg, err, errlen);
 }
 
 void vm_destroy(struct vm *vm)

@@ -135,6 +135,13 @@ int vm_ram_map(uint64_t size, uint8_t **out, char *err, size_t errlen);
 
 /* Creates the KVM VM, RAM, irqchip, PIT, vCPUs (threads not started) and
  * devices. On failure returns -errno with a message in err. */
+/* vm_create in two steps, so that a migration target can build what
+ * grows with RAM (the KVM VM and its memory slots) while it waits, before
+ * it knows the rest. vm_prepare uses cfg's mem_size, ram and prealloc;
+ * vm_finish the rest (mem_size must match). Either destroys the VM when
+ * it fails. */
+int vm_prepare(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen);
+int vm_finish(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen);
 int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	      size_t errlen);
 void vm_destroy(struct vm *vm);
