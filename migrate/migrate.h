@@ -24,6 +24,8 @@ struct mig_params {
 	bool prealloc;
 	/* Target: its own --net (the tap the incoming VM's NIC gets). */
 	struct net_opts net;
+	/* Target: its own --dirty-tracking (entries per vCPU; 0: bitmap). */
+	uint32_t dirty_ring;
 	/* Target: refuses a VM name already live on this host (the front end
 	 * knows where VMs are found). The one exception, a same-host
 	 * migration, is granted only when the peer is on this host

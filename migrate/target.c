@@ -314,6 +314,7 @@ static int handshake(struct tgt *g)
 	snprintf(cfg.name, sizeof(cfg.name), "%s", h.name);
 	cfg.mem_size = h.mem_size;
 	cfg.ncpus = (int)h.ncpus;
+	cfg.dirty_ring = g->p ? g->p->dirty_ring : 0;
 	cfg.ram = g->ram; /* NULL, or checked above to be mem_size bytes */
 	g->ram = NULL;
 	ret = g->shell ? vm_finish(g->vm, &cfg, g->err, g->errlen) :

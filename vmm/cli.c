@@ -13,6 +13,7 @@
 
 enum {
 	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET,
+	OPT_DIRTY_TRACKING, OPT_DIRTY_RING_SIZE,
 	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
 
@@ -28,6 +29,8 @@ static const struct option core_opts[] = {
 	{ "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
 	{ "net", required_argument, NULL, OPT_NET },
+	{ "dirty-tracking", required_argument, NULL, OPT_DIRTY_TRACKING },
+	{ "dirty-ring-size", required_argument, NULL, OPT_DIRTY_RING_SIZE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 };
@@ -81,6 +84,12 @@ void cli_usage(FILE *f)
 "                           IFNAME, created if missing, attached to bridge BR\n"
 "                           and set up; the MAC defaults to 52:54:00 plus a\n"
 "                           hash of the VM name\n"
+"      --dirty-tracking bitmap|ring\n"
+"                           how migration finds dirtied pages: KVM's bitmap\n"
+"                           per memory slot (default), or a ring per vCPU\n"
+"                           (KVM_CAP_DIRTY_LOG_RING; chosen when the VM is\n"
+"                           made, so also on --incoming)\n"
+"      --dirty-ring-size N  ring entries per vCPU, a power of two (default 4096)\n"
 "      --monitor PATH       monitor socket (default /run/minivmm/NAME.sock, or\n"
 "                           $XDG_RUNTIME_DIR/minivmm/NAME.sock when not root)\n"
 "\n"
@@ -218,6 +227,19 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			if (net_opts_parse(optarg, &o->net, why, sizeof(why)))
 				FAIL("%s", why);
 			break;
+		case OPT_DIRTY_TRACKING:
+			if (!strcmp(optarg, "ring"))
+				o->dirty_ring = true;
+			else if (!strcmp(optarg, "bitmap"))
+				o->dirty_ring = false;
+			else
+				FAIL("--dirty-tracking '%s': bitmap or ring", optarg);
+			break;
+		case OPT_DIRTY_RING_SIZE:
+			if (parse_int(optarg, 1, 1 << 20, &v) || (v & (v - 1)))
+				FAIL("--dirty-ring-size '%s': a power of two up to 1048576", optarg);
+			o->dirty_ring_size = (uint32_t)v;
+			break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':
@@ -243,6 +265,10 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 		FAIL("--prealloc with --incoming needs --mem: the RAM size to populate");
 	if (o->prealloc && !o->kernel && !o->incoming)
 		FAIL("--prealloc applies to a VM booted or received here, not to --migrate alone");
+	if (o->dirty_ring_size && !o->dirty_ring)
+		FAIL("--dirty-ring-size needs --dirty-tracking ring");
+	if (o->dirty_ring && !o->kernel && !o->incoming)
+		FAIL("--dirty-tracking is chosen where the VM is made: with --kernel or --incoming");
 	if (o->migrate_after >= 0 && !(o->kernel && o->migrate))
 		FAIL("--migrate-after needs --kernel and --migrate");
 	/* A typo is bad usage (exit 2), not a failed migration later. */

@@ -26,6 +26,8 @@ struct cli_opts {
 	const char *name;
 	const char *monitor;
 	struct net_opts net;      /* --net (vmm/core/netopt.h) */
+	bool dirty_ring;          /* --dirty-tracking ring */
+	uint32_t dirty_ring_size; /* --dirty-ring-size; 0: the default */
 	/* migration */
 	const char *incoming;     /* [HOST]:PORT or file:PATH */
 	const char *migrate;      /* HOST:PORT or file:PATH */

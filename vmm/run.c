@@ -15,6 +15,7 @@
 #include "vmm/evloop.h"
 #include "vmm/monitor.h"
 #include "vmm/remote.h"
+#include "vmm/core/dirty_ring.h"
 #include "vmm/core/vm.h"
 
 struct runner {
@@ -238,7 +239,9 @@ int vmm_main(const struct cli_opts *o)
 	struct runner r;
 	struct vm vm;
 	struct vm_config cfg = { .mem_size = o->mem, .ncpus = o->cpus, .prealloc = o->prealloc,
-				 .net = o->net };
+				 .net = o->net,
+				 .dirty_ring = !o->dirty_ring ? 0 :
+					 o->dirty_ring_size ? o->dirty_ring_size : DRING_DEFAULT_ENTRIES };
 	char err[512], path[PATH_MAX];
 	sigset_t set;
 	int sigfd, ret, status;
@@ -252,6 +255,7 @@ int vmm_main(const struct cli_opts *o)
 		.expect_cpus = o->incoming && o->cpus_given ? o->cpus : 0,
 		.prealloc = o->prealloc,
 		.net = o->net,
+		.dirty_ring = cfg.dirty_ring,
 		.name_check = name_in_use,
 	};
 	if (o->migrate && !o->kernel)

@@ -1,4 +1,5 @@
-/* Dirty tracking for pre-copy: KVM's per-slot dirty log ORed with the
+/* Dirty tracking for pre-copy: KVM's per-slot dirty log (or, with
+ * --dirty-tracking ring, what the vCPUs' rings hold) ORed with the
  * pages the VMM wrote itself (vm->vmm_dirty), into one bitmap indexed by
  * RAM page. With KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_GET_DIRTY_LOG only
  * reads the log; each range is re-protected (KVM_CLEAR_DIRTY_LOG) right
@@ -10,10 +11,27 @@
 #include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 
 #include "migrate/ram/bitmap.h"
+#include "vmm/core/dirty_ring.h"
 #include "vmm/core/kvm.h"
+
+/* Between syncs a round can last seconds; KVM's exit on a full ring comes
+ * late here (dirty_ring.c), so rings are emptied whenever a quarter full. */
+static void *reaper(void *arg)
+{
+	struct ram_dirty *d = arg;
+	struct timespec ts = { 0, 1000000 };
+	char err[128];
+
+	while (!__atomic_load_n(&d->reaper_stop, __ATOMIC_ACQUIRE)) {
+		dring_collect(d->reaper_vm, d->reaper_vm->dring_entries / 4, err, sizeof(err));
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
 
 int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		    char *err, size_t errlen)
@@ -29,7 +47,9 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		return -ENOMEM;
 	}
 	caps = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
-	if (try_manual && caps > 0 && (caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
+	d->ring = vm->dring_entries != 0;
+	/* A ring VM has no per-slot log to protect by hand. */
+	if (!d->ring && try_manual && caps > 0 && (caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
 		struct kvm_enable_cap c = {
 			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
 			.args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE },
@@ -39,7 +59,13 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		 * of RAM, and round 0 sends everything anyway. */
 		d->manual = ioctl(vm->vm_fd, KVM_ENABLE_CAP, &c) == 0;
 	}
-	/* Drop what the VMM wrote before: round 0 sends every page. */
+	/* Drop what the VMM wrote (and a ring held) before: round 0 sends
+	 * every page. */
+	if (d->ring && (ret = (int)dring_collect(vm, 1, err, errlen)) < 0) {
+		free(d->bm);
+		d->bm = NULL;
+		return ret;
+	}
 	for (size_t w = 0; w < bm_words(d->npages); w++)
 		if (vm->vmm_dirty[w])
 			__atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
@@ -50,6 +76,17 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		return ret;
 	}
 	d->logging = true;
+	if (d->ring) {
+		__atomic_store_n(&vm->dring_lost, false, __ATOMIC_RELEASE);
+		d->reaper_vm = vm;
+		ret = pthread_create(&d->reaper, NULL, reaper, d);
+		if (ret) {
+			snprintf(err, errlen, "dirty ring reaper thread: %s", strerror(ret));
+			ram_dirty_stop(vm, d);
+			return -ret;
+		}
+		d->reaping = true;
+	}
 	return 0;
 }
 
@@ -58,7 +95,19 @@ int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 	char what[48];
 	int ret;
 
-	for (int i = 0; i < vm->nslots; i++) {
+	if (d->ring) {
+		int64_t n = dring_collect(vm, 1, err, errlen);
+
+		if (n < 0)
+			return (int)n;
+		if (__atomic_load_n(&vm->dring_lost, __ATOMIC_ACQUIRE)) {
+			snprintf(err, errlen, "a vCPU's dirty ring overflowed (KVM pushed past a "
+				 "full ring): pages may be untracked; use a larger "
+				 "--dirty-ring-size or --dirty-tracking bitmap");
+			return -EIO;
+		}
+	}
+	for (int i = 0; i < vm->nslots && !d->ring; i++) {
 		const struct vm_slot *s = &vm->slots[i];
 		uint64_t first = s->ram_offset / VM_PAGE_SIZE, n = s->size / VM_PAGE_SIZE;
 		uint64_t *tmp = calloc(bm_words(n), sizeof(uint64_t));
@@ -121,6 +170,11 @@ void ram_dirty_stop(struct vm *vm, struct ram_dirty *d)
 {
 	char err[128];
 
+	if (d->reaping) {
+		__atomic_store_n(&d->reaper_stop, true, __ATOMIC_RELEASE);
+		pthread_join(d->reaper, NULL);
+		d->reaping = false;
+	}
 	if (d->logging)
 		vm_set_dirty_logging(vm, false, err, sizeof(err));
 	d->logging = false;

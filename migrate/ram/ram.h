@@ -22,6 +22,10 @@ struct ram_dirty {
 	uint64_t npages;
 	uint64_t *bm;      /* pages still to send, by RAM page index */
 	bool manual;       /* KVM_CLEAR_DIRTY_LOG: re-protect before reading */
+	bool ring;         /* the vCPUs' dirty rings, harvested into vmm_dirty */
+	bool reaping, reaper_stop;
+	pthread_t reaper;  /* empties the rings between syncs */
+	struct vm *reaper_vm;
 	bool logging;
 };
 

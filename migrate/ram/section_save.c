@@ -201,6 +201,7 @@ int ram_save_pending(void *sec, struct mig_src_env *env, struct mig_pass *p,
 		return ret;
 	dirty = bm_count(x->d.bm, x->d.npages);
 	x->sync_ms = clock_ms_since(t);
+	p->rec->sync_ms = x->sync_ms;
 	p->rec->dirty_pages = dirty;
 	p->rec->dirty_rate_pps = t > x->t_last_sync ?
 		(double)dirty * 1e9 / (double)(t - x->t_last_sync) : 0;

@@ -90,21 +90,25 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->guest_stall_max_ms, st->guest_stall_total_ms, st->throttle_max_pct);
 	fprintf(f, "  \"xbzrle_cache_bytes\": %llu,\n  \"xbzrle_pages\": %llu,\n"
 		"  \"xbzrle_bytes_saved\": %llu,\n  \"xbzrle_cache_misses\": %llu,\n"
-		"  \"xbzrle_encode_ms\": %.3f,\n  \"round_records\": [",
+		"  \"xbzrle_encode_ms\": %.3f,\n",
 		(unsigned long long)st->xbzrle_cache_bytes, (unsigned long long)st->xbzrle_pages,
 		(unsigned long long)st->xbzrle_bytes_saved,
 		(unsigned long long)st->xbzrle_cache_misses, st->xbzrle_encode_ms);
+	fprintf(f, "  \"dirty_tracking\": \"%s\",\n  \"dirty_ring_entries\": %u,\n"
+		"  \"dirty_ring_full_exits\": %llu,\n  \"round_records\": [",
+		st->dirty_ring_entries ? "ring" : "bitmap", st->dirty_ring_entries,
+		(unsigned long long)st->dirty_ring_full_exits);
 	for (size_t i = 0; i < st->nrec; i++) {
 		const struct stats_round *r = &st->rec[i];
 
 		fprintf(f, "%s\n    {\"round\": %u, \"start_ms\": %.3f, \"duration_ms\": %.3f, "
 			"\"dirty_pages\": %llu, \"pages_sent\": %llu, \"bytes\": %llu, "
 			"\"bw_estimate_Bps\": %.0f, \"dirty_rate_pps\": %.0f, "
-			"\"expected_downtime_ms\": %.3f, \"throttle_pct\": %u}",
+			"\"expected_downtime_ms\": %.3f, \"throttle_pct\": %u, \"sync_ms\": %.3f}",
 			i ? "," : "", r->round, r->start_ms, r->duration_ms,
 			(unsigned long long)r->dirty_pages, (unsigned long long)r->pages_sent,
 			(unsigned long long)r->bytes, r->bw_estimate_Bps, r->dirty_rate_pps,
-			r->expected_downtime_ms, r->throttle_pct);
+			r->expected_downtime_ms, r->throttle_pct, r->sync_ms);
 	}
 	fprintf(f, "%s]\n}\n", st->nrec ? "\n  " : "");
 }

@@ -22,6 +22,7 @@ struct stats_round {
 	double dirty_rate_pps;    /* dirty_pages / time since the previous sync */
 	double expected_downtime_ms; /* computed at this round's sync */
 	uint32_t throttle_pct;    /* share of the time the vCPUs were held in its pass */
+	double sync_ms;           /* this round's dirty sync (bitmap copy or ring harvest) */
 };
 
 enum stats_role { STATS_SOURCE, STATS_TARGET };
@@ -52,6 +53,9 @@ struct stats {
 	/* Delta encoding (xbzrle-cache) */
 	uint64_t xbzrle_cache_bytes, xbzrle_pages, xbzrle_bytes_saved, xbzrle_cache_misses;
 	double xbzrle_encode_ms;
+	/* Dirty tracking: ring entries per vCPU (0: the bitmap) */
+	uint32_t dirty_ring_entries;
+	uint64_t dirty_ring_full_exits;
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/core/clock.h"
+#include "vmm/core/dirty_ring.h"
 #include "vmm/core/kvm.h"
 #include "vmm/core/vm.h"
 
@@ -108,6 +109,9 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id,
 		v->run = NULL;
 		goto fail;
 	}
+	ret = dring_map(v, err, errlen);
+	if (ret)
+		goto fail;
 	ret = setup_cpuid(v, cpuid, err, errlen);
 	if (ret)
 		goto fail;
@@ -138,6 +142,7 @@ fail:
 
 void vcpu_destroy(struct vcpu *v)
 {
+	dring_unmap(v);
 	if (v->run)
 		munmap(v->run, (size_t)v->vm->run_size);
 	if (v->fd >= 0)
@@ -263,6 +268,12 @@ static bool handle_exit(struct vcpu *v)
 		}
 		bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
 			   run->mmio.is_write);
+		return true;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		if (dring_full(v, msg, sizeof(msg)) < 0) {
+			vcpu_fatal(v, msg);
+			return false;
+		}
 		return true;
 	case KVM_EXIT_HLT:
 	case KVM_EXIT_IRQ_WINDOW_OPEN:

@@ -17,6 +17,10 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	/* --dirty-tracking ring (vmm/core/dirty_ring.c) */
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_fetch;
+	pthread_mutex_t ring_lock;
 };
 
 /* Creates the vCPU and gives it CPUID (from the supported table, with its

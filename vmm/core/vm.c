@@ -1,5 +1,6 @@
 #include "vmm/core/vm.h"
 #include "vmm/core/clock.h"
+#include "vmm/core/dirty_ring.h"
 #include "devices/conline.h"
 #include "devices/exitdev.h"
 #include "devices/pci.h"
@@ -241,6 +242,12 @@ int vm_finish(struct vm *vm, const struct vm_config *cfg, char *err, size_t errl
 			cfg->ncpus, vm->max_vcpus);
 		ret = -EINVAL;
 		goto fail;
+	}
+	/* KVM takes the ring only before the first vCPU. */
+	if (cfg->dirty_ring) {
+		ret = dring_enable(vm, cfg->dirty_ring, err, errlen);
+		if (ret)
+			goto fail;
 	}
 	ret = kvm_supported_cpuid(vm->kvm_fd, &cpuid, err, errlen);
 	if (ret)

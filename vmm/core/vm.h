@@ -35,6 +35,7 @@ struct vm_config {
 	uint64_t mem_size;
 	int ncpus;
 	bool prealloc;  /* populate all of RAM before the guest runs */
+	uint32_t dirty_ring; /* --dirty-tracking ring: entries per vCPU; 0: bitmap */
 	/* A mapping from vm_ram_map() of mem_size bytes for the VM to adopt
 	 * (a migration target maps and populates RAM before it knows the
 	 * rest of the VM), or NULL. vm_create owns it from the call on,
@@ -125,6 +126,11 @@ struct vm {
 	/* Pages the VMM itself wrote into guest RAM (bit per RAM page), which
 	 * KVM's dirty log cannot see. Migration ORs it into each round. */
 	uint64_t *vmm_dirty;
+	/* --dirty-tracking ring: entries per vCPU (0: the per-slot bitmap),
+	 * and how often a full ring stopped a vCPU. */
+	uint32_t dring_entries;
+	uint64_t dring_full_exits;
+	bool dring_lost;        /* a ring overflowed: its pages may be untracked */
 
 	struct monitor *mon;
 	struct mig *mig;
