@@ -12,7 +12,7 @@
 #define CLI_MIN_MEM (4ULL << 20)
 
 enum {
-	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET,
+	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET, OPT_DISK,
 	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
 
@@ -28,6 +28,7 @@ static const struct option core_opts[] = {
 	{ "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
 	{ "net", required_argument, NULL, OPT_NET },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 };
@@ -57,6 +58,7 @@ void cli_usage(FILE *f)
 	fprintf(f,
 "usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
 "               [--name NAME] [--monitor PATH] [--net tap=IF[,...]]\n"
+"               [--disk PATH[,readonly][,cache=none|writeback]]\n"
 "               [migration options]\n"
 "       minivmm --incoming [HOST]:PORT|unix:PATH|file:PATH\n"
 "               [--mem SIZE [--prealloc]] [--cpus N] [--migrate-nice N]\n"
@@ -81,6 +83,11 @@ void cli_usage(FILE *f)
 "                           IFNAME, created if missing, attached to bridge BR\n"
 "                           and set up; the MAC defaults to 52:54:00 plus a\n"
 "                           hash of the VM name\n"
+"      --disk PATH[,readonly][,cache=none|writeback]\n"
+"                           a virtio-blk disk on the raw image PATH, locked\n"
+"                           (one writer per image); cache=none: O_DIRECT.\n"
+"                           With --incoming: where the VM's disk is here\n"
+"                           (default: the source's path)\n"
 "      --monitor PATH       monitor socket (default /run/minivmm/NAME.sock, or\n"
 "                           $XDG_RUNTIME_DIR/minivmm/NAME.sock when not root)\n"
 "\n"
@@ -216,6 +223,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			if (o->net.set)
 				FAIL("--net: one NIC only for now");
 			if (net_opts_parse(optarg, &o->net, why, sizeof(why)))
+				FAIL("%s", why);
+			break;
+		case OPT_DISK:
+			if (o->disk.set)
+				FAIL("--disk: one disk only for now");
+			if (disk_opts_parse(optarg, &o->disk, why, sizeof(why)))
 				FAIL("%s", why);
 			break;
 		case 'h': o->action = CLI_HELP; return 0;

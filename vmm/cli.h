@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "migrate/params.h"
+#include "vmm/core/diskopt.h"
 #include "vmm/core/netopt.h"
 #include "vmm/core/vm.h"
 
@@ -26,6 +27,7 @@ struct cli_opts {
 	const char *name;
 	const char *monitor;
 	struct net_opts net;      /* --net (vmm/core/netopt.h) */
+	struct disk_opts disk;    /* --disk (vmm/core/diskopt.h) */
 	/* migration */
 	const char *incoming;     /* [HOST]:PORT or file:PATH */
 	const char *migrate;      /* HOST:PORT or file:PATH */

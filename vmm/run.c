@@ -238,7 +238,7 @@ int vmm_main(const struct cli_opts *o)
 	struct runner r;
 	struct vm vm;
 	struct vm_config cfg = { .mem_size = o->mem, .ncpus = o->cpus, .prealloc = o->prealloc,
-				 .net = o->net };
+				 .net = o->net, .disk = o->disk };
 	char err[512], path[PATH_MAX];
 	sigset_t set;
 	int sigfd, ret, status;
