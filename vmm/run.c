@@ -252,6 +252,7 @@ int vmm_main(const struct cli_opts *o)
 		.expect_cpus = o->incoming && o->cpus_given ? o->cpus : 0,
 		.prealloc = o->prealloc,
 		.net = o->net,
+		.disk = o->disk,
 		.name_check = name_in_use,
 	};
 	if (o->migrate && !o->kernel)

@@ -149,11 +149,151 @@ static void test_bad_disk(void **state)
 	proc_free(&p);
 }
 
+/* ---- shared storage ------------------------------------------------ */
+
+static long last_seq(struct proc *p, size_t from)
+{
+	long last = -1, seq;
+
+	for (size_t i = from; i < p->nlines; i++)
+		if (sscanf(p->lines[i].text, "seq=%ld", &seq) == 1)
+			last = seq;
+	return last;
+}
+
+/* A second VM on img is refused: someone holds its lock. */
+static void expect_locked(const char *img)
+{
+	char mon[128];
+	const char *argv[] = { NULL, "--kernel", DISK_ELF, "--mem", "64M", "--name", "dk-probe",
+			       "--monitor", mon, "--disk", img, NULL };
+	struct proc b;
+
+	tmp_path(mon, sizeof(mon), "probe.sock");
+	assert_int_equal(proc_run(&b, argv, 10000), 2);
+	assert_true(proc_stderr_has(&b, "the image is in use by another VM"));
+	proc_free(&b);
+}
+
+/* The disk guest migrates on shared storage: both sides name one image. */
+static void test_shared_storage(void **state)
+{
+	char img[128], mon[128], addr[32];
+	const char *extra[] = { "--migrate", addr, "--migrate-after", "1.5", NULL };
+	struct proc s, t;
+	long last, first = -1;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "shared.img");
+	tmp_path(mon, sizeof(mon), "s.sock");
+	make_image(img, IMG_SIZE);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	/* The target names no disk: it takes the source's path. */
+	h_spawn_target(&t, addr, NULL);
+	spawn_guest(&s, img, "dk-shared", mon, extra);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "completed"));
+	last = last_seq(&s, 0);
+	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
+	assert_true(proc_wait_stderr(&t, "taken over from the source", 1000));
+	sscanf(t.lines[proc_wait_line(&t, 0, "seq=", 1000)].text, "seq=%ld", &first);
+	if (first != last + 1)
+		fail_msg("heartbeat: source ended at seq=%ld, target began at seq=%ld", last, first);
+	/* What the source wrote before the pause and the target after. */
+	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
+	expect_verify(&t, true);
+	/* The target holds the image now. */
+	expect_locked(img);
+	proc_send(&t, "q");
+	assert_int_equal(proc_wait_exit(&t, 30000), 1);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+}
+
+/* A migration that fails for the disk's sake: the source keeps its guest,
+ * its disk (lock included) and its data. */
+static void shared_refused(const char *target_disk, off_t target_size, const char *why)
+{
+	static int n;
+	char tag[16];
+	char img[128], mon[128], addr[32], reply[4096];
+	const char *topts[] = { "--disk", target_disk, NULL };
+	struct proc s, t;
+	size_t from;
+
+	snprintf(tag, sizeof(tag), "src%d.img", n++);
+	tmp_path(img, sizeof(img), tag);
+	tmp_path(mon, sizeof(mon), "r.sock");
+	make_image(img, IMG_SIZE);
+	if (target_size)
+		make_image(target_disk, target_size);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	h_spawn_target(&t, addr, topts);
+	spawn_guest(&s, img, "dk-refused", mon, NULL);
+	snprintf(reply, sizeof(reply), "migrate %s", addr);
+	assert_int_equal(h_monitor(mon, reply, reply, sizeof(reply)), 0);
+	if (!proc_wait_stderr(&s, "the guest keeps running here", T_MIG))
+		fail_msg("the migration did not fail: %s", s.err ? s.err : "");
+	if (!proc_stderr_has(&s, why))
+		fail_msg("expected '%s' in: %s", why, s.err);
+	/* The guest runs on and writes on: heartbeats with writes growing. */
+	from = s.nlines;
+	assert_true(proc_wait_line(&s, from, "seq=", 5000) >= 0);
+	assert_true(proc_wait_line(&s, s.nlines + 3, "seq=", 5000) >= 0);
+	expect_verify(&s, true);
+	expect_locked(img);
+	assert_int_equal(proc_count_prefix(&t, 0, "seq="), 0);
+	proc_send(&s, "q");
+	assert_int_equal(proc_wait_exit(&s, 30000), 1);
+	proc_kill(&t, SIGTERM);
+	proc_wait_exit(&t, 10000);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+	unlink(target_disk);
+}
+
+static void test_target_without_image(void **state)
+{
+	char other[128];
+
+	(void)state;
+	tmp_path(other, sizeof(other), "missing.img");
+	unlink(other);
+	shared_refused(other, 0, "the VM's disk");
+}
+
+static void test_target_other_size(void **state)
+{
+	char other[128];
+
+	(void)state;
+	tmp_path(other, sizeof(other), "small.img");
+	shared_refused(other, IMG_SIZE / 2, "here is 8388608 bytes");
+}
+
+/* Same size, another file: caught by the digest before READY, after the
+ * source let go of its lock, which it takes back. */
+static void test_target_other_file(void **state)
+{
+	char other[128];
+
+	(void)state;
+	tmp_path(other, sizeof(other), "other.img");
+	shared_refused(other, IMG_SIZE, "not the image the source flushed");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_verify_and_lock),
 		cmocka_unit_test(test_bad_disk),
+		cmocka_unit_test(test_shared_storage),
+		cmocka_unit_test(test_target_without_image),
+		cmocka_unit_test(test_target_other_size),
+		cmocka_unit_test(test_target_other_file),
 	};
 
 	return cmocka_run_group_tests(tests, kvm_setup, NULL);

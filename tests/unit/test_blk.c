@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -17,6 +18,8 @@
 #include "devices/pci.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/virtqueue.h"
+#include "migrate/proto/stream.h"
+#include "migrate/state/devcfg.h"
 #include "vmm/core/diskopt.h"
 
 #define RAM_SIZE (1u << 20)
@@ -515,6 +518,57 @@ static void test_disk_opts(void **state)
 	assert_non_null(strstr(err, "cache=unsafe"));
 }
 
+/* The DEVICES frame's disk entry: a round trip, then hostile entries. */
+static void test_devcfg_disk(void **state)
+{
+	struct devcfg d = { .disk = true, .disk_size = 1 << 20, .disk_flags = DEVCFG_DISK_RO },
+		      back;
+	uint8_t b[DEVICES_MAX_LEN];
+	char err[256];
+	int n;
+
+	(void)state;
+	snprintf(d.disk_path, sizeof(d.disk_path), "/srv/vm.img");
+	n = devcfg_encode(&d, b, sizeof(b));
+	assert_int_equal(n, 4 + 8 + DEVCFG_DISK_FIXED + 11);
+	assert_int_equal(devcfg_decode(b, (size_t)n, &back, err, sizeof(err)), 0);
+	assert_true(back.disk);
+	assert_false(back.nic);
+	assert_int_equal(back.disk_size, 1 << 20);
+	assert_int_equal(back.disk_flags, DEVCFG_DISK_RO);
+	assert_string_equal(back.disk_path, "/srv/vm.img");
+	/* cut short, a path length beyond the entry, a NUL in the path,
+	 * unknown flags, a size not whole sectors, two disks */
+	assert_int_not_equal(devcfg_decode(b, (size_t)n - 1, &back, err, sizeof(err)), 0);
+	b[4 + 8 + 12] = 200;
+	assert_int_not_equal(devcfg_decode(b, (size_t)n, &back, err, sizeof(err)), 0);
+	devcfg_encode(&d, b, sizeof(b));
+	b[4 + 8 + 14 + 3] = 0;
+	assert_int_not_equal(devcfg_decode(b, (size_t)n, &back, err, sizeof(err)), 0);
+	devcfg_encode(&d, b, sizeof(b));
+	b[4 + 8 + 8] = 0x80;
+	assert_int_not_equal(devcfg_decode(b, (size_t)n, &back, err, sizeof(err)), 0);
+	devcfg_encode(&d, b, sizeof(b));
+	b[4 + 8] = 1;
+	assert_int_not_equal(devcfg_decode(b, (size_t)n, &back, err, sizeof(err)), 0);
+	devcfg_encode(&d, b, sizeof(b));
+	memcpy(b + n, b + 4, (size_t)n - 4);
+	b[0] = 2;
+	assert_int_not_equal(devcfg_decode(b, 2 * (size_t)n - 4, &back, err, sizeof(err)), 0);
+	/* The target's side: a missing image and a VM without a disk. */
+	{
+		struct disk_opts out, mine = { .set = true };
+
+		snprintf(d.disk_path, sizeof(d.disk_path), "/nonexistent/vm.img");
+		assert_int_equal(devcfg_accept_disk(&d, NULL, &out, err, sizeof(err)), -EPERM);
+		assert_non_null(strstr(err, "No such file"));
+		d.disk = false;
+		assert_int_equal(devcfg_accept_disk(&d, &mine, &out, err, sizeof(err)), -EPERM);
+		assert_int_equal(devcfg_accept_disk(&d, NULL, &out, err, sizeof(err)), 0);
+		assert_false(out.set);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_readonly),
 		cmocka_unit_test(test_state),
 		cmocka_unit_test(test_disk_opts),
+		cmocka_unit_test(test_devcfg_disk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,9 +90,12 @@ static void test_list_and_dispatch(void **state)
 {
 	struct fx *f = *state;
 
-	/* RAM first, machine state last: the state must load after RAM. */
-	assert_int_equal(f->ss.n, 2);
+	/* RAM first, machine state last: the state must load after RAM
+	 * and the disk. */
+	assert_int_equal(f->ss.n, 3);
 	assert_ptr_equal(f->ss.s[0].ops, &ram_section_ops);
+	assert_ptr_equal(f->ss.s[1].ops, &disk_section_ops);
+	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_DISK)->ops, &disk_section_ops);
 	assert_ptr_equal(f->ss.s[f->ss.n - 1].ops, &state_section_ops);
 	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_ROUND)->ops, &ram_section_ops);
 	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_PAGES)->ops, &ram_section_ops);
@@ -103,6 +106,26 @@ static void test_list_and_dispatch(void **state)
 	assert_null(mig_sections_for_frame(&f->ss, ST_END));
 	assert_null(mig_sections_for_frame(&f->ss, ST_HELLO));
 	assert_null(mig_sections_for_frame(&f->ss, 0));
+}
+
+/* DISK frames: the wrong length, unknown flags, twice; a VM without a
+ * disk refuses one at END, and takes END without one. */
+static void test_disk_hostile(void **state)
+{
+	struct fx *f = *state;
+	struct mig_section *d = mig_sections_for_frame(&f->ss, ST_DISK);
+	struct mig_end end = { 0 };
+	uint8_t b[DISK_LEN] = { 0 };
+
+	assert_int_equal(d->ops->load_complete(d->state, &f->env, &end), 0);
+	assert_int_not_equal(feed(f, ST_DISK, b, DISK_LEN - 1), 0);
+	b[16] = 0x81; /* unknown flags */
+	assert_int_equal(feed(f, ST_DISK, b, DISK_LEN), -EPROTO);
+	b[16] = DISK_FLAG_FLUSHED;
+	assert_int_equal(feed(f, ST_DISK, b, DISK_LEN), -EPROTO); /* already had one */
+	assert_non_null(strstr(f->err, "second DISK"));
+	assert_int_equal(d->ops->load_complete(d->state, &f->env, &end), -EPROTO);
+	assert_non_null(strstr(f->err, "has not"));
 }
 
 static void test_state_hostile(void **state)
@@ -302,6 +325,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_list_and_dispatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_delta, setup, teardown),
 	};

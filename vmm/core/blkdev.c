@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,23 @@ static void be_wake(void *opaque, int q)
 	vio_wake(&((struct blkdev *)opaque)->io, q);
 }
 
+/* The failed hand-over's other half: the target lets go of the lock when
+ * it exits, which may be a moment after the source gave up. */
+static void take_back(struct blkdev *bd)
+{
+	uint64_t end = clock_now_ns() + 30000000000ULL;
+	char err[PATH_MAX + 128];
+	int ret;
+
+	do {
+		ret = blkdev_activate(bd, 100, err, sizeof(err));
+	} while (ret == -EAGAIN && !vio_stopping(&bd->io) && clock_now_ns() < end);
+	__atomic_store_n(&bd->reactivate, false, __ATOMIC_RELEASE);
+	if (ret)
+		fprintf(stderr, "minivmm: the disk could not be taken back after the failed "
+			"migration: %s; the guest's writes fail\n", err);
+}
+
 static void *io_thread(void *arg)
 {
 	struct blkdev *bd = arg;
@@ -208,6 +226,8 @@ static void *io_thread(void *arg)
 
 		if (vio_wait(&bd->io, fds, 4) < 0)
 			break;
+		if (__atomic_load_n(&bd->reactivate, __ATOMIC_ACQUIRE))
+			take_back(bd);
 		/* Let the lock go between batches so vCPU exits are not starved. */
 		do {
 			device_list_lock(&bd->vm->devices);
@@ -338,6 +358,12 @@ int blkdev_activate(struct blkdev *bd, int wait_ms, char *err, size_t errlen)
 		posix_fadvise(bd->fd, 0, 0, POSIX_FADV_DONTNEED);
 	bd->active = !bd->o.readonly;
 	return 0;
+}
+
+void blkdev_request_activate(struct blkdev *bd)
+{
+	__atomic_store_n(&bd->reactivate, true, __ATOMIC_RELEASE);
+	vio_wake(&bd->io, -1);
 }
 
 static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)

@@ -31,6 +31,7 @@ struct blkdev {
 	uint32_t align; /* what I/O must be aligned to (512, or O_DIRECT's) */
 	bool locked;
 	bool active;    /* this VM may do I/O on the image */
+	bool reactivate; /* the I/O thread must take the image back first */
 };
 
 /* Opens the image (size a multiple of 512, at least one sector), locks it
@@ -47,6 +48,10 @@ int blkdev_inactivate(struct blkdev *bd, char *err, size_t errlen);
  * reopens the image and drops its cached pages, so nothing read before
  * the peer's flush is used. */
 int blkdev_activate(struct blkdev *bd, int wait_ms, char *err, size_t errlen);
+/* Source, after a failed hand-over: the I/O thread takes the lock back
+ * (retrying while the target still holds it, up to 30 s) before it runs
+ * another request; until then requests wait in the ring. */
+void blkdev_request_activate(struct blkdev *bd);
 /* A digest of the size and of sampled 4 KiB blocks, read from the image
  * as it is now (after a flush on the source, after activate on the
  * target): the two ends compare it before the target says READY. */
