@@ -189,6 +189,21 @@ int devcfg_accept_disk(const struct devcfg *d, const struct disk_opts *mine,
 		}
 		return 0;
 	}
+	if (d->disk_flags & DEVCFG_DISK_STREAMED) {
+		if (!mine || !mine->set) {
+			snprintf(why, whylen, "the VM's disk comes in the stream: start the target "
+				 "with --disk PATH (created if missing)");
+			return -EPERM;
+		}
+		*out = *mine;
+		out->readonly = d->disk_flags & DEVCFG_DISK_RO;
+		out->copy_target = true;
+		if (blkdev_prepare_copy(out, d->disk_size, err, sizeof(err)) < 0) {
+			snprintf(why, whylen, "the VM's disk: %.900s", err);
+			return -EPERM;
+		}
+		return 0;
+	}
 	if (mine && mine->set) {
 		*out = *mine;
 	} else if (d->disk_path[0]) {

@@ -285,6 +285,195 @@ static void test_target_other_file(void **state)
 	shared_refused(other, IMG_SIZE, "not the image the source flushed");
 }
 
+/* ---- the disk streamed (--migrate-disk) ------------------------------ */
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* The guest writing while its disk travels in the stream to a path the
+ * target creates. */
+static void test_streamed(void **state)
+{
+	char img[128], dst[128], mon[128], addr[32];
+	const char *extra[] = { "--migrate", addr, "--migrate-after", "1.5", "--migrate-disk", NULL };
+	const char *topts[] = { "--disk", dst, NULL };
+	struct proc s, t;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "stream-src.img");
+	tmp_path(dst, sizeof(dst), "stream-dst.img");
+	tmp_path(mon, sizeof(mon), "st.sock");
+	make_image(img, IMG_SIZE);
+	unlink(dst);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	h_spawn_target(&t, addr, topts);
+	/* Created at HELLO, before any RAM, at the source's size. */
+	spawn_guest(&s, img, "dk-stream", mon, extra);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "disk copied"));
+	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
+	assert_true(proc_wait_stderr(&t, "received from the source", 1000));
+	assert_int_equal(file_size(dst), IMG_SIZE);
+	/* dfresh=1: the blocks never written must have come over as zeros,
+	 * the written ones with their last generation. */
+	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
+	expect_verify(&t, true);
+	expect_locked(dst);
+	proc_send(&t, "q");
+	assert_int_equal(proc_wait_exit(&t, 30000), 1);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+	unlink(dst);
+}
+
+/* The target dies in the bulk pass (the copy paced to take seconds): the
+ * source's guest runs on, its disk intact. Started from the monitor, with
+ * disk-copy set there. */
+static void test_streamed_target_killed(void **state)
+{
+	char img[128], dst[128], mon[128], addr[32], cmd[128], reply[4096];
+	const char *topts[] = { "--disk", dst, NULL };
+	const char *extra[] = { "--max-bandwidth", "8M", NULL };
+	struct proc s, t;
+	int fd;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "kill-src.img");
+	tmp_path(dst, sizeof(dst), "kill-dst.img");
+	tmp_path(mon, sizeof(mon), "k.sock");
+	/* 64 MiB of data to copy at 8 MB/s: the bulk pass takes ~8 s. */
+	fd = open(img, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	{
+		static uint8_t buf[1 << 20];
+
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = (uint8_t)(i * 7 + 3);
+		for (int i = 0; i < 64; i++)
+			assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	}
+	close(fd);
+	unlink(dst);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	h_spawn_target(&t, addr, topts);
+	{
+		const char *argv[] = { NULL, "--kernel", DISK_ELF, "--mem", "64M", "--name", "dk-kill",
+				       "--monitor", mon, "--disk", img, "--max-bandwidth", "8M",
+				       "--append", "dwrite=300 dpattern=random dblocks=1024", NULL };
+
+		(void)extra;
+		assert_int_equal(proc_spawn(&s, argv), 0);
+		assert_true(proc_wait_line(&s, 0, "seq=5 ", T_BOOT) >= 0);
+	}
+	assert_int_equal(h_monitor(mon, "migrate_set_parameter disk-copy on", reply, sizeof(reply)),
+			 0);
+	snprintf(cmd, sizeof(cmd), "migrate %s", addr);
+	assert_int_equal(h_monitor(mon, cmd, reply, sizeof(reply)), 0);
+	usleep(1500 * 1000);
+	assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+	if (!strstr(reply, "status: active") || !strstr(reply, "round: 0"))
+		fail_msg("not in the bulk pass 1.5 s in: %s", reply);
+	proc_kill(&t, SIGKILL);
+	proc_wait_exit(&t, 10000);
+	if (!proc_wait_stderr(&s, "the guest keeps running here", T_MIG))
+		fail_msg("the source did not give up: %s", s.err ? s.err : "");
+	assert_true(proc_wait_line(&s, s.nlines + 3, "seq=", 5000) >= 0);
+	expect_verify(&s, true);
+	expect_locked(img);
+	proc_send(&s, "q");
+	assert_int_equal(proc_wait_exit(&s, 30000), 1);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+	unlink(dst);
+}
+
+/* Streamed into a file of another size, or with no --disk: refused at
+ * HELLO, the source keeps its guest. */
+static void test_streamed_refused(void **state)
+{
+	char img[128], dst[128], mon[128], addr[32], reply[4096];
+	const char *topts[] = { "--disk", dst, NULL };
+	struct proc s, t;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "ref-src.img");
+	tmp_path(dst, sizeof(dst), "ref-dst.img");
+	tmp_path(mon, sizeof(mon), "rf.sock");
+	make_image(img, IMG_SIZE);
+	make_image(dst, IMG_SIZE + 4096);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	h_spawn_target(&t, addr, topts);
+	spawn_guest(&s, img, "dk-sref", mon, NULL);
+	assert_int_equal(h_monitor(mon, "migrate_set_parameter disk-copy on", reply, sizeof(reply)),
+			 0);
+	snprintf(reply, sizeof(reply), "migrate %s", addr);
+	assert_int_equal(h_monitor(mon, reply, reply, sizeof(reply)), 0);
+	if (!proc_wait_stderr(&s, "the guest keeps running here", T_MIG))
+		fail_msg("the migration did not fail: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "exists with 16781312 bytes"));
+	assert_int_equal(file_size(dst), IMG_SIZE + 4096);
+	proc_kill(&t, SIGTERM);
+	proc_wait_exit(&t, 10000);
+	proc_free(&t);
+	/* A target without --disk. */
+	h_spawn_target(&t, addr, NULL);
+	snprintf(reply, sizeof(reply), "migrate %s", addr);
+	assert_int_equal(h_monitor(mon, reply, reply, sizeof(reply)), 0);
+	assert_true(proc_wait_stderr(&s, "start the target with --disk PATH", T_MIG));
+	assert_true(proc_wait_line(&s, s.nlines + 2, "seq=", 5000) >= 0);
+	expect_verify(&s, true);
+	proc_send(&s, "q");
+	assert_int_equal(proc_wait_exit(&s, 30000), 1);
+	proc_kill(&t, SIGTERM);
+	proc_wait_exit(&t, 10000);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+	unlink(dst);
+}
+
+/* Cold migration with the disk: a snapshot carrying it, restored with the
+ * disk written to a new path and nothing else told again. */
+static void test_cold_with_disk(void **state)
+{
+	char img[128], dst[128], mon[128], snap[160], uri[200];
+	const char *extra[] = { "--migrate", uri, "--migrate-after", "1", "--migrate-disk", NULL };
+	const char *targv[] = { NULL, "--incoming", uri, "--disk", dst, NULL };
+	struct proc s, t;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "cold-src.img");
+	tmp_path(dst, sizeof(dst), "cold-dst.img");
+	tmp_path(mon, sizeof(mon), "c.sock");
+	tmp_path(snap, sizeof(snap), "cold.snap");
+	snprintf(uri, sizeof(uri), "file:%s", snap);
+	make_image(img, IMG_SIZE);
+	unlink(dst);
+	spawn_guest(&s, img, "dk-cold", mon, extra);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("snapshot failed: %s", s.err ? s.err : "");
+	/* The image stays with the source: remove it, the snapshot has it. */
+	unlink(img);
+	assert_int_equal(proc_spawn(&t, targv), 0);
+	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
+	assert_true(proc_wait_stderr(&t, "received from the source", 1000));
+	assert_int_equal(file_size(dst), IMG_SIZE);
+	expect_verify(&t, true);
+	proc_send(&t, "q");
+	assert_int_equal(proc_wait_exit(&t, 30000), 1);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(dst);
+	unlink(snap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +483,10 @@ int main(void)
 		cmocka_unit_test(test_target_without_image),
 		cmocka_unit_test(test_target_other_size),
 		cmocka_unit_test(test_target_other_file),
+		cmocka_unit_test(test_streamed),
+		cmocka_unit_test(test_streamed_target_killed),
+		cmocka_unit_test(test_streamed_refused),
+		cmocka_unit_test(test_cold_with_disk),
 	};
 
 	return cmocka_run_group_tests(tests, kvm_setup, NULL);

@@ -22,7 +22,7 @@
 
 static int open_image(const struct disk_opts *o, char *err, size_t errlen)
 {
-	int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+	int flags = (o->readonly && !o->copy_target ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 		    (o->cache == DISK_CACHE_NONE ? O_DIRECT : 0);
 	int fd = open(o->path, flags);
 
@@ -84,7 +84,8 @@ static uint32_t dio_align(int fd)
  * conflict too). */
 static int take_lock(struct blkdev *bd, char *err, size_t errlen)
 {
-	struct flock fl = { .l_type = bd->o.readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
+	struct flock fl = { .l_type = bd->o.readonly && !bd->o.copy_target ? F_RDLCK : F_WRLCK,
+			    .l_whence = SEEK_SET };
 
 	if (fcntl(bd->fd, F_OFD_SETLK, &fl) < 0) {
 		int e = errno;
@@ -121,6 +122,19 @@ int blkdev_probe(const struct disk_opts *o, uint64_t *size, char *err, size_t er
 
 /* ---- the device's back-end (its I/O thread, under the device lock) ---- */
 
+/* After the write is done: a migration that harvests the bit first and
+ * reads the block then sees the new data, or the bit again next round. */
+static void mark_dirty(struct blkdev *bd, uint64_t off, uint64_t len)
+{
+	uint64_t *d = bd->dirty;
+
+	if (!d || !len)
+		return;
+	for (uint64_t b = off / BLKDEV_DIRTY_BLOCK; b <= (off + len - 1) / BLKDEV_DIRTY_BLOCK &&
+	     b < bd->dirty_bits; b++)
+		__atomic_fetch_or(&d[b / 64], 1ULL << (b % 64), __ATOMIC_RELEASE);
+}
+
 static int be_read(void *opaque, uint64_t off, void *buf, size_t len)
 {
 	struct blkdev *bd = opaque;
@@ -153,6 +167,7 @@ static int be_write(void *opaque, uint64_t off, const void *buf, size_t len)
 			return n < 0 ? -errno : -EIO;
 		done += (size_t)n;
 	}
+	mark_dirty(bd, off, len);
 	return 0;
 }
 
@@ -172,14 +187,18 @@ static int be_discard(void *opaque, uint64_t off, uint64_t len, bool zeroes)
 
 	if (!bd->active)
 		return -EROFS;
-	if (fallocate(bd->fd, mode, (off_t)off, (off_t)len) == 0)
+	if (fallocate(bd->fd, mode, (off_t)off, (off_t)len) == 0) {
+		mark_dirty(bd, off, len);
 		return 0;
+	}
 	/* A discard is advice; zeroes must be there, so write them. */
 	if (!zeroes)
 		return 0;
 	if (fallocate(bd->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
+		      (off_t)len) == 0) {
+		mark_dirty(bd, off, len);
 		return 0;
+	}
 	{
 		uint8_t *z = NULL;
 		int ret = 0;
@@ -404,6 +423,133 @@ int blkdev_digest(struct blkdev *bd, uint64_t *out, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- a migration that streams the disk ------------------------------ */
+
+int blkdev_dirty_start(struct blkdev *bd, char *err, size_t errlen)
+{
+	uint64_t bits = (bd->size + BLKDEV_DIRTY_BLOCK - 1) / BLKDEV_DIRTY_BLOCK;
+	uint64_t *d = calloc((bits + 63) / 64, sizeof(uint64_t));
+
+	if (!d) {
+		snprintf(err, errlen, "disk dirty bitmap: out of memory");
+		return -ENOMEM;
+	}
+	device_list_lock(&bd->vm->devices);
+	bd->dirty_bits = bits;
+	bd->dirty = d;
+	device_list_unlock(&bd->vm->devices);
+	return 0;
+}
+
+void blkdev_dirty_stop(struct blkdev *bd)
+{
+	uint64_t *d;
+
+	/* Writes mark under the device lock: none is using it after this. */
+	device_list_lock(&bd->vm->devices);
+	d = bd->dirty;
+	bd->dirty = NULL;
+	device_list_unlock(&bd->vm->devices);
+	free(d);
+}
+
+uint64_t blkdev_dirty_count(struct blkdev *bd)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; bd->dirty && i < (bd->dirty_bits + 63) / 64; i++)
+		n += (uint64_t)__builtin_popcountll(__atomic_load_n(&bd->dirty[i], __ATOMIC_ACQUIRE));
+	return n;
+}
+
+void blkdev_dirty_harvest(struct blkdev *bd, uint64_t *out)
+{
+	for (uint64_t i = 0; bd->dirty && i < (bd->dirty_bits + 63) / 64; i++)
+		out[i] = __atomic_exchange_n(&bd->dirty[i], 0, __ATOMIC_ACQ_REL);
+}
+
+int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pwrite(bd->fd, (const uint8_t *)buf + done, len - done,
+				   (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int blkdev_copy_zero(struct blkdev *bd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[65536] __attribute__((aligned(4096)));
+	int ret = 0;
+
+	if (fallocate(bd->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) == 0)
+		return 0;
+	for (uint64_t done = 0; done < len && !ret; done += sizeof(zero))
+		ret = blkdev_copy_write(bd, off + done, zero,
+					len - done < sizeof(zero) ? len - done : sizeof(zero));
+	return ret;
+}
+
+int blkdev_prepare_copy(struct disk_opts *o, uint64_t size, char *err, size_t errlen)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	uint64_t have;
+	int fd, ret;
+
+	o->fresh = false;
+	fd = open(o->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		/* Reserve it all now: a full file system refuses here, before
+		 * any RAM moves, not half-way through the copy. */
+		ret = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+		if (!ret)
+			ret = -posix_fallocate(fd, 0, (off_t)size);
+		if (ret == -EOPNOTSUPP || ret == -EINVAL)
+			ret = 0; /* the file system cannot reserve: sparse, as it is */
+		if (ret) {
+			snprintf(err, errlen, "--disk %s: no room for the VM's %llu-byte disk: %s",
+				 o->path, (unsigned long long)size, strerror(-ret));
+			close(fd);
+			unlink(o->path);
+			return ret;
+		}
+		/* Reserved blocks read as zeros but count as data for
+		 * SEEK_DATA; drop them again so the file stays sparse where
+		 * the source's is. */
+		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
+		close(fd);
+		o->fresh = true;
+		return 0;
+	}
+	if (errno != EEXIST) {
+		snprintf(err, errlen, "--disk %s: %s", o->path, strerror(errno));
+		return -errno;
+	}
+	fd = open_image(o, err, errlen);
+	if (fd < 0)
+		return fd;
+	ret = image_size(fd, o->path, &have, err, errlen);
+	if (!ret && have != size) {
+		snprintf(err, errlen, "--disk %s exists with %llu bytes, the VM's disk has %llu",
+			 o->path, (unsigned long long)have, (unsigned long long)size);
+		ret = -EINVAL;
+	}
+	if (!ret && fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		snprintf(err, errlen, "--disk %s: the image is in use by another VM (it holds its "
+			 "lock)", o->path);
+		ret = -EAGAIN;
+	}
+	close(fd);
+	return ret;
+}
+
 void blkdev_stop(struct blkdev *bd)
 {
 	if (bd)
@@ -415,6 +561,7 @@ void blkdev_destroy(struct blkdev *bd)
 	if (!bd)
 		return;
 	vio_fini(&bd->io);
+	free(bd->dirty);
 	if (bd->fd >= 0)
 		close(bd->fd); /* the OFD lock goes with it */
 	free(bd);

@@ -32,7 +32,14 @@ struct blkdev {
 	bool locked;
 	bool active;    /* this VM may do I/O on the image */
 	bool reactivate; /* the I/O thread must take the image back first */
+	/* Migration with the disk streamed: a bit per BLKDEV_DIRTY_BLOCK the
+	 * guest wrote (set after the write is done, under the device lock),
+	 * harvested by the migration thread; NULL when not tracking. */
+	uint64_t *dirty;
+	uint64_t dirty_bits;
 };
+
+#define BLKDEV_DIRTY_BLOCK 4096u
 
 /* Opens the image (size a multiple of 512, at least one sector), locks it
  * unless o->defer_lock, creates the device on vm's device list and PCI
@@ -56,6 +63,21 @@ void blkdev_request_activate(struct blkdev *bd);
  * as it is now (after a flush on the source, after activate on the
  * target): the two ends compare it before the target says READY. */
 int blkdev_digest(struct blkdev *bd, uint64_t *out, char *err, size_t errlen);
+/* Dirty-block tracking for a migration that streams the disk. */
+int blkdev_dirty_start(struct blkdev *bd, char *err, size_t errlen);
+void blkdev_dirty_stop(struct blkdev *bd);
+uint64_t blkdev_dirty_count(struct blkdev *bd);
+/* Moves the set bits into out (dirty_bits bits, zeroed by the caller's
+ * use), clearing them: a write that lands meanwhile sets its bit again. */
+void blkdev_dirty_harvest(struct blkdev *bd, uint64_t *out);
+/* A migration target's side (copy_target): image bytes as they came. */
+int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t len);
+int blkdev_copy_zero(struct blkdev *bd, uint64_t off, uint64_t len);
+/* The target's first look at an image the disk is streamed into: created
+ * at size when missing (space reserved: a file system without room is
+ * refused), else it must have that size and no other VM's lock; o->fresh
+ * set when created. */
+int blkdev_prepare_copy(struct disk_opts *o, uint64_t size, char *err, size_t errlen);
 /* Stops the I/O thread (idempotent; before a fork). */
 void blkdev_stop(struct blkdev *bd);
 void blkdev_destroy(struct blkdev *bd);

@@ -21,6 +21,11 @@ struct disk_opts {
 	 * but takes its lock only when the source has let it go
 	 * (blkdev_activate). */
 	bool defer_lock;
+	/* A migration target that receives the disk in the stream: the
+	 * image is written even if the guest sees it read-only; fresh: it
+	 * was created empty for this migration (zero runs need no writing). */
+	bool copy_target;
+	bool fresh;
 };
 
 /* Fills o from s; -EINVAL with a one-line message naming the bad part. */
