@@ -66,8 +66,17 @@ static int disk_save_setup(void *sec, struct mig_src_env *env)
 static int disk_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 {
 	struct disk_sec *d = sec;
+	struct blkdev *bd = env->vm->blkdev;
 	int ret;
 
+	/* Shared: flush while the guest runs, so that the flush in the pause
+	 * has only the last pass's writes left. */
+	if (!d->copy && bd && !bd->o.readonly && !p->final && !env->file &&
+	    fdatasync(bd->fd) < 0) {
+		snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path,
+			 strerror(errno));
+		return -errno;
+	}
 	if (!d->copy)
 		return 0;
 	ret = p->round == 0 ? disk_copy_bulk(&d->dc, env) : disk_copy_dirty(&d->dc, env);
