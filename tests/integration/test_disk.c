@@ -443,8 +443,8 @@ static void test_streamed_refused(void **state)
  * disk written to a new path and nothing else told again. */
 static void test_cold_with_disk(void **state)
 {
-	char img[128], dst[128], mon[128], snap[160], uri[200];
-	const char *extra[] = { "--migrate", uri, "--migrate-after", "1", "--migrate-disk", NULL };
+	char img[128], dst[128], mon[128], snap[160], uri[200], cmd[256], reply[4096];
+	const char *extra[] = { "--migrate-disk", NULL };
 	const char *targv[] = { NULL, "--incoming", uri, "--disk", dst, NULL };
 	struct proc s, t;
 
@@ -457,8 +457,11 @@ static void test_cold_with_disk(void **state)
 	make_image(img, IMG_SIZE);
 	unlink(dst);
 	spawn_guest(&s, img, "dk-cold", mon, extra);
+	snprintf(cmd, sizeof(cmd), "migrate %s", uri);
+	assert_int_equal(h_monitor(mon, cmd, reply, sizeof(reply)), 0);
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("snapshot failed: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "disk copied"));
 	/* The image stays with the source: remove it, the snapshot has it. */
 	unlink(img);
 	assert_int_equal(proc_spawn(&t, targv), 0);
