@@ -176,6 +176,9 @@ int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t l
 			return n < 0 ? -errno : -EIO;
 		done += (size_t)n;
 	}
+	/* Start writing it back now: the flush at the end of the pass then
+	 * waits for little, and the disk works while the network does. */
+	sync_file_range(bd->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 	return 0;
 }
 
