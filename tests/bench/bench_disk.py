@@ -20,6 +20,7 @@ verify on the target. Ceilings in the same run: sequential O_DIRECT read of the
 image and single-stream loopback TCP.
 
     python3 tests/bench/bench_disk.py [--repeats N] [--size-mib M] [--out DIR]
+    python3 tests/bench/bench_disk.py report DIR     (DIR/index.md again)
 
 Writes DIR/results.jsonl and DIR/index.md; DIR defaults to
 docs/results/disk-YYYYmmddTHHMMSSZ/ (UTC start). Needs /dev/kvm; installs
@@ -148,7 +149,15 @@ def run_minivmm(d, load, size, src_img, tgt_img):
         time.sleep(MIGRATE_AFTER)
         t_mig = time.monotonic()
         monitor(mon, "migrate 127.0.0.1:%d" % port)
-        rc = src.wait(TIMEOUT_S)
+        rc = None
+        while rc is None and time.monotonic() < t_mig + TIMEOUT_S:
+            try:
+                rc = src.wait(0.2)
+            except subprocess.TimeoutExpired:
+                info = monitor(mon, "info migrate")
+                if "status: failed" in info or "status: cancelled" in info:
+                    res["error"] = info
+                    break
         t_done = time.monotonic()
         st = json.load(open(sj)) if os.path.exists(sj) else {}
         res["outcome"] = "completed" if rc == 0 and st.get("result") == "completed" else "failed"
@@ -273,6 +282,14 @@ def run_qemu(d, load, size, src_img, tgt_img, mirror):
         harness.kill(tgt, grace=3)
 
 
+def downtime(r):
+    """STOP -> RESUME; QEMU's own figure when an event was missed."""
+    if r.get("downtime_ms") is None and r.get("qemu_downtime_ms") is not None:
+        r["downtime_ms"] = r["qemu_downtime_ms"]
+        r["downtime_from_qemu"] = True
+    return r
+
+
 def summarise(rows, key):
     v = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
     if not v:
@@ -285,7 +302,8 @@ def report(out, rows, ceil, facts, size):
              "`make bench-disk` (`tests/bench/bench_disk.py`): a %d MiB image, the disk guest "
              "writing random 4 KiB blocks in its first %d MiB, %d MiB guest RAM, downtime limit "
              "%d ms, loopback. Median (min-max) over the repeats; total = migrate command to "
-             "done; downtime = source paused to target running (QEMU: STOP -> RESUME); gap = "
+             "done; downtime = source paused to target running (QEMU: STOP -> RESUME, its own "
+             "`downtime` where an event was missed); gap = "
              "longest interval between guest heartbeats (every %d ms) across the switchover; "
              "rate = image bytes / total; MB sent for qemu-blk is RAM plus the last "
              "`disk.transferred` seen while active (QEMU drops it once done), for qemu-mirror "
@@ -303,7 +321,7 @@ def report(out, rows, ceil, facts, size):
     for vmm in VMMS:
         for load, _ in LOADS:
             rs = [r for r in rows if r["vmm"] == vmm and r["load"] == load]
-            ok = [r for r in rs if r.get("outcome") == "completed"]
+            ok = [downtime(r) for r in rs if r.get("outcome") == "completed"]
             vp = [r for r in ok if (r.get("verify") or "").startswith("disk verify: pass")]
             for r in ok:
                 r["MB_sent"] = (r.get("bytes_total") or 0) / 1e6
@@ -317,7 +335,23 @@ def report(out, rows, ceil, facts, size):
     print("\n".join(lines))
 
 
+def cmd_report(d, size_mib):
+    rows, ceil, facts = [], {}, {}
+    with open(os.path.join(d, "results.jsonl")) as f:
+        for line in f:
+            o = json.loads(line)
+            if o.get("kind") == "machine":
+                ceil, facts = o.get("ceiling", {}), o.get("machine", {})
+                size_mib = o.get("size_mib", size_mib)
+            elif o.get("kind") == "run":
+                rows.append(o)
+    report(d, rows, ceil, facts, size_mib << 20)
+    return 0
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "report":
+        return cmd_report(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1024)
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -345,7 +379,8 @@ def main():
         make_base(base, size)
         ceil = ceilings(base, size)
         facts = harness.machine_facts()
-        jsonl.append_line(results, {"kind": "machine", "machine": facts, "ceiling": ceil})
+        jsonl.append_line(results, {"kind": "machine", "machine": facts, "ceiling": ceil,
+                                    "size_mib": a.size_mib})
         for rep in range(a.repeats):
             for vmm in a.vmms.split(","):
                 for load, _ in LOADS:
@@ -363,6 +398,11 @@ def main():
                         r.get("gap_ms"), r.get("verify")))
                     jsonl.append_line(results, r)
                     rows.append(r)
+                    if r.get("outcome") != "completed":
+                        for n in ("source.stderr", "target.stderr"):
+                            if os.path.exists(os.path.join(d, n)):
+                                shutil.copyfile(os.path.join(d, n), os.path.join(
+                                    out, "%s-%s-%d-%s" % (vmm, load, rep, n)))
                     shutil.rmtree(d, ignore_errors=True)
         report(out, rows, ceil, facts, size)
     finally:
