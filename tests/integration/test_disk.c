@@ -439,6 +439,49 @@ static void test_streamed_refused(void **state)
 	unlink(dst);
 }
 
+/* Streamed into a file system without room for the disk (an 8 MiB tmpfs
+ * for a 16 MiB disk): refused at HELLO, nothing left behind there. */
+static void test_streamed_no_room(void **state)
+{
+	char img[128], mnt[128], dst[160], mon[128], addr[32], cmd[300], reply[4096];
+	const char *topts[] = { "--disk", dst, NULL };
+	struct proc s, t;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "room-src.img");
+	tmp_path(mnt, sizeof(mnt), "small");
+	tmp_path(mon, sizeof(mon), "nr.sock");
+	snprintf(dst, sizeof(dst), "%s/dst.img", mnt);
+	make_image(img, IMG_SIZE);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=8m tmpfs %s", mnt);
+	if (system(cmd) != 0) {
+		rmdir(mnt);
+		fail_msg("cannot mount a small tmpfs (root needed): %s", cmd);
+	}
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	h_spawn_target(&t, addr, topts);
+	spawn_guest(&s, img, "dk-room", mon, (const char *[]){ "--migrate-disk", NULL });
+	snprintf(reply, sizeof(reply), "migrate %s", addr);
+	assert_int_equal(h_monitor(mon, reply, reply, sizeof(reply)), 0);
+	if (!proc_wait_stderr(&s, "the guest keeps running here", T_MIG))
+		fail_msg("the migration did not fail: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "no room for the VM's 16777216-byte disk"));
+	assert_true(access(dst, F_OK) < 0);
+	assert_true(proc_wait_line(&s, s.nlines + 2, "seq=", 5000) >= 0);
+	expect_verify(&s, true);
+	proc_send(&s, "q");
+	assert_int_equal(proc_wait_exit(&s, 30000), 1);
+	proc_kill(&t, SIGTERM);
+	proc_wait_exit(&t, 10000);
+	proc_free(&s);
+	proc_free(&t);
+	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
+	assert_int_equal(system(cmd), 0);
+	rmdir(mnt);
+	unlink(img);
+}
+
 /* Cold migration with the disk: a snapshot carrying it, restored with the
  * disk written to a new path and nothing else told again. */
 static void test_cold_with_disk(void **state)
@@ -489,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_streamed),
 		cmocka_unit_test(test_streamed_target_killed),
 		cmocka_unit_test(test_streamed_refused),
+		cmocka_unit_test(test_streamed_no_room),
 		cmocka_unit_test(test_cold_with_disk),
 	};
 
