@@ -20,6 +20,7 @@
 
 #define DIGEST_SAMPLES 64
 #define DIGEST_BLOCK 4096
+#define COPY_WB_BEHIND (1ULL << 30)
 
 /* ---- migration's hand-over ------------------------------------------- */
 
@@ -176,9 +177,16 @@ int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t l
 			return n < 0 ? -errno : -EIO;
 		done += (size_t)n;
 	}
-	/* Start writing it back now: the flush at the end of the pass then
-	 * waits for little, and the disk works while the network does. */
+	/* Start writing it back now, so the disk works while the network
+	 * does, and wait for what was written COPY_WB_BEHIND before: the
+	 * receive goes no faster than the disk, and the flush at the end of a
+	 * pass (before the PONG the source waits for) has at most that much
+	 * left, however big the disk. */
 	sync_file_range(bd->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	if (off >= COPY_WB_BEHIND)
+		sync_file_range(bd->fd, (off_t)(off - COPY_WB_BEHIND), (off_t)len,
+				SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER);
 	return 0;
 }
 
