@@ -24,12 +24,14 @@ GUEST_ASFLAGS := -m64 -Iguests/rt -MMD -MP
 GUEST_LDFLAGS := -m elf_x86_64 -nostdlib -static -z max-page-size=0x1000 \
 	-z noexecstack --no-warn-rwx-segments -T guests/rt/link.ld
 
-GUEST_NAMES := hello counter dirty net
+GUEST_NAMES := hello counter dirty net disk
 GUEST_ELFS  := $(patsubst %,$(GUEST_OUT)/%.elf,$(GUEST_NAMES))
 GUEST_RT_OBJS := $(GUEST_OUT)/rt/boot.o $(GUEST_OUT)/rt/rt.o
 # shared by the guests that dirty memory
 GUEST_DIRTYING_OBJ := $(GUEST_OUT)/dirtying.o
-GUEST_OBJS := $(GUEST_RT_OBJS) $(GUEST_DIRTYING_OBJ) $(patsubst %,$(GUEST_OUT)/%.o,$(GUEST_NAMES))
+# shared by the guests that drive a virtio-pci device
+GUEST_VPCI_OBJ := $(GUEST_OUT)/vpci.o
+GUEST_OBJS := $(GUEST_RT_OBJS) $(GUEST_DIRTYING_OBJ) $(GUEST_VPCI_OBJ) $(patsubst %,$(GUEST_OUT)/%.o,$(GUEST_NAMES))
 GUEST_DEPS := $(GUEST_OBJS:.o=.d)
 
 .PHONY: guests guests-clean
@@ -48,6 +50,7 @@ $(GUEST_OUT)/%.elf64: $(GUEST_OUT)/%.o $(GUEST_RT_OBJS) guests/rt/link.ld
 	$(GUEST_LD) $(GUEST_LDFLAGS) -o $@ $(GUEST_RT_OBJS) $(filter-out $< $(GUEST_RT_OBJS),$(filter %.o,$^)) $<
 
 $(GUEST_OUT)/dirty.elf64 $(GUEST_OUT)/net.elf64: $(GUEST_DIRTYING_OBJ)
+$(GUEST_OUT)/net.elf64 $(GUEST_OUT)/disk.elf64: $(GUEST_VPCI_OBJ)
 
 $(GUEST_ELFS): $(GUEST_OUT)/%.elf: $(GUEST_OUT)/%.elf64
 	$(GUEST_OBJCOPY) -O elf32-i386 $< $@

@@ -13,6 +13,7 @@
  * device (`net: error: ...`), never crash or write outside its buffers.
  */
 #include "dirtying.h"
+#include "vpci.h"
 
 static struct param params[] = {
     PARAM_HZ,
@@ -131,189 +132,21 @@ static int parse_mac(const char *s, u8 mac[6])
 }
 
 /* ================================================================== */
-/* PCI (conf1)                                                         */
-
-#define PCI_ADDR(b, d, f, o) (0x80000000u | (u32)(b) << 16 | (u32)(d) << 11 | (u32)(f) << 8 | ((o) & 0xfc))
-
-static u32 pci_r32(u32 bdf, u32 off)
-{
-    outl(0xcf8, bdf | (off & 0xfc));
-    return inl(0xcfc);
-}
-static u16 pci_r16(u32 bdf, u32 off) { return (u16)(pci_r32(bdf, off) >> ((off & 2) * 8)); }
-static u8 pci_r8(u32 bdf, u32 off) { return (u8)(pci_r32(bdf, off) >> ((off & 3) * 8)); }
-static void pci_w32(u32 bdf, u32 off, u32 v)
-{
-    outl(0xcf8, bdf | (off & 0xfc));
-    outl(0xcfc, v);
-}
-static void pci_w16(u32 bdf, u32 off, u16 v)
-{
-    outl(0xcf8, bdf | (off & 0xfc));
-    outw((u16)(0xcfc + (off & 2)), v);
-}
-
-#define PCI_CMD_MEM     (1u << 1)
-#define PCI_CMD_MASTER  (1u << 2)
-#define PCI_CMD_INTX_OFF (1u << 10)
-
-static u32 found_bdf;
-static int found;
-
-static void pci_scan_bus(u32 bus, int depth)
-{
-    for (u32 dev = 0; dev < 32 && !found; dev++) {
-        u32 nfn = 1;
-        for (u32 fn = 0; fn < nfn && !found; fn++) {
-            u32 bdf = PCI_ADDR(bus, dev, fn, 0);
-            u32 id = pci_r32(bdf, 0);
-            if ((id & 0xffff) == 0xffff || (id & 0xffff) == 0)
-                continue;
-            u8 hdr = pci_r8(bdf, 0x0e);
-            if (fn == 0 && (hdr & 0x80))
-                nfn = 8;
-            u16 vendor = (u16)id, device = (u16)(id >> 16);
-            if (vendor == 0x1af4 && (device == 0x1041 || device == 0x1000)) {
-                /* transitional 0x1000 is net only if the subsystem id says 1 */
-                if (device == 0x1041 || pci_r16(bdf, 0x2e) == 1) {
-                    found_bdf = bdf;
-                    found = 1;
-                    return;
-                }
-            }
-            if ((hdr & 0x7f) == 1 && depth < 8) {       /* PCI-PCI bridge */
-                u32 sec = pci_r8(bdf, 0x19);
-                if (sec > bus)
-                    pci_scan_bus(sec, depth + 1);
-            }
-        }
-    }
-}
-
-struct bar {
-    int probed, ok;
-    u64 addr, size;
-};
-static struct bar bars[6];
-static u64 bar_next = 0xe0000000UL;     /* where unassigned BARs go */
-static u64 bar_limit = 0xfec00000UL;    /* below the IOAPIC */
-static int bar_force;                   /* bar_base= given */
-
-/* memory decode must be off while sizing */
-static void bar_probe(u32 bdf, int i)
-{
-    struct bar *b = &bars[i];
-    b->probed = 1;
-    u32 off = 0x10 + 4 * (u32)i;
-    u32 lo = pci_r32(bdf, off);
-    if (lo & 1) {
-        rt_warn("BAR%d is an I/O BAR: not supported", i);
-        return;
-    }
-    int is64 = ((lo >> 1) & 3) == 2;
-    if (is64 && i == 5) {
-        rt_warn("BAR5 claims 64 bits");
-        return;
-    }
-    pci_w32(bdf, off, 0xffffffffu);
-    u32 mlo = pci_r32(bdf, off);
-    pci_w32(bdf, off, lo);
-    u32 hi = 0, mhi = 0xffffffffu;
-    if (is64) {
-        hi = pci_r32(bdf, off + 4);
-        pci_w32(bdf, off + 4, 0xffffffffu);
-        mhi = pci_r32(bdf, off + 4);
-        pci_w32(bdf, off + 4, hi);
-    }
-    u64 mask = ((u64)mhi << 32) | (mlo & ~0xfu);
-    if (!(mask & ~0xfUL) || (mask | (mask - 1)) != UINT64_MAX) {
-        rt_warn("BAR%d: bad size mask 0x%lx", i, mask);
-        return;
-    }
-    b->size = ~mask + 1;
-    b->addr = ((u64)hi << 32) | (lo & ~0xfu);
-    if (bar_force && !is64 && bar_next >= (1UL << 32)) {
-        rt_warn("BAR%d is 32-bit: bar_base above 4 GiB not applied", i);
-    } else if (bar_force) {
-        b->addr = 0;
-    }
-    if (!b->addr) {                     /* unassigned (no firmware): place it ourselves */
-        u64 a = (bar_next + b->size - 1) & ~(b->size - 1);
-        if (b->size > bar_limit || a > bar_limit - b->size) {
-            rt_warn("BAR%d: no room for 0x%lx bytes", i, b->size);
-            return;
-        }
-        pci_w32(bdf, off, (u32)a | (lo & 0xf));
-        if (is64)
-            pci_w32(bdf, off + 4, (u32)(a >> 32));
-        bar_next = a + b->size;
-        b->addr = a;
-    }
-    b->ok = 1;
-}
-
-/* ================================================================== */
-/* virtio                                                              */
-
-/* common configuration (virtio 1.x 4.1.4.3) */
-#define VC_DFSEL    0x00
-#define VC_DF       0x04
-#define VC_GFSEL    0x08
-#define VC_GF       0x0c
-#define VC_MSIX     0x10
-#define VC_NUMQ     0x12
-#define VC_STATUS   0x14
-#define VC_GEN      0x15
-#define VC_QSEL     0x16
-#define VC_QSIZE    0x18
-#define VC_QMSIX    0x1a
-#define VC_QENABLE  0x1c
-#define VC_QNOTOFF  0x1e
-#define VC_QDESC    0x20
-#define VC_QDRIVER  0x28
-#define VC_QDEVICE  0x30
-#define VC_LEN      0x38
-
-#define S_ACK        1
-#define S_DRIVER     2
-#define S_DRIVER_OK  4
-#define S_FEATURES_OK 8
-#define S_NEEDS_RESET 0x40
-#define S_FAILED     0x80
+/* virtio-net                                                          */
 
 #define F_MAC            (1UL << 5)
 #define F_STATUS         (1UL << 16)
 #define F_CTRL_VQ        (1UL << 17)
 #define F_GUEST_ANNOUNCE (1UL << 21)
-#define F_VERSION_1      (1UL << 32)
 
 #define NET_S_LINK_UP  1
 #define NET_S_ANNOUNCE 2
-
-#define VRING_DESC_F_NEXT  1
-#define VRING_DESC_F_WRITE 2
-#define VRING_AVAIL_F_NO_INTERRUPT 1
 
 #define NET_HDR 12                      /* virtio_net_hdr with VERSION_1 */
 #define BUF_SIZE 2048
 #define RXQ_MAX 256
 #define TXQ_MAX 64
 #define CTQ_MAX 8
-
-struct vdesc { u64 addr; u32 len; u16 flags, next; };
-struct vused_elem { u32 id, len; };
-
-struct vq {
-    int ok;
-    u16 size, idx;                      /* queue index */
-    u16 avail_idx, last_used;
-    volatile struct vdesc *desc;
-    volatile u16 *avail;                /* flags, idx, ring[size], used_event */
-    volatile u16 *used_hdr;             /* flags, idx */
-    volatile struct vused_elem *used;   /* ring[size] */
-    volatile u16 *notify;
-    u8 *owned;                          /* per descriptor: 1 = the device has it */
-};
 
 /* rings and buffers: in the image's bss, identity-mapped (VA = PA) */
 static struct vdesc rx_desc[RXQ_MAX] __attribute__((aligned(4096)));
@@ -333,11 +166,7 @@ static u16 tx_free[TXQ_MAX];
 static int tx_nfree;
 
 static struct vq rxq, txq, ctq;
-static volatile u8 *common, *isr, *devcfg, *notify_base;
-static u64 devcfg_len, notify_len;
-static u32 notify_mult;
-static u64 features;
-static int dev_dead;
+static struct vpci nd;
 
 static u8 my_ip[4], my_mac[6];
 static u32 my_prefix;
@@ -348,120 +177,13 @@ static struct {
     u64 rx, tx, arp, icmp, udp, drop, garp, err, txfull;
 } st;
 
-static void net_fail(const char *why)
-{
-    if (dev_dead)
-        return;
-    dev_dead = 1;
-    kprintf("net: error: %s: device disabled\n", why);
-    if (common)
-        mmio_w8(common + VC_STATUS, (u8)(mmio_r8(common + VC_STATUS) | S_FAILED));
-}
-
-static void w64(volatile u8 *p, u64 v)
-{
-    mmio_w32(p, (u32)v);
-    mmio_w32(p + 4, (u32)(v >> 32));
-}
-
-static int vq_setup(struct vq *q, u16 idx, u16 cap, void *desc, void *avail, void *used, u8 *owned)
-{
-    mmio_w16(common + VC_QSEL, idx);
-    u16 max = mmio_r16(common + VC_QSIZE);
-    if (!max) {
-        rt_warn("virtqueue %u is not available", idx);
-        return -1;
-    }
-    u16 n = 1;
-    while ((u32)n * 2 <= max && (u32)n * 2 <= cap)
-        n *= 2;
-    u64 noff = (u64)mmio_r16(common + VC_QNOTOFF) * notify_mult;
-    if (noff + 2 > notify_len) {
-        rt_warn("virtqueue %u: notify offset 0x%lx outside the notify region", idx, noff);
-        return -1;
-    }
-    q->idx = idx;
-    q->size = n;
-    q->avail_idx = 0;
-    q->last_used = 0;
-    q->desc = desc;
-    q->avail = avail;
-    q->used_hdr = used;
-    q->used = (volatile struct vused_elem *)((u8 *)used + 4);
-    q->notify = (volatile u16 *)(notify_base + noff);
-    q->owned = owned;
-    q->avail[0] = VRING_AVAIL_F_NO_INTERRUPT;   /* we poll */
-    q->avail[1] = 0;
-    mmio_w16(common + VC_QSIZE, n);
-    mmio_w16(common + VC_QMSIX, 0xffff);
-    w64(common + VC_QDESC, (u64)desc);
-    w64(common + VC_QDRIVER, (u64)avail);
-    w64(common + VC_QDEVICE, (u64)used);
-    mmio_w16(common + VC_QENABLE, 1);
-    q->ok = 1;
-    return 0;
-}
-
-static void vq_push(struct vq *q, u16 id)
-{
-    q->owned[id] = 1;
-    q->avail[2 + (q->avail_idx & (q->size - 1))] = id;
-    q->avail_idx++;
-}
-
-static void vq_kick(struct vq *q)
-{
-    barrier();                          /* x86 keeps stores in order; the kick is an exit */
-    q->avail[1] = q->avail_idx;
-    barrier();                          /* x86 keeps stores in order; the kick is an exit */
-    mmio_w16(q->notify, q->idx);
-}
-
-/* Next used element: 1 with *id (checked: < size and owned by the device) and
- * *len, 0 when none; a bad element is counted and skipped (its buffer is
- * lost); an impossible used idx stops the device. */
-static int vq_next_used(struct vq *q, u16 *id, u32 *len)
-{
-    for (;;) {
-        if (dev_dead)
-            return 0;
-        u16 uidx = q->used_hdr[1];
-        barrier();
-        u16 pending = (u16)(uidx - q->last_used);
-        if (!pending)
-            return 0;
-        if (pending > q->size) {
-            net_fail("used idx ran ahead of the ring");
-            return 0;
-        }
-        volatile struct vused_elem *e = &q->used[q->last_used & (q->size - 1)];
-        u32 i = e->id, l = e->len;
-        q->last_used++;
-        if (i >= q->size || !q->owned[i]) {
-            st.err++;
-            continue;
-        }
-        q->owned[i] = 0;
-        *id = (u16)i;
-        *len = l;
-        return 1;
-    }
-}
-
-static u8 cfg_r8(u64 off) { return off < devcfg_len ? mmio_r8(devcfg + off) : 0; }
+static u8 cfg_r8(u64 off) { return (u8)vpci_cfg_read(&nd, off, 1); }
 
 static u16 read_net_status(void)
 {
-    if (!(features & F_STATUS) || devcfg_len < 8)
+    if (!(nd.features & F_STATUS) || nd.devcfg_len < 8)
         return NET_S_LINK_UP;
-    u16 s = 0;
-    for (int tries = 0; tries < 10; tries++) {
-        u8 g = mmio_r8(common + VC_GEN);
-        s = mmio_r16(devcfg + 6);
-        if (mmio_r8(common + VC_GEN) == g)
-            break;
-    }
-    return s;
+    return (u16)vpci_cfg_read(&nd, 6, 2);
 }
 
 /* ================================================================== */
@@ -478,7 +200,7 @@ static void tx_reclaim(void)
 /* a zeroed virtio header plus room for a frame; NULL when the ring is full */
 static u8 *tx_get(u16 *id)
 {
-    if (dev_dead)
+    if (nd.dead)
         return 0;
     if (!tx_nfree)
         tx_reclaim();
@@ -670,7 +392,7 @@ static void rx_post(u16 id)
 /* RX and TX used rings (memory reads only); returns 1 if anything was done */
 static int net_poll(void)
 {
-    if (dev_dead)
+    if (nd.dead)
         return 0;
     int did = 0;
     u16 id;
@@ -692,7 +414,7 @@ static int net_poll(void)
 /* ---- control queue: VIRTIO_NET_CTRL_ANNOUNCE_ACK ---- */
 static void ctrl_announce_ack(void)
 {
-    if (!ctq.ok || dev_dead)
+    if (!ctq.ok || nd.dead)
         return;
     ct_buf[0] = 3;                      /* VIRTIO_NET_CTRL_ANNOUNCE */
     ct_buf[1] = 0;                      /* VIRTIO_NET_CTRL_ANNOUNCE_ACK */
@@ -711,7 +433,7 @@ static void ctrl_announce_ack(void)
     u16 id;
     u32 len;
     while (!vq_next_used(&ctq, &id, &len)) {
-        if (dev_dead)
+        if (nd.dead)
             return;
         if (rt_ticks >= end) {
             rt_warn("control queue: no answer to ANNOUNCE_ACK in 100 ms; not using it any more");
@@ -727,15 +449,15 @@ static void ctrl_announce_ack(void)
 /* once per tick: ISR (config change), announce and link */
 static void net_tick(void)
 {
-    if (dev_dead)
+    if (nd.dead)
         return;
-    u8 i = mmio_r8(isr);
+    u8 i = mmio_r8(nd.isr);
     if (!(i & 2))
         return;
     u16 s = read_net_status();
     if ((s ^ last_status) & NET_S_LINK_UP)
         kprintf("net: link %s\n", (s & NET_S_LINK_UP) ? "up" : "down");
-    if ((features & F_GUEST_ANNOUNCE) && (s & NET_S_ANNOUNCE)) {
+    if ((nd.features & F_GUEST_ANNOUNCE) && (s & NET_S_ANNOUNCE)) {
         send_garp("announce");
         ctrl_announce_ack();
     }
@@ -744,132 +466,32 @@ static void net_tick(void)
 
 static void net_check_status(void)
 {
-    if (dev_dead)
-        return;
-    if (mmio_r8(common + VC_STATUS) & S_NEEDS_RESET)
-        net_fail("device set NEEDS_RESET");
+    if (vpci_needs_reset(&nd))
+        vpci_fail(&nd, "device set NEEDS_RESET");
 }
 
 /* ================================================================== */
 /* bring-up                                                            */
 
-struct vcap { int have; u8 bar; u32 off, len; };
-
-static volatile u8 *map_cap(const struct vcap *c, const char *what, u64 min_len)
-{
-    if (!c->have) {
-        rt_warn("no virtio %s capability", what);
-        return 0;
-    }
-    const struct bar *b = &bars[c->bar];
-    if (!b->ok || (u64)c->off + c->len > b->size || c->len < min_len) {
-        rt_warn("virtio %s capability: BAR%u+0x%x len 0x%x does not fit", what, c->bar, c->off, c->len);
-        return 0;
-    }
-    volatile u8 *p = rt_map_mmio(b->addr + c->off, c->len);
-    if (!p)
-        rt_warn("virtio %s: cannot map 0x%lx", what, b->addr + c->off);
-    return p;
-}
-
 static int net_up(void)
 {
-    pci_scan_bus(0, 0);
-    if (!found) {
+    if (vpci_find(&nd, VIRTIO_TYPE_NET, "net")) {
         kprintf("net: error: no virtio-net PCI device (1af4:1041 or 1af4:1000)\n");
         return -1;
     }
-    u32 bdf = found_bdf;
-    u16 devid = pci_r16(bdf, 2);
     struct param *pb = rt_param("bar_base");
-    if (pb->given) {
-        bar_force = 1;
-        bar_next = pb->val;
-        if (bar_next >= (1UL << 32))
-            bar_limit = 1UL << 46;
-    }
-
-    /* capabilities */
-    struct vcap caps[5] = { { 0 } };
-    if (!(pci_r16(bdf, 6) & 0x10)) {
-        kprintf("net: error: device has no capability list (legacy-only?)\n");
+    if (pb->given)
+        vpci_force_bar_base(pb->val);
+    if (vpci_open(&nd))
         return -1;
-    }
-    u32 p = pci_r8(bdf, 0x34) & 0xfc;
-    for (int n = 0; p >= 0x40 && n < 48; n++) {
-        u8 id = pci_r8(bdf, p), next = pci_r8(bdf, p + 1) & 0xfc;
-        if (id == 0x09 && p <= 0x100 - 16) {
-            u8 len = pci_r8(bdf, p + 2), type = pci_r8(bdf, p + 3), bar = pci_r8(bdf, p + 4);
-            if (type >= 1 && type <= 4 && !caps[type].have && bar < 6 && len >= 16 &&
-                (type != 2 || (len >= 20 && p <= 0x100 - 20))) {
-                caps[type].have = 1;
-                caps[type].bar = bar;
-                caps[type].off = pci_r32(bdf, p + 8);
-                caps[type].len = pci_r32(bdf, p + 12);
-                if (type == 2)
-                    notify_mult = pci_r32(bdf, p + 16);
-            }
-        }
-        p = next;
-    }
-
-    /* BARs: size them with memory decode off, assign unassigned ones */
-    u16 cmd = pci_r16(bdf, 4);
-    pci_w16(bdf, 4, (u16)(cmd & ~(PCI_CMD_MEM | PCI_CMD_MASTER)));
-    for (int t = 1; t <= 4; t++)
-        if (caps[t].have && !bars[caps[t].bar].probed)
-            bar_probe(bdf, caps[t].bar);
-    pci_w16(bdf, 4, (u16)(cmd | PCI_CMD_MEM | PCI_CMD_MASTER | PCI_CMD_INTX_OFF));
-
-    common = map_cap(&caps[1], "common", VC_LEN);
-    notify_base = map_cap(&caps[2], "notify", 2);
-    isr = map_cap(&caps[3], "ISR", 1);
-    if (caps[4].have)
-        devcfg = map_cap(&caps[4], "device", 1);
-    if (!common || !notify_base || !isr) {
-        kprintf("net: error: the virtio capabilities are unusable\n");
-        return -1;
-    }
-    notify_len = caps[2].len;
-    devcfg_len = devcfg ? caps[4].len : 0;
-
-    /* reset, ACKNOWLEDGE, DRIVER */
-    mmio_w8(common + VC_STATUS, 0);
-    u64 end = rt_ticks + rt_ms_to_ticks(100);
-    while (mmio_r8(common + VC_STATUS) != 0)
-        if (rt_ticks >= end) {
-            kprintf("net: error: device does not reset\n");
-            return -1;
-        }
-    mmio_w8(common + VC_STATUS, S_ACK);
-    mmio_w8(common + VC_STATUS, S_ACK | S_DRIVER);
-
-    /* features */
-    mmio_w32(common + VC_DFSEL, 0);
-    u64 offered = mmio_r32(common + VC_DF);
-    mmio_w32(common + VC_DFSEL, 1);
-    offered |= (u64)mmio_r32(common + VC_DF) << 32;
-    if (!(offered & F_VERSION_1)) {
-        mmio_w8(common + VC_STATUS, S_FAILED);
-        kprintf("net: error: device does not offer VIRTIO_F_VERSION_1 (features 0x%lx)\n", offered);
-        return -1;
-    }
-    u64 want = F_VERSION_1;
-    if (devcfg_len >= 6)
+    u64 want = 0;
+    if (nd.devcfg_len >= 6)
         want |= F_MAC;
-    if (devcfg_len >= 8)
+    if (nd.devcfg_len >= 8)
         want |= F_STATUS | F_GUEST_ANNOUNCE | F_CTRL_VQ;
-    features = offered & want;
-    mmio_w32(common + VC_GFSEL, 0);
-    mmio_w32(common + VC_GF, (u32)features);
-    mmio_w32(common + VC_GFSEL, 1);
-    mmio_w32(common + VC_GF, (u32)(features >> 32));
-    mmio_w8(common + VC_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-    if (!(mmio_r8(common + VC_STATUS) & S_FEATURES_OK)) {
-        mmio_w8(common + VC_STATUS, S_FAILED);
-        kprintf("net: error: device refused features 0x%lx\n", features);
+    if (vpci_features(&nd, want))
         return -1;
-    }
+    u64 features = nd.features;
 
     /* MAC: mac= wins, then the device's, then one made from the IP */
     struct param *pm = rt_param("mac");
@@ -877,10 +499,10 @@ static int net_up(void)
         parse_mac(pm->sval, my_mac);    /* validated in guest_main */
     } else if (features & F_MAC) {
         for (int tries = 0; tries < 10; tries++) {
-            u8 g = mmio_r8(common + VC_GEN);
+            u8 g = mmio_r8(nd.common + VC_GEN);
             for (int i = 0; i < 6; i++)
                 my_mac[i] = cfg_r8((u64)i);
-            if (mmio_r8(common + VC_GEN) == g)
+            if (mmio_r8(nd.common + VC_GEN) == g)
                 break;
         }
     } else {
@@ -890,36 +512,28 @@ static int net_up(void)
     }
 
     /* queues: 0 RX, 1 TX, 2 control (only with CTRL_VQ) */
-    mmio_w16(common + VC_MSIX, 0xffff);
-    u16 nq = mmio_r16(common + VC_NUMQ);
-    if (nq < 2 || vq_setup(&rxq, 0, RXQ_MAX, rx_desc, rx_avail, rx_used, rx_owned) ||
-        vq_setup(&txq, 1, TXQ_MAX, tx_desc, tx_avail, tx_used, tx_owned)) {
-        mmio_w8(common + VC_STATUS, S_FAILED);
+    u16 nq = mmio_r16(nd.common + VC_NUMQ);
+    if (nq < 2 || vq_setup(&nd, &rxq, 0, RXQ_MAX, rx_desc, rx_avail, rx_used, rx_owned) ||
+        vq_setup(&nd, &txq, 1, TXQ_MAX, tx_desc, tx_avail, tx_used, tx_owned)) {
+        mmio_w8(nd.common + VC_STATUS, S_FAILED);
         kprintf("net: error: cannot set up the RX/TX virtqueues (num_queues=%u)\n", nq);
         return -1;
     }
-    if ((features & F_CTRL_VQ) && (nq < 3 || vq_setup(&ctq, 2, CTQ_MAX, ct_desc, ct_avail, ct_used, ct_owned)))
+    if ((features & F_CTRL_VQ) && (nq < 3 || vq_setup(&nd, &ctq, 2, CTQ_MAX, ct_desc, ct_avail, ct_used, ct_owned)))
         rt_warn("CTRL_VQ negotiated but queue 2 is unusable: announcements are not acknowledged");
     for (u16 i = 0; i < rxq.size; i++)
         rx_post(i);
     for (u16 i = 0; i < txq.size; i++)
         tx_free[tx_nfree++] = i;
-    mmio_w8(common + VC_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-    vq_kick(&rxq);
-    u8 st8 = mmio_r8(common + VC_STATUS);
-    if (st8 & (S_NEEDS_RESET | S_FAILED)) {
-        kprintf("net: error: device status 0x%x after DRIVER_OK\n", st8);
-        dev_dead = 1;
+    if (vpci_driver_ok(&nd))
         return -1;
-    }
+    vq_kick(&rxq);
     last_status = read_net_status();
 
-    kprintf("net: device pci=%02x:%02x.%x id=1af4:%04x common=0x%lx notify=0x%lx mult=%u isr=0x%lx "
-            "devcfg=0x%lx features=0x%lx rxq=%u txq=%u ctrlq=%u link=%u\n",
-            (found_bdf >> 16) & 0xff, (found_bdf >> 11) & 0x1f, (found_bdf >> 8) & 7, devid,
-            bars[caps[1].bar].addr + caps[1].off, bars[caps[2].bar].addr + caps[2].off, notify_mult,
-            bars[caps[3].bar].addr + caps[3].off, devcfg ? bars[caps[4].bar].addr + caps[4].off : 0,
-            features, rxq.size, txq.size, ctq.ok ? ctq.size : 0, last_status & NET_S_LINK_UP);
+    char desc[160];
+    vpci_describe(&nd, desc, sizeof(desc));
+    kprintf("net: device %s features=0x%lx rxq=%u txq=%u ctrlq=%u link=%u\n", desc, features, rxq.size,
+            txq.size, ctq.ok ? ctq.size : 0, last_status & NET_S_LINK_UP);
     kprintf("net: up ip=%u.%u.%u.%u mac=%02x:%02x:%02x:%02x:%02x:%02x\n", my_ip[0], my_ip[1], my_ip[2],
             my_ip[3], my_mac[0], my_mac[1], my_mac[2], my_mac[3], my_mac[4], my_mac[5]);
     send_garp("up");
@@ -969,7 +583,7 @@ void guest_main(void)
                     next_stats = ms + stats_ms;
                 net_check_status();
                 kprintf("net: rx=%lu tx=%lu arp=%lu icmp=%lu udp=%lu drop=%lu garp=%lu err=%lu\n", st.rx,
-                        st.tx, st.arp, st.icmp, st.udp, st.drop, st.garp, st.err);
+                        st.tx, st.arp, st.icmp, st.udp, st.drop, st.garp, st.err + nd.err);
             }
             if (hb_due(&hb, now)) {
                 u64 r, g;

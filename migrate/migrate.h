@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "migrate/params.h"
+#include "vmm/core/diskopt.h"
 #include "vmm/core/netopt.h"
 
 struct vm;
@@ -22,10 +23,12 @@ struct mig_params {
 	uint64_t expect_mem;
 	int expect_cpus;
 	bool prealloc;
-	/* Target: its own --net (the tap the incoming VM's NIC gets). */
+	/* Target: its own --net (the tap the incoming VM's NIC gets) and
+	 * --disk (where the VM's disk is here; unset: the source's path). */
 	struct net_opts net;
 	/* Target: its own --dirty-tracking (entries per vCPU; 0: bitmap). */
 	uint32_t dirty_ring;
+	struct disk_opts disk;
 	/* Target: refuses a VM name already live on this host (the front end
 	 * knows where VMs are found). The one exception, a same-host
 	 * migration, is granted only when the peer is on this host

@@ -33,6 +33,7 @@ struct mig_tunables {
 	uint32_t throttle_increment;
 	uint32_t throttle_max;
 	uint64_t xbzrle_cache;      /* bytes of delta-encoding cache, 0 = off */
+	bool disk_copy;             /* the disk travels in the stream (no shared storage) */
 	char stats_json[MIG_PATH_MAX];
 	char dirty_trace[MIG_PATH_MAX];
 };

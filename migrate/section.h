@@ -139,5 +139,6 @@ struct mig_section *mig_sections_for_frame(struct mig_sections *ss, uint32_t typ
 /* The sections sections.c knows. */
 extern const struct mig_section_ops ram_section_ops;
 extern const struct mig_section_ops state_section_ops;
+extern const struct mig_section_ops disk_section_ops;
 
 #endif

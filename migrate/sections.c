@@ -9,6 +9,7 @@
 
 static const struct mig_section_ops *const section_table[] = {
 	&ram_section_ops,
+	&disk_section_ops,
 	&state_section_ops,
 };
 

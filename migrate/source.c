@@ -96,6 +96,8 @@ static int send_hello(struct src *c)
 	h.compat = blob;
 	h.compat_len = (uint32_t)n;
 	if (devcfg_from_vm(c->vm, &dc)) {
+		if (dc.disk && c->t->disk_copy)
+			dc.disk_flags |= DEVCFG_DISK_STREAMED;
 		ndev = devcfg_encode(&dc, dev, sizeof(dev));
 		if (ndev < 0)
 			return ndev;

@@ -264,11 +264,11 @@ static int check_cpu(struct tgt *g, const struct hello *h)
 
 /* The devices the VM needs of this host (DEVICES, after HELLO), checked
  * before anything is built: a missing bridge refuses here. */
-static int take_devices(struct tgt *g, const struct hello *h, struct net_opts *net)
+static int take_devices(struct tgt *g, const struct hello *h, struct vm_config *cfg)
 {
 	uint8_t buf[DEVICES_MAX_LEN];
 	struct devcfg d = { 0 };
-	char why[256];
+	char why[1024];
 	uint32_t len;
 	int ret = 0;
 
@@ -278,7 +278,10 @@ static int take_devices(struct tgt *g, const struct hello *h, struct net_opts *n
 		if (!ret && devcfg_decode(buf, len, &d, why, sizeof(why)) < 0)
 			return reject(g, "%s", why);
 	}
-	if (!ret && devcfg_accept(&d, g->p ? &g->p->net : NULL, net, why, sizeof(why)) < 0)
+	if (!ret && devcfg_accept(&d, g->p ? &g->p->net : NULL, &cfg->net, why, sizeof(why)) < 0)
+		return reject(g, "%s", why);
+	if (!ret && devcfg_accept_disk(&d, g->p ? &g->p->disk : NULL, &cfg->disk, why,
+				       sizeof(why)) < 0)
 		return reject(g, "%s", why);
 	return ret;
 }
@@ -308,7 +311,7 @@ static int handshake(struct tgt *g)
 	if (!ret)
 		ret = check_hello(g, &h);
 	if (!ret)
-		ret = take_devices(g, &h, &cfg.net);
+		ret = take_devices(g, &h, &cfg);
 	if (ret)
 		goto out;
 	snprintf(cfg.name, sizeof(cfg.name), "%s", h.name);

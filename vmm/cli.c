@@ -12,7 +12,7 @@
 #define CLI_MIN_MEM (4ULL << 20)
 
 enum {
-	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET,
+	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET, OPT_DISK,
 	OPT_DIRTY_TRACKING, OPT_DIRTY_RING_SIZE,
 	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
@@ -31,6 +31,7 @@ static const struct option core_opts[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "dirty-tracking", required_argument, NULL, OPT_DIRTY_TRACKING },
 	{ "dirty-ring-size", required_argument, NULL, OPT_DIRTY_RING_SIZE },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 };
@@ -60,10 +61,11 @@ void cli_usage(FILE *f)
 	fprintf(f,
 "usage: minivmm --kernel FILE [--append \"ARGS\"] [--mem SIZE] [--cpus N]\n"
 "               [--name NAME] [--monitor PATH] [--net tap=IF[,...]]\n"
+"               [--disk PATH[,readonly][,cache=none|writeback]]\n"
 "               [migration options]\n"
 "       minivmm --incoming [HOST]:PORT|unix:PATH|file:PATH\n"
 "               [--mem SIZE [--prealloc]] [--cpus N] [--migrate-nice N]\n"
-"               [--stats-json PATH] [--name NAME]\n"
+"               [--stats-json PATH] [--name NAME] [--disk PATH[,cache=...]]\n"
 "       minivmm --migrate HOST:PORT|unix:PATH|file:PATH [--name NAME]\n"
 "               [migration options]\n"
 "       minivmm --help | --version\n"
@@ -90,6 +92,11 @@ void cli_usage(FILE *f)
 "                           (KVM_CAP_DIRTY_LOG_RING; chosen when the VM is\n"
 "                           made, so also on --incoming)\n"
 "      --dirty-ring-size N  ring entries per vCPU, a power of two (default 4096)\n"
+"      --disk PATH[,readonly][,cache=none|writeback]\n"
+"                           a virtio-blk disk on the raw image PATH, locked\n"
+"                           (one writer per image); cache=none: O_DIRECT.\n"
+"                           With --incoming: where the VM's disk is here\n"
+"                           (default: the source's path)\n"
 "      --monitor PATH       monitor socket (default /run/minivmm/NAME.sock, or\n"
 "                           $XDG_RUNTIME_DIR/minivmm/NAME.sock when not root)\n"
 "\n"
@@ -239,6 +246,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			if (parse_int(optarg, 1, 1 << 20, &v) || (v & (v - 1)))
 				FAIL("--dirty-ring-size '%s': a power of two up to 1048576", optarg);
 			o->dirty_ring_size = (uint32_t)v;
+			break;
+		case OPT_DISK:
+			if (o->disk.set)
+				FAIL("--disk: one disk only for now");
+			if (disk_opts_parse(optarg, &o->disk, why, sizeof(why)))
+				FAIL("%s", why);
 			break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;

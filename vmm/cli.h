@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "migrate/params.h"
+#include "vmm/core/diskopt.h"
 #include "vmm/core/netopt.h"
 #include "vmm/core/vm.h"
 
@@ -28,6 +29,7 @@ struct cli_opts {
 	struct net_opts net;      /* --net (vmm/core/netopt.h) */
 	bool dirty_ring;          /* --dirty-tracking ring */
 	uint32_t dirty_ring_size; /* --dirty-ring-size; 0: the default */
+	struct disk_opts disk;    /* --disk (vmm/core/diskopt.h) */
 	/* migration */
 	const char *incoming;     /* [HOST]:PORT or file:PATH */
 	const char *migrate;      /* HOST:PORT or file:PATH */

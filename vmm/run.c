@@ -239,7 +239,7 @@ int vmm_main(const struct cli_opts *o)
 	struct runner r;
 	struct vm vm;
 	struct vm_config cfg = { .mem_size = o->mem, .ncpus = o->cpus, .prealloc = o->prealloc,
-				 .net = o->net,
+				 .net = o->net, .disk = o->disk,
 				 .dirty_ring = !o->dirty_ring ? 0 :
 					 o->dirty_ring_size ? o->dirty_ring_size : DRING_DEFAULT_ENTRIES };
 	char err[512], path[PATH_MAX];
@@ -256,6 +256,7 @@ int vmm_main(const struct cli_opts *o)
 		.prealloc = o->prealloc,
 		.net = o->net,
 		.dirty_ring = cfg.dirty_ring,
+		.disk = o->disk,
 		.name_check = name_in_use,
 	};
 	if (o->migrate && !o->kernel)

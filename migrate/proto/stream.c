@@ -17,6 +17,7 @@ static const char *const type_names[] = {
 	[ST_READY] = "READY", [ST_COMMIT] = "COMMIT", [ST_RUNNING] = "RUNNING",
 	[ST_ERROR] = "ERROR", [ST_CHANNELS] = "CHANNELS", [ST_CHANNEL] = "CHANNEL",
 	[ST_SYNC] = "SYNC", [ST_DEVICES] = "DEVICES", [ST_LATE] = "LATE",
+	[ST_DISK] = "DISK", [ST_DISK_DATA] = "DISK_DATA",
 };
 
 const char *stream_type_name(uint32_t type)
@@ -54,6 +55,10 @@ uint32_t stream_max_len(uint32_t type)
 		return DEVICES_MAX_LEN;
 	case ST_LATE:
 		return LATE_MAX_LEN;
+	case ST_DISK:
+		return DISK_LEN;
+	case ST_DISK_DATA:
+		return DISK_DATA_HDR + DISK_DATA_MAX;
 	case ST_ACCEPT:
 	case ST_READY:
 	case ST_COMMIT:

@@ -40,7 +40,9 @@ enum stream_type {
 	ST_SYNC = 16,     /* data channel: u32 round: no more pages of it here */
 	ST_DEVICES = 17,  /* S->T right after HELLO (HELLO_FLAG_DEVICES): devices the host must provide */
 	ST_LATE = 18,     /* S->T between READY and COMMIT: what the devices got after STATE */
-	ST_TYPE_MAX = 18,
+	ST_DISK = 19,     /* S->T in the pause: the disk handed over (size, digest of sampled blocks) */
+	ST_DISK_DATA = 20, /* S->T: disk bytes at an offset, or a zero run (--migrate-disk) */
+	ST_TYPE_MAX = 20,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -67,6 +69,15 @@ enum stream_type {
 #define ROUND_FLAG_FINAL 1u     /* the guest is paused: last round */
 #define ROUND_FLAG_CONVERGED 2u /* the stop rule was met (else a backstop) */
 #define END_LEN 12
+#define DISK_LEN 24
+#define DISK_FLAG_FLUSHED 1u /* fdatasynced and unlocked on the source */
+#define DISK_FLAG_STREAMED 2u /* the disk came in the stream (DISK_DATA) */
+/* DISK_DATA: u64 offset, u32 length, u32 flags, then length bytes unless
+ * the run is zeros; offset and length whole 512-byte sectors. */
+#define DISK_DATA_HDR 16u
+#define DISK_DATA_MAX (1u << 20)
+#define DISK_DATA_ZERO 1u  /* the run reads as zeros: no bytes follow */
+#define DISK_DATA_BULK 2u  /* the bulk pass: nothing was written here before */
 #define END_FLAG_DIGEST 1u
 #define STATE_MAX_LEN (64u << 20)
 #define CHANNELS_LEN 12

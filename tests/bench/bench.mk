@@ -14,6 +14,8 @@
 #   make bench-throughput issue 3's full-page throughput cell alone, then its report
 #   make bench-boot       boot time (20 runs) and peak RSS, minivmm vs QEMU
 #   make bench-net        issue 9: pings through a migration, minivmm vs QEMU (tests/bench/bench_net.py)
+#   make bench-disk       issue 10: the disk streamed through a migration, minivmm vs QEMU's
+#                         block migration and drive-mirror to NBD (tests/bench/bench_disk.py)
 #   make bench-report BENCH_RESULTS=DIR   re-render DIR's report from DIR/results.jsonl
 # Variables: BENCH_CONF=path (make bench) BENCH_OUT=DIR (a new folder instead of
 # the stamped one) BENCH_RESUME=DIR (continue an interrupted run in DIR)
@@ -25,7 +27,7 @@ BENCH_ARGS    := $(if $(BENCH_OUT),--out $(BENCH_OUT)) \
                  $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS)) \
                  $(if $(BENCH_CELLS),--cells $(BENCH_CELLS))
 
-.PHONY: bench bench-quick bench-migrate bench-throughput bench-boot bench-net bench-report bench-ceiling
+.PHONY: bench bench-quick bench-migrate bench-throughput bench-boot bench-net bench-disk bench-report bench-ceiling
 
 bench: minivmm guests
 	$(BENCH_PY) run $(or $(BENCH_CONF),tests/bench/matrix-default.conf) $(BENCH_ARGS)
@@ -44,6 +46,9 @@ bench-boot: minivmm guests
 
 bench-net: minivmm guests
 	python3 tests/bench/bench_net.py $(if $(BENCH_OUT),--out $(BENCH_OUT)) $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS))
+
+bench-disk: minivmm guests
+	python3 tests/bench/bench_disk.py $(if $(BENCH_OUT),--out $(BENCH_OUT)) $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS))
 
 bench-report:
 	python3 tests/bench/report.py $(BENCH_RESULTS)

@@ -2,6 +2,8 @@
  * frame dispatch, and the load side of the RAM and machine-state sections
  * fed hostile frames over a socket pair. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,9 +18,22 @@
 #include "migrate/ram/ram.h"
 #include "migrate/section.h"
 #include "migrate/transport/transport.h"
+#include "vmm/core/blkdev.h"
 #include "vmm/core/vm.h"
 
 #define NPAGES 16
+
+static void h_put32_(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void h_put64_(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
 
 struct fx {
 	int peer;                /* the "source" end */
@@ -90,9 +105,12 @@ static void test_list_and_dispatch(void **state)
 {
 	struct fx *f = *state;
 
-	/* RAM first, machine state last: the state must load after RAM. */
-	assert_int_equal(f->ss.n, 2);
+	/* RAM first, machine state last: the state must load after RAM
+	 * and the disk. */
+	assert_int_equal(f->ss.n, 3);
 	assert_ptr_equal(f->ss.s[0].ops, &ram_section_ops);
+	assert_ptr_equal(f->ss.s[1].ops, &disk_section_ops);
+	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_DISK)->ops, &disk_section_ops);
 	assert_ptr_equal(f->ss.s[f->ss.n - 1].ops, &state_section_ops);
 	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_ROUND)->ops, &ram_section_ops);
 	assert_ptr_equal(mig_sections_for_frame(&f->ss, ST_PAGES)->ops, &ram_section_ops);
@@ -103,6 +121,79 @@ static void test_list_and_dispatch(void **state)
 	assert_null(mig_sections_for_frame(&f->ss, ST_END));
 	assert_null(mig_sections_for_frame(&f->ss, ST_HELLO));
 	assert_null(mig_sections_for_frame(&f->ss, 0));
+}
+
+/* DISK frames: the wrong length, unknown flags, twice; a VM without a
+ * disk refuses one at END, and takes END without one. */
+static void test_disk_hostile(void **state)
+{
+	struct fx *f = *state;
+	struct mig_section *d = mig_sections_for_frame(&f->ss, ST_DISK);
+	struct mig_end end = { 0 };
+	uint8_t b[DISK_LEN] = { 0 };
+
+	assert_int_equal(d->ops->load_complete(d->state, &f->env, &end), 0);
+	assert_int_not_equal(feed(f, ST_DISK, b, DISK_LEN - 1), 0);
+	b[16] = 0x81; /* unknown flags */
+	assert_int_equal(feed(f, ST_DISK, b, DISK_LEN), -EPROTO);
+	b[16] = DISK_FLAG_FLUSHED;
+	assert_int_equal(feed(f, ST_DISK, b, DISK_LEN), -EPROTO); /* already had one */
+	assert_non_null(strstr(f->err, "second DISK"));
+	assert_int_equal(d->ops->load_complete(d->state, &f->env, &end), -EPROTO);
+	assert_non_null(strstr(f->err, "has not"));
+}
+
+/* DISK_DATA into an image (a file) of 64 KiB: good runs land, hostile ones
+ * (past the end, overflowing, not whole sectors, a frame length that
+ * disagrees, unknown flags, for a shared disk) are refused unwritten. */
+static void test_disk_data_hostile(void **state)
+{
+	struct fx *f = *state;
+	char path[64];
+	struct blkdev bd = { .size = 65536 };
+	uint8_t fr[16 + 1024], got[1024];
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/test_section_%d.img", (int)getpid());
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 65536), 0);
+	bd.fd = fd;
+	bd.o.copy_target = true;
+	f->vm.blkdev = &bd;
+	memset(fr + 16, 0xab, 1024);
+#define HDR(off, len, fl) (h_put64_(fr, off), h_put32_(fr + 8, len), h_put32_(fr + 12, fl))
+	HDR(4096, 1024, 0);
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), 0);
+	assert_int_equal(pread(fd, got, 1024, 4096), 1024);
+	assert_memory_equal(got, fr + 16, 1024);
+	HDR(4096, 1024, DISK_DATA_ZERO); /* a zero run: only the header */
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16), 0);
+	assert_int_equal(pread(fd, got, 1024, 4096), 1024);
+	assert_int_equal(got[0] | got[1023], 0);
+	HDR(65536 - 512, 1024, 0); /* past the end */
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), -EPROTO);
+	HDR(UINT64_MAX - 511, 1024, 0); /* offset + length wraps */
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), -EPROTO);
+	HDR(100, 1024, 0); /* not a sector */
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), -EPROTO);
+	HDR(0, 1000, 0);
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1000), -EPROTO);
+	HDR(0, 1024, 0); /* the frame says 512 bytes of data, the header 1024 */
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 512), -EPROTO);
+	HDR(0, 1024, 0x80);
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), -EPROTO);
+	HDR(0, 0, DISK_DATA_ZERO);
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16), -EPROTO);
+	assert_int_equal(pread(fd, got, 1024, 0), 1024);
+	assert_int_equal(got[0] | got[1023], 0); /* nothing refused was written */
+	bd.o.copy_target = false; /* a shared disk takes no data */
+	HDR(0, 1024, 0);
+	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), -EPROTO);
+#undef HDR
+	f->vm.blkdev = NULL;
+	close(fd);
+	unlink(path);
 }
 
 static void test_state_hostile(void **state)
@@ -302,6 +393,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_list_and_dispatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_data_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_delta, setup, teardown),
 	};

@@ -13,26 +13,19 @@
 #include <stdint.h>
 
 #include "vmm/core/netopt.h"
+#include "vmm/core/vio.h"
 
 struct vm;
 struct virtio_net;
 
 struct netdev {
+	struct vio io; /* epoll, wake, ioeventfds, irqfd, the I/O thread */
 	struct vm *vm;
 	struct virtio_net *net; /* on the device list, which owns it */
 	int tap_fd;
-	int epfd;
-	int wake_fd;  /* eventfd: "process" (MMIO notify, resume, stop) */
-	int kick_fd[3]; /* per queue: the ioeventfds */
-	int irq_fd, resample_fd; /* irqfd, or -1 for KVM_IRQ_LINE */
 	int announce_fd; /* timerfd: the next RARP after a migration */
 	int announce_round;
 	uint8_t announce_mac[6];
-	bool use_ioeventfd;
-	bool irq_level; /* what the device last asked for */
-	bool stop;
-	bool thread_started;
-	pthread_t thread;
 };
 
 /* Opens the tap, creates the device on vm's device list and PCI bus,

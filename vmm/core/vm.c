@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "vmm/core/kvm.h"
+#include "vmm/core/blkdev.h"
 #include "vmm/core/netdev.h"
 #include "vmm/core/status.h"
 #include "vmm/core/vcpu.h"
@@ -108,6 +109,8 @@ static int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 	 * the guest's driver sets DRIVER_OK. */
 	if (!ret && vm->cfg.net.set)
 		ret = netdev_create(vm, &vm->cfg.net, &vm->netdev, err, errlen);
+	if (!ret && vm->cfg.disk.set)
+		ret = blkdev_create(vm, &vm->cfg.disk, &vm->blkdev, err, errlen);
 	return ret;
 }
 
@@ -299,6 +302,8 @@ void vm_destroy(struct vm *vm)
 	vm->ncpus = 0;
 	netdev_destroy(vm->netdev); /* its thread touches the devices */
 	vm->netdev = NULL;
+	blkdev_destroy(vm->blkdev);
+	vm->blkdev = NULL;
 	device_list_destroy(&vm->devices); /* and the buses; a no-op if never made */
 	vm->pci = NULL;
 	vm->com1 = NULL;
@@ -355,6 +360,7 @@ void vm_destroy_detached(struct vm *vm)
 
 	vm_stop_vcpus(vm); /* fork only a single-threaded process */
 	netdev_stop(vm->netdev);
+	blkdev_stop(vm->blkdev);
 	if (pipe2(gate, O_CLOEXEC) == 0)
 		pid = fork();
 	if (pid == 0) {

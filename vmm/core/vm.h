@@ -11,6 +11,7 @@
 
 #include "devices/bus.h"
 #include "devices/device.h"
+#include "vmm/core/diskopt.h"
 #include "vmm/core/netopt.h"
 
 #define VM_PAGE_SIZE 4096ULL
@@ -43,6 +44,8 @@ struct vm_config {
 	uint8_t *ram;
 	/* --net: a virtio-net NIC on a tap (vmm/core/netdev.c). */
 	struct net_opts net;
+	/* --disk: a virtio-blk disk on a raw image (vmm/core/blkdev.c). */
+	struct disk_opts disk;
 };
 
 /* One KVM memory slot; all slots are views of the single RAM mapping, so
@@ -63,6 +66,7 @@ struct mig;
 struct evloop;
 struct pci_host;
 struct netdev;
+struct blkdev;
 
 enum vm_stop_reason {
 	VM_RUNNING = 0,
@@ -98,6 +102,7 @@ struct vm {
 	struct conline *console; /* guest serial output, a line at a time */
 	struct pci_host *pci;    /* bus 0, for the PCI devices */
 	struct netdev *netdev;   /* the NIC's back-end, or NULL */
+	struct blkdev *blkdev;   /* the disk's back-end, or NULL */
 
 	/* Run control: vCPUs run while pause_count == 0 and !stopping. */
 	pthread_mutex_t lock;
