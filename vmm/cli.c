@@ -91,7 +91,7 @@ void cli_usage(FILE *f)
 "                           per memory slot (default), or a ring per vCPU\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; chosen when the VM is\n"
 "                           made, so also on --incoming)\n"
-"      --dirty-ring-size N  ring entries per vCPU, a power of two (default 4096)\n"
+"      --dirty-ring-size N  ring entries per vCPU, a power of two, at least 4096 (default)\n"
 "      --disk PATH[,readonly][,cache=none|writeback]\n"
 "                           a virtio-blk disk on the raw image PATH, locked\n"
 "                           (one writer per image); cache=none: O_DIRECT.\n"

@@ -34,10 +34,12 @@ int dring_enable(struct vm *vm, uint32_t entries, char *err, size_t errlen)
 			"(KVM_CAP_DIRTY_LOG_RING)");
 		return -EOPNOTSUPP;
 	}
-	if (bytes > (uint64_t)max || bytes < (uint64_t)getpagesize()) {
-		KVM_ERR(err, errlen, "dirty ring size %u: KVM takes %zu to %zu entries here",
-			entries, (size_t)getpagesize() / sizeof(struct kvm_dirty_gfn),
-			(size_t)max / sizeof(struct kvm_dirty_gfn));
+	/* Smaller rings than DRING_MIN_ENTRIES fill between the reaper's
+	 * passes, and a full ring is where nested kvm_pvm goes wrong
+	 * (docs/migration.md, "Dirty tracking"). */
+	if (bytes > (uint64_t)max || entries < DRING_MIN_ENTRIES) {
+		KVM_ERR(err, errlen, "dirty ring size %u: minivmm takes %u to %zu entries here",
+			entries, DRING_MIN_ENTRIES, (size_t)max / sizeof(struct kvm_dirty_gfn));
 		return -EINVAL;
 	}
 	c.args[0] = bytes;

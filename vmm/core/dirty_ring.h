@@ -13,6 +13,7 @@ struct vm;
 struct vcpu;
 
 #define DRING_DEFAULT_ENTRIES 4096u
+#define DRING_MIN_ENTRIES 4096u
 
 /* On a VM without vCPUs yet (KVM's rule): entries per vCPU, a power of
  * two that KVM accepts. */
