@@ -35,6 +35,8 @@ struct mig_tunables {
 	uint64_t xbzrle_cache;      /* bytes of delta-encoding cache, 0 = off */
 	char stats_json[MIG_PATH_MAX];
 	char dirty_trace[MIG_PATH_MAX];
+	char key[MIG_PATH_MAX];     /* migration key file; "": the default one if present */
+	bool integrity;             /* with a key: MACs on PAGES frames too */
 };
 
 enum mig_param_kind {

@@ -13,6 +13,7 @@
 
 enum {
 	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET,
+	OPT_GEN_KEY,
 	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
 
@@ -28,6 +29,7 @@ static const struct option core_opts[] = {
 	{ "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
 	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
 	{ "net", required_argument, NULL, OPT_NET },
+	{ "gen-key", required_argument, NULL, OPT_GEN_KEY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 };
@@ -63,6 +65,7 @@ void cli_usage(FILE *f)
 "               [--stats-json PATH] [--name NAME]\n"
 "       minivmm --migrate HOST:PORT|unix:PATH|file:PATH [--name NAME]\n"
 "               [migration options]\n"
+"       minivmm --gen-key FILE\n"
 "       minivmm --help | --version\n"
 "\n"
 "Run a Multiboot guest on /dev/kvm, and live-migrate it.\n"
@@ -98,7 +101,13 @@ void cli_usage(FILE *f)
 "                           after --migrate-after; without: the running VM\n"
 "                           named by --name (or the only one on this host),\n"
 "                           through its monitor\n"
-"      --migrate-after SEC  seconds to run before migrating (default 0)\n");
+"      --migrate-after SEC  seconds to run before migrating (default 0)\n"
+"      --gen-key FILE       write a new random migration key to FILE (0600,\n"
+"                           never over an existing file) and exit; give the\n"
+"                           same file to both ends with --migrate-key. Without\n"
+"                           --migrate-key, /etc/minivmm/migrate.key (root) or\n"
+"                           $XDG_CONFIG_HOME/minivmm/migrate.key is used when\n"
+"                           present ($MINIVMM_KEY_DIR replaces the directory)\n");
 	mig_param_usage(f, MIG_PARAM_SOURCE | MIG_PARAM_TARGET);
 	fprintf(f,
 "\n"
@@ -218,6 +227,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			if (net_opts_parse(optarg, &o->net, why, sizeof(why)))
 				FAIL("%s", why);
 			break;
+		case OPT_GEN_KEY: o->action = CLI_GEN_KEY; o->gen_key = optarg; break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':
@@ -235,6 +245,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	}
 	if (optind < argc)
 		FAIL("unexpected argument '%s' (see --help)", argv[optind]);
+	if (o->action == CLI_GEN_KEY) {
+		if (o->kernel || o->incoming || o->migrate)
+			FAIL("--gen-key writes a key and exits: no --kernel, --incoming or --migrate");
+		return 0;
+	}
 	if (o->incoming && (o->kernel || o->migrate))
 		FAIL("--incoming takes the VM from the stream: no --kernel or --migrate");
 	if (!o->kernel && !o->incoming && !o->migrate)

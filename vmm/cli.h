@@ -13,7 +13,7 @@
 
 #define CLI_DEFAULT_MEM (256ULL << 20)
 
-enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
+enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_GEN_KEY };
 
 struct cli_opts {
 	enum cli_action action;
@@ -25,6 +25,7 @@ struct cli_opts {
 	bool prealloc;
 	const char *name;
 	const char *monitor;
+	const char *gen_key;      /* --gen-key FILE */
 	struct net_opts net;      /* --net (vmm/core/netopt.h) */
 	/* migration */
 	const char *incoming;     /* [HOST]:PORT or file:PATH */
