@@ -92,7 +92,8 @@ int framemac_tx(struct stream_mac *m, const struct iovec *iov, int iovcnt, struc
 	for (int i = 0; i < iovcnt && got < sizeof(hdr); i++) {
 		size_t k = iov[i].iov_len < sizeof(hdr) - got ? iov[i].iov_len : sizeof(hdr) - got;
 
-		memcpy(hdr + got, iov[i].iov_base, k);
+		if (k)
+			memcpy(hdr + got, iov[i].iov_base, k);
 		got += k;
 	}
 	if (got < sizeof(hdr) || total != sizeof(hdr) + le_get32(hdr + 4)) {
@@ -115,7 +116,8 @@ int framemac_tx(struct stream_mac *m, const struct iovec *iov, int iovcnt, struc
 	}
 	got = 0;
 	for (int i = 0; i < iovcnt; i++) {
-		memcpy(m->bounce + got, iov[i].iov_base, iov[i].iov_len);
+		if (iov[i].iov_len)
+			memcpy(m->bounce + got, iov[i].iov_base, iov[i].iov_len);
 		got += iov[i].iov_len;
 	}
 	start(&h, &m->tx, m->tx_seq++);
