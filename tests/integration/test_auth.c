@@ -1,0 +1,682 @@
+/* Authenticated migrations (issue 13): the right key migrates and the
+ * guest verifies; a wrong key, a keyless source against a keyed target and
+ * the reverse each give one clear line on both sides and the source keeps
+ * its guest; a recorded handshake replayed is refused; an impostor target
+ * (no key) gets nothing and its READY/RUNNING mean nothing; a flipped byte
+ * in a page frame is refused before READY; a stray data-channel connection
+ * that knows the token but not the session is dropped and the migration
+ * goes on. A proxy in this file sits between source and target where a
+ * test needs to see, keep or change the bytes. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tests/harness.h"
+
+static char dir[64], key1[128], key2[128], badkey[128];
+
+static void gen(const char *path)
+{
+	const char *argv[] = { NULL, "--gen-key", path, NULL };
+	struct proc p;
+
+	assert_int_equal(proc_run(&p, argv, 10000), 0);
+	proc_free(&p);
+}
+
+static int setup(void **state)
+{
+	int fd;
+
+	(void)state;
+	h_require_kvm();
+	signal(SIGPIPE, SIG_IGN);
+	h_ports_init(53);
+	snprintf(dir, sizeof(dir), "/tmp/test_auth_%d", (int)getpid());
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(key1, sizeof(key1), "%s/migrate.key", dir); /* also the default key there */
+	snprintf(key2, sizeof(key2), "%s/other.key", dir);
+	snprintf(badkey, sizeof(badkey), "%s/bad.key", dir);
+	gen(key1);
+	gen(key2);
+	fd = open(badkey, O_CREAT | O_WRONLY | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+	close(fd);
+	fchmod(fd, 0644);
+	chmod(badkey, 0644);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(key1);
+	unlink(key2);
+	unlink(badkey);
+	rmdir(dir);
+	return 0;
+}
+
+static void addr_of(char *buf, size_t n, int prt)
+{
+	snprintf(buf, n, "127.0.0.1:%d", prt);
+}
+
+static void target(struct proc *t, int prt, const char *key)
+{
+	char a[32];
+	const char *extra[] = { "--migrate-key", key, NULL };
+
+	addr_of(a, sizeof(a), prt);
+	h_spawn_target(t, a, key ? extra : NULL);
+}
+
+/* A dirtying guest whose migrations the monitor starts. */
+static void source(struct proc *s, char *mon, size_t cap, const char *key, const char *extra)
+{
+	const char *argv[16] = { NULL, "--kernel", DIRTY, "--append", "wss=8", "--monitor", mon };
+	int n = 7;
+
+	snprintf(mon, cap, "%s/src-%d.sock", dir, h_port());
+	if (key) {
+		argv[n++] = "--migrate-key";
+		argv[n++] = key;
+	}
+	if (extra) {
+		argv[n++] = "--migrate-channels";
+		argv[n++] = extra;
+	}
+	argv[n] = NULL;
+	assert_int_equal(proc_spawn(s, argv), 0);
+	if (proc_wait_line(s, 0, "seq=", T_BOOT) < 0)
+		fail_msg("source did not boot: %s", s->err ? s->err : "");
+}
+
+static void migrate(const char *mon, int prt)
+{
+	char cmd[64], reply[1024];
+
+	snprintf(cmd, sizeof(cmd), "migrate 127.0.0.1:%d", prt);
+	if (h_monitor(mon, cmd, reply, sizeof(reply)) != 0)
+		fail_msg("%s: %s", cmd, reply);
+}
+
+static void wait_err(struct proc *p, const char *needle, const char *who)
+{
+	if (!proc_wait_stderr(p, needle, 20000))
+		fail_msg("%s: no '%s' in: %s", who, needle, p->err ? p->err : "");
+}
+
+/* The guest runs on: heartbeats after now. */
+static void still_running(struct proc *s)
+{
+	size_t from = s->nlines;
+
+	proc_pump(s, 10);
+	assert_false(s->exited);
+	if (proc_wait_line(s, from, "seq=", 5000) < 0 || proc_wait_line(s, s->nlines, "seq=", 5000) < 0)
+		fail_msg("the source's guest stopped: %s", s->err ? s->err : "");
+}
+
+static void stop(struct proc *p, int want)
+{
+	int st;
+
+	proc_kill(p, SIGTERM);
+	st = proc_wait_exit(p, 10000);
+	if (want >= 0 && st != want)
+		fail_msg("exit %d, want %d: %s", st, want, p->err ? p->err : "");
+	proc_free(p);
+}
+
+static void verified(struct proc *t)
+{
+	if (proc_wait_line(t, 0, "seq=", T_BOOT) < 0)
+		fail_msg("guest not running on the target: %s", t->err ? t->err : "");
+	proc_send(t, "v");
+	if (proc_wait_line(t, 0, "verify: pass", 30000) < 0)
+		fail_msg("guest verify on the target did not pass");
+}
+
+/* The right key: the target takes it from the default path
+ * (MINIVMM_KEY_DIR), the source from --migrate-key; data channels on.
+ * A keyed target does not warn. */
+static void test_right_key(void **state)
+{
+	char a[32], ks[160];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=16", "--migrate", a,
+			       "--migrate-after", "1", "--verify-ram", "--migrate-key", key1, NULL };
+	struct proc s, t;
+	int prt = h_port();
+
+	(void)state;
+	snprintf(ks, sizeof(ks), "%s", dir);
+	setenv("MINIVMM_KEY_DIR", ks, 1);
+	target(&t, prt, NULL);
+	unsetenv("MINIVMM_KEY_DIR");
+	assert_false(proc_stderr_has(&t, "anyone who can reach"));
+	addr_of(a, sizeof(a), prt);
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "completed"));
+	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
+	verified(&t);
+	stop(&t, -1);
+	proc_free(&s);
+}
+
+/* A keyless target says once what it is exposed to; key file checks. */
+static void test_keyless_warning_and_key_checks(void **state)
+{
+	const char *bad[] = { NULL, "--incoming", ":1", "--migrate-key", badkey, NULL };
+	const char *again[] = { NULL, "--gen-key", key1, NULL };
+	struct proc t, p;
+	int prt = h_port();
+
+	(void)state;
+	target(&t, prt, NULL);
+	assert_true(proc_stderr_has(&t, "anyone who can reach"));
+	stop(&t, 3);
+	assert_int_equal(proc_run(&p, bad, 10000), 2);
+	assert_true(proc_stderr_has(&p, "chmod 600"));
+	proc_free(&p);
+	assert_int_equal(proc_run(&p, again, 10000), 2);
+	assert_true(proc_stderr_has(&p, "never overwritten"));
+	proc_free(&p);
+}
+
+/* One keyless source: a keyed target refuses it; with a wrong key the
+ * target fails to prove itself; against a keyless target the keyed source
+ * is refused; a key file others can read is refused by the monitor; then
+ * the right key migrates. Each refusal: one line on each side, the guest
+ * keeps running, the targets keep waiting. */
+static void test_mismatches_then_right_key(void **state)
+{
+	char mon[128], cmd[256], reply[1024];
+	struct proc s, tk, tn;
+	int pk = h_port(), pn = h_port();
+
+	(void)state;
+	target(&tk, pk, key1);
+	target(&tn, pn, NULL);
+	source(&s, mon, sizeof(mon), NULL, NULL);
+
+	migrate(mon, pk);
+	wait_err(&s, "refused the migration: this target requires an authenticated migration",
+		 "source");
+	wait_err(&tk, "a source without a migration key (this target requires one); still waiting",
+		 "keyed target");
+	still_running(&s);
+
+	snprintf(cmd, sizeof(cmd), "migrate_set_parameter key %s", key2);
+	assert_int_equal(h_monitor(mon, cmd, reply, sizeof(reply)), 0);
+	migrate(mon, pk);
+	wait_err(&s, "the target failed authentication", "source");
+	wait_err(&tk, "authentication failed", "keyed target");
+	assert_false(proc_stderr_has(&s, "completed"));
+	still_running(&s);
+
+	migrate(mon, pn);
+	wait_err(&s, "this target has no migration key", "source");
+	wait_err(&tn, "a source with a migration key: this target has none", "keyless target");
+	still_running(&s);
+
+	snprintf(cmd, sizeof(cmd), "migrate_set_parameter key %s", badkey);
+	assert_int_equal(h_monitor(mon, cmd, reply, sizeof(reply)), 1);
+	assert_non_null(strstr(reply, "chmod 600"));
+
+	snprintf(cmd, sizeof(cmd), "migrate_set_parameter key %s", key1);
+	assert_int_equal(h_monitor(mon, cmd, reply, sizeof(reply)), 0);
+	proc_pump(&tk, 10);
+	assert_false(tk.exited);
+	migrate(mon, pk);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	verified(&tk);
+	stop(&tk, -1);
+	stop(&tn, 3);
+	proc_free(&s);
+}
+
+/* ---- the proxy --------------------------------------------------------- */
+
+/* Follows one direction's frames: preamble (source side), then headers,
+ * payloads and, once the handshake is over, tags. */
+struct parser {
+	uint32_t pre_left;      /* preamble bytes still to come */
+	uint32_t untagged;      /* frames still without a tag (the handshake's) */
+	uint8_t hdr[8];
+	uint32_t hdr_have, type, remain, tag_left;
+	uint8_t small[64];      /* the payload of a short frame */
+	uint32_t small_len;
+};
+
+#define MAXCONN 6
+
+struct proxy {
+	int lfd, tport;
+	pthread_t th;
+	volatile int stop;
+	/* what the tests ask */
+	bool flip_page;          /* flip the last byte of the first PAGES (main connection) */
+	bool stray_channel;      /* on the target's CHANNELS reply, a stray channel first */
+	/* what happened */
+	bool flipped, strayed;
+	uint8_t rec[65536];      /* the main connection's first source bytes */
+	size_t rec_len;
+	int nconn;
+	struct { int c, t; bool c_eof, t_eof; struct parser up, down; } p[MAXCONN];
+};
+
+static void parse(struct proxy *x, int i, struct parser *ps, uint8_t *b, size_t n, bool up)
+{
+	while (n) {
+		size_t k;
+
+		if (ps->pre_left) {
+			k = n < ps->pre_left ? n : ps->pre_left;
+			ps->pre_left -= (uint32_t)k;
+		} else if (ps->tag_left) {
+			k = n < ps->tag_left ? n : ps->tag_left;
+			ps->tag_left -= (uint32_t)k;
+		} else if (ps->hdr_have < 8) {
+			k = 8 - ps->hdr_have < n ? 8 - ps->hdr_have : n;
+			memcpy(ps->hdr + ps->hdr_have, b, k);
+			ps->hdr_have += (uint32_t)k;
+			if (ps->hdr_have == 8) {
+				ps->type = ps->hdr[0] | ps->hdr[1] << 8;
+				ps->remain = ps->hdr[4] | ps->hdr[5] << 8 | ps->hdr[6] << 16 |
+					     (uint32_t)ps->hdr[7] << 24;
+				ps->small_len = 0;
+			}
+		} else {
+			k = n < ps->remain ? n : ps->remain;
+			if (ps->small_len + k <= sizeof(ps->small)) {
+				memcpy(ps->small + ps->small_len, b, k);
+				ps->small_len += (uint32_t)k;
+			}
+			if (up && i == 0 && x->flip_page && !x->flipped && ps->type == 7 &&
+			    ps->remain == k) {
+				b[k - 1] ^= 0x10; /* a byte of page contents */
+				x->flipped = true;
+			}
+			ps->remain -= (uint32_t)k;
+		}
+		b += k;
+		n -= k;
+		if (ps->hdr_have == 8 && ps->remain == 0 && !ps->pre_left && !ps->tag_left) {
+			if (!up && i == 0 && ps->type == 14 && x->stray_channel && !x->strayed) {
+				/* Another connection with the token, but no session. */
+				uint8_t f[16 + 8 + 12 + 16] = "MVMMIGR\n";
+				struct sockaddr_in a = { .sin_family = AF_INET,
+							 .sin_port = htons((uint16_t)x->tport) };
+				int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+				a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+				h_put32(f + 8, 1);
+				h_put32(f + 12, 1);
+				h_put32(f + 16, 15);
+				h_put32(f + 20, 12);
+				h_put32(f + 24, 0);
+				memcpy(f + 28, ps->small + 4, 8);
+				if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+				    write(fd, f, sizeof(f)) == (ssize_t)sizeof(f))
+					x->strayed = true;
+				usleep(300000); /* the target takes it first */
+				if (fd >= 0)
+					close(fd);
+			}
+			ps->hdr_have = 0;
+			if (ps->untagged)
+				ps->untagged--;
+			else
+				ps->tag_left = 16;
+		}
+	}
+}
+
+static void *proxy_main(void *arg)
+{
+	struct proxy *x = arg;
+	uint8_t buf[65536];
+
+	while (!x->stop) {
+		struct pollfd pf[1 + 2 * MAXCONN];
+		int n = 0;
+
+		pf[n++] = (struct pollfd){ .fd = x->lfd, .events = POLLIN };
+		for (int i = 0; i < x->nconn; i++) {
+			pf[n++] = (struct pollfd){ .fd = x->p[i].c_eof ? -1 : x->p[i].c, .events = POLLIN };
+			pf[n++] = (struct pollfd){ .fd = x->p[i].t_eof ? -1 : x->p[i].t, .events = POLLIN };
+		}
+		if (poll(pf, (nfds_t)n, 100) <= 0)
+			continue;
+		if ((pf[0].revents & POLLIN) && x->nconn < MAXCONN) {
+			struct sockaddr_in a = { .sin_family = AF_INET,
+						 .sin_port = htons((uint16_t)x->tport) };
+			int c = accept(x->lfd, NULL, NULL), t = socket(AF_INET, SOCK_STREAM, 0);
+			int i = x->nconn;
+
+			a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			if (c < 0 || t < 0 || connect(t, (struct sockaddr *)&a, sizeof(a)) < 0) {
+				if (c >= 0)
+					close(c);
+				if (t >= 0)
+					close(t);
+				continue;
+			}
+			memset(&x->p[i], 0, sizeof(x->p[i]));
+			x->p[i].c = c;
+			x->p[i].t = t;
+			x->p[i].up.pre_left = 16;
+			x->p[i].up.untagged = i == 0 ? 2 : 0;  /* AUTH_HELLO, AUTH_PROOF */
+			x->p[i].down.untagged = 1;             /* AUTH_CHALLENGE */
+			x->nconn++;
+			continue;
+		}
+		for (int i = 0; i < x->nconn; i++) {
+			for (int dirn = 0; dirn < 2; dirn++) {
+				struct pollfd *q = &pf[1 + 2 * i + dirn];
+				int from = dirn ? x->p[i].t : x->p[i].c, to = dirn ? x->p[i].c : x->p[i].t;
+				ssize_t r;
+
+				if (q->fd < 0 || !(q->revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				r = read(from, buf, sizeof(buf));
+				if (r <= 0) {
+					*(dirn ? &x->p[i].t_eof : &x->p[i].c_eof) = true;
+					shutdown(to, SHUT_WR);
+					continue;
+				}
+				parse(x, i, dirn ? &x->p[i].down : &x->p[i].up, buf, (size_t)r, !dirn);
+				if (!dirn && i == 0 && x->rec_len < sizeof(x->rec)) {
+					size_t k = sizeof(x->rec) - x->rec_len < (size_t)r ?
+						   sizeof(x->rec) - x->rec_len : (size_t)r;
+
+					memcpy(x->rec + x->rec_len, buf, k);
+					x->rec_len += k;
+				}
+				for (ssize_t o = 0; o < r;) {
+					ssize_t w = write(to, buf + o, (size_t)(r - o));
+
+					if (w <= 0)
+						break;
+					o += w;
+				}
+			}
+		}
+	}
+	return NULL;
+}
+
+static int proxy_start(struct proxy *x, int tport)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int prt = h_port(), one = 1;
+
+	memset(x, 0, sizeof(*x));
+	x->tport = tport;
+	x->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(x->lfd >= 0);
+	setsockopt(x->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_port = htons((uint16_t)prt);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(x->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(x->lfd, 8), 0);
+	assert_int_equal(pthread_create(&x->th, NULL, proxy_main, x), 0);
+	return prt;
+}
+
+static void proxy_stop(struct proxy *x)
+{
+	x->stop = 1;
+	pthread_join(x->th, NULL);
+	for (int i = 0; i < x->nconn; i++) {
+		close(x->p[i].c);
+		close(x->p[i].t);
+	}
+	close(x->lfd);
+}
+
+static int connect_to(int prt)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)prt) };
+	struct timeval tv = { .tv_sec = 15 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Reads one frame header (and skips its payload); its type. */
+static int frame_type(int fd, uint32_t *len)
+{
+	uint8_t h[8], skip[2048];
+
+	if (read(fd, h, 8) != 8)
+		return -1;
+	*len = h[4] | h[5] << 8 | h[6] << 16 | (uint32_t)h[7] << 24;
+	if (*len > sizeof(skip))
+		return -1;
+	for (uint32_t got = 0; got < *len;) {
+		ssize_t r = read(fd, skip + got, *len - got);
+
+		if (r <= 0)
+			return -1;
+		got += (uint32_t)r;
+	}
+	return h[0];
+}
+
+/* A whole keyed migration through the proxy, recorded; its first bytes
+ * replayed to a second keyed target: a new nonce, so the old proof fails.
+ * The replayer gets a challenge, then REJECT; the target waits on. */
+static void test_replayed_handshake(void **state)
+{
+	char mon[128];
+	struct proxy x;
+	struct proc s, t, t2;
+	int pt = h_port(), pt2 = h_port(), pp, fd;
+	uint32_t len;
+
+	(void)state;
+	target(&t, pt, key1);
+	pp = proxy_start(&x, pt);
+	source(&s, mon, sizeof(mon), key1, "0");
+	migrate(mon, pp);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	verified(&t);
+	proxy_stop(&x);
+	assert_true(x.rec_len > 16 + 48 + 40);
+
+	target(&t2, pt2, key1);
+	fd = connect_to(pt2);
+	(void)!write(fd, x.rec, x.rec_len);
+	assert_int_equal(frame_type(fd, &len), 20);  /* AUTH_CHALLENGE: a fresh nonce */
+	assert_int_equal(frame_type(fd, &len), 3);   /* REJECT */
+	close(fd);
+	wait_err(&t2, "authentication failed: the source's proof is wrong", "replayed target");
+	assert_false(proc_stderr_has(&t2, "incoming migration failed"));
+	proc_pump(&t2, 100);
+	assert_false(t2.exited);
+	stop(&t2, 3);
+	stop(&t, -1);
+	proc_free(&s);
+}
+
+static ssize_t read_full(int fd, uint8_t *b, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, b + got, n - got);
+
+		if (r <= 0)
+			return r;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/* A fake target without the key: whatever it answers, the source sends
+ * it no HELLO (no VM name, no CPU) and keeps its guest. */
+static void test_impostor_target(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	char mon[128];
+	uint8_t in[256], out[256];
+	struct proc s;
+	int prt = h_port(), lfd, c, one = 1;
+	struct timeval tv = { .tv_sec = 10 };
+
+	(void)state;
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_port = htons((uint16_t)prt);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	source(&s, mon, sizeof(mon), key1, NULL);
+
+	/* 1: a challenge with a made-up proof, then READY and RUNNING */
+	migrate(mon, prt);
+	c = accept(lfd, NULL, NULL);
+	assert_true(c >= 0);
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(read_full(c, in, 16 + 8 + 40), 16 + 8 + 40);
+	assert_int_equal(in[12], 1);      /* preamble: keyed */
+	assert_int_equal(in[16], 19);     /* AUTH_HELLO, nothing of the VM */
+	memset(out, 0x5a, sizeof(out));
+	h_put32(out, 20);
+	h_put32(out + 4, 72);
+	h_put32(out + 8, 1);
+	memcpy(out + 12, in + 28, 4);     /* the source's flags */
+	h_put32(out + 80, 10);            /* READY */
+	h_put32(out + 84, 0);
+	h_put32(out + 88, 12);            /* RUNNING */
+	h_put32(out + 92, 0);
+	assert_int_equal(write(c, out, 96), 96);
+	wait_err(&s, "the target failed authentication", "source");
+	{
+		ssize_t n = read(c, in, sizeof(in));   /* ERROR, never HELLO */
+
+		assert_true(n >= 8);
+		assert_int_equal(in[0], 13);
+	}
+	close(c);
+	still_running(&s);
+
+	/* 2: no challenge, straight to ACCEPT, READY, RUNNING */
+	migrate(mon, prt);
+	c = accept(lfd, NULL, NULL);
+	assert_true(c >= 0);
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(read_full(c, in, 16 + 8 + 40), 16 + 8 + 40);
+	memset(out, 0, sizeof(out));
+	h_put32(out, 2);
+	h_put32(out + 8, 10);
+	h_put32(out + 16, 12);
+	assert_int_equal(write(c, out, 24), 24);
+	wait_err(&s, "expected AUTH_CHALLENGE from the target, got ACCEPT", "source");
+	close(c);
+	still_running(&s);
+	assert_false(proc_stderr_has(&s, "completed"));
+	close(lfd);
+	proc_send(&s, "q");
+	assert_true(proc_wait_exit(&s, 20000) >= 0);
+	proc_free(&s);
+}
+
+/* One byte of page contents flipped on the way: the target refuses the
+ * frame (its MAC), so before READY; the source keeps its guest. */
+static void test_flipped_page_byte(void **state)
+{
+	char mon[128];
+	struct proxy x;
+	struct proc s, t;
+	int pt = h_port(), pp;
+
+	(void)state;
+	target(&t, pt, key1);
+	pp = proxy_start(&x, pt);
+	x.flip_page = true;
+	source(&s, mon, sizeof(mon), key1, "0");
+	migrate(mon, pp);
+	if (proc_wait_exit(&t, T_MIG) != 3)
+		fail_msg("target did not fail: %s", t.err ? t.err : "");
+	assert_true(x.flipped);
+	assert_true(proc_stderr_has(&t, "(PAGES) failed its integrity check"));
+	assert_false(proc_stderr_has(&t, "RAM digest"));
+	wait_err(&s, "the guest keeps running here", "source");
+	assert_false(proc_stderr_has(&s, "completed"));
+	still_running(&s);
+	proxy_stop(&x);
+	proc_free(&t);
+	proc_send(&s, "q");
+	assert_true(proc_wait_exit(&s, 20000) >= 0);
+	proc_free(&s);
+}
+
+/* A connection with the migration's token (read off the wire: tokens are
+ * not secret) but without the session's key is dropped; the real data
+ * channels connect and the migration completes. */
+static void test_stray_channel_without_session(void **state)
+{
+	char mon[128];
+	struct proxy x;
+	struct proc s, t;
+	int pt = h_port(), pp;
+
+	(void)state;
+	target(&t, pt, key1);
+	pp = proxy_start(&x, pt);
+	x.stray_channel = true;
+	source(&s, mon, sizeof(mon), key1, "2");
+	migrate(mon, pp);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(x.strayed);
+	wait_err(&t, "dropped a connection on the migration port: a connection that does not "
+		 "prove the session", "target");
+	verified(&t);
+	proxy_stop(&x);
+	stop(&t, -1);
+	proc_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_right_key),
+		cmocka_unit_test(test_keyless_warning_and_key_checks),
+		cmocka_unit_test(test_mismatches_then_right_key),
+		cmocka_unit_test(test_replayed_handshake),
+		cmocka_unit_test(test_impostor_target),
+		cmocka_unit_test(test_flipped_page_byte),
+		cmocka_unit_test(test_stray_channel_without_session),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
