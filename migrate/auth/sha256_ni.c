@@ -22,6 +22,7 @@ void sha256_blocks_ni(uint32_t h[8], const uint8_t *p, size_t nblocks)
 	for (; nblocks; nblocks--, p += SHA256_BLOCK) {
 		__m128i abef = s0, cdgh = s1, m[4], msg;
 
+#pragma GCC unroll 16
 		for (int g = 0; g < 16; g++) {
 			if (g < 4)
 				m[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)),
