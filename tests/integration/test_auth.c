@@ -628,8 +628,10 @@ static void test_flipped_page_byte(void **state)
 		fail_msg("target did not fail: %s", t.err ? t.err : "");
 	assert_true(x.flipped);
 	assert_true(proc_stderr_has(&t, "(PAGES) failed its integrity check"));
+	print_message("target: %s", strstr(t.err, "minivmm: incoming") ? strstr(t.err, "minivmm: incoming") : "");
 	assert_false(proc_stderr_has(&t, "RAM digest"));
 	wait_err(&s, "the guest keeps running here", "source");
+	print_message("source: %s", strstr(s.err, "minivmm: migration") ? strstr(s.err, "minivmm: migration") : "");
 	assert_false(proc_stderr_has(&s, "completed"));
 	still_running(&s);
 	proxy_stop(&x);
@@ -678,5 +680,8 @@ int main(void)
 		cmocka_unit_test(test_stray_channel_without_session),
 	};
 
+	/* TEST_FILTER=glob runs only the matching tests. */
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
