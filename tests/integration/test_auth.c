@@ -643,7 +643,8 @@ static void test_flipped_page_byte(void **state)
 
 /* A connection with the migration's token (read off the wire: tokens are
  * not secret) but without the session's key is dropped; the real data
- * channels connect and the migration completes. */
+ * channels connect and the migration completes, here with integrity off
+ * (set on the monitor: PAGES untagged, the rest still MAC'd). */
 static void test_stray_channel_without_session(void **state)
 {
 	char mon[128];
@@ -656,6 +657,14 @@ static void test_stray_channel_without_session(void **state)
 	pp = proxy_start(&x, pt);
 	x.stray_channel = true;
 	source(&s, mon, sizeof(mon), key1, "2");
+	{
+		char reply[4096];
+
+		assert_int_equal(h_monitor(mon, "migrate_set_parameter integrity off", reply,
+					   sizeof(reply)), 0);
+		assert_int_equal(h_monitor(mon, "info migrate", reply, sizeof(reply)), 0);
+		assert_non_null(strstr(reply, "integrity: off"));
+	}
 	migrate(mon, pp);
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
