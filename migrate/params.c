@@ -66,7 +66,7 @@ const struct mig_param mig_param_table[] = {
 	{ "dirty-trace", "dirty-trace", MIG_PARAM_PATH, 0, 0, 0, NULL, "PATH",
 	  "record each round's dirty pages (source)", MIG_PARAM_SOURCE, F(dirty_trace) },
 	{ "key", "migrate-key", MIG_PARAM_PATH, 0, 0, 0, NULL, "FILE",
-	  "pre-shared key: authenticated migration (default: the default key if present)",
+	  "key file, both ends (default: the default key if present)",
 	  BOTH, F(key) },
 	{ "integrity", "migrate-integrity", MIG_PARAM_CHOICE, 1, 0, 1, onoff_choices, "on|off",
 	  "with a key, a MAC on every page frame too (default on)", MIG_PARAM_SOURCE,

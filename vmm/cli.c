@@ -62,7 +62,7 @@ void cli_usage(FILE *f)
 "               [migration options]\n"
 "       minivmm --incoming [HOST]:PORT|unix:PATH|file:PATH\n"
 "               [--mem SIZE [--prealloc]] [--cpus N] [--migrate-nice N]\n"
-"               [--stats-json PATH] [--name NAME]\n"
+"               [--stats-json PATH] [--name NAME] [--migrate-key FILE]\n"
 "       minivmm --migrate HOST:PORT|unix:PATH|file:PATH [--name NAME]\n"
 "               [migration options]\n"
 "       minivmm --gen-key FILE\n"
