@@ -540,6 +540,51 @@ static ssize_t read_full(int fd, uint8_t *b, size_t n)
 	return (ssize_t)got;
 }
 
+/* A stranger at a keyed target, with --mem and --prealloc: it gets a
+ * nonce, a proof bound to its own nonce and "authentication failed",
+ * nothing of this host; the populating goes on (nothing was given to it)
+ * and the target waits on. */
+static void test_stranger_learns_nothing(void **state)
+{
+	const char *extra[] = { "--migrate-key", key1, "--mem", "64M", "--prealloc", NULL };
+	uint8_t b[128] = "MVMMIGR\n", r[256];
+	char a[32];
+	struct proc t;
+	int prt = h_port(), fd;
+	uint32_t len;
+
+	(void)state;
+	addr_of(a, sizeof(a), prt);
+	h_spawn_target(&t, a, extra);
+	fd = connect_to(prt);
+	h_put32(b + 8, 1);
+	h_put32(b + 12, 1);              /* keyed */
+	h_put32(b + 16, 19);             /* AUTH_HELLO */
+	h_put32(b + 20, 40);
+	h_put32(b + 24, 1);
+	h_put32(b + 28, 1);
+	memset(b + 32, 0x33, 32);        /* a nonce */
+	h_put32(b + 64, 21);             /* AUTH_PROOF, made up */
+	h_put32(b + 68, 32);
+	memset(b + 72, 0x44, 32);
+	assert_int_equal(write(fd, b, 104), 104);
+	assert_int_equal(read_full(fd, r, 8 + 72), 8 + 72);
+	assert_int_equal(r[0], 20);      /* AUTH_CHALLENGE */
+	assert_int_equal(read_full(fd, r, 8), 8);
+	assert_int_equal(r[0], 3);       /* REJECT */
+	len = r[4] | r[5] << 8;
+	assert_true(len < sizeof(r));
+	assert_int_equal(read_full(fd, r, len), (ssize_t)len);
+	r[len] = 0;
+	assert_string_equal((char *)r, "authentication failed");
+	close(fd);
+	wait_err(&t, "authentication failed: the source's proof is wrong", "target");
+	assert_false(proc_stderr_has(&t, "populated ahead")); /* the populating goes on */
+	proc_pump(&t, 100);
+	assert_false(t.exited);
+	stop(&t, 3);
+}
+
 /* A fake target without the key: whatever it answers, the source sends
  * it no HELLO (no VM name, no CPU) and keeps its guest. */
 static void test_impostor_target(void **state)
@@ -684,6 +729,7 @@ int main(void)
 		cmocka_unit_test(test_keyless_warning_and_key_checks),
 		cmocka_unit_test(test_mismatches_then_right_key),
 		cmocka_unit_test(test_replayed_handshake),
+		cmocka_unit_test(test_stranger_learns_nothing),
 		cmocka_unit_test(test_impostor_target),
 		cmocka_unit_test(test_flipped_page_byte),
 		cmocka_unit_test(test_stray_channel_without_session),
