@@ -286,6 +286,9 @@ static int handshake(struct tgt *g)
 		ret = auth_target(g->s, pre, &g->key, g->err, g->errlen);
 	if (ret)
 		return ret;
+	if (g->key.set && !g->m->in_file)
+		fprintf(stderr, "minivmm: %s proved the migration key; integrity %s\n", g->peer,
+			stream_mac_integrity(g->s) ? "on" : "off (page frames not checked)");
 	buf = malloc(stream_max_len(ST_HELLO));
 	if (!buf)
 		return -ENOMEM;

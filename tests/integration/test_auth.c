@@ -277,6 +277,7 @@ struct proxy {
 	volatile int stop;
 	/* what the tests ask */
 	bool flip_page;          /* flip the last byte of the first PAGES (main connection) */
+	bool flip_on_channel;    /* ... of the first PAGES on a data channel instead */
 	bool stray_channel;      /* on the target's CHANNELS reply, a stray channel first */
 	/* what happened */
 	bool flipped, strayed;
@@ -313,8 +314,8 @@ static void parse(struct proxy *x, int i, struct parser *ps, uint8_t *b, size_t 
 				memcpy(ps->small + ps->small_len, b, k);
 				ps->small_len += (uint32_t)k;
 			}
-			if (up && i == 0 && x->flip_page && !x->flipped && ps->type == 7 &&
-			    ps->remain == k) {
+			if (up && (x->flip_on_channel ? i > 0 : i == 0) && x->flip_page &&
+			    !x->flipped && ps->type == 7 && ps->remain == k) {
 				b[k - 1] ^= 0x10; /* a byte of page contents */
 				x->flipped = true;
 			}
@@ -654,20 +655,21 @@ static void test_impostor_target(void **state)
 	proc_free(&s);
 }
 
-/* One byte of page contents flipped on the way: the target refuses the
- * frame (its MAC), so before READY; the source keeps its guest. */
-static void test_flipped_page_byte(void **state)
+/* One byte of page contents flipped on the way, on the main connection
+ * or on a data channel: the target refuses the frame (its MAC), so
+ * before READY; the source keeps its guest. */
+static void flipped_page_byte(bool on_channel)
 {
 	char mon[128];
 	struct proxy x;
 	struct proc s, t;
 	int pt = h_port(), pp;
 
-	(void)state;
 	target(&t, pt, key1);
 	pp = proxy_start(&x, pt);
 	x.flip_page = true;
-	source(&s, mon, sizeof(mon), key1, "0");
+	x.flip_on_channel = on_channel;
+	source(&s, mon, sizeof(mon), key1, on_channel ? "2" : "0");
 	migrate(mon, pp);
 	if (proc_wait_exit(&t, T_MIG) != 3)
 		fail_msg("target did not fail: %s", t.err ? t.err : "");
@@ -685,6 +687,9 @@ static void test_flipped_page_byte(void **state)
 	assert_true(proc_wait_exit(&s, 20000) >= 0);
 	proc_free(&s);
 }
+
+static void test_flipped_page_byte(void **state) { (void)state; flipped_page_byte(false); }
+static void test_flipped_page_byte_channel(void **state) { (void)state; flipped_page_byte(true); }
 
 /* A connection with the migration's token (read off the wire: tokens are
  * not secret) but without the session's key is dropped; the real data
@@ -732,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_stranger_learns_nothing),
 		cmocka_unit_test(test_impostor_target),
 		cmocka_unit_test(test_flipped_page_byte),
+		cmocka_unit_test(test_flipped_page_byte_channel),
 		cmocka_unit_test(test_stray_channel_without_session),
 	};
 
