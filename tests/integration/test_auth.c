@@ -178,6 +178,7 @@ static void test_right_key(void **state)
 		fail_msg("source failed: %s", s.err ? s.err : "");
 	assert_true(proc_stderr_has(&s, "completed"));
 	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
+	wait_err(&t, "proved the migration key; integrity on", "target");
 	verified(&t);
 	stop(&t, -1);
 	proc_free(&s);
@@ -496,7 +497,7 @@ static int frame_type(int fd, uint32_t *len)
 static void test_replayed_handshake(void **state)
 {
 	char mon[128];
-	struct proxy x;
+	static struct proxy x; /* outlives the test if it fails: the thread may run on */
 	struct proc s, t, t2;
 	int pt = h_port(), pt2 = h_port(), pp, fd;
 	uint32_t len;
@@ -661,7 +662,7 @@ static void test_impostor_target(void **state)
 static void flipped_page_byte(bool on_channel)
 {
 	char mon[128];
-	struct proxy x;
+	static struct proxy x; /* outlives the test if it fails: the thread may run on */
 	struct proc s, t;
 	int pt = h_port(), pp;
 
@@ -698,7 +699,7 @@ static void test_flipped_page_byte_channel(void **state) { (void)state; flipped_
 static void test_stray_channel_without_session(void **state)
 {
 	char mon[128];
-	struct proxy x;
+	static struct proxy x; /* outlives the test if it fails: the thread may run on */
 	struct proc s, t;
 	int pt = h_port(), pp;
 
@@ -719,6 +720,7 @@ static void test_stray_channel_without_session(void **state)
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
 	assert_true(x.strayed);
+	wait_err(&t, "proved the migration key; integrity off", "target");
 	wait_err(&t, "dropped a connection on the migration port: a connection that does not "
 		 "prove the session", "target");
 	verified(&t);
