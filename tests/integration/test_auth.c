@@ -8,6 +8,7 @@
  * goes on. A proxy in this file sits between source and target where a
  * test needs to see, keep or change the bytes. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -64,12 +65,22 @@ static int setup(void **state)
 	return 0;
 }
 
+/* The keys and whatever the VMs left there (monitor sockets). */
 static int teardown(void **state)
 {
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[320];
+
 	(void)state;
-	unlink(key1);
-	unlink(key2);
-	unlink(badkey);
+	while (d && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
 	rmdir(dir);
 	return 0;
 }
