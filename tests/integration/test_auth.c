@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "tests/harness.h"
+#include "tests/proxy.h"
 
 static char dir[64], key1[128], key2[128], badkey[128];
 
@@ -268,207 +269,6 @@ static void test_mismatches_then_right_key(void **state)
 	proc_free(&s);
 }
 
-/* ---- the proxy --------------------------------------------------------- */
-
-/* Follows one direction's frames: preamble (source side), then headers,
- * payloads and, once the handshake is over, tags. */
-struct parser {
-	uint32_t pre_left;      /* preamble bytes still to come */
-	uint32_t untagged;      /* frames still without a tag (the handshake's) */
-	uint8_t hdr[8];
-	uint32_t hdr_have, type, remain, tag_left;
-	uint8_t small[64];      /* the payload of a short frame */
-	uint32_t small_len;
-};
-
-#define MAXCONN 6
-
-struct proxy {
-	int lfd, tport;
-	pthread_t th;
-	volatile int stop;
-	/* what the tests ask */
-	bool flip_page;          /* flip the last byte of the first PAGES (main connection) */
-	bool flip_on_channel;    /* ... of the first PAGES on a data channel instead */
-	bool stray_channel;      /* on the target's CHANNELS reply, a stray channel first */
-	/* what happened */
-	bool flipped, strayed;
-	uint8_t rec[65536];      /* the main connection's first source bytes */
-	size_t rec_len;
-	int nconn;
-	struct { int c, t; bool c_eof, t_eof; struct parser up, down; } p[MAXCONN];
-};
-
-static void parse(struct proxy *x, int i, struct parser *ps, uint8_t *b, size_t n, bool up)
-{
-	while (n) {
-		size_t k;
-
-		if (ps->pre_left) {
-			k = n < ps->pre_left ? n : ps->pre_left;
-			ps->pre_left -= (uint32_t)k;
-		} else if (ps->tag_left) {
-			k = n < ps->tag_left ? n : ps->tag_left;
-			ps->tag_left -= (uint32_t)k;
-		} else if (ps->hdr_have < 8) {
-			k = 8 - ps->hdr_have < n ? 8 - ps->hdr_have : n;
-			memcpy(ps->hdr + ps->hdr_have, b, k);
-			ps->hdr_have += (uint32_t)k;
-			if (ps->hdr_have == 8) {
-				ps->type = ps->hdr[0] | ps->hdr[1] << 8;
-				ps->remain = ps->hdr[4] | ps->hdr[5] << 8 | ps->hdr[6] << 16 |
-					     (uint32_t)ps->hdr[7] << 24;
-				ps->small_len = 0;
-			}
-		} else {
-			k = n < ps->remain ? n : ps->remain;
-			if (ps->small_len + k <= sizeof(ps->small)) {
-				memcpy(ps->small + ps->small_len, b, k);
-				ps->small_len += (uint32_t)k;
-			}
-			if (up && (x->flip_on_channel ? i > 0 : i == 0) && x->flip_page &&
-			    !x->flipped && ps->type == 7 && ps->remain == k) {
-				b[k - 1] ^= 0x10; /* a byte of page contents */
-				x->flipped = true;
-			}
-			ps->remain -= (uint32_t)k;
-		}
-		b += k;
-		n -= k;
-		if (ps->hdr_have == 8 && ps->remain == 0 && !ps->pre_left && !ps->tag_left) {
-			if (!up && i == 0 && ps->type == 14 && x->stray_channel && !x->strayed) {
-				/* Another connection with the token, but no session. */
-				uint8_t f[16 + 8 + 12 + 16] = "MVMMIGR\n";
-				struct sockaddr_in a = { .sin_family = AF_INET,
-							 .sin_port = htons((uint16_t)x->tport) };
-				int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-				a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-				h_put32(f + 8, 1);
-				h_put32(f + 12, 1);
-				h_put32(f + 16, 15);
-				h_put32(f + 20, 12);
-				h_put32(f + 24, 0);
-				memcpy(f + 28, ps->small + 4, 8);
-				if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-				    write(fd, f, sizeof(f)) == (ssize_t)sizeof(f))
-					x->strayed = true;
-				usleep(300000); /* the target takes it first */
-				if (fd >= 0)
-					close(fd);
-			}
-			ps->hdr_have = 0;
-			if (ps->untagged)
-				ps->untagged--;
-			else
-				ps->tag_left = 16;
-		}
-	}
-}
-
-static void *proxy_main(void *arg)
-{
-	struct proxy *x = arg;
-	uint8_t buf[65536];
-
-	while (!x->stop) {
-		struct pollfd pf[1 + 2 * MAXCONN];
-		int n = 0;
-
-		pf[n++] = (struct pollfd){ .fd = x->lfd, .events = POLLIN };
-		for (int i = 0; i < x->nconn; i++) {
-			pf[n++] = (struct pollfd){ .fd = x->p[i].c_eof ? -1 : x->p[i].c, .events = POLLIN };
-			pf[n++] = (struct pollfd){ .fd = x->p[i].t_eof ? -1 : x->p[i].t, .events = POLLIN };
-		}
-		if (poll(pf, (nfds_t)n, 100) <= 0)
-			continue;
-		if ((pf[0].revents & POLLIN) && x->nconn < MAXCONN) {
-			struct sockaddr_in a = { .sin_family = AF_INET,
-						 .sin_port = htons((uint16_t)x->tport) };
-			int c = accept(x->lfd, NULL, NULL), t = socket(AF_INET, SOCK_STREAM, 0);
-			int i = x->nconn;
-
-			a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-			if (c < 0 || t < 0 || connect(t, (struct sockaddr *)&a, sizeof(a)) < 0) {
-				if (c >= 0)
-					close(c);
-				if (t >= 0)
-					close(t);
-				continue;
-			}
-			memset(&x->p[i], 0, sizeof(x->p[i]));
-			x->p[i].c = c;
-			x->p[i].t = t;
-			x->p[i].up.pre_left = 16;
-			x->p[i].up.untagged = i == 0 ? 2 : 0;  /* AUTH_HELLO, AUTH_PROOF */
-			x->p[i].down.untagged = 1;             /* AUTH_CHALLENGE */
-			x->nconn++;
-			continue;
-		}
-		for (int i = 0; i < x->nconn; i++) {
-			for (int dirn = 0; dirn < 2; dirn++) {
-				struct pollfd *q = &pf[1 + 2 * i + dirn];
-				int from = dirn ? x->p[i].t : x->p[i].c, to = dirn ? x->p[i].c : x->p[i].t;
-				ssize_t r;
-
-				if (q->fd < 0 || !(q->revents & (POLLIN | POLLHUP | POLLERR)))
-					continue;
-				r = read(from, buf, sizeof(buf));
-				if (r <= 0) {
-					*(dirn ? &x->p[i].t_eof : &x->p[i].c_eof) = true;
-					shutdown(to, SHUT_WR);
-					continue;
-				}
-				parse(x, i, dirn ? &x->p[i].down : &x->p[i].up, buf, (size_t)r, !dirn);
-				if (!dirn && i == 0 && x->rec_len < sizeof(x->rec)) {
-					size_t k = sizeof(x->rec) - x->rec_len < (size_t)r ?
-						   sizeof(x->rec) - x->rec_len : (size_t)r;
-
-					memcpy(x->rec + x->rec_len, buf, k);
-					x->rec_len += k;
-				}
-				for (ssize_t o = 0; o < r;) {
-					ssize_t w = write(to, buf + o, (size_t)(r - o));
-
-					if (w <= 0)
-						break;
-					o += w;
-				}
-			}
-		}
-	}
-	return NULL;
-}
-
-static int proxy_start(struct proxy *x, int tport)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	int prt = h_port(), one = 1;
-
-	memset(x, 0, sizeof(*x));
-	x->tport = tport;
-	x->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(x->lfd >= 0);
-	setsockopt(x->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	a.sin_port = htons((uint16_t)prt);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(x->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(x->lfd, 8), 0);
-	assert_int_equal(pthread_create(&x->th, NULL, proxy_main, x), 0);
-	return prt;
-}
-
-static void proxy_stop(struct proxy *x)
-{
-	x->stop = 1;
-	pthread_join(x->th, NULL);
-	for (int i = 0; i < x->nconn; i++) {
-		close(x->p[i].c);
-		close(x->p[i].t);
-	}
-	close(x->lfd);
-}
-
 static int connect_to(int prt)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)prt) };
@@ -508,20 +308,20 @@ static int frame_type(int fd, uint32_t *len)
 static void test_replayed_handshake(void **state)
 {
 	char mon[128];
-	static struct proxy x; /* outlives the test if it fails: the thread may run on */
+	static struct h_proxy x; /* outlives the test if it fails: the thread may run on */
 	struct proc s, t, t2;
 	int pt = h_port(), pt2 = h_port(), pp, fd;
 	uint32_t len;
 
 	(void)state;
 	target(&t, pt, key1);
-	pp = proxy_start(&x, pt);
+	pp = h_proxy_start(&x, pt);
 	source(&s, mon, sizeof(mon), key1, "0");
 	migrate(mon, pp);
 	if (proc_wait_exit(&s, T_MIG) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
 	verified(&t);
-	proxy_stop(&x);
+	h_proxy_stop(&x);
 	assert_true(x.rec_len > 16 + 48 + 40);
 
 	target(&t2, pt2, key1);
@@ -673,12 +473,12 @@ static void test_impostor_target(void **state)
 static void flipped_page_byte(bool on_channel)
 {
 	char mon[128];
-	static struct proxy x; /* outlives the test if it fails: the thread may run on */
+	static struct h_proxy x; /* outlives the test if it fails: the thread may run on */
 	struct proc s, t;
 	int pt = h_port(), pp;
 
 	target(&t, pt, key1);
-	pp = proxy_start(&x, pt);
+	pp = h_proxy_start(&x, pt);
 	x.flip_page = true;
 	x.flip_on_channel = on_channel;
 	source(&s, mon, sizeof(mon), key1, on_channel ? "2" : "0");
@@ -693,7 +493,7 @@ static void flipped_page_byte(bool on_channel)
 	print_message("source: %s", strstr(s.err, "minivmm: migration") ? strstr(s.err, "minivmm: migration") : "");
 	assert_false(proc_stderr_has(&s, "completed"));
 	still_running(&s);
-	proxy_stop(&x);
+	h_proxy_stop(&x);
 	proc_free(&t);
 	proc_send(&s, "q");
 	assert_true(proc_wait_exit(&s, 20000) >= 0);
@@ -710,13 +510,13 @@ static void test_flipped_page_byte_channel(void **state) { (void)state; flipped_
 static void test_stray_channel_without_session(void **state)
 {
 	char mon[128];
-	static struct proxy x; /* outlives the test if it fails: the thread may run on */
+	static struct h_proxy x; /* outlives the test if it fails: the thread may run on */
 	struct proc s, t;
 	int pt = h_port(), pp;
 
 	(void)state;
 	target(&t, pt, key1);
-	pp = proxy_start(&x, pt);
+	pp = h_proxy_start(&x, pt);
 	x.stray_channel = true;
 	source(&s, mon, sizeof(mon), key1, "2");
 	{
@@ -735,7 +535,7 @@ static void test_stray_channel_without_session(void **state)
 	wait_err(&t, "dropped a connection on the migration port: a connection that does not "
 		 "prove the session", "target");
 	verified(&t);
-	proxy_stop(&x);
+	h_proxy_stop(&x);
 	stop(&t, -1);
 	proc_free(&s);
 }
