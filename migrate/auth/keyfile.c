@@ -55,7 +55,9 @@ int auth_key_load(const char *path, struct auth_key *k, char *err, size_t errlen
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "migration key %s: %s", path, strerror(-ret));
+		snprintf(err, errlen, "migration key %s: %s", path,
+			 ret == -ELOOP ? "a symbolic link (refused: name the file itself)" :
+			 strerror(-ret));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0) {

@@ -366,6 +366,16 @@ static void test_key_files(void **state)
 	close(fd);
 	assert_int_equal(auth_key_load(path, &k, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "exactly 32"));
+	{
+		char link[300];
+
+		snprintf(link, sizeof(link), "%s/l", dir);
+		snprintf(path, sizeof(path), "%s/k", dir);
+		assert_int_equal(symlink(path, link), 0);
+		assert_int_equal(auth_key_load(link, &k, err, sizeof(err)), -ELOOP);
+		assert_non_null(strstr(err, "symbolic link"));
+		unlink(link);
+	}
 	/* the default path follows MINIVMM_KEY_DIR, and is used only when there */
 	setenv("MINIVMM_KEY_DIR", dir, 1);
 	assert_int_equal(auth_key_resolve("", &k, err, sizeof(err)), 0);
