@@ -23,7 +23,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 INTEG_SRCS := $(sort $(wildcard tests/integration/test_*.c))
 INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=build/tests/%)
-HARNESS    := tests/harness.c
+HARNESS    := tests/harness.c tests/proxy.c
 
 .PHONY: all test unit integration clean demo deps-test
 all: minivmm guests
@@ -46,7 +46,7 @@ build/tests/test_%: tests/unit/test_%.c $(SAN_LIB) | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SAN) $(BASEFLAGS) -o $@ $< $(SAN_LIB) -lcmocka $(LDLIBS)
 
-build/tests/test_%: tests/integration/test_%.c $(HARNESS) tests/harness.h | deps-test
+build/tests/test_%: tests/integration/test_%.c $(HARNESS) tests/harness.h tests/proxy.h | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SAN) $(BASEFLAGS) -o $@ $< $(HARNESS) -lcmocka $(LDLIBS)
 

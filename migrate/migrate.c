@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "migrate/auth/hmac.h"
+#include "migrate/auth/keyfile.h"
 #include "vmm/core/vm.h"
 
 void mig_thread_nice(int n)
@@ -239,6 +241,15 @@ int mig_set_parameter(struct vm *vm, const char *name, const char *value,
 	if (!p) {
 		snprintf(err, errlen, "unknown parameter '%s' (help lists them)", name);
 		return -EINVAL;
+	}
+	/* A key that cannot be used is refused now, not at the migration. */
+	if (!strcmp(p->name, "key") && strcmp(value, "none")) {
+		struct auth_key k;
+
+		ret = auth_key_load(value, &k, err, errlen);
+		auth_wipe(&k, sizeof(k));
+		if (ret)
+			return ret;
 	}
 	pthread_mutex_lock(&m->lock);
 	ret = mig_param_set(&m->t, p, value, err, errlen);

@@ -12,6 +12,7 @@
 
 /* In enum mig_nonconv order. */
 static const char *const nonconv_choices[] = { "force", "cancel", "throttle", NULL };
+static const char *const onoff_choices[] = { "off", "on", NULL };
 
 /* Defaults, with their reasons and figures in docs/migration.md: two data
  * channels, one per core of the 2-core benchmark machines ("Data
@@ -67,6 +68,12 @@ const struct mig_param mig_param_table[] = {
 	  "write migration statistics as JSON", BOTH, F(stats_json) },
 	{ "dirty-trace", "dirty-trace", MIG_PARAM_PATH, 0, 0, 0, NULL, "PATH",
 	  "record each round's dirty pages (source)", MIG_PARAM_SOURCE, F(dirty_trace) },
+	{ "key", "migrate-key", MIG_PARAM_PATH, 0, 0, 0, NULL, "FILE",
+	  "key file, both ends (default: the default key if present)",
+	  BOTH, F(key) },
+	{ "integrity", "migrate-integrity", MIG_PARAM_CHOICE, 1, 0, 1, onoff_choices, "on|off",
+	  "with a key, a MAC on every page frame too (default on)", MIG_PARAM_SOURCE,
+	  F(integrity) },
 };
 
 const size_t mig_param_count = sizeof(mig_param_table) / sizeof(mig_param_table[0]);

@@ -36,6 +36,8 @@ struct mig_tunables {
 	bool disk_copy;             /* the disk travels in the stream (no shared storage) */
 	char stats_json[MIG_PATH_MAX];
 	char dirty_trace[MIG_PATH_MAX];
+	char key[MIG_PATH_MAX];     /* migration key file; "": the default one if present */
+	bool integrity;             /* with a key: MACs on PAGES frames too */
 };
 
 enum mig_param_kind {

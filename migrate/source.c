@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrate/auth/handshake.h"
 #include "migrate/policy/throttle_plan.h"
 #include "migrate/section.h"
 #include "migrate/throttle.h"
@@ -75,8 +76,8 @@ static int send_hello(struct src *c)
 		.pid = (uint32_t)getpid(),
 		.page_size = VM_PAGE_SIZE,
 	};
-	uint8_t pre[STREAM_PREAMBLE_LEN], *buf = NULL;
-	uint8_t blob[CPUCOMPAT_WIRE_SIZE];
+	uint8_t *buf = NULL, blob[CPUCOMPAT_WIRE_SIZE];
+	struct auth_key key = { 0 };
 	const char *inject = getenv("MINIVMM_CPUCOMPAT_OVERRIDE");
 	uint8_t dev[DEVICES_MAX_LEN];
 	struct cpucompat cc;
@@ -108,8 +109,11 @@ static int send_hello(struct src *c)
 	if (!buf)
 		goto out;
 	n = stream_hello_encode(&h, buf, HELLO_FIXED_LEN + h.compat_len);
-	stream_preamble_encode(pre);
-	ret = n < 0 ? n : stream_write_all(&c->s, pre, sizeof(pre), c->err, sizeof(c->err));
+	/* Keyed: the target proves the key before it sees a byte of HELLO. */
+	ret = n < 0 ? n : c->file ? 0 : auth_key_resolve(c->t->key, &key, c->err, sizeof(c->err));
+	if (!ret)
+		ret = auth_source(&c->s, &key, c->t->integrity, c->err, sizeof(c->err));
+	auth_wipe(&key, sizeof(key));
 	if (!ret)
 		ret = stream_send(&c->s, ST_HELLO, buf, (uint32_t)n, c->err, sizeof(c->err));
 	if (!ret && ndev)

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrate/auth/handshake.h"
 #include "migrate/hostlimits.h"
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
@@ -43,6 +44,7 @@ struct tgt {
 	int sigfd;               /* SIGINT/SIGTERM pending: polled, never read */
 	const char *uri;         /* the --incoming address */
 	bool peer_local;         /* the connection comes from this host */
+	struct auth_key key;     /* --migrate-key or the default one; unset: keyless */
 	char peer[96];           /* for messages */
 };
 
@@ -297,8 +299,13 @@ static int handshake(struct tgt *g)
 	ret = stream_read_all(g->s, pre, sizeof(pre), g->err, g->errlen);
 	if (!ret)
 		ret = stream_preamble_decode(pre, g->err, g->errlen);
+	if (!ret && !g->m->in_file) /* before HELLO: a stranger learns and costs nothing */
+		ret = auth_target(g->s, pre, &g->key, g->err, g->errlen);
 	if (ret)
 		return ret;
+	if (g->key.set && !g->m->in_file)
+		fprintf(stderr, "minivmm: %s proved the migration key; integrity %s\n", g->peer,
+			stream_mac_integrity(g->s) ? "on" : "off (page frames not checked)");
 	buf = malloc(stream_max_len(ST_HELLO));
 	if (!buf)
 		return -ENOMEM;
@@ -519,6 +526,9 @@ static int serve(struct tgt *g, const struct transport_addr *a)
 
 	if (ret)
 		return ret;
+	if (!g->key.set && a->kind != TRANSPORT_UNIX)
+		fprintf(stderr, "minivmm: warning: no migration key (--migrate-key): anyone who "
+			"can reach %s can run a VM here\n", g->uri);
 	fprintf(stderr, "minivmm: waiting for a migration on %s\n", g->uri);
 	for (;;) {
 		ret = wait_connection(g);
@@ -582,6 +592,8 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	g.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	ret = transport_parse(uri, true, &a, err, errlen);
 	m->in_file = !ret && a.kind == TRANSPORT_FILE;
+	if (!ret && !m->in_file)
+		ret = auth_key_resolve(p ? p->t.key : NULL, &g.key, err, errlen);
 	if (!ret)
 		ret = premap_ram(&g);
 	if (!ret && m->in_file) {
@@ -595,6 +607,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	if (!ret)
 		ret = take_vm(&g);
 	transport_listener_close(&g.lst);
+	auth_wipe(&g.key, sizeof(g.key));
 	prealloc_stop(g.pa, NULL); /* still running only if no source came */
 	if (g.ram) /* not adopted by a VM: nothing got that far */
 		munmap(g.ram, p->expect_mem);

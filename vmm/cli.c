@@ -13,7 +13,7 @@
 
 enum {
 	OPT_MONITOR = 256, OPT_INCOMING, OPT_MIGRATE, OPT_MIGRATE_AFTER, OPT_PREALLOC, OPT_NET, OPT_DISK,
-	OPT_DIRTY_TRACKING, OPT_DIRTY_RING_SIZE,
+	OPT_DIRTY_TRACKING, OPT_DIRTY_RING_SIZE, OPT_GEN_KEY,
 	OPT_PARAM, /* OPT_PARAM + i: migration parameter i (migrate/params.c) */
 };
 
@@ -32,6 +32,7 @@ static const struct option core_opts[] = {
 	{ "dirty-tracking", required_argument, NULL, OPT_DIRTY_TRACKING },
 	{ "dirty-ring-size", required_argument, NULL, OPT_DIRTY_RING_SIZE },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "gen-key", required_argument, NULL, OPT_GEN_KEY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 };
@@ -66,8 +67,10 @@ void cli_usage(FILE *f)
 "       minivmm --incoming [HOST]:PORT|unix:PATH|file:PATH\n"
 "               [--mem SIZE [--prealloc]] [--cpus N] [--migrate-nice N]\n"
 "               [--stats-json PATH] [--name NAME] [--disk PATH[,cache=...]]\n"
+"               [--migrate-key FILE]\n"
 "       minivmm --migrate HOST:PORT|unix:PATH|file:PATH [--name NAME]\n"
 "               [migration options]\n"
+"       minivmm --gen-key FILE\n"
 "       minivmm --help | --version\n"
 "\n"
 "Run a Multiboot guest on /dev/kvm, and live-migrate it.\n"
@@ -114,7 +117,13 @@ void cli_usage(FILE *f)
 "                           after --migrate-after; without: the running VM\n"
 "                           named by --name (or the only one on this host),\n"
 "                           through its monitor\n"
-"      --migrate-after SEC  seconds to run before migrating (default 0)\n");
+"      --migrate-after SEC  seconds to run before migrating (default 0)\n"
+"      --gen-key FILE       write a new random migration key to FILE (0600,\n"
+"                           never over an existing file) and exit; give the\n"
+"                           same file to both ends with --migrate-key. Without\n"
+"                           --migrate-key, /etc/minivmm/migrate.key (root) or\n"
+"                           $XDG_CONFIG_HOME/minivmm/migrate.key is used when\n"
+"                           present ($MINIVMM_KEY_DIR replaces the directory)\n");
 	mig_param_usage(f, MIG_PARAM_SOURCE | MIG_PARAM_TARGET);
 	fprintf(f,
 "\n"
@@ -253,6 +262,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 			if (disk_opts_parse(optarg, &o->disk, why, sizeof(why)))
 				FAIL("%s", why);
 			break;
+		case OPT_GEN_KEY: o->action = CLI_GEN_KEY; o->gen_key = optarg; break;
 		case 'h': o->action = CLI_HELP; return 0;
 		case 'V': o->action = CLI_VERSION; return 0;
 		case ':':
@@ -270,6 +280,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err,
 	}
 	if (optind < argc)
 		FAIL("unexpected argument '%s' (see --help)", argv[optind]);
+	if (o->action == CLI_GEN_KEY) {
+		if (o->kernel || o->incoming || o->migrate)
+			FAIL("--gen-key writes a key and exits: no --kernel, --incoming or --migrate");
+		return 0;
+	}
 	if (o->incoming && (o->kernel || o->migrate))
 		FAIL("--incoming takes the VM from the stream: no --kernel or --migrate");
 	if (!o->kernel && !o->incoming && !o->migrate)

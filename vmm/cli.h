@@ -14,7 +14,7 @@
 
 #define CLI_DEFAULT_MEM (256ULL << 20)
 
-enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
+enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_GEN_KEY };
 
 struct cli_opts {
 	enum cli_action action;
@@ -26,6 +26,7 @@ struct cli_opts {
 	bool prealloc;
 	const char *name;
 	const char *monitor;
+	const char *gen_key;      /* --gen-key FILE */
 	struct net_opts net;      /* --net (vmm/core/netopt.h) */
 	bool dirty_ring;          /* --dirty-tracking ring */
 	uint32_t dirty_ring_size; /* --dirty-ring-size; 0: the default */

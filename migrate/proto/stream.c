@@ -1,6 +1,7 @@
 /* Migration stream framing (docs/migration-stream.md); the bytes move
  * through migrate/transport/. */
 #include "migrate/proto/stream.h"
+#include "migrate/proto/framemac.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -18,6 +19,8 @@ static const char *const type_names[] = {
 	[ST_ERROR] = "ERROR", [ST_CHANNELS] = "CHANNELS", [ST_CHANNEL] = "CHANNEL",
 	[ST_SYNC] = "SYNC", [ST_DEVICES] = "DEVICES", [ST_LATE] = "LATE",
 	[ST_DISK] = "DISK", [ST_DISK_DATA] = "DISK_DATA",
+	[ST_AUTH_HELLO] = "AUTH_HELLO", [ST_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
+	[ST_AUTH_PROOF] = "AUTH_PROOF",
 };
 
 const char *stream_type_name(uint32_t type)
@@ -59,6 +62,12 @@ uint32_t stream_max_len(uint32_t type)
 		return DISK_LEN;
 	case ST_DISK_DATA:
 		return DISK_DATA_HDR + DISK_DATA_MAX;
+	case ST_AUTH_HELLO:
+		return AUTH_HELLO_LEN;
+	case ST_AUTH_CHALLENGE:
+		return AUTH_CHALLENGE_LEN;
+	case ST_AUTH_PROOF:
+		return AUTH_PROOF_LEN;
 	case ST_ACCEPT:
 	case ST_READY:
 	case ST_COMMIT:
@@ -69,11 +78,21 @@ uint32_t stream_max_len(uint32_t type)
 	}
 }
 
-void stream_preamble_encode(uint8_t out[STREAM_PREAMBLE_LEN])
+void stream_preamble_encode_flags(uint8_t out[STREAM_PREAMBLE_LEN], uint32_t flags)
 {
 	memcpy(out, STREAM_MAGIC, STREAM_MAGIC_LEN);
 	le_put32(out + 8, STREAM_VERSION);
-	le_put32(out + 12, 0);
+	le_put32(out + 12, flags);
+}
+
+void stream_preamble_encode(uint8_t out[STREAM_PREAMBLE_LEN])
+{
+	stream_preamble_encode_flags(out, 0);
+}
+
+uint32_t stream_preamble_flags(const uint8_t in[STREAM_PREAMBLE_LEN])
+{
+	return le_get32(in + 12);
 }
 
 int stream_preamble_decode(const uint8_t in[STREAM_PREAMBLE_LEN], char *err,
@@ -329,6 +348,26 @@ void stream_shutdown(struct stream *s)
 void stream_close(struct stream *s)
 {
 	transport_close(&s->conn);
+	framemac_free(s->mac);
+	s->mac = NULL;
+}
+
+int stream_mac_enable(struct stream *s, const uint8_t session[32], uint32_t chan, bool source,
+		      bool integrity)
+{
+	framemac_free(s->mac);
+	s->mac = framemac_new(session, chan, source, integrity);
+	return s->mac ? 0 : -ENOMEM;
+}
+
+const uint8_t *stream_mac_session(const struct stream *s)
+{
+	return s->mac ? s->mac->session : NULL;
+}
+
+bool stream_mac_integrity(const struct stream *s)
+{
+	return s->mac && s->mac->integrity;
 }
 
 /* With a cancel fd, every blocking step first polls the socket and the
@@ -424,9 +463,10 @@ static int iov_advance(struct iovec *iov, int iovcnt, int i, size_t n)
 }
 
 /* Moves every byte of iov one way, resuming after short transfers and
- * EINTR; wait_ready() bounds how long a silent peer can stall us. */
-static int xfer_all(struct stream *s, bool writing, struct iovec *iov, int iovcnt,
-		    char *err, size_t errlen)
+ * EINTR; wait_ready() bounds how long a silent peer can stall us. mac:
+ * what is read goes through it too. */
+static int xfer_raw(struct stream *s, bool writing, struct iovec *iov, int iovcnt,
+		    struct stream_mac *mac, char *err, size_t errlen)
 {
 	int i = iov_advance(iov, iovcnt, 0, 0); /* skips empty entries */
 
@@ -445,9 +485,38 @@ static int xfer_all(struct stream *s, bool writing, struct iovec *iov, int iovcn
 					err, errlen);
 		}
 		*(writing ? &s->bytes_out : &s->bytes_in) += (uint64_t)n;
+		if (mac)
+			framemac_rx_feed(mac, iov + i, iovcnt - i, (size_t)n);
 		i = iov_advance(iov, iovcnt, i, (size_t)n);
 	}
 	return 0;
+}
+
+/* With frame MACs: a frame goes out with its tag; the read that completes
+ * a frame also reads its tag and checks it. */
+static int xfer_all(struct stream *s, bool writing, struct iovec *iov, int iovcnt,
+		    char *err, size_t errlen)
+{
+	uint8_t tag[FRAME_TAG_LEN];
+	struct iovec one = { .iov_base = tag, .iov_len = sizeof(tag) };
+	int ret;
+
+	if (!s->mac)
+		return xfer_raw(s, writing, iov, iovcnt, NULL, err, errlen);
+	if (writing) {
+		ret = framemac_tx(s->mac, iov, iovcnt, &one, err, errlen);
+		if (ret < 0)
+			return ret;
+		return ret ? xfer_raw(s, true, iov, iovcnt, NULL, err, errlen) :
+		       xfer_raw(s, true, &one, 1, NULL, err, errlen);
+	}
+	ret = xfer_raw(s, false, iov, iovcnt, s->mac, err, errlen);
+	if (ret || !framemac_rx_done(s->mac))
+		return ret;
+	if (framemac_rx_tagged(s->mac))
+		ret = xfer_raw(s, false, &one, 1, NULL, err, errlen);
+	return ret ? ret : framemac_rx_check(s->mac, framemac_rx_tagged(s->mac) ? tag : NULL,
+					     err, errlen);
 }
 
 int stream_writev_all(struct stream *s, struct iovec *iov, int iovcnt,

@@ -18,7 +18,8 @@
 #define STREAM_MAGIC "MVMMIGR\n"
 #define STREAM_MAGIC_LEN 8
 #define STREAM_VERSION 1u
-#define STREAM_PREAMBLE_LEN 16 /* magic, u32 version, u32 reserved */
+#define STREAM_PREAMBLE_LEN 16 /* magic, u32 version, u32 flags */
+#define PREAMBLE_FLAG_AUTH 1u  /* a keyed handshake follows (AUTH_HELLO) */
 #define STREAM_HDR_LEN 8
 
 enum stream_type {
@@ -42,7 +43,10 @@ enum stream_type {
 	ST_LATE = 18,     /* S->T between READY and COMMIT: what the devices got after STATE */
 	ST_DISK = 19,     /* S->T in the pause: the disk handed over (size, digest of sampled blocks) */
 	ST_DISK_DATA = 20, /* S->T: disk bytes at an offset, or a zero run (--migrate-disk) */
-	ST_TYPE_MAX = 20,
+	ST_AUTH_HELLO = 21,     /* S->T: keyed handshake: version, flags, source nonce */
+	ST_AUTH_CHALLENGE = 22, /* T->S: version, flags, target nonce, target proof */
+	ST_AUTH_PROOF = 23,     /* S->T: source proof */
+	ST_TYPE_MAX = 23,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -85,6 +89,13 @@ enum stream_type {
 #define SYNC_LEN 4
 #define CHANNELS_MAX 8u
 #define TEXT_MAX_LEN 1024u
+/* The keyed handshake (migrate/auth/handshake.c). */
+#define AUTH_NONCE_LEN 32u
+#define AUTH_MAC_LEN 32u
+#define AUTH_HELLO_LEN (8u + AUTH_NONCE_LEN)                    /* version, flags, nonce */
+#define AUTH_CHALLENGE_LEN (8u + AUTH_NONCE_LEN + AUTH_MAC_LEN) /* + the target's proof */
+#define AUTH_PROOF_LEN AUTH_MAC_LEN
+#define AUTH_FLAG_INTEGRITY 1u /* every frame carries a MAC, PAGES included */
 
 struct stream_hdr {
 	uint32_t type;
@@ -127,6 +138,9 @@ struct stream {
 	uint64_t frame_deadline_ns;
 	uint64_t bytes_out;
 	uint64_t bytes_in;
+	/* Frame MACs after a keyed handshake (framemac.h), NULL: none.
+	 * Owned: stream_close frees it. */
+	struct stream_mac *mac;
 };
 
 static inline void le_put16(uint8_t *p, uint16_t v)
@@ -169,6 +183,9 @@ uint32_t stream_max_len(uint32_t type);
 
 /* Pure encoders/decoders (unit-tested without sockets). */
 void stream_preamble_encode(uint8_t out[STREAM_PREAMBLE_LEN]);
+/* The same with flags (PREAMBLE_FLAG_*); decode's flags argument may be NULL. */
+void stream_preamble_encode_flags(uint8_t out[STREAM_PREAMBLE_LEN], uint32_t flags);
+uint32_t stream_preamble_flags(const uint8_t in[STREAM_PREAMBLE_LEN]);
 int stream_preamble_decode(const uint8_t in[STREAM_PREAMBLE_LEN], char *err,
 			   size_t errlen);
 void stream_hdr_encode(uint8_t out[STREAM_HDR_LEN], uint32_t type, uint32_t len);
@@ -213,6 +230,14 @@ void stream_set_timeout(struct stream *s, int timeout_ms);
 /* From any thread: blocked I/O on the stream returns at once. */
 void stream_shutdown(struct stream *s);
 void stream_close(struct stream *s);
+/* From now on every frame each way carries a MAC (framemac.h); chan:
+ * FRAME_CHAN_MAIN or data channel + 1. -ENOMEM. */
+int stream_mac_enable(struct stream *s, const uint8_t session[32], uint32_t chan, bool source,
+		      bool integrity);
+/* The session secret a keyed stream was set up with (its data channels
+ * derive theirs from it), NULL when keyless; and its integrity setting. */
+const uint8_t *stream_mac_session(const struct stream *s);
+bool stream_mac_integrity(const struct stream *s);
 
 /* I/O: whole buffers or errors ("timed out", "connection closed by the
  * target"...). peer names the other side in messages. */

@@ -39,6 +39,8 @@ struct chan_src_cfg {
 	int nice;                   /* the sender threads' nice value, 0: unchanged */
 	atomic_uint_fast64_t *live_bytes; /* progress counter, or NULL */
 	struct xbz_cache *xbz;      /* the shared delta cache, or NULL */
+	const uint8_t *session;     /* keyed: the main stream's session secret, or NULL */
+	bool integrity;
 };
 
 /* Connects n channels to a, each announced by CHANNEL(index, token),
@@ -56,10 +58,11 @@ void chan_src_close(struct chan_src *cs);
 /* ---- target ---------------------------------------------------------- */
 struct chan_tgt;
 /* Accepts n channels on l (each must present token and a distinct
- * index) and starts a receiver for each. pf: prefault helpers, or NULL;
+ * index; keyed (session): with a valid frame MAC of its channel key)
+ * and starts a receiver for each. pf: prefault helpers, or NULL;
  * have: the received-page bitmap (ram_recv_pages). */
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
-		    uint64_t token,
+		    uint64_t token, const uint8_t *session, bool integrity,
 		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
 		    char *err, size_t errlen);
 /* Returns once every channel has passed SYNC(round); an error if one

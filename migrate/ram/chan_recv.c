@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "migrate/proto/framemac.h"
 #include "vmm/core/pool.h"
 
 struct chan_r {
@@ -31,6 +32,8 @@ struct chan_tgt {
 	uint64_t *have;
 	int timeout_ms;
 	int nice;
+	const uint8_t *session; /* keyed: the main stream's session secret */
+	bool integrity;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool quit;
@@ -159,6 +162,32 @@ static void *recv_main(void *arg)
  * not the migration. */
 #define CHAN_HELLO_MS 2000
 
+/* Keyed: CHANNEL is the channel's first frame, its MAC made with the key
+ * of the index it names; from here on the stream checks every frame. */
+static int check_channel_mac(struct chan_tgt *ct, struct stream *s, const uint8_t b[CHANNEL_LEN],
+			     char *err, size_t errlen)
+{
+	uint8_t f[STREAM_HDR_LEN + CHANNEL_LEN], tag[FRAME_TAG_LEN], want[FRAME_TAG_LEN];
+	uint32_t chan = FRAME_CHAN_MAIN + 1 + le_get32(b);
+	int ret = stream_read_all(s, tag, sizeof(tag), err, errlen);
+
+	if (ret)
+		return ret;
+	stream_hdr_encode(f, ST_CHANNEL, CHANNEL_LEN);
+	memcpy(f + STREAM_HDR_LEN, b, CHANNEL_LEN);
+	framemac_tag_once(ct->session, chan, true, 0, f, sizeof(f), want);
+	if (!auth_ct_equal(want, tag, sizeof(tag))) {
+		snprintf(err, errlen, "a connection that does not prove the session (CHANNEL MAC)");
+		return -EACCES;
+	}
+	if (stream_mac_enable(s, ct->session, chan, false, ct->integrity) < 0) {
+		snprintf(err, errlen, "frame MAC state: out of memory");
+		return -ENOMEM;
+	}
+	s->mac->rx_seq = 1;
+	return 0;
+}
+
 /* One connection: preamble, then CHANNEL(index, token), by deadline_ns.
  * -EAGAIN: it was not a channel of this migration (why in err). */
 static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_t token,
@@ -183,12 +212,19 @@ static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_
 	ret = stream_read_all(&s, pre, sizeof(pre), err, errlen);
 	if (!ret)
 		ret = stream_preamble_decode(pre, err, errlen);
+	if (!ret && !(stream_preamble_flags(pre) & PREAMBLE_FLAG_AUTH) != !ct->session) {
+		snprintf(err, errlen, ct->session ? "a connection without the migration's key" :
+			 "a keyed connection to a keyless migration");
+		ret = -EACCES;
+	}
 	if (!ret)
 		ret = stream_recv_expect(&s, ST_CHANNEL, b, sizeof(b), &len, "source", err, errlen);
 	if (!ret && len != CHANNEL_LEN) {
 		snprintf(err, errlen, "bad CHANNEL: %u bytes", len);
 		ret = -EPROTO;
 	}
+	if (!ret && ct->session)
+		ret = check_channel_mac(ct, &s, b, err, errlen);
 	if (ret)
 		goto fail;
 	idx = le_get32(b);
@@ -242,7 +278,7 @@ static int accept_all(struct chan_tgt *ct, struct transport_listener *l, uint64_
 }
 
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
-		    uint64_t token,
+		    uint64_t token, const uint8_t *session, bool integrity,
 		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
 		    char *err, size_t errlen)
 {
@@ -266,6 +302,8 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 	ct->n = n;
 	ct->timeout_ms = timeout_ms;
 	ct->nice = nice;
+	ct->session = session;
+	ct->integrity = integrity;
 	pthread_mutex_init(&ct->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* chan_tgt_wait's deadline */

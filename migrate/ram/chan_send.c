@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migrate/proto/framemac.h"
 #include "vmm/core/pool.h"
 
 struct chan_s {
@@ -128,10 +129,17 @@ static int connect_one(struct chan_src *cs, struct chan_s *ch,
 		return ret;
 	stream_attach(&ch->s, &conn, cs->cfg.timeout_ms);
 	ch->s.cancel_fd = cs->cfg.cancel_fd;
-	stream_preamble_encode(pre);
+	stream_preamble_encode_flags(pre, cs->cfg.session ? PREAMBLE_FLAG_AUTH : 0);
 	le_put32(b, ch->idx);
 	le_put64(b + 4, token);
 	ret = stream_write_all(&ch->s, pre, sizeof(pre), err, errlen);
+	/* Keyed: every frame here, CHANNEL first, carries this channel's MAC. */
+	if (!ret && cs->cfg.session &&
+	    stream_mac_enable(&ch->s, cs->cfg.session, FRAME_CHAN_MAIN + 1 + ch->idx, true,
+			      cs->cfg.integrity) < 0) {
+		snprintf(err, errlen, "frame MAC state: out of memory");
+		ret = -ENOMEM;
+	}
 	if (!ret)
 		ret = stream_send(&ch->s, ST_CHANNEL, b, CHANNEL_LEN, err, errlen);
 	if (ret)

@@ -160,7 +160,8 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	le_put64(b + 4, token);
 	ret = stream_send(env->s, ST_CHANNELS, b, CHANNELS_LEN, env->err, env->errlen);
 	if (!ret && want)
-		ret = chan_tgt_accept(&x->ct, env->lst, want, token, env->vm, x->pf, x->have,
+		ret = chan_tgt_accept(&x->ct, env->lst, want, token, stream_mac_session(env->s),
+				      stream_mac_integrity(env->s), env->vm, x->pf, x->have,
 				      MIG_IO_TIMEOUT_MS, env->nice, env->err, env->errlen);
 	if (!ret)
 		env->m->st.channels = want;

@@ -44,6 +44,7 @@ static int open_channels(struct ram_sec *x, struct mig_src_env *env)
 		.cancel_fd = m->cancel_efd, .rate = x->rs.rate,
 		.sent_bm = x->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
 		.nice = (int)env->t->nice, .live_bytes = &m->live_bytes, .xbz = x->xbz,
+		.session = stream_mac_session(env->s), .integrity = stream_mac_integrity(env->s),
 	};
 	int ret = chan_src_open(&x->cs, env->addr, x->nchan, x->chan_token, &cfg, env->err,
 				env->errlen);

@@ -55,3 +55,11 @@ bench-report:
 
 bench-ceiling:
 	$(BENCH_PY) ceiling
+
+# SHA-256 / frame-MAC throughput (issue 13, docs/benchmarks.md "Integrity").
+.PHONY: bench-sha256
+build/bench/sha256bench: tests/bench/sha256bench.c migrate/auth/sha256.c migrate/auth/sha256_ni.c migrate/auth/hmac.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(BASEFLAGS) -o $@ $^
+bench-sha256: build/bench/sha256bench
+	build/bench/sha256bench

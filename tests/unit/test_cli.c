@@ -193,6 +193,33 @@ static void test_help_version(void **state)
 	assert_int_equal(o.action, CLI_VERSION);
 }
 
+/* Keys: --gen-key stands alone; --migrate-key and --migrate-integrity are
+ * parameters from the table (integrity takes on|off, default on). */
+static void test_keys(void **state)
+{
+	struct cli_opts o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--gen-key", "/x/k", NULL }), 0);
+	assert_int_equal(o.action, CLI_GEN_KEY);
+	assert_string_equal(o.gen_key, "/x/k");
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--gen-key", "/x/k",
+						   "--incoming", ":1", NULL }), -EINVAL);
+	assert_non_null(strstr(err, "--gen-key"));
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":1", NULL }), 0);
+	assert_true(o.mig.integrity);
+	assert_string_equal(o.mig.key, "");
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":1",
+						   "--migrate-key", "/k", "--migrate-integrity",
+						   "off", NULL }), 0);
+	assert_string_equal(o.mig.key, "/k");
+	assert_false(o.mig.integrity);
+	assert_int_equal(parse(&o, err, (const char *[]){ "minivmm", "--incoming", ":1",
+						   "--migrate-integrity", "maybe", NULL }), -EINVAL);
+	assert_non_null(strstr(err, "on|off"));
+}
+
 static void test_modes(void **state)
 {
 	struct cli_opts o;
@@ -222,6 +249,7 @@ int main(void)
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_modes),
 	};
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
