@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "migrate/policy/throttle_plan.h"
+#include "migrate/postcopy/pc_policy.h"
 #include "migrate/section.h"
 #include "migrate/throttle.h"
 #include "migrate/state/cpucompat.h"
@@ -40,7 +41,7 @@ struct src {
 	bool paused, committed, file, converged;
 	bool policy_cancel;       /* cancelled by on-nonconvergence, not the user */
 	bool target_announced;    /* READY came: the target's devices announced the guest */
-	uint64_t t0, t_pause;
+	uint64_t t0, t_pause, t_running;
 	/* on-nonconvergence throttle: the plan decides, the thread applies */
 	struct throttle_plan plan;
 	struct mig_throttle thr;
@@ -309,7 +310,7 @@ static void throttle_end(struct src *c)
 static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 {
 	struct stats_round rec = { 0 };
-	struct mig_pending pend;
+	struct mig_pending pend = { 0 };
 	int ret;
 
 	set_state(c, MIG_ACTIVE);
@@ -318,6 +319,8 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		return ret;
 	publish(c, 0, rec.expected_downtime_ms);
 	for (uint32_t r = 1;; r++) {
+		uint64_t before = pend.bytes;
+
 		memset(&rec, 0, sizeof(rec));
 		ret = pending(c, r, false, &rec, &pend);
 		if (ret)
@@ -325,6 +328,12 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		*why = est_decide(&c->e, r, pend.bytes, out_bytes(c),
 				  (uint64_t)clock_ms_since(c->t0), pend.rate_Bps);
 		publish(c, r, rec.expected_downtime_ms);
+		if (*why != EST_CONVERGED && pc_policy_due(c->t, c->m->start_postcopy != 0, *why, r,
+							   pend.bytes, before)) {
+			c->env.postcopy = true;
+			*next_round = r;
+			return 0;
+		}
 		if (*why != EST_CONTINUE) {
 			*next_round = r;
 			return 0;
@@ -458,6 +467,8 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 	m->st.converged = converged;
 	m->st.total_ms = clock_ms_since(c->t0);
 	m->st.downtime_ms = c->t_pause && result == STATS_COMPLETED ? clock_ms_since(c->t_pause) : 0;
+	if (c->t_running && c->t_pause) /* post-copy: the guest ran on the target from RUNNING */
+		m->st.downtime_ms = (double)(c->t_running - c->t_pause) / 1e6;
 	if (m->st.downtime_ms > 0)
 		note_stall(c, m->st.downtime_ms);
 	{
@@ -562,9 +573,17 @@ static int migrate(struct src *c, enum est_decision *why)
 		c->policy_cancel = true;
 		ret = -ETIMEDOUT;
 	}
-	c->converged = *why == EST_CONVERGED;
+	c->converged = *why == EST_CONVERGED && !c->env.postcopy;
 	if (!ret)
 		ret = switchover(c, round);
+	if (!ret && c->env.postcopy) {
+		/* The target runs the guest: the pause here ended for it. */
+		c->t_running = clock_now_ns();
+		set_state(c, MIG_POSTCOPY);
+		for (int i = 0; i < c->ss.n && !ret; i++)
+			if (c->ss.s[i].ops->save_postcopy)
+				ret = c->ss.s[i].ops->save_postcopy(c->ss.s[i].state, &c->env);
+	}
 	return ret;
 }
 

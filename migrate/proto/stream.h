@@ -40,7 +40,14 @@ enum stream_type {
 	ST_SYNC = 16,     /* data channel: u32 round: no more pages of it here */
 	ST_DEVICES = 17,  /* S->T right after HELLO (HELLO_FLAG_DEVICES): devices the host must provide */
 	ST_LATE = 18,     /* S->T between READY and COMMIT: what the devices got after STATE */
-	ST_TYPE_MAX = 18,
+	/* post-copy (docs/postcopy.md) */
+	ST_POSTCOPY = 19,    /* before round 0: S->T u32 0, u64 0; T->S u32 accepted, u64 token */
+	ST_RETURN_PATH = 20, /* first frame of the page-request connection: u64 token, u32 0 */
+	ST_MISSING = 21,     /* a slice of the bitmap of pages the target lacks (both ways) */
+	ST_PAGE_REQ = 22,    /* T->S on the return path: u64 first page, u32 count */
+	ST_PC_DONE = 23,     /* T->S: every page is here (empty) */
+	ST_RESUME = 24,      /* a new main connection after a post-copy link loss: u64 token */
+	ST_TYPE_MAX = 24,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -74,6 +81,14 @@ enum stream_type {
 #define SYNC_LEN 4
 #define CHANNELS_MAX 8u
 #define TEXT_MAX_LEN 1024u
+#define POSTCOPY_LEN 12
+#define RETURN_PATH_LEN 12
+#define MISSING_HDR_LEN 16      /* u64 first page (multiple of 64), u32 words, u32 0 */
+#define MISSING_MAX_WORDS 131072u /* 1 MiB of bitmap: 4 GiB of RAM per frame */
+#define PAGE_REQ_LEN 12
+#define PAGE_REQ_MAX_PAGES 64u
+#define RESUME_LEN 8
+#define ROUND_FLAG_POSTCOPY 4u  /* with FINAL: the target runs the guest before it has every page */
 
 struct stream_hdr {
 	uint32_t type;

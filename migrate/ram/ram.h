@@ -111,5 +111,9 @@ bool ram_page_is_zero(const uint8_t *p);
 /* A 64-bit digest of all RAM; untouched pages count as zero pages without
  * being read. */
 uint64_t ram_digest(const uint8_t *ram, uint64_t npages);
+/* Post-copy builds the same sum in parts: one page's term (page NULL:
+ * a zero page), and every page's but those set in skip. */
+uint64_t ram_digest_term(uint64_t index, const uint8_t *page);
+uint64_t ram_digest_except(const uint8_t *ram, uint64_t npages, const uint64_t *skip);
 
 #endif

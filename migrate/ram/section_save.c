@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "migrate/mig.h"
+#include "migrate/postcopy/pc_source.h"
 #include "migrate/ram/bitmap.h"
 
 /* The target grants up to what was asked (0: one stream it is) and a
@@ -99,6 +100,8 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 	}
 	if (x->nchan && (ret = open_channels(x, env)) != 0)
 		return ret;
+	if (!env->file && env->t->postcopy && (ret = pc_src_setup(&x->pcs, env)) != 0)
+		return ret;
 	if (env->file) {
 		x->d.npages = npages;
 		return 0;
@@ -140,13 +143,15 @@ static void publish(struct ram_sec *x, struct mig_src_env *env)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static int send_round_marker(struct mig_src_env *env, const struct mig_pass *p)
+static int send_round_marker(struct ram_sec *x, struct mig_src_env *env,
+			     const struct mig_pass *p)
 {
 	uint8_t b[ROUND_LEN];
 
 	le_put32(b, p->round);
 	le_put32(b + 4, (p->final ? ROUND_FLAG_FINAL : 0) |
-		 (env->converged ? ROUND_FLAG_CONVERGED : 0));
+		 (env->converged ? ROUND_FLAG_CONVERGED : 0) |
+		 (p->final && env->postcopy && x->pcs ? ROUND_FLAG_POSTCOPY : 0));
 	return stream_send(env->s, ST_ROUND, b, ROUND_LEN, env->err, env->errlen);
 }
 
@@ -161,8 +166,12 @@ int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 	if (x->tracing && p->round > 0 &&
 	    trace_round(&x->trace, p->round, t - env->t0, x->d.bm) < 0)
 		x->tracing = false;
-	ret = send_round_marker(env, p);
-	if (!ret && x->cs) {
+	ret = send_round_marker(x, env, p);
+	if (!ret && p->final && env->postcopy && x->pcs) {
+		/* The switch: the target gets the set it lacks, not the pages. */
+		ret = pc_src_switch(x->pcs, env, x->d.bm);
+		p->rec->dirty_pages = bm_count(x->d.bm, x->d.npages);
+	} else if (!ret && x->cs) {
 		ret = chan_src_round(x->cs, p->round, env->err, env->errlen);
 		fold_channels(x, env);
 	} else if (!ret) {
@@ -234,9 +243,26 @@ int ram_save_complete(void *sec, struct mig_src_env *env, struct mig_end *end)
 	return 0;
 }
 
+int ram_save_postcopy(void *sec, struct mig_src_env *env)
+{
+	struct ram_sec *x = sec;
+
+	int ret;
+
+	if (!x->pcs)
+		return 0;
+	ret = pc_src_run(x->pcs, env);
+	/* The return path's bytes count with the rest. */
+	env->extra_bytes_out += pc_src_rp_bytes(x->pcs);
+	return ret;
+}
+
 void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok)
 {
 	struct ram_sec *x = sec;
+
+	pc_src_destroy(x->pcs);
+	x->pcs = NULL;
 
 	(void)ok;
 	if (x->tracing)

@@ -52,6 +52,13 @@ struct stats {
 	/* Delta encoding (xbzrle-cache) */
 	uint64_t xbzrle_cache_bytes, xbzrle_pages, xbzrle_bytes_saved, xbzrle_cache_misses;
 	double xbzrle_encode_ms;
+	/* Post-copy (docs/postcopy.md, docs/stats-json.md) */
+	bool postcopy;
+	double postcopy_ms;       /* the switch -> every page on the target */
+	uint64_t pc_pages_missing, pc_pages_requested, pc_pages_pushed, pc_bad_requests;
+	uint64_t pc_faults;       /* target: faults that waited for the source */
+	double pc_fault_p50_ms, pc_fault_p99_ms, pc_fault_max_ms, pc_blocktime_ms;
+	uint32_t pc_recoveries;
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

@@ -1,0 +1,20 @@
+/* The switch to post-copy: at once when the operator asks
+ * (migrate_start_postcopy), else, with on-nonconvergence postcopy, when
+ * pre-copy stops making progress: a backstop is reached, or a round left
+ * at least 90 % of what the round before it left (the guest dirties as
+ * fast as the link carries, so more rounds only cost time). */
+#include "migrate/postcopy/pc_policy.h"
+
+bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
+		   uint64_t bytes, uint64_t before)
+{
+	if (!t->postcopy || why == EST_CONVERGED)
+		return false;
+	if (asked)
+		return true;
+	if (t->nonconvergence != MIG_NONCONV_POSTCOPY)
+		return false;
+	if (why != EST_CONTINUE)
+		return true;
+	return r >= 2 && bytes * 10 >= before * 9;
+}
