@@ -29,7 +29,17 @@ static int request(struct pc_tgt *pc, uint64_t page, char *err, size_t errlen)
 	return stream_send(&pc->rp, ST_PAGE_REQ, b, sizeof(b), err, errlen);
 }
 
-static int on_fault(struct pc_tgt *pc, uint64_t addr, char *err, size_t errlen)
+/* Whether thread tid already waits on page (a fault the kernel retried:
+ * it re-delivers one while the thread has a signal pending). */
+static bool waiting(const struct pc_tgt *pc, uint64_t page, uint32_t tid)
+{
+	for (int i = 0; i < pc->nw; i++)
+		if (pc->w[i].page == page && pc->w[i].tid == tid)
+			return true;
+	return false;
+}
+
+static int on_fault(struct pc_tgt *pc, uint64_t addr, uint32_t tid, char *err, size_t errlen)
 {
 	uint64_t off = addr - (uint64_t)(uintptr_t)pc->vm->ram, page = off / VM_PAGE_SIZE;
 	bool ask = false;
@@ -49,9 +59,14 @@ static int on_fault(struct pc_tgt *pc, uint64_t addr, char *err, size_t errlen)
 		pthread_mutex_unlock(&pc->mu);
 		return uffd_wake(pc->uffd, addr, VM_PAGE_SIZE) < 0 ? 0 : 0;
 	}
-	if (pc->nw < PC_MAX_WAITERS)
-		pc->w[pc->nw++] = (struct pc_waiter){ .page = page, .t_ns = clock_now_ns() };
-	pc->faults++;
+	if (waiting(pc, page, tid)) {
+		pc->refaults++;
+	} else {
+		if (pc->nw < PC_MAX_WAITERS)
+			pc->w[pc->nw++] = (struct pc_waiter){ .page = page, .tid = tid,
+							      .t_ns = clock_now_ns() };
+		pc->faults++;
+	}
 	if (pc->rp_ok && !bm_test(pc->requested, page)) {
 		bm_set(pc->requested, page);
 		pc->req_pages++;
@@ -108,6 +123,7 @@ static int take_new_rp(struct pc_tgt *pc, char *err, size_t errlen)
 		pthread_mutex_unlock(&pc->mu);
 		return 0;
 	}
+	atomic_fetch_add(&pc->bytes_closed, pc->rp.bytes_in);
 	stream_close(&pc->rp);
 	pc->rp = pc->rp_new;
 	stream_reset(&pc->rp_new);
@@ -163,7 +179,7 @@ void *pc_fault_main(void *arg)
 
 			if (r <= 0)
 				break;
-			ret = on_fault(pc, addr, err, sizeof(err));
+			ret = on_fault(pc, addr, tid, err, sizeof(err));
 		}
 		if (!ret && pc->rp_ok && p[2].revents)
 			ret = on_reply(pc, buf, err, sizeof(err));

@@ -102,6 +102,7 @@ static int resume_handshake(struct pc_tgt *pc, struct transport_listener *lst, c
 				   errlen);
 	if (ret)
 		goto out;
+	atomic_fetch_add(&pc->bytes_closed, pc->main.bytes_in);
 	stream_close(&pc->main);
 	pc->main = s;
 	stream_reset(&s);
@@ -201,7 +202,7 @@ static void finish(struct pc_tgt *pc)
 	m->state = MIG_COMPLETED;
 	m->st.total_ms = (double)(clock_now_ns() - m->t0_ns) / 1e6;
 	m->st.bytes_total = m->in.bytes_in + m->chan_bytes_in + pc->main.bytes_in +
-			    pc->rp.bytes_in;
+			    pc->rp.bytes_in + atomic_load(&pc->bytes_closed);
 	pthread_mutex_unlock(&m->lock);
 	if (pc->digest && pc->digest_sum != pc->digest_want)
 		fprintf(stderr, "minivmm: RAM digest mismatch after post-copy: source %016llx, "

@@ -236,6 +236,8 @@ int pc_src_switch(struct pc_src *pc, struct mig_src_env *env, const uint64_t *bm
 	env->m->st.pc_pages_missing = n;
 	env->m->remaining_pages = n;
 	pthread_mutex_unlock(&env->m->lock);
+	fprintf(stderr, "minivmm: switching to post-copy: %llu pages the target lacks\n",
+		(unsigned long long)n);
 	/* The target may fault on its first state load: serve from now on. */
 	return start_server(pc, env->err, env->errlen);
 }

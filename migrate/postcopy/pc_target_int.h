@@ -20,6 +20,7 @@
 
 struct pc_waiter {
 	uint64_t page;
+	uint32_t tid;
 	uint64_t t_ns;
 };
 
@@ -45,8 +46,9 @@ struct pc_tgt {
 	double *lat;                  /* ms, PC_MAX_LATENCIES */
 	size_t nlat;
 	double lat_max, block_ms;
-	uint64_t faults, zero_faults, req_pages, got_rp, got_push, dups;
+	uint64_t faults, refaults, zero_faults, req_pages, got_rp, got_push, dups;
 	uint64_t t_switch, t_commit;
+	atomic_uint_fast64_t bytes_closed; /* read on connections since replaced */
 };
 
 /* A connection on lst whose first frame (type want) presents token. */
