@@ -47,6 +47,11 @@ static uint64_t test_cut_after(void)
 	return v && *v ? strtoull(v, NULL, 10) : 0;
 }
 
+void pc_src_attach_rp(struct pc_src *pc, const struct transport_conn *conn)
+{
+	stream_attach(&pc->rp, conn, MIG_IO_TIMEOUT_MS);
+}
+
 static int connect_rp(struct pc_src *pc, const struct transport_addr *a, char *err,
 		      size_t errlen)
 {
@@ -56,17 +61,39 @@ static int connect_rp(struct pc_src *pc, const struct transport_addr *a, char *e
 
 	if (ret)
 		return ret;
-	stream_attach(&pc->rp, &conn, MIG_IO_TIMEOUT_MS);
+	pc_src_attach_rp(pc, &conn);
 	stream_preamble_encode(pre);
 	le_put64(b, pc->token);
 	le_put32(b + 8, 0);
 	ret = stream_write_all(&pc->rp, pre, sizeof(pre), err, errlen);
 	if (!ret)
 		ret = stream_send(&pc->rp, ST_RETURN_PATH, b, sizeof(b), err, errlen);
-	/* Idle while nothing faults: only a failure or stop ends a read. */
-	stream_set_timeout(&pc->rp, 0);
-	pc->rp.cancel_fd = pc->stop_efd;
 	return ret;
+}
+
+int pc_src_create(struct pc_src **out, struct vm *vm, struct mig *m, uint64_t token, char *err,
+		  size_t errlen)
+{
+	struct pc_src *pc = calloc(1, sizeof(*pc));
+
+	*out = pc;
+	if (!pc) {
+		snprintf(err, errlen, "post-copy: out of memory");
+		return -ENOMEM;
+	}
+	pc->vm = vm;
+	pc->m = m;
+	pc->npages = vm->ram_size / VM_PAGE_SIZE;
+	pc->token = token;
+	pc->to_send = calloc(bm_words(pc->npages), 8);
+	pc->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&pc->mu, NULL);
+	stream_reset(&pc->rp);
+	if (!pc->to_send || pc->stop_efd < 0) {
+		snprintf(err, errlen, "post-copy: out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int pc_src_setup(struct pc_src **out, struct mig_src_env *env)
@@ -91,23 +118,9 @@ int pc_src_setup(struct pc_src **out, struct mig_src_env *env)
 		fprintf(stderr, "minivmm: the target cannot take post-copy; pre-copy only\n");
 		return 0;
 	}
-	pc = calloc(1, sizeof(*pc));
-	if (!pc)
-		return -ENOMEM;
-	pc->vm = env->vm;
-	pc->m = env->m;
-	pc->npages = env->vm->ram_size / VM_PAGE_SIZE;
-	pc->token = le_get64(b + 4);
-	pc->to_send = calloc(bm_words(pc->npages), 8);
-	pc->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	pthread_mutex_init(&pc->mu, NULL);
-	stream_reset(&pc->rp);
+	ret = pc_src_create(&pc, env->vm, env->m, le_get64(b + 4), env->err, env->errlen);
 	*out = pc;
-	if (!pc->to_send || pc->stop_efd < 0) {
-		snprintf(env->err, env->errlen, "post-copy: out of memory");
-		return -ENOMEM;
-	}
-	return connect_rp(pc, env->addr, env->err, env->errlen);
+	return ret ? ret : connect_rp(pc, env->addr, env->err, env->errlen);
 }
 
 static void lose(struct pc_src *pc, const char *why)
@@ -197,8 +210,12 @@ static void *server_main(void *arg)
 
 static int start_server(struct pc_src *pc, char *err, size_t errlen)
 {
-	int ret = pool_start(&pc->server, 1, server_main, pc, 0, "pc-server", err, errlen);
+	int ret;
 
+	/* Idle while nothing faults: only a failure or a stop ends a read. */
+	stream_set_timeout(&pc->rp, 0);
+	pc->rp.cancel_fd = pc->stop_efd;
+	ret = pool_start(&pc->server, 1, server_main, pc, 0, "pc-server", err, errlen);
 	pc->serving = !ret;
 	return ret;
 }
@@ -471,6 +488,17 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 	stop_server(pc);
 	publish(pc, env, left_to_send(pc));
 	return ret;
+}
+
+bool pc_src_lost(struct pc_src *pc, char *err, size_t errlen)
+{
+	bool lost;
+
+	pthread_mutex_lock(&pc->mu);
+	lost = atomic_load(&pc->lost) != 0;
+	snprintf(err, errlen, "%s", pc->err);
+	pthread_mutex_unlock(&pc->mu);
+	return lost;
 }
 
 uint64_t pc_src_rp_bytes(const struct pc_src *pc)

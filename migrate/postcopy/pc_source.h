@@ -8,14 +8,26 @@
 #ifndef MINIVMM_MIGRATE_POSTCOPY_PC_SOURCE_H
 #define MINIVMM_MIGRATE_POSTCOPY_PC_SOURCE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct pc_src;
+struct mig;
 struct mig_src_env;
+struct transport_conn;
+struct vm;
 
 /* Before round 0: asks the target for post-copy and connects the return
  * path. *out is NULL when the target declined (pre-copy only). */
 int pc_src_setup(struct pc_src **out, struct mig_src_env *env);
+/* The parts of setup without a peer (pc_src_setup calls them; unit
+ * tests drive a page server over a socketpair with them). */
+int pc_src_create(struct pc_src **out, struct vm *vm, struct mig *m, uint64_t token, char *err,
+		  size_t errlen);
+void pc_src_attach_rp(struct pc_src *pc, const struct transport_conn *conn);
+/* Whether the server gave up on its connection (and why, into err). */
+bool pc_src_lost(struct pc_src *pc, char *err, size_t errlen);
 /* In the pause, after the final dirty sync: sends bm (the pages the
  * target lacks) and starts serving requests. */
 int pc_src_switch(struct pc_src *pc, struct mig_src_env *env, const uint64_t *bm);
