@@ -83,8 +83,6 @@ static void effective(struct mig *m, const struct mig_params *p, struct mig_tuna
 	/* Post-copy allowed and no policy chosen: it is the policy. */
 	if (out->postcopy && !(m->set_mask & (1u << nc)) && !(p && (p->set & (1u << nc))))
 		out->nonconvergence = MIG_NONCONV_POSTCOPY;
-	if (!out->postcopy && out->nonconvergence == MIG_NONCONV_POSTCOPY)
-		out->nonconvergence = MIG_NONCONV_THROTTLE;
 }
 
 bool mig_state_busy(enum mig_state s)
@@ -147,6 +145,12 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	pool_join(&m->thread); /* the previous, finished attempt */
 	pthread_mutex_lock(&m->lock);
 	effective(m, p, &m->run);
+	if (m->run.nonconvergence == MIG_NONCONV_POSTCOPY && !m->run.postcopy) {
+		pthread_mutex_unlock(&m->lock);
+		snprintf(err, errlen, "on-nonconvergence postcopy needs post-copy allowed "
+			 "(--postcopy, or migrate_set_parameter postcopy on)");
+		return -EINVAL;
+	}
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
 	m->state = MIG_SETUP;
 	m->cancel = 0;

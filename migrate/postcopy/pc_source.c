@@ -316,7 +316,7 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 			}
 		}
 		if (atomic_load(&pc->lost))
-			return -EPIPE;
+			return -ENOTCONN; /* the server's connection: its reason */
 		if (w % 1024 == 0)
 			publish(pc, env, left_to_send(pc));
 	}
@@ -474,7 +474,7 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 			ret = wait_done(pc, env);
 		if (!ret && !atomic_load(&pc->lost))
 			break;
-		if (!ret || ret == -EPIPE) {
+		if (!ret || ret == -ENOTCONN) {
 			pthread_mutex_lock(&pc->mu);
 			snprintf(env->err, env->errlen, "%s", pc->err);
 			pthread_mutex_unlock(&pc->mu);

@@ -258,6 +258,7 @@ void pc_tgt_publish(struct pc_tgt *pc)
 	pthread_mutex_lock(&pc->m->lock);
 	st = &pc->m->st;
 	st->pc_faults = pc->faults;
+	st->pc_refaults = pc->refaults;
 	st->pc_pages_requested = pc->got_rp;
 	st->pc_pages_pushed = pc->got_push;
 	st->pc_fault_p50_ms = p50;
