@@ -69,6 +69,7 @@ struct mig {
 	 * source to switch; a `migrate URI` (source) or `migrate_recover URI`
 	 * (target) while the link is lost gives recover_uri and signals cond. */
 	volatile int start_postcopy;
+	bool pc_possible;          /* source: the target took post-copy (POSTCOPY) */
 	pthread_cond_t cond;
 	char recover_uri[512];
 	bool recover_pending;

@@ -163,6 +163,7 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	}
 	m->round = 0;
 	m->start_postcopy = 0;
+	m->pc_possible = false;
 	m->recover_pending = false;
 	m->remaining_pages = 0;
 	m->expected_downtime_ms = 0;
@@ -350,8 +351,9 @@ int mig_start_postcopy(struct vm *vm, char *err, size_t errlen)
 	if (m->st.role != STATS_SOURCE || !busy(m) || m->state >= MIG_SWITCHOVER) {
 		snprintf(err, errlen, "no pre-copy migration is running");
 		ret = -ENOENT;
-	} else if (!m->run.postcopy) {
-		snprintf(err, errlen, "post-copy is not allowed for this migration "
+	} else if (!m->run.postcopy || !m->pc_possible) {
+		snprintf(err, errlen, m->run.postcopy ? "post-copy is not possible (yet): the "
+			 "target has not taken it" : "post-copy is not allowed for this migration "
 			 "(migrate_set_parameter postcopy on, before migrate)");
 		ret = -EPERM;
 	} else {

@@ -328,8 +328,7 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		*why = est_decide(&c->e, r, pend.bytes, out_bytes(c),
 				  (uint64_t)clock_ms_since(c->t0), pend.rate_Bps);
 		publish(c, r, rec.expected_downtime_ms);
-		if (*why != EST_CONVERGED && pc_policy_due(c->t, c->m->start_postcopy != 0, *why, r,
-							   pend.bytes, before)) {
+		if (pc_policy_due(c->t, c->m->start_postcopy != 0, *why, r, pend.bytes, before)) {
 			c->env.postcopy = true;
 			*next_round = r;
 			return 0;

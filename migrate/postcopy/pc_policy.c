@@ -8,10 +8,14 @@
 bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
 		   uint64_t bytes, uint64_t before)
 {
-	if (!t->postcopy || why == EST_CONVERGED)
+	/* Asked, it switches even if pre-copy would converge now: the pass
+	 * the request ended early left pages only the switch accounts for. */
+	if (!t->postcopy)
 		return false;
 	if (asked)
 		return true;
+	if (why == EST_CONVERGED)
+		return false;
 	if (t->nonconvergence != MIG_NONCONV_POSTCOPY)
 		return false;
 	if (why != EST_CONTINUE)

@@ -48,6 +48,9 @@ struct ram_sender {
 	pthread_mutex_t *rate_lock; /* when rate is shared between channels */
 	atomic_uint_fast64_t *live_bytes; /* progress for `info migrate`, or NULL */
 	uint64_t *sent_bm;          /* when set, round 0 marks what it covered */
+	/* When set (a post-copy switch is asked for), a pass ends early: what
+	 * it did not send goes in the switch's MISSING set instead. */
+	const volatile int *stop;
 	uint64_t pages_normal, pages_zero, pages_skipped;
 	/* the batch being built */
 	uint8_t tbl[STREAM_HDR_LEN + PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];

@@ -261,7 +261,9 @@ static void test_policy(void **state)
 	assert_false(pc_policy_due(&t, true, EST_CONTINUE, 1, 100, 0)); /* not allowed */
 	t.postcopy = true;
 	assert_true(pc_policy_due(&t, true, EST_CONTINUE, 1, 100, 0));   /* asked */
-	assert_false(pc_policy_due(&t, true, EST_CONVERGED, 1, 100, 0)); /* pre-copy done */
+	/* Asked, it switches even if pre-copy would converge now. */
+	assert_true(pc_policy_due(&t, true, EST_CONVERGED, 1, 100, 0));
+	assert_false(pc_policy_due(&t, false, EST_CONVERGED, 1, 100, 0));
 	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 2, 50, 100)); /* throttle policy */
 	t.nonconvergence = MIG_NONCONV_POSTCOPY;
 	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 1, 100, 0));
