@@ -20,6 +20,8 @@
 
 /* How long a recovery waits for the source on the new address. */
 #define PC_RECOVER_ACCEPT_MS 30000
+/* How long a lost link's pause waits for the vCPUs to park. */
+#define PC_PAUSE_WAIT_MS 200
 
 static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen)
 {
@@ -133,11 +135,18 @@ static int recover(struct pc_tgt *pc, const char *why)
 	struct transport_listener lst = { .fd = -1 };
 	struct transport_addr a;
 	char err[512], uri[512];
-	int ret, paused;
+	int ret, paused, pause_ms;
 
 	stream_shutdown(&pc->rp);
 	set_state(pc, MIG_POSTCOPY_PAUSED);
+	/* A vCPU blocked on a missing page cannot park until the page comes
+	 * (on kvm_pvm a kick does not end that wait): the pause counts at
+	 * once and such a vCPU parks when it is released, so there is no
+	 * point in waiting the usual 5 s for it. */
+	pause_ms = pc->vm->pause_timeout_ms;
+	pc->vm->pause_timeout_ms = PC_PAUSE_WAIT_MS;
 	paused = vm_pause(pc->vm);
+	pc->vm->pause_timeout_ms = pause_ms;
 	pthread_mutex_lock(&pc->mu);
 	fprintf(stderr, "minivmm: post-copy: the link to the source is lost (%s); the guest is "
 		"paused here with %llu of its pages still on the source (it is lost if the "

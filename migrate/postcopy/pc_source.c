@@ -4,7 +4,7 @@
  * its bit from to_send atomically (the server takes single pages, the
  * push whole words). After a lost link the target says which pages it
  * still lacks and to_send becomes exactly that set. */
-#include "migrate/postcopy/pc_source.h"
+#include "migrate/postcopy/pc_source_int.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -21,22 +21,6 @@
 #include "migrate/section.h"
 #include "vmm/core/vm.h"
 
-struct pc_src {
-	struct vm *vm;
-	struct mig *m;
-	uint64_t npages, token;
-	_Atomic uint64_t *to_send;
-	struct stream rp;            /* the return path */
-	int stop_efd;                /* readable: the server stops */
-	struct pool server;
-	bool serving;
-	atomic_int lost;             /* a connection failed */
-	atomic_uint_fast64_t requested, pushed, bad;
-	uint64_t t_switch;
-	uint64_t rp_bytes_closed;    /* written on return paths already closed */
-	pthread_mutex_t mu;          /* serializes writes on rp... */
-	char err[256];               /* ...and guards the server's error */
-};
 
 /* Test hook (docs/migration.md): cut both connections once this many
  * pages were pushed, once. */
@@ -52,7 +36,7 @@ void pc_src_attach_rp(struct pc_src *pc, const struct transport_conn *conn)
 	stream_attach(&pc->rp, conn, MIG_IO_TIMEOUT_MS);
 }
 
-static int connect_rp(struct pc_src *pc, const struct transport_addr *a, char *err,
+int pc_src_connect_rp(struct pc_src *pc, const struct transport_addr *a, char *err,
 		      size_t errlen)
 {
 	uint8_t pre[STREAM_PREAMBLE_LEN], b[RETURN_PATH_LEN];
@@ -120,7 +104,7 @@ int pc_src_setup(struct pc_src **out, struct mig_src_env *env)
 	}
 	ret = pc_src_create(&pc, env->vm, env->m, le_get64(b + 4), env->err, env->errlen);
 	*out = pc;
-	return ret ? ret : connect_rp(pc, env->addr, env->err, env->errlen);
+	return ret ? ret : pc_src_connect_rp(pc, env->addr, env->err, env->errlen);
 }
 
 static void lose(struct pc_src *pc, const char *why)
@@ -208,7 +192,7 @@ static void *server_main(void *arg)
 	}
 }
 
-static int start_server(struct pc_src *pc, char *err, size_t errlen)
+int pc_src_start_server(struct pc_src *pc, char *err, size_t errlen)
 {
 	int ret;
 
@@ -220,7 +204,7 @@ static int start_server(struct pc_src *pc, char *err, size_t errlen)
 	return ret;
 }
 
-static void stop_server(struct pc_src *pc)
+void pc_src_stop_server(struct pc_src *pc)
 {
 	uint64_t one = 1, v;
 
@@ -256,7 +240,7 @@ int pc_src_switch(struct pc_src *pc, struct mig_src_env *env, const uint64_t *bm
 	fprintf(stderr, "minivmm: switching to post-copy: %llu pages the target lacks\n",
 		(unsigned long long)n);
 	/* The target may fault on its first state load: serve from now on. */
-	return start_server(pc, env->err, env->errlen);
+	return pc_src_start_server(pc, env->err, env->errlen);
 }
 
 static void publish(struct pc_src *pc, struct mig_src_env *env, uint64_t left)
@@ -273,7 +257,7 @@ static void publish(struct pc_src *pc, struct mig_src_env *env, uint64_t left)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static uint64_t left_to_send(struct pc_src *pc)
+uint64_t pc_src_left(struct pc_src *pc)
 {
 	uint64_t n = 0;
 
@@ -318,7 +302,7 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 		if (atomic_load(&pc->lost))
 			return -ENOTCONN; /* the server's connection: its reason */
 		if (w % 1024 == 0)
-			publish(pc, env, left_to_send(pc));
+			publish(pc, env, pc_src_left(pc));
 	}
 	return 0;
 }
@@ -346,123 +330,6 @@ static int wait_done(struct pc_src *pc, struct mig_src_env *env)
 	return ret;
 }
 
-/* The link is lost: the guest runs on the target and the pages it still
- * lacks exist only here, so nothing is discarded. Waits for `migrate
- * URI` (after `migrate_recover URI` on the target), then resumes on new
- * connections with exactly the pages the target says it lacks. */
-static int reconnect(struct pc_src *pc, struct mig_src_env *env, const char *uri)
-{
-	uint8_t pre[STREAM_PREAMBLE_LEN], b[RESUME_LEN];
-	uint64_t words = bm_words(pc->npages), n = 0, *bm = calloc(words, 8);
-	struct transport_addr a;
-	struct transport_conn conn;
-	int ret;
-
-	if (!bm)
-		return -ENOMEM;
-	ret = transport_parse(uri, false, &a, env->err, env->errlen);
-	if (!ret)
-		ret = transport_connect(&a, MIG_IO_TIMEOUT_MS, &conn, env->err, env->errlen);
-	if (ret)
-		goto out;
-	stream_attach(env->s, &conn, MIG_IO_TIMEOUT_MS);
-	stream_preamble_encode(pre);
-	le_put64(b, pc->token);
-	ret = stream_write_all(env->s, pre, sizeof(pre), env->err, env->errlen);
-	if (!ret)
-		ret = stream_send(env->s, ST_RESUME, b, sizeof(b), env->err, env->errlen);
-	for (;;) {
-		struct stream_hdr h;
-
-		if (!ret)
-			ret = stream_recv_hdr(env->s, &h, env->err, env->errlen);
-		if (ret)
-			goto out;
-		if (h.type == ST_RESUME) {
-			ret = stream_recv_fixed(env->s, ST_RESUME, h.len, b, sizeof(b), env->err,
-						env->errlen);
-			if (!ret && le_get64(b) != pc->token) {
-				snprintf(env->err, env->errlen, "the target's RESUME is not ours");
-				ret = -EPROTO;
-			}
-			break;
-		}
-		if (h.type != ST_MISSING) {
-			snprintf(env->err, env->errlen, "protocol error: %s from the target in a "
-				 "recovery", stream_type_name(h.type));
-			ret = h.type == ST_REJECT || h.type == ST_ERROR ? -ECONNREFUSED : -EPROTO;
-			goto out;
-		}
-		ret = pc_missing_recv(env->s, h.len, bm, pc->npages, &n, env->err, env->errlen);
-	}
-	if (ret)
-		goto out;
-	for (uint64_t w = 0; w < words; w++)
-		atomic_store(&pc->to_send[w], bm[w]);
-	atomic_store(&pc->lost, 0);
-	ret = connect_rp(pc, &a, env->err, env->errlen);
-	if (!ret)
-		ret = start_server(pc, env->err, env->errlen);
-	if (!ret)
-		fprintf(stderr, "minivmm: post-copy resumed on %s: %llu pages still to send\n", uri,
-			(unsigned long long)n);
-out:
-	free(bm);
-	return ret;
-}
-
-static int recover(struct pc_src *pc, struct mig_src_env *env)
-{
-	struct mig *m = env->m;
-	char uri[512];
-	int ret;
-
-	stop_server(pc);
-	pc->rp_bytes_closed += pc->rp.bytes_out;
-	stream_close(&pc->rp);
-	/* A new main stream counts from 0: what this one wrote stays counted. */
-	env->extra_bytes_out += env->s->bytes_out;
-	stream_close(env->s);
-	pthread_mutex_lock(&m->lock);
-	m->state = MIG_POSTCOPY_PAUSED;
-	snprintf(m->st.error, sizeof(m->st.error), "post-copy link lost: %s", env->err);
-	pthread_mutex_unlock(&m->lock);
-	fprintf(stderr, "minivmm: post-copy: the link to the target is lost (%s); the guest "
-		"runs there and %llu or more of its pages are only here, so it stays paused here "
-		"and nothing is discarded; `migrate_recover URI` on the target and `migrate URI` "
-		"here resume\n", env->err, (unsigned long long)left_to_send(pc));
-	for (;;) {
-		pthread_mutex_lock(&m->lock);
-		while (!m->recover_pending && !m->cancel)
-			pthread_cond_wait(&m->cond, &m->lock);
-		if (m->cancel) {
-			pthread_mutex_unlock(&m->lock);
-			snprintf(env->err, env->errlen, "the VM was stopped during post-copy: the "
-				 "pages the target still lacked are lost with it");
-			return -ECANCELED;
-		}
-		snprintf(uri, sizeof(uri), "%s", m->recover_uri);
-		pthread_mutex_unlock(&m->lock);
-		ret = reconnect(pc, env, uri);
-		pthread_mutex_lock(&m->lock);
-		m->recover_pending = false;
-		if (!ret) {
-			m->state = MIG_POSTCOPY;
-			m->st.pc_recoveries++;
-			m->st.error[0] = 0;
-		}
-		pthread_mutex_unlock(&m->lock);
-		if (!ret)
-			return 0;
-		fprintf(stderr, "minivmm: post-copy recovery via %s failed: %s; still paused\n",
-			uri, env->err);
-		env->extra_bytes_out += env->s->bytes_out;
-		pc->rp_bytes_closed += pc->rp.bytes_out;
-		stream_close(env->s);
-		stream_close(&pc->rp);
-	}
-}
-
 int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 {
 	uint64_t cut = test_cut_after();
@@ -481,12 +348,12 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 		}
 		if (ret == -ECONNABORTED || ret == -EPROTO)
 			break;
-		ret = recover(pc, env);
+		ret = pc_src_recover(pc, env);
 		if (ret)
 			break;
 	}
-	stop_server(pc);
-	publish(pc, env, left_to_send(pc));
+	pc_src_stop_server(pc);
+	publish(pc, env, pc_src_left(pc));
 	return ret;
 }
 
@@ -510,7 +377,7 @@ void pc_src_destroy(struct pc_src *pc)
 {
 	if (!pc)
 		return;
-	stop_server(pc);
+	pc_src_stop_server(pc);
 	stream_close(&pc->rp);
 	if (pc->stop_efd >= 0)
 		close(pc->stop_efd);

@@ -174,8 +174,10 @@ int pc_place(struct pc_tgt *pc, uint64_t first, uint64_t count, const uint8_t *d
 				 "UFFDIO_ZEROPAGE", (unsigned long long)i, strerror(-r));
 			return r;
 		}
-		now = clock_now_ns();
 		pthread_mutex_lock(&pc->mu);
+		/* Under the lock: a fault queued since the copy (it woke that
+		 * thread already) then waited 0, not a negative time. */
+		now = clock_now_ns();
 		if (r == 1 || bm_test(pc->placed, i)) {
 			pc->dups++;
 		} else {
@@ -190,7 +192,8 @@ int pc_place(struct pc_tgt *pc, uint64_t first, uint64_t count, const uint8_t *d
 		}
 		for (int k = 0; k < pc->nw;)
 			if (pc->w[k].page == i) {
-				note_latency(pc, (double)(now - pc->w[k].t_ns) / 1e6);
+				note_latency(pc, now > pc->w[k].t_ns ?
+					     (double)(now - pc->w[k].t_ns) / 1e6 : 0);
 				pc->w[k] = pc->w[--pc->nw];
 			} else {
 				k++;

@@ -213,6 +213,11 @@ static void check_done(struct pair *p, int wss, bool cut)
 			    json_num(p->tstats, "bytes_total"));
 	assert_true(json_num(p->tstats, "postcopy_fault_max_ms") >=
 		    json_num(p->tstats, "postcopy_fault_p99_ms"));
+	/* Sane figures: no wait longer than the whole migration. */
+	assert_true(json_num(p->tstats, "postcopy_fault_max_ms") <=
+		    json_num(p->tstats, "total_ms"));
+	assert_true(json_num(p->tstats, "postcopy_blocktime_ms") <=
+		    json_num(p->tstats, "total_ms") * json_num(p->tstats, "vcpus") + 1000);
 	assert_true(json_num(p->tstats, "postcopy_fault_p99_ms") >=
 		    json_num(p->tstats, "postcopy_fault_p50_ms"));
 	print_message("post-copy: downtime %.1f ms, post-copy %.0f ms, %.0f missing, %.0f "
