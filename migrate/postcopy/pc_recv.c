@@ -104,11 +104,11 @@ static int resume_handshake(struct pc_tgt *pc, struct transport_listener *lst, c
 				   errlen);
 	if (ret)
 		goto out;
+	pthread_mutex_lock(&pc->mu);
 	atomic_fetch_add(&pc->bytes_closed, pc->main.bytes_in);
 	stream_close(&pc->main);
 	pc->main = s;
 	stream_reset(&s);
-	pthread_mutex_lock(&pc->mu);
 	stream_close(&pc->rp_new);
 	pc->rp_new = rp;
 	stream_reset(&rp);

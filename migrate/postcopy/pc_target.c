@@ -208,14 +208,18 @@ void pc_maybe_done(struct pc_tgt *pc)
 {
 	char err[128];
 	bool now;
+	int ret = 0;
 
+	/* Under the lock: a recovery swaps main under it. PC_DONE is the
+	 * only frame anyone writes on main here, and it is 8 bytes. */
 	pthread_mutex_lock(&pc->mu);
 	now = !pc->done && pc->nplaced == pc->nmissing && stream_is_open(&pc->main);
-	if (now)
+	if (now) {
 		pc->done = true;
+		ret = stream_send(&pc->main, ST_PC_DONE, NULL, 0, err, sizeof(err));
+	}
 	pthread_mutex_unlock(&pc->mu);
-	/* Only this thread writes on main (the receiver only reads it). */
-	if (now && stream_send(&pc->main, ST_PC_DONE, NULL, 0, err, sizeof(err)) < 0)
+	if (ret < 0)
 		fprintf(stderr, "minivmm: post-copy: could not tell the source: %s\n", err);
 }
 
