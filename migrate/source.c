@@ -319,7 +319,9 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		return ret;
 	publish(c, 0, rec.expected_downtime_ms);
 	for (uint32_t r = 1;; r++) {
-		uint64_t before = pend.bytes;
+		/* What the sync before this one left (after round 0: what
+		 * round 0 sent), for the post-copy policy. */
+		uint64_t before = r == 1 ? c->last_sent : pend.bytes;
 
 		memset(&rec, 0, sizeof(rec));
 		ret = pending(c, r, false, &rec, &pend);

@@ -1,8 +1,9 @@
 /* The switch to post-copy: at once when the operator asks
  * (migrate_start_postcopy), else, with on-nonconvergence postcopy, when
- * pre-copy stops making progress: a backstop is reached, or a round left
- * at least 90 % of what the round before it left (the guest dirties as
- * fast as the link carries, so more rounds only cost time). */
+ * pre-copy stops making progress: a backstop is reached, or a sync found
+ * at least 90 % of what the sync before it left (after round 0: of what
+ * round 0 sent) dirty again: the guest rewrites its memory as fast as the
+ * link carries it, so more rounds only cost time. */
 #include "migrate/postcopy/pc_policy.h"
 
 bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
@@ -20,5 +21,5 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 		return false;
 	if (why != EST_CONTINUE)
 		return true;
-	return r >= 2 && bytes * 10 >= before * 9;
+	return r >= 1 && before && bytes * 10 >= before * 9;
 }

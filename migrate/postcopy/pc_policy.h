@@ -8,8 +8,9 @@
 #include "migrate/params.h"
 #include "migrate/policy/estimator.h"
 
-/* After the sync of round r found `bytes` pending (`before` at the sync
- * before it), pre-copy not converged (why): whether to switch now.
+/* After the sync of round r found `bytes` pending (`before`: what the
+ * sync before it left, or for r = 1 what round 0 sent), pre-copy not
+ * converged (why): whether to switch now.
  * asked: migrate_start_postcopy was given. Pure. */
 bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
 		   uint64_t bytes, uint64_t before);

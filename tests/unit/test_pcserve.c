@@ -266,7 +266,8 @@ static void test_policy(void **state)
 	assert_false(pc_policy_due(&t, false, EST_CONVERGED, 1, 100, 0));
 	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 2, 50, 100)); /* throttle policy */
 	t.nonconvergence = MIG_NONCONV_POSTCOPY;
-	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 1, 100, 0));
+	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 1, 100, 0)); /* nothing before */
+	assert_true(pc_policy_due(&t, false, EST_CONTINUE, 1, 95, 100)); /* round 0 all dirty */
 	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 2, 80, 100)); /* shrinking */
 	assert_true(pc_policy_due(&t, false, EST_CONTINUE, 2, 95, 100));  /* not shrinking */
 	assert_true(pc_policy_due(&t, false, EST_STOP_ROUNDS, 30, 10, 100));
