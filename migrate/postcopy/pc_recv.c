@@ -73,6 +73,28 @@ static bool quitting(struct pc_tgt *pc)
 	return q;
 }
 
+/* The source's RESUME within PC_RECOVER_ACCEPT_MS, in short waits so
+ * that the VM can still be stopped; a stranger (wrong token, garbage) is
+ * dropped and the wait goes on. */
+static int accept_resume(struct pc_tgt *pc, struct transport_listener *lst, struct stream *s,
+			 char *err, size_t errlen)
+{
+	uint64_t end = clock_now_ns() + (uint64_t)PC_RECOVER_ACCEPT_MS * 1000000u;
+
+	while (clock_now_ns() < end && !quitting(pc)) {
+		int ret = pc_accept_token(lst, 200, ST_RESUME, pc->token, s, err, errlen);
+
+		if (!ret || ret == -ENOMEM || ret == -EBADF)
+			return ret;
+		if (ret != -ETIMEDOUT && ret != -EINTR)
+			fprintf(stderr, "minivmm: post-copy: dropped a connection on the recovery "
+				"port: %s\n", err);
+	}
+	snprintf(err, errlen, quitting(pc) ? "the VM is stopping" :
+		 "the source did not come within %d s", PC_RECOVER_ACCEPT_MS / 1000);
+	return -ETIMEDOUT;
+}
+
 /* The source's RESUME on the new main connection, our answer (what is
  * still lacking, then RESUME), its new return path. */
 static int resume_handshake(struct pc_tgt *pc, struct transport_listener *lst, char *err,
@@ -88,7 +110,7 @@ static int resume_handshake(struct pc_tgt *pc, struct transport_listener *lst, c
 	stream_reset(&rp);
 	if (!left)
 		return -ENOMEM;
-	ret = pc_accept_token(lst, PC_RECOVER_ACCEPT_MS, ST_RESUME, pc->token, &s, err, errlen);
+	ret = accept_resume(pc, lst, &s, err, errlen);
 	if (ret)
 		goto out;
 	pthread_mutex_lock(&pc->mu);
