@@ -626,9 +626,13 @@ void *mig_source_thread(void *arg)
 	} else {
 		char why2[512];
 
-		snprintf(why2, sizeof(why2), "COMMIT sent but the target did not confirm (%.300s): "
-			 "the guest may run there, so it stays paused here (`cont` resumes it)",
-			 c->err);
+		if (c->t_running) /* post-copy: the target ran the guest */
+			snprintf(why2, sizeof(why2), "post-copy did not complete (%.300s): the guest "
+				 "ran on the target, so it stays paused here", c->err);
+		else
+			snprintf(why2, sizeof(why2), "COMMIT sent but the target did not confirm "
+				 "(%.300s): the guest may run there, so it stays paused here (`cont` "
+				 "resumes it)", c->err);
 		snprintf(c->err, sizeof(c->err), "%s", why2);
 		hold_paused(c);
 		finish_stats(c, STATS_FAILED, false);
