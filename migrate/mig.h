@@ -17,6 +17,8 @@
 #include "vmm/core/clock.h"
 #include "vmm/core/pool.h"
 
+struct pc_tgt;
+
 /* Bounds every blocking read/write on the socket: a hung peer turns into
  * an error (and a resumed guest) instead of a hang. */
 #define MIG_IO_TIMEOUT_MS 10000
@@ -27,6 +29,8 @@ enum mig_state {
 	MIG_ACTIVE,      /* pre-copy rounds */
 	MIG_SWITCHOVER,  /* guest paused, final pass and state */
 	MIG_COMMITTED,   /* COMMIT sent: the target owns the guest */
+	MIG_POSTCOPY,    /* the target runs the guest; pages still go (docs/postcopy.md) */
+	MIG_POSTCOPY_PAUSED, /* post-copy link lost: both keep their part, `migrate` resumes */
 	MIG_COMPLETED,
 	MIG_FAILED,
 	MIG_CANCELLED,
@@ -61,6 +65,15 @@ struct mig {
 	uint64_t final_ns;         /* the final round began: the source paused */
 	uint64_t chan_bytes_in;    /* read on the data channels */
 	char in_stats[MIG_PATH_MAX];
+	/* post-copy (migrate/postcopy/): migrate_start_postcopy asks the
+	 * source to switch; a `migrate URI` (source) or `migrate_recover URI`
+	 * (target) while the link is lost gives recover_uri and signals cond. */
+	volatile int start_postcopy;
+	bool pc_possible;          /* source: the target took post-copy (POSTCOPY) */
+	pthread_cond_t cond;
+	char recover_uri[512];
+	bool recover_pending;
+	struct pc_tgt *pc;         /* target: the post-copy phase, after COMMIT */
 };
 
 /* Lowers the calling thread's priority to nice n (0: leaves it). The
@@ -71,5 +84,7 @@ const char *mig_state_name(enum mig_state s);
 /* Allocates vm->mig on first use. */
 struct mig *mig_get(struct vm *vm);
 void *mig_source_thread(void *vm);
+/* Whether a migration in state s is under way (not ended, not idle). */
+bool mig_state_busy(enum mig_state s);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "migrate/auth/hmac.h"
 #include "migrate/auth/keyfile.h"
+#include "migrate/postcopy/pc_target.h"
 #include "vmm/core/vm.h"
 
 void mig_thread_nice(int n)
@@ -28,6 +29,7 @@ const char *mig_state_name(enum mig_state s)
 	static const char *const names[] = {
 		[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
 		[MIG_SWITCHOVER] = "switchover", [MIG_COMMITTED] = "committed",
+		[MIG_POSTCOPY] = "postcopy", [MIG_POSTCOPY_PAUSED] = "postcopy-paused",
 		[MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
 		[MIG_CANCELLED] = "cancelled",
 	};
@@ -37,7 +39,7 @@ const char *mig_state_name(enum mig_state s)
 
 bool mig_status_in_progress(const char *status)
 {
-	for (enum mig_state s = MIG_SETUP; s <= MIG_COMMITTED; s++)
+	for (enum mig_state s = MIG_SETUP; s <= MIG_POSTCOPY_PAUSED; s++)
 		if (!strcmp(status, mig_state_name(s)))
 			return true;
 	return false;
@@ -59,6 +61,7 @@ struct mig *mig_get(struct vm *vm)
 	if (!m)
 		return NULL;
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
 	m->conn = NULL;
 	stream_reset(&m->in);
 	m->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -70,6 +73,8 @@ struct mig *mig_get(struct vm *vm)
 /* The settings of the next run: the command line's, then the monitor's. */
 static void effective(struct mig *m, const struct mig_params *p, struct mig_tunables *out)
 {
+	unsigned nc = mig_param_index(mig_param_by_name("on-nonconvergence"));
+
 	if (p)
 		*out = p->t;
 	else
@@ -77,11 +82,33 @@ static void effective(struct mig *m, const struct mig_params *p, struct mig_tuna
 	for (size_t i = 0; i < mig_param_count; i++)
 		if (m->set_mask & (1u << i))
 			mig_param_copy(out, &m->t, &mig_param_table[i]);
+	/* Post-copy allowed and no policy chosen: it is the policy. */
+	if (out->postcopy && !(m->set_mask & (1u << nc)) && !(p && (p->set & (1u << nc))))
+		out->nonconvergence = MIG_NONCONV_POSTCOPY;
+}
+
+bool mig_state_busy(enum mig_state s)
+{
+	return s >= MIG_SETUP && s <= MIG_POSTCOPY_PAUSED;
 }
 
 static bool busy(const struct mig *m)
 {
-	return m->state >= MIG_SETUP && m->state <= MIG_COMMITTED;
+	return mig_state_busy(m->state);
+}
+
+/* `migrate URI` while a post-copy link is down: the source thread
+ * reconnects there (pc_source.c). */
+static int recover_at(struct mig *m, const char *uri, char *err, size_t errlen)
+{
+	if (m->recover_pending) {
+		snprintf(err, errlen, "a recovery is already under way");
+		return -EBUSY;
+	}
+	snprintf(m->recover_uri, sizeof(m->recover_uri), "%s", uri);
+	m->recover_pending = true;
+	pthread_cond_broadcast(&m->cond);
+	return 0;
 }
 
 int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
@@ -104,6 +131,11 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&m->lock);
+	if (m->state == MIG_POSTCOPY_PAUSED && m->st.role == STATS_SOURCE) {
+		ret = recover_at(m, uri, err, errlen);
+		pthread_mutex_unlock(&m->lock);
+		return ret;
+	}
 	/* A VM that arrived here by migration may leave again. */
 	if (busy(m) || (m->state == MIG_COMPLETED && m->st.role == STATS_SOURCE)) {
 		snprintf(err, errlen, m->state == MIG_COMPLETED ? "the VM has migrated already" :
@@ -115,6 +147,12 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 	pool_join(&m->thread); /* the previous, finished attempt */
 	pthread_mutex_lock(&m->lock);
 	effective(m, p, &m->run);
+	if (m->run.nonconvergence == MIG_NONCONV_POSTCOPY && !m->run.postcopy) {
+		pthread_mutex_unlock(&m->lock);
+		snprintf(err, errlen, "on-nonconvergence postcopy needs post-copy allowed "
+			 "(--postcopy, or migrate_set_parameter postcopy on)");
+		return -EINVAL;
+	}
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
 	m->state = MIG_SETUP;
 	m->cancel = 0;
@@ -126,6 +164,9 @@ int mig_start(struct vm *vm, const char *uri, const struct mig_params *p,
 		}
 	}
 	m->round = 0;
+	m->start_postcopy = 0;
+	m->pc_possible = false;
+	m->recover_pending = false;
 	m->remaining_pages = 0;
 	m->expected_downtime_ms = 0;
 	m->bw_Bps = 0;
@@ -153,7 +194,7 @@ int mig_cancel(struct vm *vm)
 	if (!m)
 		return -ENOENT;
 	pthread_mutex_lock(&m->lock);
-	if (busy(m) && m->state != MIG_COMMITTED) {
+	if (busy(m) && m->state < MIG_COMMITTED) {
 		uint64_t one = 1;
 
 		m->cancel = 1;
@@ -194,6 +235,7 @@ void mig_info(struct vm *vm, const struct mig_params *p, FILE *out)
 		fprintf(out, "status: none\n");
 		return;
 	}
+	pc_tgt_publish(m->pc); /* the target's live post-copy figures */
 	pthread_mutex_lock(&m->lock);
 	st = &m->st;
 	fprintf(out, "status: %s\n", mig_state_name(m->state));
@@ -220,6 +262,18 @@ void mig_info(struct vm *vm, const struct mig_params *p, FILE *out)
 		else
 			fprintf(out, "downtime_ms: %.1f\nconverged: %s\nthroughput_Bps: %.0f\n",
 				st->downtime_ms, st->converged ? "yes" : "no", st->throughput_Bps);
+		if (st->postcopy)
+			fprintf(out, "postcopy_ms: %.1f\npostcopy_pages_missing: %llu\n"
+				"postcopy_pages_requested: %llu\npostcopy_pages_pushed: %llu\n"
+				"postcopy_faults: %llu\npostcopy_fault_p50_ms: %.3f\n"
+				"postcopy_fault_p99_ms: %.3f\npostcopy_fault_max_ms: %.3f\n"
+				"postcopy_blocktime_ms: %.1f\npostcopy_recoveries: %u\n",
+				st->postcopy_ms, (unsigned long long)st->pc_pages_missing,
+				(unsigned long long)st->pc_pages_requested,
+				(unsigned long long)st->pc_pages_pushed,
+				(unsigned long long)st->pc_faults, st->pc_fault_p50_ms,
+				st->pc_fault_p99_ms, st->pc_fault_max_ms, st->pc_blocktime_ms,
+				st->pc_recoveries);
 		if (st->error[0])
 			fprintf(out, "error: %s\n", st->error);
 	}
@@ -267,6 +321,8 @@ void mig_destroy(struct vm *vm)
 		return;
 	mig_cancel(vm);
 	pthread_mutex_lock(&m->lock);
+	m->cancel = 1; /* a post-copy source waiting for `migrate URI` gives up */
+	pthread_cond_broadcast(&m->cond);
 	if (m->conn) /* the VM is going away: no time for goodbyes */
 		transport_shutdown(m->conn);
 	pthread_mutex_unlock(&m->lock);
@@ -274,8 +330,71 @@ void mig_destroy(struct vm *vm)
 	stream_close(&m->in);
 	if (m->cancel_efd >= 0)
 		close(m->cancel_efd);
+	pc_tgt_destroy(m->pc);
+	m->pc = NULL;
 	stats_free(&m->st);
+	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	vm->mig = NULL;
+}
+
+void mig_release_faults(struct vm *vm)
+{
+	struct mig *m = vm->mig;
+
+	if (m && m->pc) {
+		pc_tgt_destroy(m->pc);
+		m->pc = NULL;
+	}
+}
+
+int mig_start_postcopy(struct vm *vm, char *err, size_t errlen)
+{
+	struct mig *m = mig_get(vm);
+	int ret = 0;
+
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->st.role != STATS_SOURCE || !busy(m) || m->state >= MIG_SWITCHOVER) {
+		snprintf(err, errlen, "no pre-copy migration is running");
+		ret = -ENOENT;
+	} else if (!m->run.postcopy || !m->pc_possible) {
+		snprintf(err, errlen, m->run.postcopy ? "post-copy is not possible (yet): the "
+			 "target has not taken it" : "post-copy is not allowed for this migration "
+			 "(migrate_set_parameter postcopy on, before migrate)");
+		ret = -EPERM;
+	} else {
+		m->start_postcopy = 1;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
+int mig_recover(struct vm *vm, const char *uri, char *err, size_t errlen)
+{
+	struct mig *m = vm->mig;
+	struct transport_addr a;
+	int ret;
+
+	if (!m || m->st.role != STATS_TARGET || !m->pc) {
+		snprintf(err, errlen, "no incoming post-copy migration here");
+		return -ENOENT;
+	}
+	ret = transport_parse(uri, true, &a, err, errlen);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&m->lock);
+	if (m->state != MIG_POSTCOPY_PAUSED) {
+		snprintf(err, errlen, "the post-copy link is not lost (status %s)",
+			 mig_state_name(m->state));
+		ret = -EBUSY;
+	} else {
+		ret = recover_at(m, uri, err, errlen);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
 }

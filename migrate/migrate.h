@@ -62,6 +62,15 @@ int mig_set_parameter(struct vm *vm, const char *name, const char *value,
 int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		 char *err, size_t errlen);
 int mig_incoming_commit(struct vm *vm, char *err, size_t errlen);
+/* Post-copy (docs/postcopy.md). Source: switch to post-copy now (the
+ * migration must allow it). Target: after the post-copy link was lost,
+ * listen on uri for the source's `migrate` to the same place. */
+int mig_start_postcopy(struct vm *vm, char *err, size_t errlen);
+int mig_recover(struct vm *vm, const char *uri, char *err, size_t errlen);
+/* Before the vCPUs are stopped: a post-copy target stops waiting for
+ * pages, so a vCPU blocked on a missing one is released (the guest is
+ * going away). */
+void mig_release_faults(struct vm *vm);
 /* Releases whatever migration state vm holds (joins the thread). */
 void mig_destroy(struct vm *vm);
 

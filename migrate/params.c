@@ -11,7 +11,7 @@
 #define BOTH (MIG_PARAM_SOURCE | MIG_PARAM_TARGET)
 
 /* In enum mig_nonconv order. */
-static const char *const nonconv_choices[] = { "force", "cancel", "throttle", NULL };
+static const char *const nonconv_choices[] = { "force", "cancel", "throttle", "postcopy", NULL };
 static const char *const onoff_choices[] = { "off", "on", NULL };
 
 /* Defaults, with their reasons and figures in docs/migration.md: two data
@@ -43,9 +43,10 @@ const struct mig_param mig_param_table[] = {
 	{ "max-time-s", "max-time-s", MIG_PARAM_UINT, EST_DEFAULT_MAX_TIME_MS / 1000, 0,
 	  86400ULL * 365, NULL, "S", "backstop: after S seconds (default 300)",
 	  MIG_PARAM_SOURCE, F(max_time_s) },
-	{ "on-nonconvergence", "on-nonconvergence", MIG_PARAM_CHOICE, MIG_NONCONV_THROTTLE, 0, 2,
-	  nonconv_choices, "throttle|force|cancel",
-	  "rounds not shrinking: throttle (default; force at a backstop), force, cancel",
+	{ "on-nonconvergence", "on-nonconvergence", MIG_PARAM_CHOICE, MIG_NONCONV_THROTTLE, 0, 3,
+	  nonconv_choices, "throttle|force|cancel|postcopy",
+	  "rounds not shrinking: throttle (default; force at a backstop), force, cancel, "
+	  "postcopy (the default with --postcopy)",
 	  MIG_PARAM_SOURCE, F(nonconvergence) },
 	{ "throttle-initial", "throttle-initial", MIG_PARAM_UINT, 20, 1, 99, NULL, "PCT",
 	  "first throttle step, % of the time held (default 20)", MIG_PARAM_SOURCE,
@@ -64,6 +65,9 @@ const struct mig_param mig_param_table[] = {
 	{ "manual-protect", NULL, MIG_PARAM_BOOL, 1, 0, 1, NULL, NULL,
 	  "re-protect pages just before reading them (default on)",
 	  MIG_PARAM_SOURCE, F(manual_protect) },
+	{ "postcopy", "postcopy", MIG_PARAM_BOOL, 0, 0, 1, NULL, NULL,
+	  "allow post-copy: the target runs the guest and fetches the rest (docs/postcopy.md)",
+	  MIG_PARAM_SOURCE, F(postcopy) },
 	{ "stats-json", "stats-json", MIG_PARAM_PATH, 0, 0, 0, NULL, "PATH",
 	  "write migration statistics as JSON", BOTH, F(stats_json) },
 	{ "dirty-trace", "dirty-trace", MIG_PARAM_PATH, 0, 0, 0, NULL, "PATH",
@@ -239,7 +243,7 @@ void mig_param_usage(FILE *f, unsigned sides)
 {
 	for (size_t i = 0; i < mig_param_count; i++) {
 		const struct mig_param *p = &mig_param_table[i];
-		char opt[48];
+		char opt[64];
 
 		if (!p->flag || !(p->sides & sides))
 			continue;

@@ -16,6 +16,7 @@ enum mig_nonconv {
 	MIG_NONCONV_FORCE,  /* switch over anyway, with a longer pause */
 	MIG_NONCONV_CANCEL, /* give up; the guest keeps running here */
 	MIG_NONCONV_THROTTLE, /* slow the vCPUs while rounds do not shrink, then force */
+	MIG_NONCONV_POSTCOPY, /* switch to post-copy (needs postcopy on; its default then) */
 };
 
 struct mig_tunables {
@@ -34,6 +35,7 @@ struct mig_tunables {
 	uint32_t throttle_max;
 	uint64_t xbzrle_cache;      /* bytes of delta-encoding cache, 0 = off */
 	bool disk_copy;             /* the disk travels in the stream (no shared storage) */
+	bool postcopy;              /* post-copy allowed (docs/postcopy.md) */
 	char stats_json[MIG_PATH_MAX];
 	char dirty_trace[MIG_PATH_MAX];
 	char key[MIG_PATH_MAX];     /* migration key file; "": the default one if present */

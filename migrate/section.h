@@ -14,6 +14,7 @@
  *   save_cost_ms    the fixed cost its part of the pause adds to the bytes
  *   save_complete   guest paused, after the final pass: the rest (state)
  *   save_late       after READY, before COMMIT: what arrived since (frames)
+ *   save_postcopy   after RUNNING, post-copy only: the pages still to send
  *   save_cleanup    always, last; ok says whether the target took the VM
  * The target dispatches every frame type a section lists in `frames` to
  * its load_frame, calls load_drain before it answers a PING (what was sent
@@ -49,6 +50,7 @@ struct mig_src_env {
 	const struct transport_addr *addr; /* where extra connections go */
 	bool file;                      /* a snapshot: no peer, no dirty tracking */
 	bool converged;                 /* the stop rule was met (final pass) */
+	bool postcopy;                  /* the final pass switches to post-copy */
 	struct est *e;
 	struct est_rate *rate;          /* --max-bandwidth, or NULL */
 	uint64_t t0;                    /* the migrate command, clock_now_ns() */
@@ -108,6 +110,9 @@ struct mig_section_ops {
 	/* After READY, before COMMIT, the guest still paused here: what
 	 * reached it since save_complete that the target must still get. */
 	int (*save_late)(void *sec, struct mig_src_env *env);
+	/* Post-copy, after RUNNING: what the target still lacks, until it
+	 * has everything (docs/postcopy.md); the guest stays paused here. */
+	int (*save_postcopy)(void *sec, struct mig_src_env *env);
 	void (*save_cleanup)(void *sec, struct mig_src_env *env, bool ok);
 
 	const uint32_t *frames;         /* stream types it loads, 0-terminated */

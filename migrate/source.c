@@ -17,6 +17,7 @@
 
 #include "migrate/auth/handshake.h"
 #include "migrate/policy/throttle_plan.h"
+#include "migrate/postcopy/pc_policy.h"
 #include "migrate/section.h"
 #include "migrate/throttle.h"
 #include "migrate/state/cpucompat.h"
@@ -42,7 +43,7 @@ struct src {
 	bool policy_cancel;       /* cancelled by on-nonconvergence, not the user */
 	bool target_announced;    /* READY came: the target's devices announced the guest */
 	uint64_t t0, t_pause;
-	uint64_t t_running; /* RUNNING received: where total and downtime end */
+	uint64_t t_running; /* RUNNING received: where downtime (and pre-copy's total) ends */
 	/* on-nonconvergence throttle: the plan decides, the thread applies */
 	struct throttle_plan plan;
 	struct mig_throttle thr;
@@ -316,7 +317,7 @@ static void throttle_end(struct src *c)
 static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 {
 	struct stats_round rec = { 0 };
-	struct mig_pending pend;
+	struct mig_pending pend = { 0 };
 	int ret;
 
 	set_state(c, MIG_ACTIVE);
@@ -325,6 +326,10 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		return ret;
 	publish(c, 0, rec.expected_downtime_ms);
 	for (uint32_t r = 1;; r++) {
+		/* What the sync before this one left (after round 0: what
+		 * round 0 sent), for the post-copy policy. */
+		uint64_t before = r == 1 ? c->last_sent : pend.bytes;
+
 		memset(&rec, 0, sizeof(rec));
 		ret = pending(c, r, false, &rec, &pend);
 		if (ret)
@@ -332,6 +337,11 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		*why = est_decide(&c->e, r, pend.bytes, out_bytes(c),
 				  (uint64_t)clock_ms_since(c->t0), pend.rate_Bps);
 		publish(c, r, rec.expected_downtime_ms);
+		if (pc_policy_due(c->t, c->m->start_postcopy != 0, *why, r, pend.bytes, before)) {
+			c->env.postcopy = true;
+			*next_round = r;
+			return 0;
+		}
 		if (*why != EST_CONTINUE) {
 			*next_round = r;
 			return 0;
@@ -469,10 +479,13 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 	/* Not at this call: turning dirty logging off and closing the
 	 * channels come after RUNNING and grow with RAM, but the guest
 	 * already runs on the target by then. */
-	end = c->t_running && result == STATS_COMPLETED ? c->t_running : clock_now_ns();
+	/* Post-copy ends when every page is there (now), and its guest ran
+	 * on the target from RUNNING. */
+	end = c->t_running && result == STATS_COMPLETED && !m->st.postcopy ? c->t_running :
+	      clock_now_ns();
 	m->st.total_ms = (double)(end - c->t0) / 1e6;
 	m->st.downtime_ms = c->t_pause && result == STATS_COMPLETED ?
-		(double)(end - c->t_pause) / 1e6 : 0;
+		(double)((c->t_running ? c->t_running : end) - c->t_pause) / 1e6 : 0;
 	if (m->st.downtime_ms > 0)
 		note_stall(c, m->st.downtime_ms);
 	{
@@ -579,9 +592,17 @@ static int migrate(struct src *c, enum est_decision *why)
 		c->policy_cancel = true;
 		ret = -ETIMEDOUT;
 	}
-	c->converged = *why == EST_CONVERGED;
+	c->converged = *why == EST_CONVERGED && !c->env.postcopy;
 	if (!ret)
 		ret = switchover(c, round);
+	if (!ret && c->env.postcopy) {
+		/* The target runs the guest: the pause here ended for it. */
+		c->t_running = clock_now_ns();
+		set_state(c, MIG_POSTCOPY);
+		for (int i = 0; i < c->ss.n && !ret; i++)
+			if (c->ss.s[i].ops->save_postcopy)
+				ret = c->ss.s[i].ops->save_postcopy(c->ss.s[i].state, &c->env);
+	}
 	return ret;
 }
 
@@ -623,9 +644,13 @@ void *mig_source_thread(void *arg)
 	} else {
 		char why2[512];
 
-		snprintf(why2, sizeof(why2), "COMMIT sent but the target did not confirm (%.300s): "
-			 "the guest may run there, so it stays paused here (`cont` resumes it)",
-			 c->err);
+		if (c->t_running) /* post-copy: the target ran the guest */
+			snprintf(why2, sizeof(why2), "post-copy did not complete (%.300s): the guest "
+				 "ran on the target, so it stays paused here", c->err);
+		else
+			snprintf(why2, sizeof(why2), "COMMIT sent but the target did not confirm "
+				 "(%.300s): the guest may run there, so it stays paused here (`cont` "
+				 "resumes it)", c->err);
 		snprintf(c->err, sizeof(c->err), "%s", why2);
 		hold_paused(c);
 		finish_stats(c, STATS_FAILED, false);

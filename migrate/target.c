@@ -21,6 +21,7 @@
 
 #include "migrate/auth/handshake.h"
 #include "migrate/hostlimits.h"
+#include "migrate/postcopy/pc_target.h"
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
 #include "migrate/state/devcfg.h"
@@ -460,6 +461,7 @@ static struct mig *mig_new_target(const struct mig_params *p)
 	if (!m)
 		return NULL;
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
 	m->conn = NULL;
 	m->cancel_efd = -1;
 	stream_reset(&m->in);
@@ -635,11 +637,14 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		m->st.total_ms = clock_ms_since(m->t0_ns);
 		write_stats(m, STATS_FAILED, err);
 		stream_close(&m->in);
+		pc_tgt_destroy(m->pc); /* switched, not committed: the source keeps the guest */
+		m->pc = NULL;
 		if (g.vm_made) {
 			vm->mig = NULL;
 			vm_destroy(vm);
 		}
 		stats_free(&m->st);
+		pthread_cond_destroy(&m->cond);
 		pthread_mutex_destroy(&m->lock);
 		free(m);
 		if (g.sigfd >= 0)
@@ -681,6 +686,11 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 	if (!m->in_file && stream_send(&m->in, ST_RUNNING, NULL, 0, err, errlen) < 0)
 		fprintf(stderr, "minivmm: could not tell the source the guest runs here: %s\n",
 			err);
+	if (m->pc) { /* post-copy: the rest of RAM comes on this connection */
+		fprintf(stderr, "minivmm: incoming migration: guest running (restore %.1f ms), "
+			"post-copy: its missing pages follow\n", m->st.restore_ms);
+		return pc_tgt_run(m->pc, &m->in, err, errlen);
+	}
 	stream_close(&m->in);
 	write_stats(m, STATS_COMPLETED, NULL);
 	fprintf(stderr, "minivmm: incoming migration completed: guest running (restore %.1f ms)\n",

@@ -216,6 +216,8 @@ static const char help_text[] =
 	"quit                          stop the VM and exit\n"
 	"migrate URI                   live-migrate to HOST:PORT or unix:PATH (or file:PATH)\n"
 	"migrate_cancel                cancel the migration; the guest keeps running here\n"
+	"migrate_start_postcopy        switch the running migration to post-copy now\n"
+	"migrate_recover URI           target: resume a post-copy whose link was lost, on URI\n"
 	"migrate_set_parameter N V     set parameter N for the next migration:\n";
 
 int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
@@ -265,6 +267,10 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 		ret = mig_cancel(vm);
 		if (ret)
 			snprintf(msg, msglen, "no migration in progress");
+	} else if (!strcmp(argv[0], "migrate_start_postcopy") && argc == 1) {
+		ret = mig_start_postcopy(vm, msg, msglen);
+	} else if (!strcmp(argv[0], "migrate_recover") && argc == 2) {
+		ret = mig_recover(vm, argv[1], msg, msglen);
 	} else if (!strcmp(argv[0], "migrate_set_parameter") && argc == 3) {
 		ret = mig_set_parameter(vm, argv[1], argv[2], msg, msglen);
 	} else {

@@ -186,6 +186,7 @@ static int run_vm(struct runner *r, int sigfd)
 	status = exit_status(vm);
 out:
 	console_close(&r->console);
+	mig_release_faults(vm);
 	vm_stop_vcpus(vm);
 	/* A migrated guest's partial line went to the target with its state. */
 	if (vm->stop_reason != VM_EXIT_MIGRATED)

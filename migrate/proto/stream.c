@@ -21,6 +21,8 @@ static const char *const type_names[] = {
 	[ST_DISK] = "DISK", [ST_DISK_DATA] = "DISK_DATA",
 	[ST_AUTH_HELLO] = "AUTH_HELLO", [ST_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
 	[ST_AUTH_PROOF] = "AUTH_PROOF",
+	[ST_POSTCOPY] = "POSTCOPY", [ST_RETURN_PATH] = "RETURN_PATH", [ST_MISSING] = "MISSING",
+	[ST_PAGE_REQ] = "PAGE_REQ", [ST_PC_DONE] = "PC_DONE", [ST_RESUME] = "RESUME",
 };
 
 const char *stream_type_name(uint32_t type)
@@ -68,6 +70,18 @@ uint32_t stream_max_len(uint32_t type)
 		return AUTH_CHALLENGE_LEN;
 	case ST_AUTH_PROOF:
 		return AUTH_PROOF_LEN;
+	case ST_POSTCOPY:
+		return POSTCOPY_LEN;
+	case ST_RETURN_PATH:
+		return RETURN_PATH_LEN;
+	case ST_MISSING:
+		return MISSING_HDR_LEN + MISSING_MAX_WORDS * 8;
+	case ST_PAGE_REQ:
+		return PAGE_REQ_LEN;
+	case ST_RESUME:
+		return RESUME_LEN;
+	case ST_PC_DONE:
+		return 0;
 	case ST_ACCEPT:
 	case ST_READY:
 	case ST_COMMIT:

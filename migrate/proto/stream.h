@@ -46,7 +46,14 @@ enum stream_type {
 	ST_AUTH_HELLO = 21,     /* S->T: keyed handshake: version, flags, source nonce */
 	ST_AUTH_CHALLENGE = 22, /* T->S: version, flags, target nonce, target proof */
 	ST_AUTH_PROOF = 23,     /* S->T: source proof */
-	ST_TYPE_MAX = 23,
+	/* post-copy (docs/postcopy.md) */
+	ST_POSTCOPY = 24,    /* before round 0: S->T u32 0, u64 0; T->S u32 accepted, u64 token */
+	ST_RETURN_PATH = 25, /* first frame of the page-request connection: u64 token, u32 0 */
+	ST_MISSING = 26,     /* a slice of the bitmap of pages the target lacks (both ways) */
+	ST_PAGE_REQ = 27,    /* T->S on the return path: u64 first page, u32 count */
+	ST_PC_DONE = 28,     /* T->S: every page is here (empty) */
+	ST_RESUME = 29,      /* a new main connection after a post-copy link loss: u64 token */
+	ST_TYPE_MAX = 29,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -96,6 +103,14 @@ enum stream_type {
 #define AUTH_CHALLENGE_LEN (8u + AUTH_NONCE_LEN + AUTH_MAC_LEN) /* + the target's proof */
 #define AUTH_PROOF_LEN AUTH_MAC_LEN
 #define AUTH_FLAG_INTEGRITY 1u /* every frame carries a MAC, PAGES included */
+#define POSTCOPY_LEN 12
+#define RETURN_PATH_LEN 12
+#define MISSING_HDR_LEN 16      /* u64 first page (multiple of 64), u32 words, u32 0 */
+#define MISSING_MAX_WORDS 131072u /* 1 MiB of bitmap: 4 GiB of RAM per frame */
+#define PAGE_REQ_LEN 12
+#define PAGE_REQ_MAX_PAGES 64u
+#define RESUME_LEN 8
+#define ROUND_FLAG_POSTCOPY 4u  /* with FINAL: the target runs the guest before it has every page */
 
 struct stream_hdr {
 	uint32_t type;

@@ -34,7 +34,8 @@ struct chan_src_cfg {
 	const volatile int *cancel; /* migrate_cancel */
 	int cancel_fd;              /* interrupts blocked socket I/O */
 	struct est_rate *rate;      /* shared --max-bandwidth, or NULL */
-	uint64_t *sent_bm;          /* round 0 coverage (dirty trace), or NULL */
+	uint64_t *sent_bm;          /* round 0 coverage (dirty trace, post-copy), or NULL */
+	const volatile int *stop;   /* set: end the round early (ram_sender.stop), or NULL */
 	int timeout_ms;
 	int nice;                   /* the sender threads' nice value, 0: unchanged */
 	atomic_uint_fast64_t *live_bytes; /* progress counter, or NULL */

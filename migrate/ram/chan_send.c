@@ -64,7 +64,7 @@ static int do_round(struct chan_s *ch, uint32_t round, char *err, size_t errlen)
 	for (;;) {
 		uint64_t base = atomic_fetch_add(&cs->next, CHAN_CHUNK_PAGES), n;
 
-		if (base >= npages || atomic_load(&cs->failed))
+		if (base >= npages || atomic_load(&cs->failed) || (cs->cfg.stop && *cs->cfg.stop))
 			break;
 		n = npages - base < CHAN_CHUNK_PAGES ? npages - base : CHAN_CHUNK_PAGES;
 		ret = round == 0 ? ram_send_all_range(&ch->rs, base, n, err, errlen) :
@@ -147,6 +147,7 @@ static int connect_one(struct chan_src *cs, struct chan_s *ch,
 	ram_send_init(&ch->rs, cs->cfg.vm, &ch->s, cs->cfg.cancel, cs->cfg.rate);
 	ch->rs.rate_lock = &cs->rate_mu;
 	ch->rs.sent_bm = cs->cfg.sent_bm;
+	ch->rs.stop = cs->cfg.stop;
 	ch->rs.live_bytes = cs->cfg.live_bytes;
 	/* One cache for all channels: a page may go over any of them. */
 	if (cs->cfg.xbz)

@@ -69,3 +69,34 @@ uint64_t ram_digest(const uint8_t *ram, uint64_t npages)
 	}
 	return sum;
 }
+
+uint64_t ram_digest_term(uint64_t index, const uint8_t *page)
+{
+	static const uint8_t zero[VM_PAGE_SIZE] __attribute__((aligned(64)));
+
+	return mix(index * 0x9E3779B97F4A7C15ULL ^ page_hash(page ? page : zero));
+}
+
+uint64_t ram_digest_except(const uint8_t *ram, uint64_t npages, const uint64_t *skip)
+{
+	static const uint8_t zero[VM_PAGE_SIZE] __attribute__((aligned(64)));
+	unsigned char vec[DIGEST_CHUNK];
+	uint64_t hz = page_hash(zero), sum = 0;
+
+	for (uint64_t base = 0; base < npages; base += DIGEST_CHUNK) {
+		uint64_t n = npages - base < DIGEST_CHUNK ? npages - base : DIGEST_CHUNK;
+		const uint8_t *p = ram + base * VM_PAGE_SIZE;
+
+		if (mincore((void *)p, n * VM_PAGE_SIZE, vec) < 0)
+			memset(vec, 1, n);
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t k = base + i, h;
+
+			if (skip[k / 64] >> (k % 64) & 1)
+				continue;
+			h = vec[i] & 1 ? page_hash(p + i * VM_PAGE_SIZE) : hz;
+			sum += mix(k * 0x9E3779B97F4A7C15ULL ^ h);
+		}
+	}
+	return sum;
+}

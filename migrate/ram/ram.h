@@ -52,6 +52,9 @@ struct ram_sender {
 	pthread_mutex_t *rate_lock; /* when rate is shared between channels */
 	atomic_uint_fast64_t *live_bytes; /* progress for `info migrate`, or NULL */
 	uint64_t *sent_bm;          /* when set, round 0 marks what it covered */
+	/* When set (a post-copy switch is asked for), a pass ends early: what
+	 * it did not send goes in the switch's MISSING set instead. */
+	const volatile int *stop;
 	uint64_t pages_normal, pages_zero, pages_skipped;
 	/* the batch being built */
 	uint8_t tbl[STREAM_HDR_LEN + PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];
@@ -115,5 +118,9 @@ bool ram_page_is_zero(const uint8_t *p);
 /* A 64-bit digest of all RAM; untouched pages count as zero pages without
  * being read. */
 uint64_t ram_digest(const uint8_t *ram, uint64_t npages);
+/* Post-copy builds the same sum in parts: one page's term (page NULL:
+ * a zero page), and every page's but those set in skip. */
+uint64_t ram_digest_term(uint64_t index, const uint8_t *page);
+uint64_t ram_digest_except(const uint8_t *ram, uint64_t npages, const uint64_t *skip);
 
 #endif

@@ -22,6 +22,7 @@
 /* Pages looked at per step: the mincore vector and the manual-protect
  * clear granularity (must be a multiple of 64). 32 Ki pages = 128 MiB. */
 #define CHUNK_PAGES RAM_SEND_RANGE_MAX
+#define STOP_PIECE_PAGES 256u /* 1 MiB */
 #define SEND_BATCH_PAGES 256u
 _Static_assert(SEND_BATCH_PAGES <= PAGES_MAX_DATA_PAGES, "batch above the stream's limit");
 
@@ -276,6 +277,8 @@ int ram_send_all_range(struct ram_sender *rs, uint64_t base, uint64_t n, char *e
 		uint64_t j = i;
 		uint32_t kind;
 
+		if (rs->stop && *rs->stop) /* the rest is not covered (sent_bm) */
+			break;
 		if (!(vec[i] & 1)) {
 			/* Untouched RAM comes in long runs: a 64 GiB idle
 			 * guest is 16 M of these bytes. */
@@ -293,11 +296,20 @@ int ram_send_all_range(struct ram_sender *rs, uint64_t base, uint64_t n, char *e
 		for (j = i + 1; j < n && (vec[j] & 1); j++)
 			if (ram_page_is_zero(ram + j * VM_PAGE_SIZE) != (kind == PAGE_RUN_ZERO))
 				break;
-		ret = add_run(rs, base + i, j - i, kind, err, errlen);
-		if (ret)
-			return ret;
-		if (rs->sent_bm)
-			bm_set_range(rs->sent_bm, base + i, j - i);
+		/* In pieces, so that a stop (post-copy switch) is seen within
+		 * a batch or so; sent_bm marks exactly what was queued. */
+		for (uint64_t k = i; k < j;) {
+			uint64_t m = j - k < STOP_PIECE_PAGES ? j - k : STOP_PIECE_PAGES;
+
+			if (rs->stop && *rs->stop)
+				return 0;
+			ret = add_run(rs, base + k, m, kind, err, errlen);
+			if (ret)
+				return ret;
+			if (rs->sent_bm)
+				bm_set_range(rs->sent_bm, base + k, m);
+			k += m;
+		}
 		i = j;
 	}
 	return 0;
@@ -309,7 +321,8 @@ int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
 	int ret;
 
 	(void)d;
-	for (uint64_t base = 0; base < rs->npages; base += CHUNK_PAGES) {
+	for (uint64_t base = 0; base < rs->npages && !(rs->stop && *rs->stop);
+	     base += CHUNK_PAGES) {
 		uint64_t n = rs->npages - base < CHUNK_PAGES ? rs->npages - base : CHUNK_PAGES;
 
 		ret = ram_send_all_range(rs, base, n, err, errlen);
@@ -355,7 +368,9 @@ int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
 {
 	int ret;
 
-	for (uint64_t base = 0; base < rs->npages; base += CHUNK_PAGES) {
+	/* Stopped between chunks, the pages left stay in d->bm. */
+	for (uint64_t base = 0; base < rs->npages && !(rs->stop && *rs->stop);
+	     base += CHUNK_PAGES) {
 		uint64_t n = base + CHUNK_PAGES < rs->npages ? CHUNK_PAGES : rs->npages - base;
 
 		ret = ram_send_dirty_range(rs, d, base, n, err, errlen);

@@ -14,7 +14,8 @@ static void ram_destroy(void *sec)
 	free(sec);
 }
 
-static const uint32_t ram_frames[] = { ST_ROUND, ST_PAGES, ST_CHANNELS, 0 };
+static const uint32_t ram_frames[] = { ST_ROUND, ST_PAGES, ST_CHANNELS, ST_POSTCOPY,
+				       ST_MISSING, 0 };
 
 const struct mig_section_ops ram_section_ops = {
 	.name = "RAM",
@@ -25,6 +26,7 @@ const struct mig_section_ops ram_section_ops = {
 	.save_pending = ram_save_pending,
 	.save_cost_ms = ram_save_cost_ms,
 	.save_complete = ram_save_complete,
+	.save_postcopy = ram_save_postcopy,
 	.save_cleanup = ram_save_cleanup,
 	.frames = ram_frames,
 	.load_setup = ram_load_setup,

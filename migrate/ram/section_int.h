@@ -11,6 +11,9 @@
 #include "migrate/stats/stats.h"
 #include "migrate/stats/trace.h"
 
+struct pc_src;
+struct pc_tgt;
+
 /* A page on the wire: contents plus its share of run tables. */
 #define RAM_WIRE_PAGE_BYTES (VM_PAGE_SIZE + 16)
 
@@ -27,6 +30,7 @@ struct ram_sec {
 	struct chan_totals cs_seen; /* channel figures already folded in */
 	uint64_t t_last_sync, t_prev_sync;
 	double sync_ms, digest_ms;
+	struct pc_src *pcs;         /* post-copy allowed and taken by the target */
 	/* target */
 	struct ram_prefault *pf;    /* first-touch helpers while RAM arrives */
 	uint64_t *have;             /* pages received with contents: delta bases */
@@ -36,6 +40,8 @@ struct ram_sec {
 	bool in_round;
 	uint64_t pages_at_round;
 	struct stats_round rec;
+	struct pc_tgt *pct;         /* post-copy: until END hands it to the mig */
+	bool pc_switch;             /* the final round is a post-copy switch */
 };
 
 int ram_save_setup(void *sec, struct mig_src_env *env);
@@ -44,6 +50,7 @@ int ram_save_pending(void *sec, struct mig_src_env *env, struct mig_pass *p,
 		     struct mig_pending *out);
 double ram_save_cost_ms(void *sec, struct mig_src_env *env);
 int ram_save_complete(void *sec, struct mig_src_env *env, struct mig_end *end);
+int ram_save_postcopy(void *sec, struct mig_src_env *env);
 void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok);
 
 int ram_load_setup(void *sec, struct mig_tgt_env *env);

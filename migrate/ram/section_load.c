@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "migrate/mig.h"
+#include "migrate/postcopy/pc_target.h"
 #include "migrate/ram/bitmap.h"
 
 /* Two helpers, the best count on the 2-core machines (the figures for 1-4:
@@ -114,6 +115,13 @@ static int on_round(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 		return ret;
 	close_round(x, env);
 	x->round = le_get32(b);
+	if ((le_get32(b + 4) & ROUND_FLAG_POSTCOPY) &&
+	    (!(le_get32(b + 4) & ROUND_FLAG_FINAL) || !x->pct)) {
+		snprintf(env->err, env->errlen, "protocol error: a post-copy switch %s",
+			 x->pct ? "in a round that is not the last" : "without POSTCOPY");
+		return -EPROTO;
+	}
+	x->pc_switch = (le_get32(b + 4) & ROUND_FLAG_POSTCOPY) != 0;
 	if (le_get32(b + 4) & ROUND_FLAG_FINAL) {
 		env->t_final = clock_now_ns();
 		st->converged = (le_get32(b + 4) & ROUND_FLAG_CONVERGED) != 0;
@@ -168,6 +176,37 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	return ret;
 }
 
+/* Post-copy offered before round 0: accepted (uffd is checked at the
+ * switch) with a token the return path presents. */
+static int on_postcopy(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
+{
+	uint8_t b[POSTCOPY_LEN];
+	uint64_t token = 0;
+	bool ok;
+	int ret;
+
+	ret = stream_recv_fixed(env->s, ST_POSTCOPY, len, b, POSTCOPY_LEN, env->err, env->errlen);
+	if (ret)
+		return ret;
+	if (x->pct || x->in_round || env->file) {
+		snprintf(env->err, env->errlen, "protocol error: POSTCOPY after the rounds began");
+		return -EPROTO;
+	}
+	ok = env->lst && env->lst->fd >= 0;
+	if (ok && getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
+		snprintf(env->err, env->errlen, "getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	le_put32(b, ok);
+	le_put64(b + 4, token);
+	ret = stream_send(env->s, ST_POSTCOPY, b, POSTCOPY_LEN, env->err, env->errlen);
+	if (!ret && ok)
+		ret = pc_tgt_create(&x->pct, env->vm, env->m, env->err, env->errlen);
+	if (!ret && ok)
+		ret = pc_tgt_accept_rp(x->pct, env->lst, token, env->err, env->errlen);
+	return ret;
+}
+
 int ram_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *h)
 {
 	struct ram_sec *x = sec;
@@ -179,6 +218,14 @@ int ram_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *
 		return on_round(x, env, h->len);
 	case ST_CHANNELS:
 		return on_channels(x, env, h->len);
+	case ST_POSTCOPY:
+		return on_postcopy(x, env, h->len);
+	case ST_MISSING:
+		if (!x->pc_switch || !x->pct) {
+			snprintf(env->err, env->errlen, "protocol error: MISSING outside a post-copy switch");
+			return -EPROTO;
+		}
+		return pc_tgt_missing(x->pct, env->s, h->len, env->err, env->errlen);
 	case ST_PAGES:
 		if (!x->in_round) {
 			snprintf(env->err, env->errlen, "protocol error: pages outside a round");
@@ -210,14 +257,30 @@ int ram_load_complete(void *sec, struct mig_tgt_env *env, const struct mig_end *
 {
 	struct ram_sec *x = sec;
 	uint64_t got;
-	int ret;
+	int ret = 0;
 
 	/* The final round's pages on the channels come before anything is
 	 * checked or loaded. */
-	ret = ram_load_drain(sec, env);
+	if (!x->pc_switch) /* a switch's round has no pages: the channels are past SYNC */
+		ret = ram_load_drain(sec, env);
 	if (ret)
 		return ret;
 	close_round(x, env);
+	if (x->pc_switch) {
+		/* The guest will run before its pages are here: RAM goes under
+		 * userfaultfd, and the digest is checked once they all are.
+		 * No helper may populate a page from here on (a page made
+		 * present by anyone but pc_place would stay wrong). */
+		ram_prefault_stop(x->pf);
+		x->pf = NULL;
+		ret = pc_tgt_arm(x->pct, end->flags & END_FLAG_DIGEST, end->digest, env->err,
+				 env->errlen);
+		if (!ret) {
+			env->m->pc = x->pct;
+			x->pct = NULL;
+		}
+		return ret;
+	}
 	if (!(end->flags & END_FLAG_DIGEST))
 		return 0;
 	got = ram_digest(env->vm->ram, env->vm->ram_size / VM_PAGE_SIZE);
@@ -240,6 +303,8 @@ void ram_load_cleanup(void *sec, struct mig_tgt_env *env)
 		x->ct = NULL;
 	}
 	ram_prefault_stop(x->pf); /* before the VM (and its RAM) can go away */
+	pc_tgt_destroy(x->pct); /* not switched: pre-copy only */
+	x->pct = NULL;
 	x->pf = NULL;
 	free(x->have);
 	x->have = NULL;

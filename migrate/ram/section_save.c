@@ -7,8 +7,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "migrate/mig.h"
+#include "migrate/postcopy/pc_source.h"
 #include "migrate/ram/bitmap.h"
 
 /* The target grants up to what was asked (0: one stream it is) and a
@@ -45,6 +47,7 @@ static int open_channels(struct ram_sec *x, struct mig_src_env *env)
 		.sent_bm = x->rs.sent_bm, .timeout_ms = MIG_IO_TIMEOUT_MS,
 		.nice = (int)env->t->nice, .live_bytes = &m->live_bytes, .xbz = x->xbz,
 		.session = stream_mac_session(env->s), .integrity = stream_mac_integrity(env->s),
+		.stop = x->rs.stop,
 	};
 	int ret = chan_src_open(&x->cs, env->addr, x->nchan, x->chan_token, &cfg, env->err,
 				env->errlen);
@@ -98,8 +101,26 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 		x->tracing = true;
 		x->rs.sent_bm = calloc(bm_words(npages), 8);
 	}
+	/* Post-copy allowed: migrate_start_postcopy ends a pass early, and
+	 * round 0's coverage tells the switch what it did not send. */
+	if (!env->file && env->t->postcopy) {
+		x->rs.stop = &env->m->start_postcopy;
+		if (!x->rs.sent_bm)
+			x->rs.sent_bm = calloc(bm_words(npages), 8);
+		if (!x->rs.sent_bm) {
+			snprintf(env->err, env->errlen, "calloc(round 0 coverage): out of memory");
+			return -ENOMEM;
+		}
+	}
 	if (x->nchan && (ret = open_channels(x, env)) != 0)
 		return ret;
+	if (!env->file && env->t->postcopy && (ret = pc_src_setup(&x->pcs, env)) != 0)
+		return ret;
+	/* Declined: the stop flag stays 0 (migrate_start_postcopy needs
+	 * pc_possible). */
+	pthread_mutex_lock(&env->m->lock);
+	env->m->pc_possible = x->pcs != NULL;
+	pthread_mutex_unlock(&env->m->lock);
 	if (env->file) {
 		x->d.npages = npages;
 		return 0;
@@ -141,13 +162,42 @@ static void publish(struct ram_sec *x, struct mig_src_env *env)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static int send_round_marker(struct mig_src_env *env, const struct mig_pass *p)
+/* Pages in use that round 0 did not send (it ended early, or they were
+ * first touched after it passed them: then they are dirty anyway). */
+static int uncovered_to_dirty(struct ram_sec *x, struct mig_src_env *env)
+{
+	uint64_t npages = x->d.npages, chunk = 1u << 15;
+	unsigned char *vec;
+
+	if (!x->rs.sent_bm)
+		return 0;
+	vec = malloc(chunk);
+	if (!vec) {
+		snprintf(env->err, env->errlen, "malloc(mincore): out of memory");
+		return -ENOMEM;
+	}
+	for (uint64_t base = 0; base < npages; base += chunk) {
+		uint64_t n = npages - base < chunk ? npages - base : chunk;
+
+		if (mincore(env->vm->ram + base * VM_PAGE_SIZE, n * VM_PAGE_SIZE, vec) < 0)
+			memset(vec, 1, n);
+		for (uint64_t i = 0; i < n; i++)
+			if ((vec[i] & 1) && !bm_test(x->rs.sent_bm, base + i))
+				bm_set(x->d.bm, base + i);
+	}
+	free(vec);
+	return 0;
+}
+
+static int send_round_marker(struct ram_sec *x, struct mig_src_env *env,
+			     const struct mig_pass *p)
 {
 	uint8_t b[ROUND_LEN];
 
 	le_put32(b, p->round);
 	le_put32(b + 4, (p->final ? ROUND_FLAG_FINAL : 0) |
-		 (env->converged ? ROUND_FLAG_CONVERGED : 0));
+		 (env->converged ? ROUND_FLAG_CONVERGED : 0) |
+		 (p->final && env->postcopy && x->pcs ? ROUND_FLAG_POSTCOPY : 0));
 	return stream_send(env->s, ST_ROUND, b, ROUND_LEN, env->err, env->errlen);
 }
 
@@ -162,8 +212,15 @@ int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 	if (x->tracing && p->round > 0 &&
 	    trace_round(&x->trace, p->round, t - env->t0, x->d.bm) < 0)
 		x->tracing = false;
-	ret = send_round_marker(env, p);
-	if (!ret && x->cs) {
+	ret = send_round_marker(x, env, p);
+	if (!ret && p->final && env->postcopy && x->pcs) {
+		/* The switch: the target gets the set it lacks, not the pages:
+		 * the dirty ones, and those a pass ended early did not cover. */
+		ret = uncovered_to_dirty(x, env);
+		if (!ret)
+			ret = pc_src_switch(x->pcs, env, x->d.bm);
+		p->rec->dirty_pages = bm_count(x->d.bm, x->d.npages);
+	} else if (!ret && x->cs) {
 		ret = chan_src_round(x->cs, p->round, env->err, env->errlen);
 		fold_channels(x, env);
 	} else if (!ret) {
@@ -179,8 +236,10 @@ int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 		p->resend_bytes = p->rec->pages_sent * RAM_WIRE_PAGE_BYTES;
 		if (x->tracing && trace_round(&x->trace, 0, t - env->t0, x->rs.sent_bm) < 0)
 			x->tracing = false;
-		free(x->rs.sent_bm);
-		x->rs.sent_bm = NULL;
+		if (!x->pcs) { /* post-copy keeps it for the switch */
+			free(x->rs.sent_bm);
+			x->rs.sent_bm = NULL;
+		}
 	}
 	return 0;
 }
@@ -236,9 +295,26 @@ int ram_save_complete(void *sec, struct mig_src_env *env, struct mig_end *end)
 	return 0;
 }
 
+int ram_save_postcopy(void *sec, struct mig_src_env *env)
+{
+	struct ram_sec *x = sec;
+
+	int ret;
+
+	if (!x->pcs)
+		return 0;
+	ret = pc_src_run(x->pcs, env);
+	/* The return path's bytes count with the rest. */
+	env->extra_bytes_out += pc_src_rp_bytes(x->pcs);
+	return ret;
+}
+
 void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok)
 {
 	struct ram_sec *x = sec;
+
+	pc_src_destroy(x->pcs);
+	x->pcs = NULL;
 
 	(void)ok;
 	if (x->tracing)

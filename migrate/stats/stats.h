@@ -56,6 +56,14 @@ struct stats {
 	/* Dirty tracking: ring entries per vCPU (0: the bitmap) */
 	uint32_t dirty_ring_entries;
 	uint64_t dirty_ring_full_exits;
+	/* Post-copy (docs/postcopy.md, docs/stats-json.md) */
+	bool postcopy;
+	double postcopy_ms;       /* the switch -> every page on the target */
+	uint64_t pc_pages_missing, pc_pages_requested, pc_pages_pushed, pc_bad_requests;
+	uint64_t pc_faults;       /* target: faults that waited for the source */
+	uint64_t pc_refaults;     /* the same thread's fault on the same page, again */
+	double pc_fault_p50_ms, pc_fault_p99_ms, pc_fault_max_ms, pc_blocktime_ms;
+	uint32_t pc_recoveries;
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

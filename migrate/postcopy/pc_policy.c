@@ -1,0 +1,25 @@
+/* The switch to post-copy: at once when the operator asks
+ * (migrate_start_postcopy), else, with on-nonconvergence postcopy, when
+ * pre-copy stops making progress: a backstop is reached, or a sync found
+ * at least 90 % of what the sync before it left (after round 0: of what
+ * round 0 sent) dirty again: the guest rewrites its memory as fast as the
+ * link carries it, so more rounds only cost time. */
+#include "migrate/postcopy/pc_policy.h"
+
+bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
+		   uint64_t bytes, uint64_t before)
+{
+	/* Asked, it switches even if pre-copy would converge now: the pass
+	 * the request ended early left pages only the switch accounts for. */
+	if (!t->postcopy)
+		return false;
+	if (asked)
+		return true;
+	if (why == EST_CONVERGED)
+		return false;
+	if (t->nonconvergence != MIG_NONCONV_POSTCOPY)
+		return false;
+	if (why != EST_CONTINUE)
+		return true;
+	return r >= 1 && before && bytes * 10 >= before * 9;
+}

@@ -1,0 +1,387 @@
+/* Post-copy, source side. The guest is paused here for the whole phase,
+ * so its RAM does not change: a page can be sent from any thread at any
+ * time, and each page is sent once because whoever sends it first takes
+ * its bit from to_send atomically (the server takes single pages, the
+ * push whole words). After a lost link the target says which pages it
+ * still lacks and to_send becomes exactly that set. */
+#include "migrate/postcopy/pc_source_int.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate/mig.h"
+#include "migrate/postcopy/pc_wire.h"
+#include "migrate/ram/bitmap.h"
+#include "migrate/section.h"
+#include "vmm/core/vm.h"
+
+
+/* Test hook (docs/migration.md): cut both connections once this many
+ * pages were pushed, once. */
+static uint64_t test_cut_after(void)
+{
+	const char *v = getenv("MINIVMM_TEST_PC_CUT");
+
+	return v && *v ? strtoull(v, NULL, 10) : 0;
+}
+
+void pc_src_attach_rp(struct pc_src *pc, const struct transport_conn *conn)
+{
+	stream_attach(&pc->rp, conn, MIG_IO_TIMEOUT_MS);
+}
+
+int pc_src_connect_rp(struct pc_src *pc, const struct transport_addr *a, char *err,
+		      size_t errlen)
+{
+	uint8_t pre[STREAM_PREAMBLE_LEN], b[RETURN_PATH_LEN];
+	struct transport_conn conn;
+	int ret = transport_connect(a, MIG_IO_TIMEOUT_MS, &conn, err, errlen);
+
+	if (ret)
+		return ret;
+	pc_src_attach_rp(pc, &conn);
+	stream_preamble_encode(pre);
+	le_put64(b, pc->token);
+	le_put32(b + 8, 0);
+	ret = stream_write_all(&pc->rp, pre, sizeof(pre), err, errlen);
+	if (!ret)
+		ret = stream_send(&pc->rp, ST_RETURN_PATH, b, sizeof(b), err, errlen);
+	return ret;
+}
+
+int pc_src_create(struct pc_src **out, struct vm *vm, struct mig *m, uint64_t token, char *err,
+		  size_t errlen)
+{
+	struct pc_src *pc = calloc(1, sizeof(*pc));
+
+	*out = pc;
+	if (!pc) {
+		snprintf(err, errlen, "post-copy: out of memory");
+		return -ENOMEM;
+	}
+	pc->vm = vm;
+	pc->m = m;
+	pc->npages = vm->ram_size / VM_PAGE_SIZE;
+	pc->token = token;
+	pc->to_send = calloc(bm_words(pc->npages), 8);
+	pc->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&pc->mu, NULL);
+	stream_reset(&pc->rp);
+	if (!pc->to_send || pc->stop_efd < 0) {
+		snprintf(err, errlen, "post-copy: out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int pc_src_setup(struct pc_src **out, struct mig_src_env *env)
+{
+	uint8_t b[POSTCOPY_LEN] = { 0 };
+	struct pc_src *pc;
+	uint32_t len;
+	int ret;
+
+	*out = NULL;
+	ret = stream_send(env->s, ST_POSTCOPY, b, sizeof(b), env->err, env->errlen);
+	if (!ret)
+		ret = stream_recv_expect(env->s, ST_POSTCOPY, b, sizeof(b), &len, "target",
+					 env->err, env->errlen);
+	if (ret)
+		return ret;
+	if (len != POSTCOPY_LEN) {
+		snprintf(env->err, env->errlen, "bad POSTCOPY reply from the target");
+		return -EPROTO;
+	}
+	if (!le_get32(b)) {
+		fprintf(stderr, "minivmm: the target cannot take post-copy; pre-copy only\n");
+		return 0;
+	}
+	ret = pc_src_create(&pc, env->vm, env->m, le_get64(b + 4), env->err, env->errlen);
+	*out = pc;
+	return ret ? ret : pc_src_connect_rp(pc, env->addr, env->err, env->errlen);
+}
+
+static void lose(struct pc_src *pc, const char *why)
+{
+	pthread_mutex_lock(&pc->mu);
+	if (!atomic_exchange(&pc->lost, 1))
+		snprintf(pc->err, sizeof(pc->err), "%s", why);
+	pthread_mutex_unlock(&pc->mu);
+}
+
+/* Sends the pages of [first, first + n) it can take, in runs. */
+static int send_taken(struct pc_src *pc, struct stream *s, uint64_t first, uint64_t n,
+		      atomic_uint_fast64_t *counter, char *err, size_t errlen)
+{
+	uint64_t i = first, end = first + n;
+
+	while (i < end) {
+		uint64_t j;
+		int ret;
+
+		if (!pc_bm_take(pc->to_send, i)) {
+			i++;
+			continue;
+		}
+		for (j = i + 1; j < end && j - i < PC_BATCH_PAGES && pc_bm_take(pc->to_send, j); j++)
+			;
+		ret = pc_pages_send(s, pc->vm->ram, i, (uint32_t)(j - i), err, errlen);
+		if (ret)
+			return ret;
+		atomic_fetch_add(counter, j - i);
+		i = j;
+	}
+	return 0;
+}
+
+/* One PAGE_REQ: out of range is answered with ERROR (and the connection
+ * stays), a page already sent costs nothing. */
+static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errlen)
+{
+	uint8_t b[PAGE_REQ_LEN];
+	uint64_t first, end;
+	uint32_t n;
+	int ret = stream_recv_fixed(&pc->rp, ST_PAGE_REQ, len, b, sizeof(b), err, errlen);
+
+	if (ret)
+		return ret;
+	first = le_get64(b);
+	n = le_get32(b + 8);
+	if (n == 0 || n > PAGE_REQ_MAX_PAGES || first >= pc->npages || n > pc->npages - first) {
+		atomic_fetch_add(&pc->bad, 1);
+		return stream_send_text(&pc->rp, ST_ERROR, "bad PAGE_REQ: pages out of range");
+	}
+	end = first + n + PC_NEIGHBOURS;
+	if (end > pc->npages)
+		end = pc->npages;
+	/* The asked pages first, then what follows them. */
+	ret = send_taken(pc, &pc->rp, first, n, &pc->requested, err, errlen);
+	if (!ret)
+		ret = send_taken(pc, &pc->rp, first + n, end - first - n, &pc->requested, err,
+				 errlen);
+	return ret;
+}
+
+static void *server_main(void *arg)
+{
+	struct pc_src *pc = arg;
+	char err[256];
+
+	for (;;) {
+		struct stream_hdr h;
+		int ret = stream_recv_hdr(&pc->rp, &h, err, sizeof(err));
+
+		if (!ret && h.type == ST_PAGE_REQ)
+			ret = serve_request(pc, h.len, err, sizeof(err));
+		else if (!ret) {
+			snprintf(err, sizeof(err), "protocol error: %s on the return path",
+				 stream_type_name(h.type));
+			ret = -EPROTO;
+		}
+		if (ret) {
+			if (ret != -ECANCELED)
+				lose(pc, err);
+			return NULL;
+		}
+	}
+}
+
+int pc_src_start_server(struct pc_src *pc, char *err, size_t errlen)
+{
+	int ret;
+
+	/* Idle while nothing faults: only a failure or a stop ends a read. */
+	stream_set_timeout(&pc->rp, 0);
+	pc->rp.cancel_fd = pc->stop_efd;
+	ret = pool_start(&pc->server, 1, server_main, pc, 0, "pc-server", err, errlen);
+	pc->serving = !ret;
+	return ret;
+}
+
+void pc_src_stop_server(struct pc_src *pc)
+{
+	uint64_t one = 1, v;
+
+	if (!pc->serving)
+		return;
+	if (write(pc->stop_efd, &one, sizeof(one)) < 0)
+		stream_shutdown(&pc->rp);
+	pool_join(&pc->server);
+	pc->serving = false;
+	if (read(pc->stop_efd, &v, sizeof(v)) < 0) {
+		/* nothing pending */
+	}
+}
+
+int pc_src_switch(struct pc_src *pc, struct mig_src_env *env, const uint64_t *bm)
+{
+	uint64_t words = bm_words(pc->npages), n = 0;
+	int ret;
+
+	for (uint64_t w = 0; w < words; w++) {
+		atomic_store(&pc->to_send[w], bm[w]);
+		n += (uint64_t)__builtin_popcountll(bm[w]);
+	}
+	ret = pc_missing_send(env->s, bm, pc->npages, env->err, env->errlen);
+	if (ret < 0)
+		return ret;
+	pc->t_switch = clock_now_ns();
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.postcopy = true;
+	env->m->st.pc_pages_missing = n;
+	env->m->remaining_pages = n;
+	pthread_mutex_unlock(&env->m->lock);
+	fprintf(stderr, "minivmm: switching to post-copy: %llu pages the target lacks\n",
+		(unsigned long long)n);
+	/* The target may fault on its first state load: serve from now on. */
+	return pc_src_start_server(pc, env->err, env->errlen);
+}
+
+static void publish(struct pc_src *pc, struct mig_src_env *env, uint64_t left)
+{
+	struct mig *m = env->m;
+
+	pthread_mutex_lock(&m->lock);
+	m->st.pc_pages_requested = atomic_load(&pc->requested);
+	m->st.pc_pages_pushed = atomic_load(&pc->pushed);
+	m->st.pc_bad_requests = atomic_load(&pc->bad);
+	m->st.postcopy_ms = clock_ms_since(pc->t_switch);
+	m->remaining_pages = left;
+	m->st.bytes_total = env->s->bytes_out + pc->rp.bytes_out + env->extra_bytes_out;
+	pthread_mutex_unlock(&m->lock);
+}
+
+uint64_t pc_src_left(struct pc_src *pc)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < bm_words(pc->npages); w++)
+		n += (uint64_t)__builtin_popcountll(atomic_load(&pc->to_send[w]));
+	return n;
+}
+
+/* Every page not yet taken, in order, on the main connection. */
+static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
+{
+	uint64_t words = bm_words(pc->npages);
+
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t v = pc_bm_take_word(pc->to_send, w);
+
+		while (v) {
+			uint64_t b = (uint64_t)__builtin_ctzll(v), e = b;
+			uint64_t bytes, ns;
+			int ret;
+
+			while (e < 64 && (v >> e & 1))
+				e++;
+			v &= e == 64 ? 0 : ~0ULL << e;
+			ret = pc_pages_send(env->s, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
+					    env->err, env->errlen);
+			if (ret) {
+				/* Not sent: the target will say it lacks them. */
+				return ret;
+			}
+			atomic_fetch_add(&pc->pushed, e - b);
+			bytes = (e - b) * VM_PAGE_SIZE;
+			if (env->rate && (ns = est_rate_account(env->rate, bytes, clock_now_ns())))
+				nanosleep(&(struct timespec){ .tv_sec = (time_t)(ns / 1000000000u),
+					  .tv_nsec = (long)(ns % 1000000000u) }, NULL);
+			if (*cut && atomic_load(&pc->pushed) >= *cut) {
+				*cut = 0;
+				stream_shutdown(env->s);
+				stream_shutdown(&pc->rp);
+			}
+		}
+		if (atomic_load(&pc->lost))
+			return -ENOTCONN; /* the server's connection: its reason */
+		if (w % 1024 == 0)
+			publish(pc, env, pc_src_left(pc));
+	}
+	return 0;
+}
+
+/* Pushed everything: the target says when every page is in (pages on the
+ * return path may still be on their way). */
+static int wait_done(struct pc_src *pc, struct mig_src_env *env)
+{
+	struct stream_hdr h;
+	int ret = stream_recv_hdr(env->s, &h, env->err, env->errlen);
+
+	if (!ret && h.type == ST_ERROR) {
+		char text[TEXT_MAX_LEN + 1];
+
+		if (!stream_recv_text(env->s, h.len, text, sizeof(text), env->err, env->errlen))
+			snprintf(env->err, env->errlen, "the target gave up: %.300s", text);
+		return -ECONNABORTED;
+	}
+	if (!ret && (h.type != ST_PC_DONE || h.len)) {
+		snprintf(env->err, env->errlen, "protocol error: %s from the target, not PC_DONE",
+			 stream_type_name(h.type));
+		ret = -EPROTO;
+	}
+	(void)pc;
+	return ret;
+}
+
+int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
+{
+	uint64_t cut = test_cut_after();
+	int ret;
+
+	for (;;) {
+		ret = push(pc, env, &cut);
+		if (!ret)
+			ret = wait_done(pc, env);
+		if (!ret && !atomic_load(&pc->lost))
+			break;
+		if (!ret || ret == -ENOTCONN) {
+			pthread_mutex_lock(&pc->mu);
+			snprintf(env->err, env->errlen, "%s", pc->err);
+			pthread_mutex_unlock(&pc->mu);
+		}
+		if (ret == -ECONNABORTED || ret == -EPROTO)
+			break;
+		ret = pc_src_recover(pc, env);
+		if (ret)
+			break;
+	}
+	pc_src_stop_server(pc);
+	publish(pc, env, pc_src_left(pc));
+	return ret;
+}
+
+bool pc_src_lost(struct pc_src *pc, char *err, size_t errlen)
+{
+	bool lost;
+
+	pthread_mutex_lock(&pc->mu);
+	lost = atomic_load(&pc->lost) != 0;
+	snprintf(err, errlen, "%s", pc->err);
+	pthread_mutex_unlock(&pc->mu);
+	return lost;
+}
+
+uint64_t pc_src_rp_bytes(const struct pc_src *pc)
+{
+	return pc->rp_bytes_closed + pc->rp.bytes_out;
+}
+
+void pc_src_destroy(struct pc_src *pc)
+{
+	if (!pc)
+		return;
+	pc_src_stop_server(pc);
+	stream_close(&pc->rp);
+	if (pc->stop_efd >= 0)
+		close(pc->stop_efd);
+	pthread_mutex_destroy(&pc->mu);
+	free(pc->to_send);
+	free(pc);
+}

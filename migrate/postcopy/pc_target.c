@@ -1,0 +1,281 @@
+/* Post-copy, target side: lifecycle, placement, the push receiver and
+ * recovery (the fault thread is pc_fault.c). Once the guest runs here,
+ * the pages it lacks exist only on the source: a lost link never
+ * discards anything, it pauses the guest (vCPUs blocked on a fault keep
+ * waiting; on kvm_pvm a signal does not interrupt that wait) until
+ * `migrate_recover URI` and the source's `migrate URI` resume it. */
+#include "migrate/postcopy/pc_target_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "migrate/mig.h"
+#include "migrate/postcopy/pc_wire.h"
+#include "migrate/postcopy/uffd.h"
+#include "migrate/ram/bitmap.h"
+#include "migrate/ram/ram.h"
+#include "vmm/core/vm.h"
+
+int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, char *err, size_t errlen)
+{
+	struct pc_tgt *pc = calloc(1, sizeof(*pc));
+	size_t words = bm_words(vm->ram_size / VM_PAGE_SIZE);
+
+	*out = pc;
+	if (!pc) {
+		snprintf(err, errlen, "post-copy: out of memory");
+		return -ENOMEM;
+	}
+	pc->vm = vm;
+	pc->m = m;
+	pc->npages = vm->ram_size / VM_PAGE_SIZE;
+	pc->uffd = -1;
+	pc->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&pc->mu, NULL);
+	stream_reset(&pc->rp);
+	stream_reset(&pc->rp_new);
+	stream_reset(&pc->main);
+	pc->missing = calloc(words, 8);
+	pc->placed = calloc(words, 8);
+	pc->requested = calloc(words, 8);
+	pc->lat = malloc(PC_MAX_LATENCIES * sizeof(double));
+	if (!pc->missing || !pc->placed || !pc->requested || !pc->lat || pc->wake_efd < 0) {
+		snprintf(err, errlen, "post-copy: out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A connection that presents token in its first frame (type want), or
+ * an error; a stranger is the caller's to drop. */
+int pc_accept_token(struct transport_listener *lst, int wait_ms, uint32_t want,
+		      uint64_t token, struct stream *s, char *err, size_t errlen)
+{
+	uint8_t pre[STREAM_PREAMBLE_LEN], b[RETURN_PATH_LEN];
+	struct transport_conn conn;
+	uint32_t len;
+	int ret = transport_accept(lst, wait_ms, MIG_IO_TIMEOUT_MS, &conn, err, errlen);
+
+	if (ret)
+		return ret;
+	stream_attach(s, &conn, MIG_IO_TIMEOUT_MS);
+	s->frame_ms = MIG_IO_TIMEOUT_MS;
+	ret = stream_read_all(s, pre, sizeof(pre), err, errlen);
+	if (!ret)
+		ret = stream_preamble_decode(pre, err, errlen);
+	if (!ret)
+		ret = stream_recv_expect(s, want, b, sizeof(b), &len, "source", err, errlen);
+	if (!ret && (len < 8 || le_get64(b) != token)) {
+		snprintf(err, errlen, "%s with a wrong token", stream_type_name(want));
+		ret = -EPERM;
+	}
+	if (ret)
+		stream_close(s);
+	s->frame_ms = 0;
+	return ret;
+}
+
+int pc_tgt_accept_rp(struct pc_tgt *pc, struct transport_listener *lst, uint64_t token,
+		     char *err, size_t errlen)
+{
+	pc->token = token;
+	for (int tries = 0; tries < 8; tries++) {
+		int ret = pc_accept_token(lst, MIG_IO_TIMEOUT_MS, ST_RETURN_PATH, token, &pc->rp, err,
+				     errlen);
+
+		if (!ret) {
+			stream_set_timeout(&pc->rp, MIG_IO_TIMEOUT_MS);
+			pc->rp_ok = true;
+			return 0;
+		}
+		if (ret == -ETIMEDOUT || ret == -EINTR)
+			return ret;
+		fprintf(stderr, "minivmm: dropped a connection on the migration port: %s\n", err);
+	}
+	snprintf(err, errlen, "no return path connection for post-copy");
+	return -ETIMEDOUT;
+}
+
+int pc_tgt_missing(struct pc_tgt *pc, struct stream *s, uint32_t len, char *err, size_t errlen)
+{
+	if (pc->uffd >= 0) {
+		snprintf(err, errlen, "protocol error: MISSING after the switch");
+		return -EPROTO;
+	}
+	return pc_missing_recv(s, len, pc->missing, pc->npages, &pc->nmissing, err, errlen);
+}
+
+int pc_tgt_arm(struct pc_tgt *pc, bool digest, uint64_t want, char *err, size_t errlen)
+{
+	uint8_t *ram = pc->vm->ram;
+	int ret;
+
+	/* What the target holds of a missing page is stale: dropped, it is
+	 * missing for userfaultfd too. */
+	for (uint64_t i = bm_next_set(pc->missing, pc->npages, 0); i < pc->npages;) {
+		uint64_t e = bm_next_clear(pc->missing, pc->npages, i);
+
+		if (madvise(ram + i * VM_PAGE_SIZE, (e - i) * VM_PAGE_SIZE, MADV_DONTNEED) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "madvise(DONTNEED, stale pages): %s", strerror(errno));
+			return ret;
+		}
+		i = bm_next_set(pc->missing, pc->npages, e);
+	}
+	pc->digest = digest;
+	pc->digest_want = want;
+	if (digest) /* the pages already here; the rest add their terms as they land */
+		pc->digest_sum = ram_digest_except(ram, pc->npages, pc->missing);
+	ret = uffd_open_register(ram, pc->vm->ram_size, &pc->uffd, err, errlen);
+	if (!ret)
+		ret = pool_start(&pc->fault_thr, 1, pc_fault_main, pc, 0, "pc-fault", err, errlen);
+	pc->t_switch = clock_now_ns();
+	pthread_mutex_lock(&pc->m->lock);
+	pc->m->st.postcopy = true;
+	pc->m->st.pc_pages_missing = pc->nmissing;
+	pthread_mutex_unlock(&pc->m->lock);
+	return ret;
+}
+
+static void note_latency(struct pc_tgt *pc, double ms)
+{
+	if (pc->nlat < PC_MAX_LATENCIES)
+		pc->lat[pc->nlat++] = ms;
+	if (ms > pc->lat_max)
+		pc->lat_max = ms;
+	pc->block_ms += ms;
+}
+
+int pc_place(struct pc_tgt *pc, uint64_t first, uint64_t count, const uint8_t *data,
+	     bool requested, char *err, size_t errlen)
+{
+	uint8_t *ram = pc->vm->ram;
+
+	for (uint64_t i = first; i < first + count; i++) {
+		const uint8_t *src = data ? data + (i - first) * VM_PAGE_SIZE : NULL;
+		uint64_t dst = (uint64_t)(uintptr_t)(ram + i * VM_PAGE_SIZE), now;
+		int r;
+
+		/* Only a missing page may be placed: anything else is the
+		 * guest's own now, and the source has no say over it. */
+		if (!bm_test(pc->missing, i)) {
+			pc->dups++;
+			continue;
+		}
+		r = src ? uffd_copy(pc->uffd, dst, src, VM_PAGE_SIZE) :
+		    uffd_zero(pc->uffd, dst, VM_PAGE_SIZE);
+		if (r < 0) {
+			snprintf(err, errlen, "%s of page %llu: %s", src ? "UFFDIO_COPY" :
+				 "UFFDIO_ZEROPAGE", (unsigned long long)i, strerror(-r));
+			return r;
+		}
+		pthread_mutex_lock(&pc->mu);
+		/* Under the lock: a fault queued since the copy (it woke that
+		 * thread already) then waited 0, not a negative time. */
+		now = clock_now_ns();
+		if (r == 1 || bm_test(pc->placed, i)) {
+			pc->dups++;
+		} else {
+			bm_set(pc->placed, i);
+			pc->nplaced++;
+			if (requested)
+				pc->got_rp++;
+			else
+				pc->got_push++;
+			if (pc->digest)
+				pc->digest_sum += ram_digest_term(i, src);
+		}
+		for (int k = 0; k < pc->nw;)
+			if (pc->w[k].page == i) {
+				note_latency(pc, now > pc->w[k].t_ns ?
+					     (double)(now - pc->w[k].t_ns) / 1e6 : 0);
+				pc->w[k] = pc->w[--pc->nw];
+			} else {
+				k++;
+			}
+		pthread_mutex_unlock(&pc->mu);
+	}
+	pc_maybe_done(pc);
+	return 0;
+}
+
+void pc_maybe_done(struct pc_tgt *pc)
+{
+	char err[128];
+	bool now;
+	int ret = 0;
+
+	/* Under the lock: a recovery swaps main under it. PC_DONE is the
+	 * only frame anyone writes on main here, and it is 8 bytes. */
+	pthread_mutex_lock(&pc->mu);
+	now = !pc->done && pc->nplaced == pc->nmissing && stream_is_open(&pc->main);
+	if (now) {
+		pc->done = true;
+		ret = stream_send(&pc->main, ST_PC_DONE, NULL, 0, err, sizeof(err));
+	}
+	pthread_mutex_unlock(&pc->mu);
+	if (ret < 0)
+		fprintf(stderr, "minivmm: post-copy: could not tell the source: %s\n", err);
+}
+
+void pc_rp_lost(struct pc_tgt *pc, const char *why)
+{
+	pthread_mutex_lock(&pc->mu);
+	pc->rp_ok = false;
+	pthread_mutex_unlock(&pc->mu);
+	if (!pc->done)
+		fprintf(stderr, "minivmm: post-copy: return path lost: %s\n", why);
+	/* The receiver notices and pauses the guest. */
+	stream_shutdown(&pc->main);
+	stream_shutdown(&pc->rp);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void pc_tgt_publish(struct pc_tgt *pc)
+{
+	struct stats *st;
+	double *c = NULL, p50 = 0, p99 = 0;
+	size_t n;
+
+	if (!pc)
+		return;
+	pthread_mutex_lock(&pc->mu);
+	n = pc->nlat;
+	if (n && (c = malloc(n * sizeof(double))))
+		memcpy(c, pc->lat, n * sizeof(double));
+	pthread_mutex_unlock(&pc->mu);
+	if (c) {
+		qsort(c, n, sizeof(double), cmp_double);
+		p50 = c[n / 2];
+		p99 = c[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+		free(c);
+	}
+	pthread_mutex_lock(&pc->mu);
+	pthread_mutex_lock(&pc->m->lock);
+	st = &pc->m->st;
+	st->pc_faults = pc->faults;
+	st->pc_refaults = pc->refaults;
+	st->pc_pages_requested = pc->got_rp;
+	st->pc_pages_pushed = pc->got_push;
+	st->pc_fault_p50_ms = p50;
+	st->pc_fault_p99_ms = p99;
+	st->pc_fault_max_ms = pc->lat_max;
+	st->pc_blocktime_ms = pc->block_ms;
+	st->postcopy_ms = (double)(clock_now_ns() - pc->t_switch) / 1e6;
+	pc->m->remaining_pages = pc->nmissing - pc->nplaced;
+	pthread_mutex_unlock(&pc->m->lock);
+	pthread_mutex_unlock(&pc->mu);
+}
+
+

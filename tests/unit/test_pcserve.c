@@ -1,0 +1,286 @@
+/* Post-copy without KVM: the source's page server fed hostile page
+ * requests over a socket pair (out of range, repeated, a flood: an
+ * ERROR or nothing, never a crash, and the server goes on), the MISSING
+ * bitmap both ways and against hostile slices, and the switch policy. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "migrate/mig.h"
+#include "migrate/postcopy/pc_policy.h"
+#include "migrate/postcopy/pc_source.h"
+#include "migrate/postcopy/pc_wire.h"
+#include "migrate/ram/bitmap.h"
+#include "migrate/section.h"
+#include "migrate/transport/transport.h"
+#include "vmm/core/vm.h"
+
+#define NPAGES 200
+
+struct fx {
+	struct vm vm;
+	struct mig *m;
+	struct pc_src *pc;
+	struct stream main, peer_rp, peer_main; /* the target's ends */
+	struct mig_src_env env;
+	uint64_t bm[(NPAGES + 63) / 64];
+	char err[256];
+};
+
+static void pair(struct stream *a, struct transport_conn *b)
+{
+	struct transport_conn c;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	transport_wrap_fd(&c, sv[0], TRANSPORT_UNIX);
+	stream_attach(a, &c, 2000);
+	transport_wrap_fd(b, sv[1], TRANSPORT_UNIX);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct transport_conn c;
+
+	assert_non_null(f);
+	f->vm.ram_size = NPAGES * VM_PAGE_SIZE;
+	f->vm.ram = aligned_alloc(VM_PAGE_SIZE, NPAGES * VM_PAGE_SIZE);
+	assert_non_null(f->vm.ram);
+	for (int i = 0; i < NPAGES; i++) /* page i holds i + 1 (page 7 is zero) */
+		memset(f->vm.ram + i * VM_PAGE_SIZE, i == 7 ? 0 : i + 1, VM_PAGE_SIZE);
+	f->m = mig_get(&f->vm);
+	assert_non_null(f->m);
+	assert_int_equal(pc_src_create(&f->pc, &f->vm, f->m, 42, f->err, sizeof(f->err)), 0);
+	pair(&f->peer_rp, &c);
+	pc_src_attach_rp(f->pc, &c);
+	pair(&f->peer_main, &c);
+	stream_attach(&f->main, &c, 2000);
+	f->env = (struct mig_src_env){ .vm = &f->vm, .m = f->m, .s = &f->main, .err = f->err,
+				       .errlen = sizeof(f->err) };
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	pc_src_destroy(f->pc);
+	stream_close(&f->main);
+	stream_close(&f->peer_rp);
+	stream_close(&f->peer_main);
+	mig_destroy(&f->vm);
+	free(f->vm.ram);
+	free(f);
+	return 0;
+}
+
+/* Missing: pages 0..149 (150..199 the target has). */
+static void do_switch(struct fx *f)
+{
+	struct stream_hdr h;
+	uint64_t got[(NPAGES + 63) / 64] = { 0 }, n = 0;
+
+	bm_set_range(f->bm, 0, 150);
+	assert_int_equal(pc_src_switch(f->pc, &f->env, f->bm), 0);
+	/* The target's end reads it back as sent. */
+	assert_int_equal(stream_recv_hdr(&f->peer_main, &h, f->err, sizeof(f->err)), 0);
+	assert_int_equal(h.type, ST_MISSING);
+	assert_int_equal(pc_missing_recv(&f->peer_main, h.len, got, NPAGES, &n, f->err,
+					 sizeof(f->err)), 0);
+	assert_int_equal(n, 150);
+	assert_memory_equal(got, f->bm, sizeof(got));
+}
+
+static void request(struct fx *f, uint64_t first, uint32_t count)
+{
+	uint8_t b[PAGE_REQ_LEN];
+
+	le_put64(b, first);
+	le_put32(b + 8, count);
+	assert_int_equal(stream_send(&f->peer_rp, ST_PAGE_REQ, b, sizeof(b), f->err,
+				     sizeof(f->err)), 0);
+}
+
+/* The next frame on the return path: PAGES (its pages into *first, *n,
+ * checked against RAM) or ERROR (returns 1). */
+static int reply(struct fx *f, uint64_t *first, uint64_t *n)
+{
+	struct page_run runs[PC_BATCH_PAGES];
+	uint8_t *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
+	struct stream_hdr h;
+	size_t off = 0;
+	int nr;
+
+	assert_non_null(buf);
+	assert_int_equal(stream_recv_hdr(&f->peer_rp, &h, f->err, sizeof(f->err)), 0);
+	if (h.type == ST_ERROR) {
+		char text[TEXT_MAX_LEN + 1];
+
+		assert_int_equal(stream_recv_text(&f->peer_rp, h.len, text, sizeof(text), f->err,
+						  sizeof(f->err)), 0);
+		assert_non_null(strstr(text, "out of range"));
+		free(buf);
+		return 1;
+	}
+	assert_int_equal(h.type, ST_PAGES);
+	nr = pc_pages_recv(&f->peer_rp, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, f->err,
+			   sizeof(f->err));
+	assert_true(nr > 0);
+	*first = runs[0].first;
+	*n = 0;
+	for (int i = 0; i < nr; i++) {
+		assert_int_equal(runs[i].first, *first + *n);
+		for (uint64_t p = runs[i].first; p < runs[i].first + runs[i].count; p++) {
+			if (runs[i].kind == PAGE_RUN_ZERO) {
+				assert_int_equal(p, 7);
+				continue;
+			}
+			assert_int_equal(buf[off], (uint8_t)(p + 1));
+			off += VM_PAGE_SIZE;
+		}
+		*n += runs[i].count;
+	}
+	free(buf);
+	return 0;
+}
+
+static void test_requests(void **state)
+{
+	struct fx *f = *state;
+	uint64_t first, n;
+
+	do_switch(f);
+	/* The page asked for in a frame of its own, then its 15 neighbours
+	 * (7 goes as a zero run). */
+	request(f, 0, 1);
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first, 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first, 1);
+	assert_int_equal(n, 15);
+	/* Hostile: out of range, zero or too many pages, overflow. */
+	request(f, NPAGES, 1);
+	assert_int_equal(reply(f, &first, &n), 1);
+	request(f, 10, 0);
+	assert_int_equal(reply(f, &first, &n), 1);
+	request(f, 10, PAGE_REQ_MAX_PAGES + 1);
+	assert_int_equal(reply(f, &first, &n), 1);
+	request(f, UINT64_MAX - 1, 4);
+	assert_int_equal(reply(f, &first, &n), 1);
+	request(f, NPAGES - 1, 2);
+	assert_int_equal(reply(f, &first, &n), 1);
+	request(f, 140, 1); /* 140..149: its neighbours stop where MISSING does */
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first, 140);
+	assert_int_equal(n, 1);
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first, 141);
+	assert_int_equal(n, 9);
+	/* Repeated: 145 (and what follows it) went already, so a flood of
+	 * repeats sends nothing; the next real request is still answered. */
+	for (int i = 0; i < 5000; i++)
+		request(f, 145, 1);
+	/* A page the target has (not in MISSING) is never sent. */
+	request(f, 160, 4);
+	request(f, 20, 1);
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first, 20);
+	assert_false(pc_src_lost(f->pc, f->err, sizeof(f->err)));
+}
+
+static void test_wrong_frame_stops_server(void **state)
+{
+	struct fx *f = *state;
+	uint8_t b[8] = { 0 };
+
+	do_switch(f);
+	assert_int_equal(stream_send(&f->peer_rp, ST_PING, b, 8, f->err, sizeof(f->err)), 0);
+	for (int i = 0; i < 200 && !pc_src_lost(f->pc, f->err, sizeof(f->err)); i++)
+		usleep(10000);
+	assert_true(pc_src_lost(f->pc, f->err, sizeof(f->err)));
+	assert_non_null(strstr(f->err, "PING on the return path"));
+}
+
+/* MISSING slices a hostile source might send a target. */
+static void test_missing_hostile(void **state)
+{
+	struct fx *f = *state;
+	uint8_t b[MISSING_HDR_LEN + 16];
+	uint64_t bm[(NPAGES + 63) / 64] = { 0 }, n = 0;
+	struct stream_hdr h;
+	const struct { uint64_t first; uint32_t words, len; uint64_t w0; } bad[] = {
+		{ 1, 1, MISSING_HDR_LEN + 8, 1 },      /* not a multiple of 64 */
+		{ 0, 0, MISSING_HDR_LEN + 8, 1 },      /* no words */
+		{ 0, 2, MISSING_HDR_LEN + 8, 1 },      /* words and length disagree */
+		{ 192, 2, MISSING_HDR_LEN + 16, 1 },   /* past the end */
+		{ 192, 1, MISSING_HDR_LEN + 8, 1ULL << 8 }, /* a bit past the last page */
+		{ UINT64_MAX - 63, 1, MISSING_HDR_LEN + 8, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		le_put64(b, bad[i].first);
+		le_put32(b + 8, bad[i].words);
+		le_put32(b + 12, 0);
+		le_put64(b + 16, bad[i].w0);
+		le_put64(b + 24, 0);
+		assert_int_equal(stream_send(&f->main, ST_MISSING, b, bad[i].len, f->err,
+					     sizeof(f->err)), 0);
+		assert_int_equal(stream_recv_hdr(&f->peer_main, &h, f->err, sizeof(f->err)), 0);
+		assert_int_equal(pc_missing_recv(&f->peer_main, h.len, bm, NPAGES, &n, f->err,
+						 sizeof(f->err)), -EPROTO);
+		assert_non_null(strstr(f->err, "bad MISSING"));
+		/* Resynchronise: drop what the refused frame left unread. */
+		stream_close(&f->main);
+		stream_close(&f->peer_main);
+		{
+			struct transport_conn c;
+
+			pair(&f->peer_main, &c);
+			stream_attach(&f->main, &c, 2000);
+		}
+	}
+	assert_int_equal(n, 0);
+}
+
+static void test_policy(void **state)
+{
+	struct mig_tunables t;
+
+	(void)state;
+	mig_tunables_default(&t);
+	assert_false(pc_policy_due(&t, true, EST_CONTINUE, 1, 100, 0)); /* not allowed */
+	t.postcopy = true;
+	assert_true(pc_policy_due(&t, true, EST_CONTINUE, 1, 100, 0));   /* asked */
+	/* Asked, it switches even if pre-copy would converge now. */
+	assert_true(pc_policy_due(&t, true, EST_CONVERGED, 1, 100, 0));
+	assert_false(pc_policy_due(&t, false, EST_CONVERGED, 1, 100, 0));
+	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 2, 50, 100)); /* throttle policy */
+	t.nonconvergence = MIG_NONCONV_POSTCOPY;
+	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 1, 100, 0)); /* nothing before */
+	assert_true(pc_policy_due(&t, false, EST_CONTINUE, 1, 95, 100)); /* round 0 all dirty */
+	assert_false(pc_policy_due(&t, false, EST_CONTINUE, 2, 80, 100)); /* shrinking */
+	assert_true(pc_policy_due(&t, false, EST_CONTINUE, 2, 95, 100));  /* not shrinking */
+	assert_true(pc_policy_due(&t, false, EST_STOP_ROUNDS, 30, 10, 100));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_frame_stops_server, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_hostile, setup, teardown),
+		cmocka_unit_test(test_policy),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
