@@ -71,5 +71,9 @@ const char *mig_state_name(enum mig_state s);
 /* Allocates vm->mig on first use. */
 struct mig *mig_get(struct vm *vm);
 void *mig_source_thread(void *vm);
+/* The target's frame loop alone, from ROUND 0 to COMMIT (or END, in_file),
+ * on a VM the caller made, m->in attached, no listener: what the receive
+ * fuzz target (tests/fuzz/fuzz_receive.c) drives without KVM. */
+int mig_incoming_frames(struct vm *vm, struct mig *m, char *err, size_t errlen);
 
 #endif

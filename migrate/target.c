@@ -652,3 +652,15 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		m->st.restore_ms);
 	return 0;
 }
+
+int mig_incoming_frames(struct vm *vm, struct mig *m, char *err, size_t errlen)
+{
+	struct tgt g = { .vm = vm, .m = m, .s = &m->in, .err = err, .errlen = errlen,
+			 .lst = { .fd = -1 }, .sigfd = -1 };
+	int ret = take_vm(&g);
+
+	if (!ret && !m->in_file)
+		ret = wait_commit(&g);
+	mig_sections_destroy(&g.ss);
+	return ret;
+}
