@@ -55,7 +55,7 @@ deps-test:
 	@tests/install-deps.sh
 
 test: deps-test minivmm build/minivmm-san guests $(UNIT_BINS) $(INTEG_BINS) fuzz
-	@tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/fuzz/smoke.sh
+	@tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/fuzz/smoke.sh tests/faults/smoke.sh
 
 demo: minivmm guests
 	@tests/demo.sh
@@ -66,4 +66,5 @@ clean:
 include guests/guests.mk
 -include tests/bench/bench.mk
 include tests/fuzz/fuzz.mk
+include tests/faults/faults.mk
 -include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)

@@ -7,6 +7,7 @@
  * What is sent in a pass is the sections' business (section.h); this file
  * only sequences them. Until COMMIT is sent every failure resumes the
  * guest here: the VM is never lost. After COMMIT the target owns it. */
+#include "migrate/faulthook.h"
 #include "migrate/mig.h"
 
 #include <errno.h>
@@ -228,6 +229,8 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 	struct mig_pass p = { .round = round, .final = final, .rec = rec };
 	int ret = 0;
 
+	if (!final)
+		mig_fault_delay_round(round);
 	rec->round = round;
 	rec->start_ms = (double)(t - c->t0) / 1e6;
 	c->env.converged = c->converged;
@@ -378,6 +381,8 @@ static int switchover(struct src *c, uint32_t round)
 	set_state(c, MIG_SWITCHOVER);
 	throttle_end(c);
 	ret = pause_guest(c);
+	if (!ret)
+		mig_fault_delay("SWITCHOVER");
 	if (!ret && c->file)
 		ret = pass(c, 0, true, &rec);
 	else if (!ret && !(ret = pending(c, round, true, &rec, &pend)))
@@ -393,6 +398,7 @@ static int switchover(struct src *c, uint32_t round)
 	/* The target speaks for the guest from READY on (its devices
 	 * announced it): a rollback now must take the network back. */
 	c->target_announced = true;
+	mig_fault_delay("READY");
 	for (int i = 0; i < c->ss.n && !ret; i++)
 		if (c->ss.s[i].ops->save_late)
 			ret = c->ss.s[i].ops->save_late(c->ss.s[i].state, &c->env);
@@ -439,6 +445,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 		snprintf(c->err, sizeof(c->err), "cancelled");
 		return ret;
 	}
+	mig_fault_delay("HANDSHAKE");
 	ret = handshake(c);
 	if (!ret && !c->file)
 		ret = probe_costs(c);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrate/faulthook.h"
 #include "migrate/hostlimits.h"
 #include "migrate/section.h"
 #include "migrate/state/cpucompat.h"
@@ -628,6 +629,8 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "no incoming migration");
 		return -EINVAL;
 	}
+	if (!m->in_file)
+		mig_fault_delay("COMMIT");
 	ret = vm_start(vm, err, errlen);
 	now = clock_now_ns();
 	if (ret) {
