@@ -11,6 +11,7 @@
 #include "migrate/mig.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -370,6 +371,27 @@ static int pause_guest(struct src *c)
 	return ret;
 }
 
+/* Just before COMMIT: the target owes nothing between READY and COMMIT,
+ * so a connection it has hung up (killed, crashed) or spoken on (ERROR)
+ * means it cannot have taken the guest, and rolling back is safe. A
+ * target lost without a word (a cut link) is only found after COMMIT,
+ * where the guest must stay paused (docs/migration.md). */
+static int target_still_there(struct src *c)
+{
+	struct pollfd p = { .fd = c->s.conn.fd, .events = POLLIN | POLLRDHUP };
+	int ret;
+
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	ret = stream_recv_expect(&c->s, ST_COMMIT, NULL, 0, NULL, "target", c->err,
+				 sizeof(c->err));
+	if (!ret) {
+		snprintf(c->err, sizeof(c->err), "protocol error: the target sent COMMIT");
+		ret = -EPROTO;
+	}
+	return ret;
+}
+
 /* The pause, the final pass, the handover. A snapshot (file:) is one
  * pass of everything in the pause, and has no one to hand over to. */
 static int switchover(struct src *c, uint32_t round)
@@ -402,6 +424,8 @@ static int switchover(struct src *c, uint32_t round)
 	for (int i = 0; i < c->ss.n && !ret; i++)
 		if (c->ss.s[i].ops->save_late)
 			ret = c->ss.s[i].ops->save_late(c->ss.s[i].state, &c->env);
+	if (!ret)
+		ret = target_still_there(c);
 	if (ret)
 		return ret;
 	/* The point of no return: mig_cancel refuses from here on. */

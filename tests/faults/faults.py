@@ -230,7 +230,7 @@ class Case:
             s = Proc(NS_A, ["--kernel", GUEST, "--mem", "64M", "--name", "fzvm%d" % self.n,
                             "--append", "wss=4 rate=3000 verify=1", "--monitor", self.smon,
                             "--migrate", "%s:%d" % (IP_B, self.port), "--migrate-after", "1",
-                            "--downtime-ms", "5", "--max-rounds", "3",
+                            "--downtime-ms", "1", "--max-rounds", "3", "--max-bandwidth", "20M",
                             "--on-nonconvergence", "force"] + extra, src_env)
             self.inject(s, t)
             self.judge(s, t)
@@ -295,6 +295,8 @@ class Case:
                                      "still waiting") if w in terr), None)
         if self.fault != "kill-source":
             self.check(src_said, "the source says what happened")
+            want = expected_source(self.phase, self.fault)
+            self.check(src_said == want, "the source: %r, expected %r" % (src_said, want))
         if self.fault != "kill-target":
             self.check(tgt_said, "the target says what happened")
         on_t, on_s = running(t), running(s)
@@ -322,6 +324,21 @@ class Case:
         self.notes.append("target: %s" % (tgt_said or ("killed" if self.fault == "kill-target" else "-")))
         self.src_line = last_line(serr, "minivmm: migration")
         self.tgt_line = last_line(terr, "minivmm: incoming") or last_line(terr, "refused")
+
+
+def expected_source(phase, fault):
+    """What the source must conclude. Before READY it rolls back; after
+    READY a target that hung up before COMMIT is seen and rolled back too;
+    a target lost silently (cut link, stopped) after READY, or any loss
+    after COMMIT, leaves the guest paused: the source cannot know whether
+    the target runs it."""
+    if fault == "slow":
+        return "completed"
+    if phase in ("HANDSHAKE", "ROUND0", "ROUND1", "SWITCHOVER"):
+        return "keeps running here"
+    if phase == "READY" and fault == "kill-target":
+        return "keeps running here"
+    return "stays paused here"
 
 
 def last_line(text, needle):
