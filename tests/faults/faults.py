@@ -22,6 +22,7 @@ SIGKILLed; and one case with the link slowed by tbf. Each case asserts:
     python3 tests/faults/faults.py --fast       # make test's subset
     python3 tests/faults/faults.py --cases READY:kill-target,COMMIT:link-down
     python3 tests/faults/faults.py --soak 100   # back-and-forth migrations
+    python3 tests/faults/faults.py --rollbacks 20  # one VM, 20 failed migrations
 Needs root (namespaces), iproute2, nftables for the drop cases
 (tests/faults/install.sh), and `make` (./minivmm, build/guests/dirty.elf).
 """
@@ -37,7 +38,7 @@ SRC_PHASES = ["HANDSHAKE", "ROUND0", "ROUND1", "SWITCHOVER", "READY"]
 PHASES = SRC_PHASES + ["COMMIT"]
 FAULTS = ["link-down", "drop", "kill-target", "stop-target"]
 FAST = ["ROUND0:kill-target", "READY:kill-target", "COMMIT:kill-target",
-        "COMMIT:kill-source", "ROUND0:kill-source"]
+        "COMMIT:kill-source", "ROUND0:kill-source", "COMMIT:link-down"]
 
 
 def sh(*args, check=True):
@@ -413,11 +414,66 @@ def soak(work, n):
     return ok
 
 
+def rollbacks(work, n):
+    """One VM, n migrations that fail in round 0 (the target killed): the
+    same source process rolls back n times; its RSS and open fds must not
+    grow, and the guest verifies after each."""
+    mon = os.path.join(work, "rb.sock")
+    s = Proc(NS_A, ["--kernel", GUEST, "--mem", "64M", "--name", "fzrb", "--append",
+                    "wss=4 rate=3000 verify=1", "--monitor", mon],
+             {"MINIVMM_FAULT_DELAY_ROUND0_MS": "300"})
+    rows, ok = [], True
+    try:
+        if not running(s, 2.0):
+            print("rollbacks: the guest did not start", file=sys.stderr)
+            return False
+        for i in range(1, n + 1):
+            port = 26000 + i
+            t = Proc(NS_B, ["--incoming", "%s:%d" % (IP_B, port), "--monitor",
+                            os.path.join(work, "rbt%d.sock" % i)])
+            if not t.wait_line("err", "waiting for a migration", 10):
+                return False
+            hooks = sum("fault hook: ROUND0" in l for _, l in s.lines("err"))
+            monitor(mon, "migrate %s:%d" % (IP_B, port))
+            end = time.monotonic() + 20
+            while time.monotonic() < end and \
+                    sum("fault hook: ROUND0" in l for _, l in s.lines("err")) == hooks:
+                time.sleep(0.01)
+            t.kill()
+            t.stop()
+            end = time.monotonic() + 20
+            while time.monotonic() < end and \
+                    sum("keeps running here" in l for _, l in s.lines("err")) < i:
+                time.sleep(0.02)
+            time.sleep(0.2)
+            v = verify(s)
+            rss, fds = proc_stats(s.pid())
+            rows.append((rss, fds))
+            print("rollback %3d: verify %s, source RSS %d KiB, fds %d" %
+                  (i, "pass" if v else "FAIL", rss, fds), flush=True)
+            if not v:
+                ok = False
+                break
+    finally:
+        s.stop()
+    if rows:
+        rss, fds = [r[0] for r in rows], [r[1] for r in rows]
+        half = len(rows) // 2
+        print("rollbacks: %d, source RSS first/last/max %d/%d/%d KiB, fds first/last/max %d/%d/%d"
+              % (len(rows), rss[0], rss[-1], max(rss), fds[0], fds[-1], max(fds)))
+        if half and (max(fds[half:]) > max(fds[:half]) or
+                     sum(rss[half:]) / len(rss[half:]) > 1.1 * sum(rss[:half]) / half + 2048):
+            print("rollbacks: RSS or fds grow", file=sys.stderr)
+            ok = False
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--cases")
     ap.add_argument("--soak", type=int, default=0)
+    ap.add_argument("--rollbacks", type=int, default=0)
     ap.add_argument("--cmocka", action="store_true", help="summary lines tests/run.sh counts")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -431,8 +487,10 @@ def main():
     os.makedirs(work, exist_ok=True)
     net_up()
     try:
-        if a.soak:
-            return 0 if soak(work, a.soak) else 1
+        if a.soak or a.rollbacks:
+            ok = soak(work, a.soak) if a.soak else True
+            ok = (rollbacks(work, a.rollbacks) if a.rollbacks else True) and ok
+            return 0 if ok else 1
         if a.cases:
             names = a.cases.split(",")
         elif a.fast:
