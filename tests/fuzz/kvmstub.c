@@ -53,7 +53,9 @@ int ioctl(int fd, unsigned long req, ...)
 	case KVM_GET_TSC_KHZ:
 		return 0;
 	}
-	if ((_IOC_DIR(req) & _IOC_READ) && arg && _IOC_SIZE(req))
+	/* A pure GET reads zeroes; an in/out one (KVM_GET_IRQCHIP names its
+	 * chip) keeps what the caller put in. */
+	if (_IOC_DIR(req) == _IOC_READ && arg && _IOC_SIZE(req))
 		memset(arg, 0, _IOC_SIZE(req));
 	return 0;
 }

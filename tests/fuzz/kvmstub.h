@@ -1,6 +1,6 @@
 /* A stand-in for KVM's VM and vCPU fds in the fuzz targets: ioctl() is
  * interposed, and a KVM request on kvmstub_fd() succeeds without a kernel
- * (GETs read zeroes, MSR calls take every entry, capability checks ask
+ * (pure GETs read zeroes, MSR calls take every entry, capability checks ask
  * the real /dev/kvm). So the vmstate loader runs to its end, and the
  * receive target gets past STATE to READY, LATE and COMMIT, while no
  * fuzzed value ever reaches the host's KVM. */

@@ -5,8 +5,10 @@ The migration seeds come from real streams: a small live migration of the
 dirty guest (8 MiB, one vCPU: the fake VM's shape, tests/fuzz/fakevm.h)
 through a proxy that records what the source sends, and a snapshot
 (--migrate file:). Both are split into frames; each target gets the part
-it parses. The others (ELF guests, monitor lines, virtqueues, virtio-net
-programs) are built here. Run from the repository root after `make`:
+it parses; a state with a virtio-net comes from the fake VM itself
+(fuzz_vmstate's FUZZ_MKSEED, so `make fuzz` first). The others (ELF guests, monitor lines, virtqueues, virtio-net
+programs) are built here. Run from the repository root after `make` and
+`make fuzz`:
     python3 tests/fuzz/seeds.py
 """
 import os, socket, struct, subprocess, sys, threading, time, tempfile
@@ -83,6 +85,18 @@ def capture_file(tmp):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     return open(path, "rb").read()
 
+def nic_state(tmp):
+    """The fake VM's own state with its virtio-net (fuzz_vmstate writes it:
+    FUZZ_MKSEED), for the NIC paths: our real streams have no NIC."""
+    exe = os.path.join(ROOT, "build/fuzz/fuzz_vmstate")
+    path = os.path.join(tmp, "nic.seed")
+    if not os.path.exists(exe):
+        print("seeds: %s missing (make fuzz): no NIC seeds" % exe, file=sys.stderr)
+        return None
+    subprocess.run([exe], env=dict(os.environ, FUZZ_MKSEED=path), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return open(path, "rb").read()[1:]
+
 def after_handshake(fr):
     i = 0
     while i < len(fr) and fr[i][0] in (1, 17):  # HELLO, DEVICES
@@ -112,6 +126,11 @@ def migration_seeds(tmp):
     put("fuzz_receive", "live-small", b"\0" + enc(small(body)) + struct.pack("<II", 11, 0))
     put("fuzz_receive", "snap-full", b"\1" + enc(after_handshake(sf)))
     put("fuzz_receive", "rounds-only", b"\0" + enc([f for f in body if f[0] in (4, 6)]))
+    nic = nic_state(tmp)
+    if nic:
+        withnic = [(t, nic if t == 8 else p) for t, p in small(body)]
+        put("fuzz_receive", "live-nic", b"\2" + enc(withnic) + struct.pack("<II", 11, 0))
+        put("fuzz_vmstate", "state-nic", b"\2" + nic)
     hello = [p for t, p in lf if t == 1][0]
     state = [p for t, p in lf if t == 8][0]
     put("fuzz_vmstate", "state-live", b"\0" + state)
