@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "migrate/mig.h"
@@ -33,6 +34,8 @@ static void *play_source(void *arg)
 	uint8_t sink[4096];
 	size_t off = 0;
 
+	if (!s->n)
+		shutdown(s->fd, SHUT_WR);
 	for (;;) {
 		struct pollfd pfd = { .fd = s->fd, .events = POLLIN | (off < s->n ? POLLOUT : 0) };
 
@@ -67,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mig *m;
 	pthread_t th;
 	char err[512];
+	struct timeval tv = { .tv_sec = 2 };
 	int sv[2], ret;
 
 	if (size < 1 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -81,6 +85,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m->in_file = data[0] & 1;
 	m->t0_ns = clock_now_ns();
 	stream_reset(&m->in);
+	/* What transport_accept would set: no read may block for ever. */
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	transport_wrap_fd(&c, sv[1], TRANSPORT_UNIX);
 	stream_attach(&m->in, &c, 2000);
 	src = (struct source){ .fd = sv[0], .p = data + 1, .n = size - 1 };
