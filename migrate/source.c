@@ -7,7 +7,6 @@
  * What is sent in a pass is the sections' business (section.h); this file
  * only sequences them. Until COMMIT is sent every failure resumes the
  * guest here: the VM is never lost. After COMMIT the target owns it. */
-#include "migrate/faulthook.h"
 #include "migrate/mig.h"
 
 #include <errno.h>
@@ -17,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrate/faulthook.h"
 #include "migrate/policy/throttle_plan.h"
 #include "migrate/section.h"
 #include "migrate/throttle.h"
