@@ -54,8 +54,8 @@ build/tests/test_%: tests/integration/test_%.c $(HARNESS) tests/harness.h tests/
 deps-test:
 	@tests/install-deps.sh
 
-test: deps-test minivmm build/minivmm-san guests $(UNIT_BINS) $(INTEG_BINS)
-	@tests/run.sh $(UNIT_BINS) $(INTEG_BINS)
+test: deps-test minivmm build/minivmm-san guests $(UNIT_BINS) $(INTEG_BINS) fuzz
+	@tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/fuzz/smoke.sh tests/faults/smoke.sh
 
 demo: minivmm guests
 	@tests/demo.sh
@@ -65,4 +65,6 @@ clean:
 
 include guests/guests.mk
 -include tests/bench/bench.mk
+include tests/fuzz/fuzz.mk
+include tests/faults/faults.mk
 -include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)

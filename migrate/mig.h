@@ -86,5 +86,9 @@ struct mig *mig_get(struct vm *vm);
 void *mig_source_thread(void *vm);
 /* Whether a migration in state s is under way (not ended, not idle). */
 bool mig_state_busy(enum mig_state s);
+/* The target's frame loop alone, from ROUND 0 to COMMIT (or END, in_file),
+ * on a VM the caller made, m->in attached, no listener: what the receive
+ * fuzz target (tests/fuzz/fuzz_receive.c) drives without KVM. */
+int mig_incoming_frames(struct vm *vm, struct mig *m, char *err, size_t errlen);
 
 #endif

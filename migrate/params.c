@@ -188,8 +188,9 @@ int mig_param_set(struct mig_tunables *t, const struct mig_param *p, const char 
 		ret = parse_size(value, &v);
 		break;
 	case MIG_PARAM_BOOL:
+		/* b is unset when the value is refused (found by fuzz_monitor). */
 		ret = parse_bool(value, &b);
-		v = b;
+		v = !ret && b;
 		break;
 	case MIG_PARAM_CHOICE:
 		for (uint64_t i = 0; p->choices[i]; i++)

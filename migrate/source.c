@@ -10,12 +10,14 @@
 #include "migrate/mig.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "migrate/auth/handshake.h"
+#include "migrate/faulthook.h"
 #include "migrate/policy/throttle_plan.h"
 #include "migrate/postcopy/pc_policy.h"
 #include "migrate/section.h"
@@ -236,6 +238,8 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 	struct mig_pass p = { .round = round, .final = final, .rec = rec };
 	int ret = 0;
 
+	if (!final)
+		mig_fault_delay_round(round);
 	rec->round = round;
 	rec->start_ms = (double)(t - c->t0) / 1e6;
 	c->env.converged = c->converged;
@@ -384,6 +388,27 @@ static int pause_guest(struct src *c)
 	return ret;
 }
 
+/* Just before COMMIT: the target owes nothing between READY and COMMIT,
+ * so a connection it has hung up (killed, crashed) or spoken on (ERROR)
+ * means it cannot have taken the guest, and rolling back is safe. A
+ * target lost without a word (a cut link) is only found after COMMIT,
+ * where the guest must stay paused (docs/migration.md). */
+static int target_still_there(struct src *c)
+{
+	struct pollfd p = { .fd = c->s.conn.fd, .events = POLLIN | POLLRDHUP };
+	int ret;
+
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	ret = stream_recv_expect(&c->s, ST_COMMIT, NULL, 0, NULL, "target", c->err,
+				 sizeof(c->err));
+	if (!ret) {
+		snprintf(c->err, sizeof(c->err), "protocol error: the target sent COMMIT");
+		ret = -EPROTO;
+	}
+	return ret;
+}
+
 /* The pause, the final pass, the handover. A snapshot (file:) is one
  * pass of everything in the pause, and has no one to hand over to. */
 static int switchover(struct src *c, uint32_t round)
@@ -395,6 +420,8 @@ static int switchover(struct src *c, uint32_t round)
 	set_state(c, MIG_SWITCHOVER);
 	throttle_end(c);
 	ret = pause_guest(c);
+	if (!ret)
+		mig_fault_delay("SWITCHOVER");
 	if (!ret && c->file)
 		ret = pass(c, 0, true, &rec);
 	else if (!ret && !(ret = pending(c, round, true, &rec, &pend)))
@@ -410,9 +437,12 @@ static int switchover(struct src *c, uint32_t round)
 	/* The target speaks for the guest from READY on (its devices
 	 * announced it): a rollback now must take the network back. */
 	c->target_announced = true;
+	mig_fault_delay("READY");
 	for (int i = 0; i < c->ss.n && !ret; i++)
 		if (c->ss.s[i].ops->save_late)
 			ret = c->ss.s[i].ops->save_late(c->ss.s[i].state, &c->env);
+	if (!ret)
+		ret = target_still_there(c);
 	if (ret)
 		return ret;
 	/* The point of no return: mig_cancel refuses from here on. */
@@ -458,6 +488,7 @@ static int connect_and_setup(struct src *c, const char *uri)
 		snprintf(c->err, sizeof(c->err), "cancelled");
 		return ret;
 	}
+	mig_fault_delay("HANDSHAKE");
 	ret = handshake(c);
 	if (!ret && !c->file)
 		ret = probe_costs(c);

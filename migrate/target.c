@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "migrate/auth/handshake.h"
+#include "migrate/faulthook.h"
 #include "migrate/hostlimits.h"
 #include "migrate/postcopy/pc_target.h"
 #include "migrate/section.h"
@@ -668,6 +669,8 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "no incoming migration");
 		return -EINVAL;
 	}
+	if (!m->in_file)
+		mig_fault_delay("COMMIT");
 	ret = vm_start(vm, err, errlen);
 	now = clock_now_ns();
 	if (ret) {
@@ -696,4 +699,16 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 	fprintf(stderr, "minivmm: incoming migration completed: guest running (restore %.1f ms)\n",
 		m->st.restore_ms);
 	return 0;
+}
+
+int mig_incoming_frames(struct vm *vm, struct mig *m, char *err, size_t errlen)
+{
+	struct tgt g = { .vm = vm, .m = m, .s = &m->in, .err = err, .errlen = errlen,
+			 .lst = { .fd = -1 }, .sigfd = -1 };
+	int ret = take_vm(&g);
+
+	if (!ret && !m->in_file)
+		ret = wait_commit(&g);
+	mig_sections_destroy(&g.ss);
+	return ret;
 }

@@ -1,4 +1,5 @@
 #include "vmm/monitor.h"
+#include "vmm/monline.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,8 @@
 #include "migrate/migrate.h"
 #include "vmm/core/status.h"
 #include "vmm/core/vm.h"
+
+_Static_assert(MONITOR_LINE_MAX == MONLINE_MAX, "a client buffer holds one line");
 
 int monitor_check_dir(const char *dir)
 {
@@ -224,27 +227,28 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 		 size_t msglen)
 {
 	struct vm *vm = m->vm;
-	char cmd[MONITOR_LINE_MAX], *argv[4] = { 0 }, *save = NULL;
-	int argc = 0, ret = 0;
+	struct monline l;
+	int ret = 0;
 
-	snprintf(cmd, sizeof(cmd), "%s", line);
-	for (char *t = strtok_r(cmd, " \t\r", &save); t && argc < 4;
-	     t = strtok_r(NULL, " \t\r", &save))
-		argv[argc++] = t;
-	if (argc == 0)
-		return 0;
-	if (!strcmp(argv[0], "help") || !strcmp(argv[0], "?")) {
+	monline_parse(line, &l);
+	switch (l.cmd) {
+	case MONLINE_EMPTY:
+		break;
+	case MONLINE_HELP:
 		fputs(help_text, out);
 		mig_param_monitor_help(out);
-	} else if (!strcmp(argv[0], "info") && argc == 2 && !strcmp(argv[1], "status")) {
+		break;
+	case MONLINE_INFO_STATUS:
 		pthread_mutex_lock(&vm->lock);
 		fprintf(out, "status: %s\nname: %s\npid: %d\ncpus: %d\nmem: %llu\n",
 			state_name(vm), vm->cfg.name, (int)getpid(), vm->ncpus,
 			(unsigned long long)vm->ram_size);
 		pthread_mutex_unlock(&vm->lock);
-	} else if (!strcmp(argv[0], "info") && argc == 2 && !strcmp(argv[1], "migrate")) {
+		break;
+	case MONLINE_INFO_MIGRATE:
 		mig_info(vm, m->mig_defaults, out);
-	} else if (!strcmp(argv[0], "stop") && argc == 1) {
+		break;
+	case MONLINE_STOP:
 		if (!vm->user_paused) {
 			ret = vm_pause(vm);
 			if (ret == 0)
@@ -254,29 +258,38 @@ int monitor_exec(struct monitor *m, const char *line, FILE *out, char *msg,
 			if (ret)
 				snprintf(msg, msglen, "cannot pause: %s", strerror(-ret));
 		}
-	} else if (!strcmp(argv[0], "cont") && argc == 1) {
+		break;
+	case MONLINE_CONT:
 		if (vm->user_paused) {
 			vm->user_paused = false;
 			vm_resume(vm);
 		}
-	} else if (!strcmp(argv[0], "quit") && argc == 1) {
+		break;
+	case MONLINE_QUIT:
 		vm_request_stop(vm, VM_EXIT_QUIT, VMM_STATUS_OK, "quit from the monitor");
-	} else if (!strcmp(argv[0], "migrate") && argc == 2) {
-		ret = mig_start(vm, argv[1], m->mig_defaults, msg, msglen);
-	} else if (!strcmp(argv[0], "migrate_cancel") && argc == 1) {
+		break;
+	case MONLINE_MIGRATE:
+		ret = mig_start(vm, l.arg[0], m->mig_defaults, msg, msglen);
+		break;
+	case MONLINE_MIGRATE_CANCEL:
 		ret = mig_cancel(vm);
 		if (ret)
 			snprintf(msg, msglen, "no migration in progress");
-	} else if (!strcmp(argv[0], "migrate_start_postcopy") && argc == 1) {
+		break;
+	case MONLINE_START_POSTCOPY:
 		ret = mig_start_postcopy(vm, msg, msglen);
-	} else if (!strcmp(argv[0], "migrate_recover") && argc == 2) {
-		ret = mig_recover(vm, argv[1], msg, msglen);
-	} else if (!strcmp(argv[0], "migrate_set_parameter") && argc == 3) {
-		ret = mig_set_parameter(vm, argv[1], argv[2], msg, msglen);
-	} else {
+		break;
+	case MONLINE_RECOVER:
+		ret = mig_recover(vm, l.arg[0], msg, msglen);
+		break;
+	case MONLINE_SET_PARAMETER:
+		ret = mig_set_parameter(vm, l.arg[0], l.arg[1], msg, msglen);
+		break;
+	case MONLINE_UNKNOWN:
 		snprintf(msg, msglen, "unknown command or wrong arguments: '%s' (try help)",
 			 line);
 		ret = -EINVAL;
+		break;
 	}
 	return ret;
 }
@@ -322,11 +335,15 @@ static int client_line(struct monitor_client *c, const char *line)
 	return client_flush(c);
 }
 
+static int client_line_cb(void *c, const char *line)
+{
+	return client_line(c, line);
+}
+
 static void client_event(struct ev_handler *h, uint32_t events)
 {
 	struct monitor_client *c = h->opaque;
 	ssize_t n;
-	char *nl;
 
 	if ((events & EPOLLOUT) && client_flush(c) < 0) {
 		client_close(c);
@@ -343,19 +360,9 @@ static void client_event(struct ev_handler *h, uint32_t events)
 	}
 	c->len += (size_t)n;
 	c->buf[c->len] = '\0';
-	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
-		*nl = '\0';
-		if (client_line(c, c->buf) < 0) {
-			client_close(c);
-			return;
-		}
-		c->len -= (size_t)(nl + 1 - c->buf);
-		memmove(c->buf, nl + 1, c->len);
-		c->buf[c->len] = '\0';
-	}
-	if (c->len == sizeof(c->buf) - 1) { /* a line too long to be a command */
+	/* A line too long to be a command ends the client too. */
+	if (monline_split(c->buf, &c->len, sizeof(c->buf), client_line_cb, c) < 0)
 		client_close(c);
-	}
 }
 
 static void listen_event(struct ev_handler *h, uint32_t events)

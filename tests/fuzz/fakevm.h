@@ -1,0 +1,34 @@
+/* A struct vm without /dev/kvm for the fuzz targets: guest RAM mapped as
+ * vm_create maps it, the machine's devices (UART, console, PCI host and a
+ * virtio-net on no back-end) on a device list, a VM fd and vCPU fds that
+ * are kvmstub.h's (KVM requests succeed without a kernel). Everything in
+ * front of KVM (stream, sections, vmstate parser and loader, devices)
+ * runs for real. */
+#ifndef MINIVMM_FUZZ_FAKEVM_H
+#define MINIVMM_FUZZ_FAKEVM_H
+
+#include <stdint.h>
+
+#include "devices/virtio/net.h"
+#include "devices/virtio/virtqueue.h"
+#include "vmm/core/vm.h"
+
+#define FAKEVM_MEM (8ULL << 20) /* the fixture snapshot's size (tests/fixtures) */
+#define FAKEVM_CPUS 1
+
+struct fakevm {
+	struct vm vm;
+	struct virtio_net *net;
+	struct virtq_mem mem; /* guest RAM, checked like the VM's accessor */
+};
+
+/* Aborts on failure: a fuzz target cannot go on without its machine.
+ * nic: with a virtio-net (a blob then needs its section); be: its
+ * back-end (NULL: sends vanish, nothing arrives). */
+void fakevm_init(struct fakevm *f, bool nic, const struct virtio_net_backend *be);
+void fakevm_destroy(struct fakevm *f);
+/* A few bytes out of the UART and a virtio-net pass, after a load: a
+ * device state that loads but breaks the device shows here. */
+void fakevm_poke(struct fakevm *f);
+
+#endif
