@@ -22,6 +22,9 @@ struct pc_tgt;
 /* Bounds every blocking read/write on the socket: a hung peer turns into
  * an error (and a resumed guest) instead of a hang. */
 #define MIG_IO_TIMEOUT_MS 10000
+/* Target: the longest quiet between two frames on the main connection
+ * once a migration has begun (the source's --max-time-s default). */
+#define MIG_IDLE_TIMEOUT_MS 300000
 
 enum mig_state {
 	MIG_NONE,

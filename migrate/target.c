@@ -354,6 +354,9 @@ static int handshake(struct tgt *g)
 	if (!g->m->in_file)
 		ret = stream_send(g->s, ST_ACCEPT, NULL, 0, g->err, g->errlen);
 	g->s->deadline_ns = 0; /* the migration has begun: frames have their own */
+	/* While a pass runs on the data channels the main connection is
+	 * quiet for as long as the pass lasts. */
+	g->s->idle_ms = MIG_IDLE_TIMEOUT_MS;
 out:
 	free(buf);
 	return ret;
@@ -627,6 +630,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 		device_list_announce(&vm->devices);
 	if (!ret && !m->in_file)
 		ret = stream_send(&m->in, ST_READY, NULL, 0, err, errlen);
+	m->in.idle_ms = 0; /* the source answers READY at once */
 	if (!ret && !m->in_file)
 		ret = wait_commit(&g);
 	mig_sections_destroy(&g.ss);

@@ -588,9 +588,23 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 	uint8_t b[STREAM_HDR_LEN];
 	int ret;
 
-	if (s->frame_ms > 0)
+	if (s->frame_ms > 0 && s->idle_ms > 0) {
+		/* Between frames the peer may be quiet for long (a pass on
+		 * the data channels); a frame, once begun, has frame_ms. */
+		int t = s->timeout_ms;
+
+		s->timeout_ms = s->idle_ms;
+		s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->idle_ms * 1000000u;
+		ret = stream_read_all(s, b, 1, err, errlen);
+		s->timeout_ms = t;
 		s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->frame_ms * 1000000u;
-	ret = stream_read_all(s, b, sizeof(b), err, errlen);
+		if (!ret)
+			ret = stream_read_all(s, b + 1, sizeof(b) - 1, err, errlen);
+	} else {
+		if (s->frame_ms > 0)
+			s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->frame_ms * 1000000u;
+		ret = stream_read_all(s, b, sizeof(b), err, errlen);
+	}
 	if (!ret)
 		ret = stream_hdr_decode(b, h, err, errlen);
 	if (!ret && s->frame_ms > 0)

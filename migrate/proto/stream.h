@@ -150,6 +150,9 @@ struct stream {
 	int intr_fd;
 	uint64_t deadline_ns;
 	int frame_ms;
+	/* idle_ms > 0: the wait for a frame's first byte may last that long
+	 * (frame_ms starts at that byte). */
+	int idle_ms;
 	uint64_t frame_deadline_ns;
 	uint64_t bytes_out;
 	uint64_t bytes_in;

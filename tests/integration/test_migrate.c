@@ -691,6 +691,36 @@ static void test_target_shell_rebuilt(void **state)
 	end_pair(&s, &t, sstats, tstats);
 }
 
+/* A pass longer than a frame's deadline (10 s): 64 MiB at 5 MB/s on the
+ * data channels, the main connection quiet all along. The target waits
+ * for the pass, not for a frame, and the guest verifies there. */
+static void test_long_pass(void **state)
+{
+	char addr[32], sstats[128], tstats[128];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=4 fill=64", "--migrate",
+			       addr, "--migrate-after", "1.5", "--max-bandwidth", "5M",
+			       "--verify-ram", "--stats-json", sstats, NULL };
+	struct proc s, t;
+	int prt = h_port();
+
+	(void)state;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(sstats, sizeof(sstats), "long-src.json");
+	tmpfile_path(tstats, sizeof(tstats), "long-tgt.json");
+	spawn_target(&t, prt, tstats);
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, 60000) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
+	if (json_num(sstats, "total_ms") < 11000)
+		fail_msg("the pass took %.0f ms: not longer than a frame's deadline",
+			 json_num(sstats, "total_ms"));
+	proc_send(&t, "v");
+	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
+		fail_msg("guest verify on the target did not pass");
+	end_pair(&s, &t, sstats, tstats);
+}
+
 /* A source throttled to 2 MB/s (16 MiB take seconds) to a live target,
  * returned once `info migrate` shows it active in round 0. */
 static void start_slow_migration(struct proc *s, struct proc *t, const char *tag,
@@ -1121,6 +1151,7 @@ int main(void)
 		cmocka_unit_test(test_reject_cpus),
 		cmocka_unit_test(test_prealloc_target),
 		cmocka_unit_test(test_target_shell_rebuilt),
+		cmocka_unit_test(test_long_pass),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_target_killed_mid_round),
 		cmocka_unit_test(test_target_killed_mid_switchover),
