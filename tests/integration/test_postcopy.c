@@ -314,8 +314,10 @@ static void test_link_cut_recovered(void **state)
 	setenv("MINIVMM_TEST_PC_CUT", "2000", 1);
 	start_pair(&p, 2, 64, "20M", "1.5", NULL);
 	unsetenv("MINIVMM_TEST_PC_CUT");
-	assert_true(proc_wait_stderr(&p.s, "the link to the target is lost", T_MIG));
-	assert_true(proc_wait_stderr(&p.t, "the link to the source is lost", 15000));
+	if (!proc_wait_stderr(&p.s, "the link to the target is lost", T_MIG))
+		fail_msg("source never lost the link: %s", p.s.err ? p.s.err : "");
+	if (!proc_wait_stderr(&p.t, "the link to the source is lost", 15000))
+		fail_msg("target never lost the link: %s", p.t.err ? p.t.err : "");
 	wait_info(&p, p.smon, "status: postcopy-paused", 5000);
 	wait_info(&p, p.tmon, "status: postcopy-paused", 5000);
 	snprintf(uri, sizeof(uri), "127.0.0.1:%d", h_port());
