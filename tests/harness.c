@@ -393,3 +393,28 @@ void h_spawn_target(struct proc *t, const char *addr, const char **extra)
 	if (!proc_wait_stderr(t, "waiting for a migration", T_BOOT))
 		fail_msg("target did not listen: %s", t->err ? t->err : "");
 }
+
+double h_json_num(const char *path, const char *key)
+{
+	char buf[65536], pat[96], *p;
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		fail_msg("no stats file %s", path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	p = strstr(buf, pat);
+	if (!p)
+		fail_msg("%s: no %s", path, key);
+	p += strlen(pat);
+	if (!strncmp(p, "true", 4))
+		return 1;
+	if (!strncmp(p, "false", 5))
+		return 0;
+	if (*p == '"')
+		return !strncmp(p, "\"completed\"", 11) ? 1 : 0;
+	return strtod(p, NULL);
+}

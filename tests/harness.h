@@ -88,4 +88,8 @@ void h_spawn_target(struct proc *t, const char *addr, const char **extra);
 void h_put32(uint8_t *p, uint32_t v);
 void h_put64(uint8_t *p, uint64_t v);
 
+/* A number (or true/false, "completed" = 1) from a stats JSON file; fails
+ * the test when the file or the key is missing. */
+double h_json_num(const char *path, const char *key);
+
 #endif

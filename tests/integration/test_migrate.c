@@ -96,31 +96,6 @@ static void check_heartbeats(struct proc *p, size_t from)
 	}
 }
 
-static double json_num(const char *path, const char *key)
-{
-	char buf[65536], pat[64], *p;
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f)
-		fail_msg("no stats file %s", path);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	p = strstr(buf, pat);
-	if (!p)
-		fail_msg("%s: no %s", path, key);
-	p += strlen(pat);
-	if (!strncmp(p, "true", 4))
-		return 1;
-	if (!strncmp(p, "false", 5))
-		return 0;
-	if (*p == '"')
-		return !strncmp(p, "\"completed\"", 11) ? 1 : 0;
-	return strtod(p, NULL);
-}
-
 /* The guest keeps printing heartbeats after `from` (it still runs). */
 static void assert_still_running(struct proc *s, size_t from)
 {
@@ -197,20 +172,20 @@ static void migrate_dirty_ex(const char *uri, int wss, int cpus, int channels, i
 		fail_msg("guest verify on the target did not pass");
 	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
 	check_heartbeats(&t, 0);
-	assert_true(json_num(sstats, "result") == 1);
-	assert_true(json_num(tstats, "result") == 1);
-	if (json_num(sstats, "converged") == 1)
-		assert_true(json_num(sstats, "downtime_ms") <= json_num(sstats, "downtime_limit_ms"));
-	assert_true(json_num(sstats, "downtime_ms") > 0);
+	assert_true(h_json_num(sstats, "result") == 1);
+	assert_true(h_json_num(tstats, "result") == 1);
+	if (h_json_num(sstats, "converged") == 1)
+		assert_true(h_json_num(sstats, "downtime_ms") <= h_json_num(sstats, "downtime_limit_ms"));
+	assert_true(h_json_num(sstats, "downtime_ms") > 0);
 	/* Both ends say how many data channels carried the pages. */
-	assert_true(json_num(sstats, "channels") == channels);
-	assert_true(json_num(tstats, "channels") == channels);
+	assert_true(h_json_num(sstats, "channels") == channels);
+	assert_true(h_json_num(tstats, "channels") == channels);
 	/* Both ends count every byte and page, on every channel. */
-	if (json_num(sstats, "bytes_total") != json_num(tstats, "bytes_total") ||
-	    json_num(sstats, "pages_normal") != json_num(tstats, "pages_normal"))
+	if (h_json_num(sstats, "bytes_total") != h_json_num(tstats, "bytes_total") ||
+	    h_json_num(sstats, "pages_normal") != h_json_num(tstats, "pages_normal"))
 		fail_msg("source sent %.0f bytes / %.0f pages, target got %.0f / %.0f",
-			 json_num(sstats, "bytes_total"), json_num(sstats, "pages_normal"),
-			 json_num(tstats, "bytes_total"), json_num(tstats, "pages_normal"));
+			 h_json_num(sstats, "bytes_total"), h_json_num(sstats, "pages_normal"),
+			 h_json_num(tstats, "bytes_total"), h_json_num(tstats, "pages_normal"));
 	if (sstats_keep) {
 		char cmd[300];
 
@@ -242,11 +217,11 @@ static void migrate_throttled(int cpus, int channels)
 
 	tmpfile_path(keep, sizeof(keep), "thr.json");
 	migrate_dirty_ex(NULL, 16, cpus, channels, 0, extra, keep);
-	assert_true(json_num(keep, "throttle_max_pct") >= 60);
-	if (json_num(keep, "guest_stall_max_ms") <= 0 ||
-	    json_num(keep, "guest_stall_max_ms") > 200)
-		fail_msg("guest_stall_max_ms %.1f", json_num(keep, "guest_stall_max_ms"));
-	assert_true(json_num(keep, "guest_stall_total_ms") >= json_num(keep, "guest_stall_max_ms"));
+	assert_true(h_json_num(keep, "throttle_max_pct") >= 60);
+	if (h_json_num(keep, "guest_stall_max_ms") <= 0 ||
+	    h_json_num(keep, "guest_stall_max_ms") > 200)
+		fail_msg("guest_stall_max_ms %.1f", h_json_num(keep, "guest_stall_max_ms"));
+	assert_true(h_json_num(keep, "guest_stall_total_ms") >= h_json_num(keep, "guest_stall_max_ms"));
 	unlink(keep);
 }
 
@@ -260,8 +235,8 @@ static void migrate_xbzrle(int cpus, int channels)
 
 	tmpfile_path(keep, sizeof(keep), "xbz.json");
 	migrate_dirty_ex(NULL, 16, cpus, channels, 0, extra, keep);
-	assert_true(json_num(keep, "xbzrle_cache_bytes") == 64.0 * 1024 * 1024);
-	if (json_num(keep, "xbzrle_pages") <= 0 || json_num(keep, "xbzrle_bytes_saved") <= 0)
+	assert_true(h_json_num(keep, "xbzrle_cache_bytes") == 64.0 * 1024 * 1024);
+	if (h_json_num(keep, "xbzrle_pages") <= 0 || h_json_num(keep, "xbzrle_bytes_saved") <= 0)
 		fail_msg("no page went delta-encoded");
 	unlink(keep);
 }
@@ -277,8 +252,8 @@ static void migrate_ring(int cpus, int channels)
 
 	tmpfile_path(keep, sizeof(keep), "ring.json");
 	migrate_dirty_ex(NULL, 16, cpus, channels, 0, extra, keep);
-	assert_true(json_num(keep, "dirty_ring_entries") == 4096);
-	if (json_num(keep, "rounds") < 2)
+	assert_true(h_json_num(keep, "dirty_ring_entries") == 4096);
+	if (h_json_num(keep, "rounds") < 2)
 		fail_msg("one round: nothing was harvested");
 	unlink(keep);
 }
@@ -567,7 +542,7 @@ static void test_reject_cpu(void **state)
 	unsetenv("MINIVMM_CPUCOMPAT_OVERRIDE");
 	refused_then_stop(&t, "incompatible CPU");
 	finish_source(&s);
-	assert_true(json_num(st, "result") == 0);
+	assert_true(h_json_num(st, "result") == 0);
 	proc_free(&t);
 	unlink(st);
 }
@@ -586,8 +561,8 @@ static void reject_shape(const char **target_opts, const char *why)
 	failing_source(&s, addr, name, NULL, NULL, why); /* 256M, 1 vCPU */
 	refused_then_stop(&t, why);
 	finish_source(&s);
-	assert_true(json_num(st, "result") == 0);
-	assert_true(json_num(st, "bytes_total") < 4096); /* no RAM came */
+	assert_true(h_json_num(st, "result") == 0);
+	assert_true(h_json_num(st, "bytes_total") < 4096); /* no RAM came */
 	proc_free(&t);
 	unlink(st);
 }
@@ -651,7 +626,7 @@ static void test_prealloc_target(void **state)
 		fail_msg("source failed: %s", s.err ? s.err : "");
 	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
 	assert_true(proc_stderr_has(&t, "256 of 256 MiB of guest RAM populated ahead"));
-	assert_true(json_num(tstats, "prealloc_bytes") == 256.0 * 1024 * 1024);
+	assert_true(h_json_num(tstats, "prealloc_bytes") == 256.0 * 1024 * 1024);
 	proc_send(&t, "v");
 	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
 		fail_msg("guest verify on the target did not pass");
@@ -712,9 +687,9 @@ static void test_long_pass(void **state)
 	if (proc_wait_exit(&s, 60000) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
 	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
-	if (json_num(sstats, "total_ms") < 11000)
+	if (h_json_num(sstats, "total_ms") < 11000)
 		fail_msg("the pass took %.0f ms: not longer than a frame's deadline",
-			 json_num(sstats, "total_ms"));
+			 h_json_num(sstats, "total_ms"));
 	proc_send(&t, "v");
 	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
 		fail_msg("guest verify on the target did not pass");

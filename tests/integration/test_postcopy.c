@@ -30,29 +30,6 @@ static void path(char *buf, size_t n, const char *tag)
 	snprintf(buf, n, "/tmp/test_postcopy_%d_%s", (int)getpid(), tag);
 }
 
-static double json_num(const char *file, const char *key)
-{
-	char buf[65536], pat[96], *p;
-	FILE *f = fopen(file, "r");
-	size_t n;
-
-	if (!f)
-		fail_msg("no stats file %s", file);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	p = strstr(buf, pat);
-	if (!p)
-		fail_msg("%s: no %s", file, key);
-	p += strlen(pat);
-	if (!strncmp(p, "true", 4) || !strncmp(p, "\"completed\"", 11))
-		return 1;
-	if (!strncmp(p, "false", 5) || *p == '"')
-		return 0;
-	return strtod(p, NULL);
-}
-
 static long seq_at(struct proc *p, size_t i)
 {
 	long seq;
@@ -194,43 +171,43 @@ static void check_done(struct pair *p, int wss, bool cut)
 		fail_msg("guest verify on the target did not pass");
 	assert_true(proc_wait_line(&p->t, p->t.nlines, "seq=", 5000) >= 0);
 	gap = check_heartbeats(&p->t, before_v);
-	assert_true(json_num(p->sstats, "result") == 1);
-	assert_true(json_num(p->tstats, "result") == 1);
-	assert_true(json_num(p->sstats, "postcopy") == 1);
-	assert_true(json_num(p->tstats, "postcopy") == 1);
+	assert_true(h_json_num(p->sstats, "result") == 1);
+	assert_true(h_json_num(p->tstats, "result") == 1);
+	assert_true(h_json_num(p->sstats, "postcopy") == 1);
+	assert_true(h_json_num(p->tstats, "postcopy") == 1);
 	/* Every missing page went once, asked for or pushed. */
-	if (json_num(p->tstats, "postcopy_pages_requested") +
-	    json_num(p->tstats, "postcopy_pages_pushed") !=
-	    json_num(p->tstats, "postcopy_pages_missing"))
+	if (h_json_num(p->tstats, "postcopy_pages_requested") +
+	    h_json_num(p->tstats, "postcopy_pages_pushed") !=
+	    h_json_num(p->tstats, "postcopy_pages_missing"))
 		fail_msg("target: %.0f requested + %.0f pushed != %.0f missing",
-			 json_num(p->tstats, "postcopy_pages_requested"),
-			 json_num(p->tstats, "postcopy_pages_pushed"),
-			 json_num(p->tstats, "postcopy_pages_missing"));
-	assert_true(json_num(p->sstats, "postcopy_pages_missing") ==
-		    json_num(p->tstats, "postcopy_pages_missing"));
+			 h_json_num(p->tstats, "postcopy_pages_requested"),
+			 h_json_num(p->tstats, "postcopy_pages_pushed"),
+			 h_json_num(p->tstats, "postcopy_pages_missing"));
+	assert_true(h_json_num(p->sstats, "postcopy_pages_missing") ==
+		    h_json_num(p->tstats, "postcopy_pages_missing"));
 	if (!cut)
-		assert_true(json_num(p->sstats, "bytes_total") ==
-			    json_num(p->tstats, "bytes_total"));
-	assert_true(json_num(p->tstats, "postcopy_fault_max_ms") >=
-		    json_num(p->tstats, "postcopy_fault_p99_ms"));
+		assert_true(h_json_num(p->sstats, "bytes_total") ==
+			    h_json_num(p->tstats, "bytes_total"));
+	assert_true(h_json_num(p->tstats, "postcopy_fault_max_ms") >=
+		    h_json_num(p->tstats, "postcopy_fault_p99_ms"));
 	/* Sane figures: no wait longer than the whole migration. */
-	assert_true(json_num(p->tstats, "postcopy_fault_max_ms") <=
-		    json_num(p->tstats, "total_ms"));
-	assert_true(json_num(p->tstats, "postcopy_blocktime_ms") <=
-		    json_num(p->tstats, "total_ms") * json_num(p->tstats, "vcpus") + 1000);
-	assert_true(json_num(p->tstats, "postcopy_fault_p99_ms") >=
-		    json_num(p->tstats, "postcopy_fault_p50_ms"));
+	assert_true(h_json_num(p->tstats, "postcopy_fault_max_ms") <=
+		    h_json_num(p->tstats, "total_ms"));
+	assert_true(h_json_num(p->tstats, "postcopy_blocktime_ms") <=
+		    h_json_num(p->tstats, "total_ms") * h_json_num(p->tstats, "vcpus") + 1000);
+	assert_true(h_json_num(p->tstats, "postcopy_fault_p99_ms") >=
+		    h_json_num(p->tstats, "postcopy_fault_p50_ms"));
 	print_message("post-copy: downtime %.1f ms, post-copy %.0f ms, %.0f missing, %.0f "
 		      "faults (p50 %.2f, p99 %.2f, max %.2f ms), blocktime %.1f ms; heartbeats "
 		      "(every 100 ms): %.0f ms across the switch, at most %.0f ms apart on the "
-		      "target\n", json_num(p->sstats, "downtime_ms"),
-		      json_num(p->tstats, "postcopy_ms"),
-		      json_num(p->tstats, "postcopy_pages_missing"),
-		      json_num(p->tstats, "postcopy_faults"),
-		      json_num(p->tstats, "postcopy_fault_p50_ms"),
-		      json_num(p->tstats, "postcopy_fault_p99_ms"),
-		      json_num(p->tstats, "postcopy_fault_max_ms"),
-		      json_num(p->tstats, "postcopy_blocktime_ms"), switch_gap(&p->s, &p->t), gap);
+		      "target\n", h_json_num(p->sstats, "downtime_ms"),
+		      h_json_num(p->tstats, "postcopy_ms"),
+		      h_json_num(p->tstats, "postcopy_pages_missing"),
+		      h_json_num(p->tstats, "postcopy_faults"),
+		      h_json_num(p->tstats, "postcopy_fault_p50_ms"),
+		      h_json_num(p->tstats, "postcopy_fault_p99_ms"),
+		      h_json_num(p->tstats, "postcopy_fault_max_ms"),
+		      h_json_num(p->tstats, "postcopy_blocktime_ms"), switch_gap(&p->s, &p->t), gap);
 }
 
 static void end_pair(struct pair *p)
@@ -254,7 +231,7 @@ static void migrate_postcopy(int cpus)
 
 	start_pair(&p, cpus, 64, "30M", "1.5", NULL);
 	check_done(&p, 64, false);
-	assert_true(json_num(p.sstats, "converged") == 0);
+	assert_true(h_json_num(p.sstats, "converged") == 0);
 	end_pair(&p);
 }
 
@@ -296,7 +273,7 @@ static void test_start_postcopy_round0(void **state)
 	t = h_now_ms() - t;
 	check_done(&p, 64, false);
 	/* Round 0 ended early (the switch is round 1), at once. */
-	assert_true(json_num(p.sstats, "rounds") == 2);
+	assert_true(h_json_num(p.sstats, "rounds") == 2);
 	print_message("migrate_start_postcopy in round 0: switched %.0f ms later\n", t);
 	if (t > 1000)
 		fail_msg("the switch came %.0f ms after migrate_start_postcopy", t);
@@ -327,8 +304,8 @@ static void test_link_cut_recovered(void **state)
 	snprintf(cmd, sizeof(cmd), "migrate %s", uri);
 	assert_int_equal(h_monitor(p.smon, cmd, reply, sizeof(reply)), 0);
 	check_done(&p, 64, true);
-	assert_true(json_num(p.sstats, "postcopy_recoveries") == 1);
-	assert_true(json_num(p.tstats, "postcopy_recoveries") == 1);
+	assert_true(h_json_num(p.sstats, "postcopy_recoveries") == 1);
+	assert_true(h_json_num(p.tstats, "postcopy_recoveries") == 1);
 	end_pair(&p);
 }
 
