@@ -149,6 +149,14 @@ void fakevm_poke(struct fakevm *f)
 	device_list_unlock(&vm->devices);
 }
 
+void fakevm_pci_cfg(struct vm *vm, uint32_t off, uint32_t len, uint32_t *v, bool w)
+{
+	uint32_t a = 0x80000000u | 1u << 11 | (off & 0xfc);
+
+	bus_access(&vm->pio, PCI_CONF_ADDR_PORT, (uint8_t *)&a, 4, true);
+	bus_access(&vm->pio, PCI_CONF_DATA_PORT + (off & 3), (uint8_t *)v, len, w);
+}
+
 void fakevm_destroy(struct fakevm *f)
 {
 	struct vm *vm = &f->vm;

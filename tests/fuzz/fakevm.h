@@ -30,5 +30,8 @@ void fakevm_destroy(struct fakevm *f);
 /* A few bytes out of the UART and a virtio-net pass, after a load: a
  * device state that loads but breaks the device shows here. */
 void fakevm_poke(struct fakevm *f);
+/* A PCI config access to bus 0 device 1 (the first device plugged in)
+ * through ports 0xcf8/0xcfc, as a driver makes it. */
+void fakevm_pci_cfg(struct vm *vm, uint32_t off, uint32_t len, uint32_t *v, bool w);
 
 #endif

@@ -3,8 +3,9 @@
  * the input's first two bytes give the number of 8-byte operations
  * (u8 op, u8 size, u16 offset, u32 value: PCI config or BAR accesses, a
  * back-end pass, failing I/O on or off); what follows is guest RAM
- * (rings, descriptors, request headers, data) at GPA 0. The image is a
- * buffer; any access outside it, or outside RAM, aborts. */
+ * (rings, descriptors, request headers, data) at GPA 0, the fake VM's
+ * checked accessor in front of it. The image is a buffer; any access
+ * outside it aborts. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,43 +13,18 @@
 
 #include "devices/pci.h"
 #include "devices/virtio/blk.h"
-#include "devices/virtio/virtqueue.h"
 #include "migrate/proto/stream.h"
+#include "tests/fuzz/fakevm.h"
 
 #define OP_LEN 8
-#define RAM_SIZE (1u << 20)
 #define DISK_SIZE (64u << 10)
 
-struct rig {
-	struct bus pio, mmio;
-	struct device_list l;
-	struct pci_host *h;
+struct blk_rig {
+	struct fakevm f;
 	struct virtio_blk *b;
-	uint8_t ram[RAM_SIZE], disk[DISK_SIZE];
+	uint8_t disk[DISK_SIZE];
 	bool io_fail;
 };
-
-static int ram_check(void *o, uint64_t gpa, uint64_t len)
-{
-	(void)o;
-	return gpa <= RAM_SIZE && len <= RAM_SIZE - gpa ? 0 : -EFAULT;
-}
-
-static int ram_read(void *o, uint64_t gpa, void *buf, uint64_t len)
-{
-	if (ram_check(o, gpa, len))
-		return -EFAULT;
-	memcpy(buf, ((struct rig *)o)->ram + gpa, len);
-	return 0;
-}
-
-static int ram_write(void *o, uint64_t gpa, const void *buf, uint64_t len)
-{
-	if (ram_check(o, gpa, len))
-		return -EFAULT;
-	memcpy(((struct rig *)o)->ram + gpa, buf, len);
-	return 0;
-}
 
 static void in_image(uint64_t off, uint64_t len)
 {
@@ -58,7 +34,7 @@ static void in_image(uint64_t off, uint64_t len)
 
 static int be_read(void *o, uint64_t off, void *buf, size_t len)
 {
-	struct rig *r = o;
+	struct blk_rig *r = o;
 
 	in_image(off, len);
 	if (r->io_fail)
@@ -69,7 +45,7 @@ static int be_read(void *o, uint64_t off, void *buf, size_t len)
 
 static int be_write(void *o, uint64_t off, const void *buf, size_t len)
 {
-	struct rig *r = o;
+	struct blk_rig *r = o;
 
 	in_image(off, len);
 	if (r->io_fail)
@@ -80,14 +56,14 @@ static int be_write(void *o, uint64_t off, const void *buf, size_t len)
 
 static int be_flush(void *o)
 {
-	return ((struct rig *)o)->io_fail ? -EIO : 0;
+	return ((struct blk_rig *)o)->io_fail ? -EIO : 0;
 }
 
 static int be_discard(void *o, uint64_t off, uint64_t len, bool zeroes)
 {
 	(void)zeroes;
 	in_image(off, len);
-	memset(((struct rig *)o)->disk + off, 0, len);
+	memset(((struct blk_rig *)o)->disk + off, 0, len);
 	return 0;
 }
 
@@ -104,22 +80,15 @@ static void irq(void *o, int line, int level)
 	(void)level;
 }
 
-static void cfg(struct rig *r, uint32_t off, uint32_t len, uint32_t *v, bool w)
-{
-	uint32_t a = 0x80000000u | 1u << 11 | (off & 0xfc);
-
-	bus_access(&r->pio, PCI_CONF_ADDR_PORT, (uint8_t *)&a, 4, true);
-	bus_access(&r->pio, PCI_CONF_DATA_PORT + (off & 3), (uint8_t *)v, len, w);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct rig r;
+	static struct blk_rig r;
 	struct virtio_blk_conf c = { .capacity = DISK_SIZE, .blk_size = 512, .writeback = true,
-				     .serial = "fuzz-disk" };
+				     .serial = "fuzz-disk", .irq = irq };
 	uint32_t bar = 0;
 	size_t plen, ram_len;
 	char err[256];
+	struct vm *vm;
 
 	if (size < 2)
 		return 0;
@@ -127,21 +96,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (plen > size - 2)
 		plen = (size - 2) / OP_LEN * OP_LEN;
 	memset(&r, 0, sizeof(r));
-	if (device_list_init(&r.l, &r.pio, &r.mmio) || pci_host_create(&r.l, &r.h, err, sizeof(err)))
-		abort();
+	fakevm_init(&r.f, false, NULL);
+	vm = &r.f.vm;
 	c.readonly = size & 1; /* both kinds of disk */
-	c.mem = (struct virtq_mem){ ram_read, ram_write, ram_check, &r };
+	c.mem = r.f.mem;
 	c.be = (struct virtio_blk_backend){ be_read, be_write, be_flush, be_discard, be_wake, &r };
-	c.irq = irq;
-	c.irq_opaque = &r;
-	if (virtio_blk_create(&r.l, r.h, &c, &r.b, err, sizeof(err)))
+	if (virtio_blk_create(&vm->devices, vm->pci, &c, &r.b, err, sizeof(err)))
 		abort();
-	cfg(&r, PCI_BAR0, 4, &bar, false);
+	fakevm_pci_cfg(vm, PCI_BAR0, 4, &bar, false);
 	bar &= ~0xfu;
 	ram_len = size - 2 - plen;
-	if (ram_len > RAM_SIZE)
-		ram_len = RAM_SIZE;
-	memcpy(r.ram, data + 2 + plen, ram_len);
+	if (ram_len > FAKEVM_MEM)
+		ram_len = FAKEVM_MEM;
+	memcpy(vm->ram, data + 2 + plen, ram_len);
 	for (size_t i = 0; i < plen; i += OP_LEN) {
 		const uint8_t *op = data + 2 + i;
 		uint32_t len = 1u << (op[1] & 3), off = le_get16(op + 2), v = le_get32(op + 4);
@@ -151,23 +118,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		switch (op[0] % 6) {
 		case 0:
 		case 1:
-			cfg(&r, off % 256, len, &v, op[0] % 6 == 0);
+			fakevm_pci_cfg(vm, off % 256, len, &v, op[0] % 6 == 0);
 			break;
 		case 2:
 		case 3:
-			bus_access(&r.mmio, bar + off % VIRTIO_PCI_BAR_SIZE, (uint8_t *)&v, len,
+			bus_access(&vm->mmio, bar + off % VIRTIO_PCI_BAR_SIZE, (uint8_t *)&v, len,
 				   op[0] % 6 == 2);
 			break;
 		case 4:
-			device_list_lock(&r.l);
+			device_list_lock(&vm->devices);
 			virtio_blk_process(r.b);
-			device_list_unlock(&r.l);
+			device_list_unlock(&vm->devices);
 			break;
 		case 5:
 			r.io_fail = v & 1;
 			break;
 		}
 	}
-	device_list_destroy(&r.l);
+	fakevm_destroy(&r.f);
 	return 0;
 }

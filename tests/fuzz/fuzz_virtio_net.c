@@ -52,14 +52,6 @@ static void be_wake(void *o, int q)
 	(void)q;
 }
 
-static void cfg(struct vm *vm, uint32_t off, uint32_t len, uint32_t *v, bool w)
-{
-	uint32_t a = 0x80000000u | 1u << 11 | (off & 0xfc);
-
-	bus_access(&vm->pio, PCI_CONF_ADDR_PORT, (uint8_t *)&a, 4, true);
-	bus_access(&vm->pio, PCI_CONF_DATA_PORT + (off & 3), (uint8_t *)v, len, w);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct net_rig r;
@@ -89,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		switch (op[0] % 6) {
 		case 0:
 		case 1:
-			cfg(vm, off % 256, len, &v, op[0] % 6 == 0);
+			fakevm_pci_cfg(vm, off % 256, len, &v, op[0] % 6 == 0);
 			break;
 		case 2:
 		case 3:
