@@ -24,39 +24,25 @@ enum {
  * flags (bit 0 read-only), writeback, 6 reserved bytes. */
 #define BLK_OWN_SIZE 16
 
-static void le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static void config_read(void *dev, uint32_t off, uint8_t *data, uint32_t len)
 {
 	struct virtio_blk *b = dev;
 	uint8_t img[CONFIG_LEN] = { 0 };
 
-	le(img + CFG_CAPACITY, b->capacity / VIRTIO_BLK_SECTOR, 8);
-	le(img + CFG_SIZE_MAX, VIRTIO_BLK_BOUNCE, 4);
-	le(img + CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX, 4);
-	le(img + CFG_BLK_SIZE, b->blk_size, 4);
-	le(img + CFG_MIN_IO, b->blk_size / VIRTIO_BLK_SECTOR, 2);
+	virtio_le_put(img + CFG_CAPACITY, b->capacity / VIRTIO_BLK_SECTOR, 8);
+	virtio_le_put(img + CFG_SIZE_MAX, VIRTIO_BLK_BOUNCE, 4);
+	virtio_le_put(img + CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX, 4);
+	virtio_le_put(img + CFG_BLK_SIZE, b->blk_size, 4);
+	virtio_le_put(img + CFG_MIN_IO, b->blk_size / VIRTIO_BLK_SECTOR, 2);
 	img[CFG_WRITEBACK] = b->writeback;
-	le(img + CFG_NUM_QUEUES, 1, 2);
+	virtio_le_put(img + CFG_NUM_QUEUES, 1, 2);
 	if (b->be.discard) {
-		le(img + CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_DISCARD_SECTORS_MAX, 4);
-		le(img + CFG_MAX_DISCARD_SEG, VIRTIO_BLK_DISCARD_SEG_MAX, 4);
-		le(img + CFG_DISCARD_ALIGN, b->blk_size / VIRTIO_BLK_SECTOR, 4);
-		le(img + CFG_MAX_WZ_SECTORS, VIRTIO_BLK_DISCARD_SECTORS_MAX, 4);
-		le(img + CFG_MAX_WZ_SEG, VIRTIO_BLK_DISCARD_SEG_MAX, 4);
+		virtio_le_put(img + CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_DISCARD_SECTORS_MAX, 4);
+		virtio_le_put(img + CFG_MAX_DISCARD_SEG, VIRTIO_BLK_DISCARD_SEG_MAX, 4);
+		virtio_le_put(img + CFG_DISCARD_ALIGN, b->blk_size / VIRTIO_BLK_SECTOR, 4);
+		virtio_le_put(img + CFG_MAX_WZ_SECTORS, VIRTIO_BLK_DISCARD_SECTORS_MAX, 4);
+		virtio_le_put(img + CFG_MAX_WZ_SEG, VIRTIO_BLK_DISCARD_SEG_MAX, 4);
 		img[CFG_WZ_MAY_UNMAP] = 1;
 	}
 	if (off < CONFIG_LEN)
@@ -171,8 +157,8 @@ static uint8_t do_discard(struct virtio_blk *b, uint32_t type, uint64_t dlen)
 		return VIRTIO_BLK_S_IOERR;
 	for (uint64_t i = 0; i < nseg; i++) {
 		const uint8_t *s = seg + i * DSEG_LEN;
-		uint64_t sector = get(s, 8), n = get(s + 8, 4);
-		uint32_t flags = (uint32_t)get(s + 12, 4);
+		uint64_t sector = virtio_le_get(s, 8), n = virtio_le_get(s + 8, 4);
+		uint32_t flags = (uint32_t)virtio_le_get(s + 12, 4);
 
 		if (flags & ~(zeroes ? DSEG_F_UNMAP : 0))
 			return VIRTIO_BLK_S_UNSUPP;
@@ -183,8 +169,8 @@ static uint8_t do_discard(struct virtio_blk *b, uint32_t type, uint64_t dlen)
 	for (uint64_t i = 0; i < nseg; i++) {
 		const uint8_t *s = seg + i * DSEG_LEN;
 
-		if (b->be.discard(b->be.opaque, get(s, 8) * VIRTIO_BLK_SECTOR,
-				  get(s + 8, 4) * VIRTIO_BLK_SECTOR, zeroes))
+		if (b->be.discard(b->be.opaque, virtio_le_get(s, 8) * VIRTIO_BLK_SECTOR,
+				  virtio_le_get(s + 8, 4) * VIRTIO_BLK_SECTOR, zeroes))
 			return VIRTIO_BLK_S_IOERR;
 	}
 	b->discards++;
@@ -210,8 +196,8 @@ static uint32_t run_request(struct virtio_blk *b)
 	if (c->out_len < VIRTIO_BLK_HDR_LEN ||
 	    virtq_chain_read(c, m, 0, hdr, VIRTIO_BLK_HDR_LEN) != VIRTIO_BLK_HDR_LEN)
 		goto status;
-	type = (uint32_t)get(hdr, 4);
-	sector = get(hdr + 8, 8);
+	type = (uint32_t)virtio_le_get(hdr, 4);
+	sector = virtio_le_get(hdr + 8, 8);
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
 		st = do_in(b, sector, c->in_len - 1, &used);
@@ -302,7 +288,7 @@ static int dev_save(void *dev, uint8_t *buf, size_t cap)
 	if (cap < 1 + (size_t)len + BLK_OWN_SIZE)
 		return -ENOSPC;
 	memset(buf + 1 + len, 0, BLK_OWN_SIZE);
-	le(buf + 1 + len, b->capacity, 8);
+	virtio_le_put(buf + 1 + len, b->capacity, 8);
 	buf[1 + len + 8] = b->readonly ? 1 : 0;
 	buf[1 + len + 9] = b->writeback;
 	return 1 + len + BLK_OWN_SIZE;
@@ -326,9 +312,9 @@ static int dev_check(const uint8_t *p, size_t len, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	p += 1 + t;
-	if (get(p, 8) % VIRTIO_BLK_SECTOR || p[8] > 1 || p[9] > 1) {
+	if (virtio_le_get(p, 8) % VIRTIO_BLK_SECTOR || p[8] > 1 || p[9] > 1) {
 		snprintf(err, errlen, "virtio-blk state: capacity %llu or flags 0x%x/0x%x are bad",
-			 (unsigned long long)get(p, 8), p[8], p[9]);
+			 (unsigned long long)virtio_le_get(p, 8), p[8], p[9]);
 		return -EINVAL;
 	}
 	for (int i = 10; i < BLK_OWN_SIZE; i++)
@@ -349,9 +335,9 @@ static int dev_load(void *dev, const uint8_t *p, size_t len, char *err, size_t e
 		return ret;
 	own = p + len - BLK_OWN_SIZE;
 	/* The guest saw this capacity: the disk here must have it. */
-	if (get(own, 8) != b->capacity || (own[8] != 0) != b->readonly) {
+	if (virtio_le_get(own, 8) != b->capacity || (own[8] != 0) != b->readonly) {
 		snprintf(err, errlen, "virtio-blk: the source's disk is %llu bytes%s, this one "
-			 "%llu bytes%s", (unsigned long long)get(own, 8), own[8] ? " read-only" : "",
+			 "%llu bytes%s", (unsigned long long)virtio_le_get(own, 8), own[8] ? " read-only" : "",
 			 (unsigned long long)b->capacity, b->readonly ? " read-only" : "");
 		return -EINVAL;
 	}

@@ -22,13 +22,13 @@ enum {
 
 #define STATUS_KNOWN 0xcf
 
-static void le(uint8_t *p, uint64_t v, int n)
+void virtio_le_put(uint8_t *p, uint64_t v, int n)
 {
 	for (int i = 0; i < n; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t get(const uint8_t *p, int n)
+uint64_t virtio_le_get(const uint8_t *p, int n)
 {
 	uint64_t v = 0;
 
@@ -42,10 +42,10 @@ static void add_cap(struct pci_func *f, uint8_t type, uint32_t off, uint32_t len
 {
 	uint8_t cap[20] = { PCI_CAP_ID_VNDR, 0, notify ? 20 : 16, type, VIRTIO_PCI_BAR };
 
-	le(cap + 8, off, 4);
-	le(cap + 12, len, 4);
+	virtio_le_put(cap + 8, off, 4);
+	virtio_le_put(cap + 12, len, 4);
 	if (notify)
-		le(cap + 16, VIRTIO_PCI_NOTIFY_MULT, 4);
+		virtio_le_put(cap + 16, VIRTIO_PCI_NOTIFY_MULT, 4);
 	pci_func_add_cap(f, cap, cap[2]);
 }
 
@@ -190,26 +190,26 @@ static void common_image(struct virtio_pci *vp, uint8_t img[VIRTIO_PCI_COMMON_LE
 	struct virtq *q = sel_queue(vp);
 
 	memset(img, 0, VIRTIO_PCI_COMMON_LEN);
-	le(img + CC_DFSELECT, vp->dev_feat_sel, 4);
+	virtio_le_put(img + CC_DFSELECT, vp->dev_feat_sel, 4);
 	if (vp->dev_feat_sel < 2)
-		le(img + CC_DF, vp->dev_features >> (32 * vp->dev_feat_sel), 4);
-	le(img + CC_GFSELECT, vp->drv_feat_sel, 4);
+		virtio_le_put(img + CC_DF, vp->dev_features >> (32 * vp->dev_feat_sel), 4);
+	virtio_le_put(img + CC_GFSELECT, vp->drv_feat_sel, 4);
 	if (vp->drv_feat_sel < 2)
-		le(img + CC_GF, vp->drv_features >> (32 * vp->drv_feat_sel), 4);
-	le(img + CC_MSIX, NO_VECTOR, 2);
-	le(img + CC_NUMQ, (uint64_t)vp->nqueues, 2);
+		virtio_le_put(img + CC_GF, vp->drv_features >> (32 * vp->drv_feat_sel), 4);
+	virtio_le_put(img + CC_MSIX, NO_VECTOR, 2);
+	virtio_le_put(img + CC_NUMQ, (uint64_t)vp->nqueues, 2);
 	img[CC_STATUS] = vp->status;
 	img[CC_CFGGEN] = vp->cfg_gen;
-	le(img + CC_Q_SELECT, vp->queue_sel, 2);
+	virtio_le_put(img + CC_Q_SELECT, vp->queue_sel, 2);
 	if (!q)
 		return; /* an unknown queue: size 0 tells the driver so */
-	le(img + CC_Q_SIZE, q->size, 2);
-	le(img + CC_Q_MSIX, NO_VECTOR, 2);
-	le(img + CC_Q_ENABLE, q->ready, 2);
-	le(img + CC_Q_NOFF, vp->queue_sel, 2);
-	le(img + CC_Q_DESC, q->desc, 8);
-	le(img + CC_Q_AVAIL, q->avail, 8);
-	le(img + CC_Q_USED, q->used, 8);
+	virtio_le_put(img + CC_Q_SIZE, q->size, 2);
+	virtio_le_put(img + CC_Q_MSIX, NO_VECTOR, 2);
+	virtio_le_put(img + CC_Q_ENABLE, q->ready, 2);
+	virtio_le_put(img + CC_Q_NOFF, vp->queue_sel, 2);
+	virtio_le_put(img + CC_Q_DESC, q->desc, 8);
+	virtio_le_put(img + CC_Q_AVAIL, q->avail, 8);
+	virtio_le_put(img + CC_Q_USED, q->used, 8);
 }
 
 static bool touches(uint32_t off, uint32_t len, uint32_t field, uint32_t flen)
@@ -230,20 +230,20 @@ static void common_write(struct virtio_pci *vp, uint32_t off, const uint8_t *dat
 	common_image(vp, img);
 	memcpy(img + off, data, len);
 	if (touches(off, len, CC_DFSELECT, 4))
-		vp->dev_feat_sel = (uint32_t)get(img + CC_DFSELECT, 4);
+		vp->dev_feat_sel = (uint32_t)virtio_le_get(img + CC_DFSELECT, 4);
 	if (touches(off, len, CC_GFSELECT, 4))
-		vp->drv_feat_sel = (uint32_t)get(img + CC_GFSELECT, 4);
+		vp->drv_feat_sel = (uint32_t)virtio_le_get(img + CC_GFSELECT, 4);
 	if (touches(off, len, CC_GF, 4) && vp->drv_feat_sel < 2 &&
 	    !(vp->status & VIRTIO_STATUS_FEATURES_OK)) {
 		int sh = 32 * (int)vp->drv_feat_sel;
 
 		vp->drv_features = (vp->drv_features & ~(0xffffffffULL << sh)) |
-				   get(img + CC_GF, 4) << sh;
+				   virtio_le_get(img + CC_GF, 4) << sh;
 	}
 	if (touches(off, len, CC_STATUS, 1))
 		set_status(vp, img[CC_STATUS]);
 	if (touches(off, len, CC_Q_SELECT, 2))
-		vp->queue_sel = (uint16_t)get(img + CC_Q_SELECT, 2);
+		vp->queue_sel = (uint16_t)virtio_le_get(img + CC_Q_SELECT, 2);
 	q = sel_queue(vp);
 	/* A queue's registers are the driver's until it enables it; later
 	 * writes are ignored (4.1.4.3.2), and so are ones after DRIVER_OK. */
@@ -251,14 +251,14 @@ static void common_write(struct virtio_pci *vp, uint32_t off, const uint8_t *dat
 	if (!qwritable)
 		return;
 	if (touches(off, len, CC_Q_SIZE, 2))
-		q->size = (uint16_t)get(img + CC_Q_SIZE, 2);
+		q->size = (uint16_t)virtio_le_get(img + CC_Q_SIZE, 2);
 	if (touches(off, len, CC_Q_DESC, 8))
-		q->desc = get(img + CC_Q_DESC, 8);
+		q->desc = virtio_le_get(img + CC_Q_DESC, 8);
 	if (touches(off, len, CC_Q_AVAIL, 8))
-		q->avail = get(img + CC_Q_AVAIL, 8);
+		q->avail = virtio_le_get(img + CC_Q_AVAIL, 8);
 	if (touches(off, len, CC_Q_USED, 8))
-		q->used = get(img + CC_Q_USED, 8);
-	if (touches(off, len, CC_Q_ENABLE, 2) && get(img + CC_Q_ENABLE, 2) == 1) {
+		q->used = virtio_le_get(img + CC_Q_USED, 8);
+	if (touches(off, len, CC_Q_ENABLE, 2) && virtio_le_get(img + CC_Q_ENABLE, 2) == 1) {
 		/* A ring we could not use stays disabled, and the device
 		 * tells the driver it needs a reset rather than fail later. */
 		if (virtq_check_layout(q, &vp->mem) == 0) {
@@ -345,25 +345,25 @@ int virtio_pci_save(const struct virtio_pci *vp, uint8_t *buf, size_t cap)
 	t[ST_STATUS] = vp->status;
 	t[ST_CFGGEN] = vp->cfg_gen;
 	t[ST_ISR] = vp->isr;
-	le(t + ST_DFSEL, vp->dev_feat_sel, 4);
-	le(t + ST_GFSEL, vp->drv_feat_sel, 4);
-	le(t + ST_DF, vp->dev_features, 8);
-	le(t + ST_GF, vp->drv_features, 8);
-	le(t + ST_QSEL, vp->queue_sel, 2);
-	le(t + ST_MSIX, vp->msix_config, 2);
-	le(t + ST_NQ, (uint64_t)vp->nqueues, 2);
+	virtio_le_put(t + ST_DFSEL, vp->dev_feat_sel, 4);
+	virtio_le_put(t + ST_GFSEL, vp->drv_feat_sel, 4);
+	virtio_le_put(t + ST_DF, vp->dev_features, 8);
+	virtio_le_put(t + ST_GF, vp->drv_features, 8);
+	virtio_le_put(t + ST_QSEL, vp->queue_sel, 2);
+	virtio_le_put(t + ST_MSIX, vp->msix_config, 2);
+	virtio_le_put(t + ST_NQ, (uint64_t)vp->nqueues, 2);
 	for (int i = 0; i < vp->nqueues; i++) {
 		const struct virtq *q = &vp->vq[i];
 		uint8_t *s = t + ST_HDR + VIRTIO_PCI_QSTATE_SIZE * i;
 
-		le(s + QS_SIZE, q->size, 2);
-		le(s + QS_MAX, q->max_size, 2);
-		le(s + QS_LAST_AVAIL, q->last_avail, 2);
-		le(s + QS_USED_IDX, q->used_idx, 2);
+		virtio_le_put(s + QS_SIZE, q->size, 2);
+		virtio_le_put(s + QS_MAX, q->max_size, 2);
+		virtio_le_put(s + QS_LAST_AVAIL, q->last_avail, 2);
+		virtio_le_put(s + QS_USED_IDX, q->used_idx, 2);
 		s[QS_READY] = q->ready;
-		le(s + QS_DESC, q->desc, 8);
-		le(s + QS_AVAIL, q->avail, 8);
-		le(s + QS_USED, q->used, 8);
+		virtio_le_put(s + QS_DESC, q->desc, 8);
+		virtio_le_put(s + QS_AVAIL, q->avail, 8);
+		virtio_le_put(s + QS_USED, q->used, 8);
 	}
 	return (int)n;
 }
@@ -379,18 +379,18 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err, size
 
 	if (len < PCI_FUNC_STATE_SIZE + ST_HDR)
 		BAD("virtio state is %zu bytes, too short", len);
-	if (get(p + PCI_VENDOR_ID, 2) != VIRTIO_PCI_VENDOR ||
-	    get(p + PCI_DEVICE_ID, 2) != (uint64_t)(VIRTIO_PCI_DEVICE_BASE + type) || t[ST_TYPE] != type)
+	if (virtio_le_get(p + PCI_VENDOR_ID, 2) != VIRTIO_PCI_VENDOR ||
+	    virtio_le_get(p + PCI_DEVICE_ID, 2) != (uint64_t)(VIRTIO_PCI_DEVICE_BASE + type) || t[ST_TYPE] != type)
 		BAD("virtio state is for device %04x:%04x type %u, not type %u",
-		    (unsigned)get(p, 2), (unsigned)get(p + 2, 2), t[ST_TYPE], type);
-	nq = (unsigned)get(t + ST_NQ, 2);
+		    (unsigned)virtio_le_get(p, 2), (unsigned)virtio_le_get(p + 2, 2), t[ST_TYPE], type);
+	nq = (unsigned)virtio_le_get(t + ST_NQ, 2);
 	if (nq < 1 || nq > VIRTIO_PCI_MAX_QUEUES)
 		BAD("virtio state has %u queues (1..%d)", nq, VIRTIO_PCI_MAX_QUEUES);
 	n = VIRTIO_PCI_STATE_SIZE(nq);
 	if (len < n)
 		BAD("virtio state is %zu bytes, %u queues need %zu", len, nq, n);
-	df = get(t + ST_DF, 8);
-	gf = get(t + ST_GF, 8);
+	df = virtio_le_get(t + ST_DF, 8);
+	gf = virtio_le_get(t + ST_GF, 8);
 	if (t[ST_STATUS] & ~STATUS_KNOWN)
 		BAD("virtio status 0x%02x has unknown bits", t[ST_STATUS]);
 	if (t[ST_ISR] & ~(VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG))
@@ -402,7 +402,7 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err, size
 		BAD("virtio FEATURES_OK without VERSION_1");
 	for (unsigned i = 0; i < nq; i++) {
 		const uint8_t *s = t + ST_HDR + VIRTIO_PCI_QSTATE_SIZE * i;
-		unsigned size = (unsigned)get(s + QS_SIZE, 2), max = (unsigned)get(s + QS_MAX, 2);
+		unsigned size = (unsigned)virtio_le_get(s + QS_SIZE, 2), max = (unsigned)virtio_le_get(s + QS_MAX, 2);
 
 		if (max == 0 || max > VIRTQ_MAX_SIZE || (max & (max - 1)) || size > max)
 			BAD("virtio queue %u: size %u, max %u", i, size, max);
@@ -415,9 +415,9 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err, size
 			BAD("virtio queue %u: ready with size %u", i, size);
 		/* Back-ends quiesce before save: nothing is in flight, every
 		 * chain popped has been pushed. */
-		if (get(s + QS_LAST_AVAIL, 2) != get(s + QS_USED_IDX, 2))
+		if (virtio_le_get(s + QS_LAST_AVAIL, 2) != virtio_le_get(s + QS_USED_IDX, 2))
 			BAD("virtio queue %u: avail index %u and used index %u differ (a request in flight)",
-			    i, (unsigned)get(s + QS_LAST_AVAIL, 2), (unsigned)get(s + QS_USED_IDX, 2));
+			    i, (unsigned)virtio_le_get(s + QS_LAST_AVAIL, 2), (unsigned)virtio_le_get(s + QS_USED_IDX, 2));
 	}
 	return (int)n;
 }
@@ -432,10 +432,10 @@ int virtio_pci_load(struct virtio_pci *vp, const uint8_t *p, size_t len, char *e
 
 	if (n < 0)
 		return n;
-	if ((int)get(t + ST_NQ, 2) != vp->nqueues)
-		BAD("virtio state has %u queues, this device %d", (unsigned)get(t + ST_NQ, 2),
+	if ((int)virtio_le_get(t + ST_NQ, 2) != vp->nqueues)
+		BAD("virtio state has %u queues, this device %d", (unsigned)virtio_le_get(t + ST_NQ, 2),
 		    vp->nqueues);
-	gf = get(t + ST_GF, 8);
+	gf = virtio_le_get(t + ST_GF, 8);
 	if (gf & ~vp->dev_features)
 		BAD("virtio acked features 0x%llx are not all offered here (0x%llx)",
 		    (unsigned long long)gf, (unsigned long long)vp->dev_features);
@@ -444,14 +444,14 @@ int virtio_pci_load(struct virtio_pci *vp, const uint8_t *p, size_t len, char *e
 		struct virtq *q = &vq[i];
 
 		*q = (struct virtq){
-			.max_size = (uint16_t)get(s + QS_MAX, 2),
-			.size = (uint16_t)get(s + QS_SIZE, 2),
+			.max_size = (uint16_t)virtio_le_get(s + QS_MAX, 2),
+			.size = (uint16_t)virtio_le_get(s + QS_SIZE, 2),
 			.ready = s[QS_READY],
-			.desc = get(s + QS_DESC, 8),
-			.avail = get(s + QS_AVAIL, 8),
-			.used = get(s + QS_USED, 8),
-			.last_avail = (uint16_t)get(s + QS_LAST_AVAIL, 2),
-			.used_idx = (uint16_t)get(s + QS_USED_IDX, 2),
+			.desc = virtio_le_get(s + QS_DESC, 8),
+			.avail = virtio_le_get(s + QS_AVAIL, 8),
+			.used = virtio_le_get(s + QS_USED, 8),
+			.last_avail = (uint16_t)virtio_le_get(s + QS_LAST_AVAIL, 2),
+			.used_idx = (uint16_t)virtio_le_get(s + QS_USED_IDX, 2),
 		};
 		if (q->max_size != vp->vq[i].max_size)
 			BAD("virtio queue %d: max size %u, this device %u", i, q->max_size,
@@ -468,10 +468,10 @@ int virtio_pci_load(struct virtio_pci *vp, const uint8_t *p, size_t len, char *e
 	vp->status = t[ST_STATUS];
 	vp->cfg_gen = t[ST_CFGGEN];
 	vp->isr = t[ST_ISR];
-	vp->dev_feat_sel = (uint32_t)get(t + ST_DFSEL, 4);
-	vp->drv_feat_sel = (uint32_t)get(t + ST_GFSEL, 4);
+	vp->dev_feat_sel = (uint32_t)virtio_le_get(t + ST_DFSEL, 4);
+	vp->drv_feat_sel = (uint32_t)virtio_le_get(t + ST_GFSEL, 4);
 	vp->drv_features = gf;
-	vp->queue_sel = (uint16_t)get(t + ST_QSEL, 2);
+	vp->queue_sel = (uint16_t)virtio_le_get(t + ST_QSEL, 2);
 	memcpy(vp->vq, vq, sizeof(vq[0]) * (size_t)vp->nqueues);
 	/* Re-drive the line: the new VM's irqchip starts low. */
 	vp->pci.line = false;

@@ -119,4 +119,9 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err,
 int virtio_pci_load(struct virtio_pci *vp, const uint8_t *p, size_t len, char *err,
 		    size_t errlen);
 
+/* n bytes (1-8) of v, little-endian, as virtio's registers and our
+ * state blobs hold them; and back. */
+void virtio_le_put(uint8_t *p, uint64_t v, int n);
+uint64_t virtio_le_get(const uint8_t *p, int n);
+
 #endif
