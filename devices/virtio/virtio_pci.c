@@ -380,7 +380,8 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err, size
 	if (len < PCI_FUNC_STATE_SIZE + ST_HDR)
 		BAD("virtio state is %zu bytes, too short", len);
 	if (virtio_le_get(p + PCI_VENDOR_ID, 2) != VIRTIO_PCI_VENDOR ||
-	    virtio_le_get(p + PCI_DEVICE_ID, 2) != (uint64_t)(VIRTIO_PCI_DEVICE_BASE + type) || t[ST_TYPE] != type)
+	    virtio_le_get(p + PCI_DEVICE_ID, 2) != (uint64_t)(VIRTIO_PCI_DEVICE_BASE + type) ||
+	    t[ST_TYPE] != type)
 		BAD("virtio state is for device %04x:%04x type %u, not type %u",
 		    (unsigned)virtio_le_get(p, 2), (unsigned)virtio_le_get(p + 2, 2), t[ST_TYPE], type);
 	nq = (unsigned)virtio_le_get(t + ST_NQ, 2);
@@ -402,7 +403,8 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err, size
 		BAD("virtio FEATURES_OK without VERSION_1");
 	for (unsigned i = 0; i < nq; i++) {
 		const uint8_t *s = t + ST_HDR + VIRTIO_PCI_QSTATE_SIZE * i;
-		unsigned size = (unsigned)virtio_le_get(s + QS_SIZE, 2), max = (unsigned)virtio_le_get(s + QS_MAX, 2);
+		unsigned size = (unsigned)virtio_le_get(s + QS_SIZE, 2);
+		unsigned max = (unsigned)virtio_le_get(s + QS_MAX, 2);
 
 		if (max == 0 || max > VIRTQ_MAX_SIZE || (max & (max - 1)) || size > max)
 			BAD("virtio queue %u: size %u, max %u", i, size, max);
@@ -417,7 +419,8 @@ int virtio_pci_check(const uint8_t *p, size_t len, uint8_t type, char *err, size
 		 * chain popped has been pushed. */
 		if (virtio_le_get(s + QS_LAST_AVAIL, 2) != virtio_le_get(s + QS_USED_IDX, 2))
 			BAD("virtio queue %u: avail index %u and used index %u differ (a request in flight)",
-			    i, (unsigned)virtio_le_get(s + QS_LAST_AVAIL, 2), (unsigned)virtio_le_get(s + QS_USED_IDX, 2));
+			    i, (unsigned)virtio_le_get(s + QS_LAST_AVAIL, 2),
+			    (unsigned)virtio_le_get(s + QS_USED_IDX, 2));
 	}
 	return (int)n;
 }
