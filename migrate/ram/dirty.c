@@ -90,24 +90,29 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 	return 0;
 }
 
-int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+/* The rings hold what the vCPUs dirtied since the last harvest; pages
+ * the reaper took meanwhile are in vmm_dirty already. */
+static int sync_rings(struct vm *vm, char *err, size_t errlen)
+{
+	int64_t n = dring_collect(vm, 1, err, errlen);
+
+	if (n < 0)
+		return (int)n;
+	if (__atomic_load_n(&vm->dring_lost, __ATOMIC_ACQUIRE)) {
+		snprintf(err, errlen, "a vCPU's dirty ring overflowed (KVM pushed past a "
+			 "full ring): pages may be untracked; use a larger "
+			 "--dirty-ring-size or --dirty-tracking bitmap");
+		return -EIO;
+	}
+	return 0;
+}
+
+static int sync_slots(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
 	char what[48];
 	int ret;
 
-	if (d->ring) {
-		int64_t n = dring_collect(vm, 1, err, errlen);
-
-		if (n < 0)
-			return (int)n;
-		if (__atomic_load_n(&vm->dring_lost, __ATOMIC_ACQUIRE)) {
-			snprintf(err, errlen, "a vCPU's dirty ring overflowed (KVM pushed past a "
-				 "full ring): pages may be untracked; use a larger "
-				 "--dirty-ring-size or --dirty-tracking bitmap");
-			return -EIO;
-		}
-	}
-	for (int i = 0; i < vm->nslots && !d->ring; i++) {
+	for (int i = 0; i < vm->nslots; i++) {
 		const struct vm_slot *s = &vm->slots[i];
 		uint64_t first = s->ram_offset / VM_PAGE_SIZE, n = s->size / VM_PAGE_SIZE;
 		uint64_t *tmp = calloc(bm_words(n), sizeof(uint64_t));
@@ -129,6 +134,15 @@ int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 			d->bm[first / 64 + w] |= tmp[w];
 		free(tmp);
 	}
+	return 0;
+}
+
+int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
+	int ret = d->ring ? sync_rings(vm, err, errlen) : sync_slots(vm, d, err, errlen);
+
+	if (ret)
+		return ret;
 	for (size_t w = 0; w < bm_words(d->npages); w++)
 		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED))
 			d->bm[w] |= __atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
