@@ -165,6 +165,10 @@ static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errl
 	if (!ret)
 		ret = send_taken(pc, &pc->rp, first + n, end - first - n, &pc->requested, err,
 				 errlen);
+	/* The push goes on from there, so that a guest walking through its
+	 * memory finds the next pages already coming on the bulk stream instead
+	 * of faulting every PC_NEIGHBOURS + 1 pages. */
+	atomic_store(&pc->push_from, end + 1);
 	return ret;
 }
 
@@ -266,13 +270,22 @@ uint64_t pc_src_left(struct pc_src *pc)
 	return n;
 }
 
-/* Every page not yet taken, in order, on the main connection. */
+/* Every page not yet taken on the main connection: in order, from wherever
+ * the last request left off, wrapping around, until a whole sweep of the
+ * bitmap finds nothing (pages are only ever taken, so that is the end). */
 static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 {
-	uint64_t words = bm_words(pc->npages);
+	uint64_t words = bm_words(pc->npages), empty = 0, w = 0, n = 0;
 
-	for (uint64_t w = 0; w < words; w++) {
-		uint64_t v = pc_bm_take_word(pc->to_send, w);
+	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
+		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
+
+		if (from) {
+			w = (from - 1) / 64 < words ? (from - 1) / 64 : 0;
+			empty = 0;
+		}
+		v = pc_bm_take_word(pc->to_send, w);
+		empty = v ? 0 : empty + 1;
 
 		while (v) {
 			uint64_t b = (uint64_t)__builtin_ctzll(v), e = b;
@@ -301,7 +314,7 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 		}
 		if (atomic_load(&pc->lost))
 			return -ENOTCONN; /* the server's connection: its reason */
-		if (w % 1024 == 0)
+		if (n % 1024 == 0)
 			publish(pc, env, pc_src_left(pc));
 	}
 	return 0;

@@ -24,6 +24,7 @@ struct pc_src {
 	bool serving;
 	atomic_int lost;             /* a connection failed */
 	atomic_uint_fast64_t requested, pushed, bad;
+	atomic_uint_fast64_t push_from; /* page + 1 the push jumps to; 0: none */
 	uint64_t t_switch;
 	uint64_t rp_bytes_closed;    /* written on return paths already closed */
 	pthread_mutex_t mu;          /* serializes writes on rp... */

@@ -16,6 +16,8 @@
 #   make bench-net        issue 9: pings through a migration, minivmm vs QEMU (tests/bench/bench_net.py)
 #   make bench-disk       issue 10: the disk streamed through a migration, minivmm vs QEMU's
 #                         block migration and drive-mirror to NBD (tests/bench/bench_disk.py)
+#   make bench-postcopy   issue 12: post-copy vs pre-copy's best policies and QEMU's post-copy
+#   make bench-converge   issue 11: throttle, delta encoding, both, vs QEMU auto-converge and XBZRLE
 #   make bench-report BENCH_RESULTS=DIR   re-render DIR's report from DIR/results.jsonl
 # Variables: BENCH_CONF=path (make bench) BENCH_OUT=DIR (a new folder instead of
 # the stamped one) BENCH_RESUME=DIR (continue an interrupted run in DIR)
@@ -27,7 +29,8 @@ BENCH_ARGS    := $(if $(BENCH_OUT),--out $(BENCH_OUT)) \
                  $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS)) \
                  $(if $(BENCH_CELLS),--cells $(BENCH_CELLS))
 
-.PHONY: bench bench-quick bench-migrate bench-throughput bench-boot bench-net bench-disk bench-report bench-ceiling
+.PHONY: bench bench-quick bench-migrate bench-throughput bench-boot bench-net bench-disk bench-report bench-ceiling \
+        bench-postcopy bench-converge
 
 bench: minivmm guests
 	$(BENCH_PY) run $(or $(BENCH_CONF),tests/bench/matrix-default.conf) $(BENCH_ARGS)
@@ -40,6 +43,12 @@ bench-migrate: minivmm guests
 
 bench-throughput: minivmm guests
 	$(BENCH_PY) run tests/bench/matrix-throughput.conf $(BENCH_ARGS)
+
+bench-postcopy: minivmm guests
+	$(BENCH_PY) run tests/bench/matrix-postcopy.conf $(BENCH_ARGS)
+
+bench-converge: minivmm guests
+	$(BENCH_PY) run tests/bench/matrix-converge.conf $(BENCH_ARGS)
 
 bench-boot: minivmm guests
 	$(BENCH_PY) boot --runs 20 $(if $(BENCH_OUT),--out $(BENCH_OUT))

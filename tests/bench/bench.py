@@ -194,6 +194,7 @@ def measure_ceilings(links=()):
                            capture_output=True, timeout=30)
             out[key] = json.loads(srv.stdout.readline())
             srv.wait(5)
+            out["rtt_veth_%dmbit" % (spec["rate_bps"] // 1000000)] = ping_rtt(link)
         except (RuntimeError, ValueError, subprocess.SubprocessError) as e:
             out[key] = {"error": str(e)}
         finally:
@@ -201,10 +202,22 @@ def measure_ceilings(links=()):
     return out
 
 
+def ping_rtt(link):
+    """The idle link's round trip (ICMP, 200 pings 2 ms apart): post-copy's
+    fault latency is judged against one page's transfer time plus this."""
+    r = subprocess.run(link.prefix(0) + ["ping", "-q", "-c", "200", "-i", "0.002", link.addr[1]],
+                       capture_output=True, text=True, timeout=30)
+    m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", r.stdout)
+    if not m:
+        return {"error": (r.stderr or r.stdout).strip()[-200:]}
+    return {"min_ms": float(m.group(1)), "avg_ms": float(m.group(2)), "max_ms": float(m.group(3)),
+            "mdev_ms": float(m.group(4))}
+
+
 def ensure_env(need_qemu):
     """Install what the runs and their report need, or stop before measuring."""
     pk = dict(report.NEEDS)
-    pk.update({"ip": "iproute2", "tc": "iproute2", "/usr/bin/time": "time"})
+    pk.update({"ip": "iproute2", "tc": "iproute2", "/usr/bin/time": "time", "ping": "iputils-ping"})
     if need_qemu:
         pk[harness.QEMU] = "qemu-system-x86"
     harness.ensure_packages(pk, log)

@@ -28,7 +28,8 @@ INPUT_KEYS = {
     "rate": ("max", "rate"),      # pages/s or max
     "pattern": ("seq", "pattern"),
     "fill": ("0", "int"),         # MiB
-    "period_ms": ("100", "int"),
+    "fresh": ("0", "int"),        # dirty guest: 1 = rewrite whole pages with fresh contents
+    "period_ms": ("5", "int"),    # heartbeat period (issue 11: at most 5 ms in every matrix)
     "downtime_ms": ("30", "int"),
     "max_bandwidth": ("0", "size"),   # bytes/s, 0 = unlimited
     "link": ("loopback", "link"),
@@ -39,8 +40,10 @@ INPUT_KEYS = {
     "trace": ("no", "bool"),          # minivmm --dirty-trace
 }
 
-VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0", "qemu", "qemu-multifd", "qemu-xbzrle",
-        "qemu-ac", "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc")
+VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0",
+        "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now",
+        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now",
+        "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc")
 GUESTS = ("dirty", "counter", "hello")
 PATTERNS = ("seq", "random", "hotcold")
 
@@ -59,10 +62,13 @@ def parse_size(text):
 
 
 def parse_rate(text):
-    """'1gbit' / '100mbit' / '10gbit' -> bits per second."""
+    """'1gbit' / '100mbit' / '10gbit' / '100MiBps' (bytes) -> bits per second."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(k|m|g)ibps", text.strip().lower())
+    if m:
+        return int(float(m.group(1)) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)] * 8)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(k|m|g)?bit", text.strip().lower())
     if not m:
-        raise ConfigError("bad link rate %r (want e.g. 1gbit, 100mbit)" % text)
+        raise ConfigError("bad link rate %r (want e.g. 1gbit, 100mbit, 100MiBps)" % text)
     return int(float(m.group(1)) * {None: 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)])
 
 

@@ -390,18 +390,44 @@ def guest_elf(name):
 def guest_append(inp):
     g = inp["guest"]
     if g == "dirty":
-        return "wss=%s rate=%s pattern=%s fill=%s period_ms=%s" % (
+        a = "wss=%s rate=%s pattern=%s fill=%s period_ms=%s" % (
             inp["wss"], inp["rate"], inp["pattern"], inp["fill"], inp["period_ms"])
+        return a + (" fresh=1" if inp.get("fresh") else "")
     if g == "counter":
         return "period_ms=%s" % inp["period_ms"]
     return ""
 
 
+# minivmm variants: (source arguments, target arguments). The policies of
+# issue 11 are named explicitly, so that a change of default does not move them.
+MINIVMM_VARIANTS = {
+    "minivmm": ([], []),
+    "minivmm-1stream": (["--migrate-channels", "0"], []),
+    "minivmm-prealloc": ([], []),
+    "minivmm-nice": (["--migrate-nice", "10"], ["--migrate-nice", "10"]),
+    "minivmm-nice0": (["--migrate-nice", "0"], ["--migrate-nice", "0"]),
+    "minivmm-force": (["--on-nonconvergence", "force"], []),
+    "minivmm-throttle": (["--on-nonconvergence", "throttle"], []),
+    "minivmm-xbzrle": (["--on-nonconvergence", "force", "--xbzrle-cache", "512M"], []),
+    "minivmm-xbzrle-throttle": (["--on-nonconvergence", "throttle", "--xbzrle-cache", "512M"], []),
+    "minivmm-postcopy": (["--postcopy"], []),
+    # switched by the harness as soon as the migration runs (migrate_start_postcopy;
+    # before round 0 has sent anything, so the guest starts on the target at once)
+    "minivmm-postcopy-now": (["--postcopy"], []),
+}
+
+# (capabilities, parameters); the policies of issue 11/12 as the issues name them
 QEMU_VARIANTS = {
     "qemu": ({}, {}),
     "qemu-multifd": ({"multifd": True}, {"multifd-channels": 4}),
-    "qemu-xbzrle": ({"xbzrle": True}, {"xbzrle-cache-size": 256 << 20}),
+    "qemu-xbzrle": ({"xbzrle": True}, {"xbzrle-cache-size": 512 << 20}),
     "qemu-ac": ({"auto-converge": True}, {}),
+    "qemu-ac-50-25": ({"auto-converge": True}, {"cpu-throttle-initial": 50, "cpu-throttle-increment": 25}),
+    "qemu-xbzrle-ac": ({"xbzrle": True, "auto-converge": True}, {"xbzrle-cache-size": 512 << 20}),
+    # post-copy switched after the first pass, as libvirt's --postcopy-after-precopy
+    "qemu-postcopy": ({"postcopy-ram": True}, {}),
+    # migrate-start-postcopy right after migrate, as minivmm-postcopy-now
+    "qemu-postcopy-now": ({"postcopy-ram": True}, {}),
     "qemu-tuned": ({"multifd": True, "auto-converge": True}, {"multifd-channels": 4}),
 }
 
@@ -459,7 +485,8 @@ def _post_switch(ctx, tgt_con, res, t_done, period_s, tgt_proc):
 def _guest_figures(res, src_lines, tgt_lines, t_from, t_to, period_s):
     lines = [(t, s) for t, s in src_lines] + [(t, s) for t, s in tgt_lines]
     res.update(heartbeat_gaps(lines, t_from, t_to, period_s))
-    res.update(guest_progress(src_lines, t_from, t_to))
+    # post-copy: the guest runs on the target during the migration
+    res.update(guest_progress(lines, t_from, t_to))
     src_hb = [(t, seq_of(s)) for t, s in src_lines if seq_of(s) is not None]
     tgt_hb = [(t, seq_of(s)) for t, s in tgt_lines if seq_of(s) is not None]
     if src_hb and tgt_hb:
@@ -484,6 +511,12 @@ def _save_console(ctx, name, con):
             f.write("%.6f %s\n" % (t, s))
 
 
+def _mon_path(ctx):
+    """The source's monitor socket: short (sun_path holds 108 bytes; the run
+    folders are deeper than that), one per bench process (runs are serial)."""
+    return "/tmp/mvb%d.mon" % os.getpid()
+
+
 def run_minivmm(ctx):
     inp, res = ctx.inp, {}
     period_s = inp["period_ms"] / 1000.0
@@ -502,7 +535,7 @@ def run_minivmm(ctx):
     src_cmd = ctx.link.prefix(0) + [ctx.minivmm, "--kernel", guest_elf(inp["guest"]),
                                     "--mem", "%dM" % (inp["mem"] >> 20), "--cpus", str(inp["cpus"]),
                                     "--name", "bench%d" % os.getpid(),
-                                    "--monitor", os.path.join(ctx.dir, "src.mon"),
+                                    "--monitor", _mon_path(ctx),
                                     "--migrate", "%s:%d" % (addr, port),
                                     "--migrate-after", "%g" % inp["migrate_after"],
                                     "--downtime-ms", str(inp["downtime_ms"]),
@@ -512,12 +545,9 @@ def run_minivmm(ctx):
         src_cmd[len(ctx.link.prefix(0)) + 3:len(ctx.link.prefix(0)) + 3] = ["--append", app]
     if inp["max_bandwidth"]:
         src_cmd += ["--max-bandwidth", str(inp["max_bandwidth"])]
-    if inp["vmm"] == "minivmm-1stream":
-        src_cmd += ["--migrate-channels", "0"]
-    if inp["vmm"] in ("minivmm-nice", "minivmm-nice0"):  # explicit priority, both sides
-        n = "10" if inp["vmm"] == "minivmm-nice" else "0"
-        src_cmd += ["--migrate-nice", n]
-        tgt_cmd += ["--migrate-nice", n]
+    v_src, v_tgt = MINIVMM_VARIANTS[inp["vmm"]]
+    src_cmd += v_src
+    tgt_cmd += v_tgt
     if trace:
         src_cmd += ["--dirty-trace", trace]
     res["commands"] = {"target": tgt_cmd, "source": src_cmd}
@@ -533,8 +563,16 @@ def run_minivmm(ctx):
         src_con = Console(src.stdout, "source")
         deadline = time.monotonic() + inp["migrate_after"] + inp["timeout_s"] + 10
         t_tgt_dead = None
+        switch_asked = inp["vmm"] != "minivmm-postcopy-now"
         while True:
-            rc, ru = wait_rusage(src, 0.5)
+            if not switch_asked and time.monotonic() >= t_start + inp["migrate_after"]:
+                reply = _monitor_cmd(_mon_path(ctx), "migrate_start_postcopy")
+                if reply and reply.startswith("ok"):
+                    switch_asked = True
+                    res["postcopy_asked_ms"] = (time.monotonic() - t_start - inp["migrate_after"]) * 1000.0
+                rc, ru = wait_rusage(src, 0.02)
+            else:
+                rc, ru = wait_rusage(src, 0.5)
             if rc is not None or time.monotonic() > deadline:
                 break
             # the target gave up (it exits non-zero on any failure) while the
@@ -547,7 +585,7 @@ def run_minivmm(ctx):
         t_done = time.monotonic()
         if rc is None and "outcome" not in res:
             res["outcome"] = "timeout"
-            res["monitor_cancel_reply"] = _monitor_cmd(os.path.join(ctx.dir, "src.mon"), "migrate_cancel")
+            res["monitor_cancel_reply"] = _monitor_cmd(_mon_path(ctx), "migrate_cancel")
             time.sleep(1.0)
         if rc is None:
             ru = kill(src)
@@ -593,10 +631,15 @@ def _figures_from_minivmm(s, t):
             "pages_skipped", "rounds", "converged", "throughput_Bps", "ram_bytes",
             # issue 11: what the migration cost the guest, delta encoding
             "guest_stall_max_ms", "guest_stall_total_ms", "throttle_max_pct",
-            "xbzrle_pages", "xbzrle_bytes_saved", "xbzrle_cache_misses", "xbzrle_encode_ms"]
+            "xbzrle_pages", "xbzrle_bytes_saved", "xbzrle_cache_misses", "xbzrle_encode_ms",
+            # issue 12: post-copy (source side)
+            "postcopy_ms", "postcopy_pages_missing", "postcopy_pages_requested", "postcopy_pages_pushed"]
     out = {k: s.get(k) for k in keys}
     if t:
         out["restore_ms"] = t.get("restore_ms")
+        for k in ("postcopy_faults", "postcopy_fault_p50_ms", "postcopy_fault_p99_ms",
+                  "postcopy_fault_max_ms", "postcopy_blocktime_ms"):
+            out[k] = t.get(k)
     rr = s.get("round_records") or []
     out["round_series"] = [[r.get("start_ms"), r.get("dirty_pages"), r.get("pages_sent")] for r in rr]
     return out
@@ -679,6 +722,9 @@ def run_qemu(ctx):
         src_con = Console(src.stdout, "source")
         t_start = time.monotonic()
         tqmp, sqmp = QMP(tq), QMP(sq)
+        postcopy = bool(caps.get("postcopy-ram"))
+        if postcopy:  # the target measures the vCPUs' time blocked on faults
+            caps = dict(caps, **{"postcopy-blocktime": True})
         capl = [{"capability": k, "state": v} for k, v in caps.items()]
         if capl:
             sqmp.cmd("migrate-set-capabilities", {"capabilities": capl})
@@ -713,6 +759,11 @@ def run_qemu(ctx):
                         p.hwm_kib = max(h, getattr(p, "hwm_kib", 0))
             if status in ("completed", "failed", "cancelled"):
                 break
+            # dirty-sync-count is 1 after setup and 2 once the first pass ended
+            first_pass_done = (ram.get("dirty-sync-count") or 0) >= 2 or inp["vmm"] == "qemu-postcopy-now"
+            if postcopy and status == "active" and first_pass_done and "postcopy_switch_ms" not in res:
+                sqmp.cmd("migrate-start-postcopy")
+                res["postcopy_switch_ms"] = (time.monotonic() - t_mig) * 1000.0
             if now > deadline:
                 try:
                     sqmp.cmd("migrate_cancel")
@@ -726,6 +777,16 @@ def run_qemu(ctx):
         t_done = time.monotonic()
         res["outcome"] = status
         res["qmp_samples"] = samples
+        if postcopy:
+            try:
+                ti = tqmp.cmd("query-migrate")
+                res["vmm_stats_target"] = ti
+                res["postcopy_blocktime_ms"] = ti.get("postcopy-blocktime")
+                res["postcopy_vcpu_blocktime_ms"] = ti.get("postcopy-vcpu-blocktime")
+            except QMPError as e:
+                res["postcopy_blocktime_error"] = str(e)
+            if "postcopy_switch_ms" in res and info.get("total-time") is not None:
+                res["postcopy_ms"] = info["total-time"] - res["postcopy_switch_ms"]
         res["vmm_stats_source"] = info
         if status == "completed":
             _post_switch(ctx, tgt_con, res, t_done, period_s, tgt)

@@ -26,8 +26,10 @@ CMD = "make bench-report"
 RESULTS_FILE = "results.jsonl"  # in a run folder, beside its index.md and plots/
 NEEDS = {"gnuplot": "gnuplot-nox"}  # command -> Debian package
 GNUPLOT_FAILED = []  # plots gnuplot refused in this rendering: the report then fails
-VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0", "qemu", "qemu-multifd", "qemu-xbzrle",
-             "qemu-ac", "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc"]
+VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0",
+             "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now",
+             "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now",
+             "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc"]
 FIG = [  # (key, header, scale, fmt)
     ("total_ms", "total ms", 1, "%.0f"),
     ("downtime_ms", "downtime ms (ours)", 1, "%.1f"),
@@ -36,6 +38,23 @@ FIG = [  # (key, header, scale, fmt)
     ("bytes_total", "MiB sent", 1 / (1 << 20), "%.1f"),
     ("rounds", "rounds", 1, "%.0f"),
     ("throughput_Bps", "Gbit/s", 8 / 1e9, "%.2f"),
+]
+
+# what the migration cost the guest (issues 11 and 12): a second table, shown
+# when a cell has any of these
+FIG2 = [
+    ("progress", "guest progress", 1, "%.2f"),
+    ("guest_stall_max_ms", "longest stall ms (reported)", 1, "%.1f"),
+    ("throttle_max_pct", "throttle max %", 1, "%.0f"),
+    ("max_throttle_pct", "QEMU throttle max %", 1, "%.0f"),
+    ("xbzrle_bytes_saved", "delta MiB saved", 1 / (1 << 20), "%.1f"),
+    ("postcopy_ms", "post-copy ms", 1, "%.0f"),
+    ("postcopy_pages_requested", "pages requested", 1, "%.0f"),
+    ("postcopy_pages_pushed", "pages pushed", 1, "%.0f"),
+    ("postcopy_fault_p50_ms", "fault p50 ms", 1, "%.2f"),
+    ("postcopy_fault_p99_ms", "fault p99 ms", 1, "%.2f"),
+    ("postcopy_fault_max_ms", "fault max ms", 1, "%.1f"),
+    ("postcopy_blocktime_ms", "blocktime ms", 1, "%.0f"),
 ]
 
 
@@ -151,11 +170,31 @@ def tables(runs):
                     if any(v is not None for v in ver) else "-"
                 oc_txt = ", ".join("%s x%d" % (k, n) if n > 1 else k for k, n in outcomes.items())
                 out.append("| %s | %d | %s | %s | %s |" % (vmm, len(vr), oc_txt, " | ".join(cols), vtxt))
+            extra = figure_rows(by_vmm, FIG2)
+            if extra:
+                out.append("\n" + extra)
             ratios = ratio_rows(by_vmm)
             if ratios:
                 out.append("\n" + ratios)
             out.append("")
     return "\n".join(out)
+
+
+def figure_rows(by_vmm, figs):
+    """A table of the FIGS some run of the cell has; '' when none has any."""
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    used = [f for f in figs if any(num(fig(r, f[0])) for vr in by_vmm.values() for r in vr)]
+    if not used:
+        return ""
+    hdr = "| VMM | " + " | ".join(h for _, h, _, _ in used) + " |"
+    rows = [hdr, "|" + "---|" * (len(used) + 1)]
+    for vmm in sorted(by_vmm, key=vmm_sort):
+        cols = []
+        for key, _, scale, f in used:
+            vals = [fig(r, key) for r in by_vmm[vmm]]
+            cols.append(fmt_mmm([v * scale if num(v) else None for v in vals], f))
+        rows.append("| %s | %s |" % (vmm, " | ".join(cols)))
+    return "\n".join(rows)
 
 
 def throughput_row(by_vmm):
