@@ -25,6 +25,7 @@
 #include "migrate/state/cpucompat.h"
 #include "migrate/state/devcfg.h"
 #include "vmm/core/status.h"
+#include "devices/conline.h"
 #include "vmm/core/vm.h"
 
 /* Starting the vCPU threads on the target, beyond the state load that
@@ -526,6 +527,10 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 		m->st.guest_stall_total_ms = c->stall_total_ms +
 			(double)__atomic_load_n(&c->vm->hold_total_ns, __ATOMIC_RELAXED) / 1e6;
 	}
+	if (c->vm->console) {
+		conline_gap_stop(c->vm->console);
+		m->st.guest_console_gap_ms = conline_gap_ms(c->vm->console);
+	}
 	m->st.bytes_total = out_bytes(c);
 	m->st.dirty_ring_entries = c->vm->dring_entries;
 	m->st.dirty_ring_full_exits = __atomic_load_n(&c->vm->dring_full_exits, __ATOMIC_RELAXED);
@@ -591,6 +596,8 @@ static void src_init(struct src *c, struct vm *vm)
 			   c->t->throttle_max);
 	mig_throttle_init(&c->thr, vm, c->t->downtime_ms);
 	vm_hold_reset_stats(vm);
+	if (vm->console)
+		conline_gap_start(vm->console, false);
 	est_init(&c->e, &(struct est_config){
 		.downtime_ms = c->t->downtime_ms, .max_bandwidth = c->t->max_bandwidth,
 		.max_rounds = c->t->max_rounds,

@@ -27,6 +27,7 @@
 #include "migrate/state/cpucompat.h"
 #include "migrate/state/devcfg.h"
 #include "vmm/core/prealloc.h"
+#include "devices/conline.h"
 #include "vmm/core/vm.h"
 
 struct tgt {
@@ -699,6 +700,10 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 		return pc_tgt_run(m->pc, &m->in, err, errlen);
 	}
 	stream_close(&m->in);
+	/* The guest's first line here ends the switchover's gap: after this
+	 * JSON is written, so `info migrate` has it, live. */
+	if (vm->console)
+		conline_gap_one_more(vm->console);
 	write_stats(m, STATS_COMPLETED, NULL);
 	fprintf(stderr, "minivmm: incoming migration completed: guest running (restore %.1f ms)\n",
 		m->st.restore_ms);

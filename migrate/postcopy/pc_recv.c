@@ -16,6 +16,7 @@
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/postcopy/uffd.h"
 #include "migrate/ram/bitmap.h"
+#include "devices/conline.h"
 #include "vmm/core/vm.h"
 
 /* How long a recovery waits for the source on the new address. */
@@ -250,6 +251,10 @@ static void finish(struct pc_tgt *pc)
 		m->st.pc_fault_p50_ms, m->st.pc_fault_p99_ms, m->st.pc_fault_max_ms,
 		m->st.pc_blocktime_ms);
 	m->st.result = STATS_COMPLETED;
+	if (pc->vm->console) { /* every page is here: the window closes */
+		conline_gap_stop(pc->vm->console);
+		m->st.guest_console_gap_ms = conline_gap_ms(pc->vm->console);
+	}
 	if (m->in_stats[0] && stats_write_json(&m->st, m->in_stats, err, sizeof(err)) < 0)
 		fprintf(stderr, "minivmm: %s\n", err);
 }

@@ -19,6 +19,7 @@
 #include "migrate/postcopy/uffd.h"
 #include "migrate/ram/bitmap.h"
 #include "migrate/ram/ram.h"
+#include "devices/conline.h"
 #include "vmm/core/vm.h"
 
 int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, char *err, size_t errlen)
@@ -272,6 +273,8 @@ void pc_tgt_publish(struct pc_tgt *pc)
 	st->pc_fault_p99_ms = p99;
 	st->pc_fault_max_ms = pc->lat_max;
 	st->pc_blocktime_ms = pc->block_ms;
+	if (pc->vm->console)
+		st->guest_console_gap_ms = conline_gap_ms(pc->vm->console);
 	st->postcopy_ms = (double)(clock_now_ns() - pc->t_switch) / 1e6;
 	pc->m->remaining_pages = pc->nmissing - pc->nplaced;
 	pthread_mutex_unlock(&pc->m->lock);

@@ -49,6 +49,9 @@ struct stats {
 	uint32_t channels;        /* data channels used (0: the one stream) */
 	/* What the migration cost the guest (docs/stats-json.md) */
 	double guest_stall_max_ms, guest_stall_total_ms;
+	/* the longest interval between two guest console lines in the
+	 * migration's window, the switchover included (devices/conline.h) */
+	double guest_console_gap_ms;
 	uint32_t throttle_max_pct;
 	/* Delta encoding (xbzrle-cache) */
 	uint64_t xbzrle_cache_bytes, xbzrle_pages, xbzrle_bytes_saved, xbzrle_cache_misses;

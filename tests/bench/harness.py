@@ -640,6 +640,10 @@ def _figures_from_minivmm(s, t):
         for k in ("postcopy_faults", "postcopy_fault_p50_ms", "postcopy_fault_p99_ms",
                   "postcopy_fault_max_ms", "postcopy_blocktime_ms"):
             out[k] = t.get(k)
+    # the guest-observed gap as the VMMs timed the console lines (source: its
+    # part of the migration; target: from the source's last line on)
+    g = [x.get("guest_console_gap_ms") for x in (s, t) if x and x.get("guest_console_gap_ms")]
+    out["vmm_console_gap_ms"] = max(g) if g else None
     rr = s.get("round_records") or []
     out["round_series"] = [[r.get("start_ms"), r.get("dirty_pages"), r.get("pages_sent")] for r in rr]
     return out

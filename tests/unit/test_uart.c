@@ -398,6 +398,70 @@ static void test_console_device(void **state)
 	close(fds[1]);
 }
 
+/* The console's clock: the longest interval between lines in a window, and
+ * the source's last line carried to the target, where it ends the first
+ * interval (the switchover's gap). */
+static void test_console_gap(void **state)
+{
+	struct device_list l, l2;
+	struct bus pio, mmio, pio2, mmio2;
+	struct conline *c, *c2;
+	struct device *d;
+	uint8_t buf[16];
+	char err[256] = "", out[64];
+	int fds[2];
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(device_list_init(&l, &pio, &mmio), 0);
+	assert_int_equal(conline_create(&l, fds[1], &c, err, sizeof(err)), 0);
+	d = device_find_state(&l, CONLINE_CLOCK_STATE_TYPE);
+	assert_non_null(d);
+	/* No line yet: no clock section. */
+	assert_int_equal(d->ops->save(d->state, buf, sizeof(buf)), 0);
+	/* Outside a window nothing is timed. */
+	conline_put(c, 'a');
+	conline_put(c, '\n');
+	usleep(30000);
+	conline_put(c, '\n');
+	assert_true(conline_gap_ms(c) == 0.0);
+	conline_gap_start(c, false);
+	usleep(40000);
+	conline_put(c, '\n');
+	usleep(10000);
+	conline_put(c, '\n');
+	assert_true(conline_gap_ms(c) >= 40.0);
+	assert_true(conline_gap_ms(c) < 5000.0);
+	conline_gap_stop(c);
+	usleep(60000);
+	conline_put(c, '\n');
+	assert_true(conline_gap_ms(c) < 60.0);
+
+	/* The clock travels: 8 bytes; a bad length is refused. */
+	assert_int_equal(d->ops->save(d->state, buf, 4), -ENOSPC);
+	assert_int_equal(d->ops->save(d->state, buf, sizeof(buf)), CONLINE_CLOCK_LEN);
+	assert_int_equal(d->ops->check(buf, 7, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "console clock"));
+	assert_int_equal(device_list_init(&l2, &pio2, &mmio2), 0);
+	assert_int_equal(conline_create(&l2, fds[1], &c2, err, sizeof(err)), 0);
+	assert_int_equal(d->ops->load(c2, buf, 9, err, sizeof(err)), -EINVAL);
+	assert_true(c2->last_rt_ns == 0);
+	usleep(50000);
+	assert_int_equal(d->ops->load(c2, buf, CONLINE_CLOCK_LEN, err, sizeof(err)), 0);
+	assert_true(c2->last_rt_ns == c->last_rt_ns);
+	/* The target's first line ends the gap the source's last one began
+	 * (at least the 50 ms waited); after one_more, the window closes. */
+	conline_gap_one_more(c2);
+	conline_put(c2, '\n');
+	assert_true(conline_gap_ms(c2) >= 50.0);
+	assert_true(c2->gap == CONLINE_GAP_OFF);
+	assert_true(read(fds[0], out, sizeof(out)) > 0);
+	device_list_destroy(&l);
+	device_list_destroy(&l2);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 static void test_exit_devices(void **state)
 {
 	struct bus pio, mmio;
@@ -444,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_exit_ports),
 		cmocka_unit_test(test_uart_device),
 		cmocka_unit_test(test_console_device),
+		cmocka_unit_test(test_console_gap),
 		cmocka_unit_test(test_exit_devices),
 	};
 	return cmocka_run_group_tests_name("uart", tests, NULL, NULL);
