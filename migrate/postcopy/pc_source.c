@@ -161,14 +161,14 @@ static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errl
 	if (end > pc->npages)
 		end = pc->npages;
 	/* The asked pages first, then what follows them. */
+	/* The push goes on from the page after these, so that a guest walking
+	 * through its memory finds the next pages already coming on the bulk
+	 * stream instead of faulting every PC_NEIGHBOURS + 1 pages. */
+	atomic_store(&pc->push_from, end + 1);
 	ret = send_taken(pc, &pc->rp, first, n, &pc->requested, err, errlen);
 	if (!ret)
 		ret = send_taken(pc, &pc->rp, first + n, end - first - n, &pc->requested, err,
 				 errlen);
-	/* The push goes on from there, so that a guest walking through its
-	 * memory finds the next pages already coming on the bulk stream instead
-	 * of faulting every PC_NEIGHBOURS + 1 pages. */
-	atomic_store(&pc->push_from, end + 1);
 	return ret;
 }
 
@@ -280,12 +280,16 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
 		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
 
-		if (from) {
-			w = (from - 1) / 64 < words ? (from - 1) / 64 : 0;
+		if (from && from - 1 < pc->npages) {
+			/* From that page on; the word's lower pages wait for
+			 * the wrap-around. */
+			w = (from - 1) / 64;
+			v = pc_bm_take_bits(pc->to_send, w, ~0ULL << ((from - 1) % 64));
 			empty = 0;
+		} else {
+			v = pc_bm_take_word(pc->to_send, w);
+			empty = v ? 0 : empty + 1;
 		}
-		v = pc_bm_take_word(pc->to_send, w);
-		empty = v ? 0 : empty + 1;
 
 		while (v) {
 			uint64_t b = (uint64_t)__builtin_ctzll(v), e = b;

@@ -41,6 +41,12 @@ static inline uint64_t pc_bm_take_word(_Atomic uint64_t *bm, uint64_t w)
 	return atomic_exchange(&bm[w], 0);
 }
 
+/* Atomically takes the bits of word w that mask selects: those that were set. */
+static inline uint64_t pc_bm_take_bits(_Atomic uint64_t *bm, uint64_t w, uint64_t mask)
+{
+	return atomic_fetch_and(&bm[w], ~mask) & mask;
+}
+
 /* Atomically takes one bit: whether it was set. */
 static inline int pc_bm_take(_Atomic uint64_t *bm, uint64_t i)
 {

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -198,6 +199,64 @@ static void test_requests(void **state)
 	assert_false(pc_src_lost(f->pc, f->err, sizeof(f->err)));
 }
 
+struct runner {
+	struct fx *f;
+	int ret;
+};
+
+static void *run_source(void *arg)
+{
+	struct runner *r = arg;
+
+	r->ret = pc_src_run(r->f->pc, &r->f->env);
+	return NULL;
+}
+
+/* The push starts after the pages the last request was answered with and
+ * wraps around: a guest walking its memory finds the next pages coming. */
+static void test_push_follows_request(void **state)
+{
+	struct fx *f = *state;
+	struct page_run runs[PC_BATCH_PAGES];
+	uint8_t *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
+	struct runner r = { .f = f, .ret = -1 };
+	uint64_t first, n, next = 56, got = 0;
+	pthread_t t;
+
+	assert_non_null(buf);
+	do_switch(f);
+	request(f, 40, 1);
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first, 40);
+	assert_int_equal(reply(f, &first, &n), 0);
+	assert_int_equal(first + n, 56);
+	assert_int_equal(pthread_create(&t, NULL, run_source, &r), 0);
+	/* 56..149, then 0..39: every missing page not yet sent, once, in order. */
+	while (got < 150 - 16) {
+		struct stream_hdr h;
+		int nr;
+
+		assert_int_equal(stream_recv_hdr(&f->peer_main, &h, f->err, sizeof(f->err)), 0);
+		assert_int_equal(h.type, ST_PAGES);
+		nr = pc_pages_recv(&f->peer_main, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, f->err,
+				   sizeof(f->err));
+		assert_true(nr > 0);
+		for (int i = 0; i < nr; i++) {
+			assert_int_equal(runs[i].first, next);
+			next += runs[i].count;
+			got += runs[i].count;
+			if (next == 150)
+				next = 0;
+		}
+	}
+	assert_int_equal(next, 40);
+	assert_int_equal(stream_send(&f->peer_main, ST_PC_DONE, NULL, 0, f->err, sizeof(f->err)),
+			 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(r.ret, 0);
+	free(buf);
+}
+
 static void test_wrong_frame_stops_server(void **state)
 {
 	struct fx *f = *state;
@@ -277,6 +336,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_follows_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_frame_stops_server, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_hostile, setup, teardown),
 		cmocka_unit_test(test_policy),
