@@ -9,7 +9,8 @@ FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -Wno-gnu-variable-sized-type-not-at-end -pthread -D_GNU_SOURCE -I. -MMD -MP
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_LIB   := $(LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fakevm.o build/fuzz/obj/tests/fuzz/kvmstub.o
+FUZZ_LIB   := $(LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fakevm.o build/fuzz/obj/tests/fuzz/kvmstub.o \
+              build/fuzz/obj/tests/fuzz/peer.o
 FUZZ_S     ?= 60
 
 .PHONY: fuzz fuzz-run fuzz-smoke fuzz-deps

@@ -5,10 +5,10 @@
  * one-vCPU VM (fakevm.h). The first byte: bit 0 a snapshot file's stream
  * (no replies, no COMMIT) rather than a network one, bit 1 a VM with a
  * virtio-net; the rest is the frames. A
- * thread plays the source: it writes the frames and drains the replies.
+ * thread plays the source (peer.h): it writes the frames and drains the
+ * replies.
  * A stream that gets as far as COMMIT is followed by a little device use,
  * so a state that loads but breaks a device shows too. */
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,54 +21,14 @@
 #include "migrate/mig.h"
 #include "migrate/transport/transport.h"
 #include "tests/fuzz/fakevm.h"
-
-struct source {
-	int fd;
-	const uint8_t *p;
-	size_t n;
-};
-
-static void *play_source(void *arg)
-{
-	struct source *s = arg;
-	uint8_t sink[4096];
-	size_t off = 0;
-
-	if (!s->n)
-		shutdown(s->fd, SHUT_WR);
-	for (;;) {
-		struct pollfd pfd = { .fd = s->fd, .events = POLLIN | (off < s->n ? POLLOUT : 0) };
-
-		if (poll(&pfd, 1, 5000) <= 0)
-			break;
-		if (pfd.revents & POLLIN) {
-			ssize_t r = read(s->fd, sink, sizeof(sink));
-
-			if (r <= 0)
-				break; /* the target closed its end */
-		}
-		if (off < s->n && (pfd.revents & POLLOUT)) {
-			ssize_t w = send(s->fd, s->p + off, s->n - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-			if (w < 0)
-				break;
-			off += (size_t)w;
-			if (off == s->n)
-				shutdown(s->fd, SHUT_WR);
-		} else if (pfd.revents & (POLLHUP | POLLERR) && !(pfd.revents & POLLIN)) {
-			break;
-		}
-	}
-	return NULL;
-}
+#include "tests/fuzz/peer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fakevm f;
-	struct source src;
+	struct fuzz_peer src;
 	struct transport_conn c;
 	struct mig *m;
-	pthread_t th;
 	char err[512];
 	struct timeval tv = { .tv_sec = 2 };
 	int sv[2], ret;
@@ -90,14 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	setsockopt(sv[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	transport_wrap_fd(&c, sv[1], TRANSPORT_UNIX);
 	stream_attach(&m->in, &c, 2000);
-	src = (struct source){ .fd = sv[0], .p = data + 1, .n = size - 1 };
-	if (pthread_create(&th, NULL, play_source, &src))
+	if (fuzz_peer_start(&src, sv[0], data + 1, size - 1))
 		abort();
 	ret = mig_incoming_frames(&f.vm, m, err, sizeof(err));
 	if (getenv("FUZZ_VERBOSE")) /* what a seed reaches: docs/fuzzing.md */
 		fprintf(stderr, "receive: %d %s\n", ret, ret ? err : "COMMIT");
 	stream_close(&m->in);
-	pthread_join(th, NULL);
+	fuzz_peer_join(&src);
 	close(sv[0]);
 	if (ret == 0)
 		fakevm_poke(&f);

@@ -144,6 +144,7 @@ def migration_seeds(tmp):
     pages = sorted((p for t, p in lf if t == 7), key=len)
     put("fuzz_frames", "pages-small", b"\3" + pages[0])
     put("fuzz_frames", "cpu", b"\4" + hello[96:])
+    chan_seeds(live[:16], pages[0])
     dev = struct.pack("<III", 1, 1, 22) + b"\x52\x54\x00\x12\x34\x56" + b"br0".ljust(16, b"\0")
     put("fuzz_frames", "devices", b"\5" + dev)
     put("fuzz_frames", "delta", b"\6" + bytes([8, 2, 0xaa, 0xbb, 0xf5, 0x1f, 1, 0xcc]))
@@ -197,10 +198,38 @@ def other_seeds():
     struct.pack_into("<HHHH", ram, 0x21000, 0, 1, 0, 0)
     put("fuzz_virtio_net", "tx-rx", struct.pack("<H", len(ops)) + b"".join(ops) + bytes(ram))
 
+def chan_seeds(pre, pages):
+    """fuzz_chan: a data channel's connection (preamble, CHANNEL(0, the
+    fuzz target's token), pages and SYNCs of rounds 0..3)."""
+    ch = enc([(15, struct.pack("<IQ", 0, 0x1122334455667788))])
+    sync = lambda r: enc([(16, struct.pack("<I", r))])
+    put("fuzz_chan", "rounds", b"\0" + pre + ch + enc([(7, pages)]) + sync(0) + enc([(7, pages)]) + sync(1)
+        + sync(2) + sync(3))
+    put("fuzz_chan", "wrong-token", b"\0" + pre + enc([(15, struct.pack("<IQ", 0, 1))]))
+    put("fuzz_chan", "gave-up", b"\0" + pre + ch + sync(0) + enc([(13, b"source gave up")]))
+    put("fuzz_chan", "frames-only", b"\1" + enc([(7, pages)]) + sync(0) + sync(1))
+
+def handshake_seeds():
+    """fuzz_handshake: the peer's side of a keyed handshake (its proofs
+    cannot be right: the fuzzer has no key)."""
+    def pre(flags):
+        return b"MVMMIGR\n" + struct.pack("<II", 1, flags)
+    nonce, mac = bytes(range(32)), bytes(range(32, 64))
+    hello = enc([(21, struct.pack("<II", 1, 0) + nonce)])
+    put("fuzz_handshake", "target-keyed", b"\0" + pre(1) + hello + enc([(23, mac)]))
+    put("fuzz_handshake", "target-integrity",
+        b"\0" + pre(1) + enc([(21, struct.pack("<II", 1, 1) + nonce), (23, mac)]))
+    put("fuzz_handshake", "target-keyless-peer", b"\0" + pre(0) + enc([(1, bytes(64))]))
+    put("fuzz_handshake", "target-we-keyless", b"\2" + pre(1) + hello)
+    put("fuzz_handshake", "source-challenge", b"\1" + enc([(22, struct.pack("<II", 1, 0) + nonce + mac)]))
+    put("fuzz_handshake", "source-integrity", b"\5" + enc([(22, struct.pack("<II", 1, 1) + nonce + mac)]))
+    put("fuzz_handshake", "source-reject", b"\1" + enc([(3, b"no key here")]))
+
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory(prefix="fzseed") as tmp:
         migration_seeds(tmp)
     other_seeds()
+    handshake_seeds()
     tot = 0
     for dp, _, fs in os.walk(OUT):
         tot += sum(os.path.getsize(os.path.join(dp, f)) for f in fs)
