@@ -414,6 +414,9 @@ MINIVMM_VARIANTS = {
     # switched by the harness as soon as the migration runs (migrate_start_postcopy;
     # before round 0 has sent anything, so the guest starts on the target at once)
     "minivmm-postcopy-now": (["--postcopy"], []),
+    # migrate_start_postcopy once round 0 (the first pass) ended, as
+    # qemu-postcopy and libvirt's --postcopy-after-precopy
+    "minivmm-postcopy-after-precopy": (["--postcopy"], []),
 }
 
 # (capabilities, parameters); the policies of issue 11/12 as the issues name them
@@ -517,6 +520,15 @@ def _mon_path(ctx):
     return "/tmp/mvb%d.mon" % os.getpid()
 
 
+def _first_pass_done(ctx, vmm):
+    """minivmm-postcopy-after-precopy switches once info migrate shows round 1."""
+    if vmm != "minivmm-postcopy-after-precopy":
+        return True
+    info = _monitor_cmd(_mon_path(ctx), "info migrate") or ""
+    m = re.search(r"^round: (\d+)", info, re.M)
+    return bool(m) and int(m.group(1)) >= 1
+
+
 def run_minivmm(ctx):
     inp, res = ctx.inp, {}
     period_s = inp["period_ms"] / 1000.0
@@ -563,9 +575,10 @@ def run_minivmm(ctx):
         src_con = Console(src.stdout, "source")
         deadline = time.monotonic() + inp["migrate_after"] + inp["timeout_s"] + 10
         t_tgt_dead = None
-        switch_asked = inp["vmm"] != "minivmm-postcopy-now"
+        switch_asked = inp["vmm"] not in ("minivmm-postcopy-now", "minivmm-postcopy-after-precopy")
         while True:
-            if not switch_asked and time.monotonic() >= t_start + inp["migrate_after"]:
+            if not switch_asked and time.monotonic() >= t_start + inp["migrate_after"] and \
+                    _first_pass_done(ctx, inp["vmm"]):
                 reply = _monitor_cmd(_mon_path(ctx), "migrate_start_postcopy")
                 if reply and reply.startswith("ok"):
                     switch_asked = True
