@@ -10,17 +10,38 @@ void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t incr
 		p->initial = p->max;
 }
 
+uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_bytes)
+{
+	double ratio, need;
+
+	if (pct >= 100)
+		return 100;
+	if (!dirty_bytes)
+		return 0;
+	if (!sent_bytes)
+		return 100;
+	/* What the guest would dirty per byte sent at full speed. */
+	ratio = (double)dirty_bytes / (double)sent_bytes * 100.0 / (double)(100 - pct);
+	need = 100.0 * (1.0 - (double)THROTTLE_DIRTY_PCT / 100.0 / ratio);
+	if (need <= 0)
+		return 0;
+	return need >= 100 ? 100 : (uint32_t)need + (need > (uint32_t)need);
+}
+
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes)
 {
-	uint64_t next;
+	uint64_t next, need;
 
 	if (dirty_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
 		return p->pct;
-	if (++p->strikes < THROTTLE_STRIKES)
+	if (++p->strikes < THROTTLE_STRIKES && dirty_bytes < sent_bytes)
 		return p->pct;
 	p->strikes = 0;
 	next = p->pct ? (uint64_t)p->pct + p->increment : p->initial;
+	need = throttle_needed_pct(p->pct, dirty_bytes, sent_bytes);
+	if (need > next)
+		next = need;
 	p->pct = next > p->max ? p->max : (uint32_t)next;
 	return p->pct;
 }

@@ -10,7 +10,11 @@
 
 /* A round "does not shrink" when it dirtied more than half of what the
  * previous round sent (QEMU's auto-converge threshold); two such rounds
- * (not necessarily in a row, as QEMU counts them) raise the throttle. */
+ * (not necessarily in a row, as QEMU counts them) raise the throttle, one
+ * round is enough when it dirtied at least all it sent (it can never
+ * converge). Each raise is at least the share the measured ratio says the
+ * next round needs to shrink to THROTTLE_DIRTY_PCT: QEMU's fixed steps take
+ * many rounds to get there. */
 #define THROTTLE_DIRTY_PCT 50
 #define THROTTLE_STRIKES 2
 /* A hold is at most this long (and at most the downtime limit): the
@@ -29,7 +33,8 @@ struct throttle_plan {
 void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t increment,
 			uint32_t max);
 /* After a round's dirty sync: dirty_bytes found, sent_bytes of the round
- * before. Returns the throttle percent to apply from now on. */
+ * before (the same window, under the share in force). Returns the throttle
+ * percent to apply from now on. */
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes);
 
@@ -38,6 +43,11 @@ uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
  * H / (R + H) = pct / 100. The hold limit wins over the share: when R
  * would be under THROTTLE_RUN_MIN_NS (a limit of a few ms at 99 %), R is
  * that minimum and the share comes out a little lower. pct 0: no hold. */
+/* The share (0..100) under which a guest that dirtied dirty_bytes while
+ * sent_bytes went out at share pct would dirty THROTTLE_DIRTY_PCT % of what
+ * is sent: it ran (100 - pct) % of that time. */
+uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_bytes);
+
 void throttle_schedule(uint32_t pct, uint32_t limit_ms, uint64_t *run_ns,
 		       uint64_t *hold_ns);
 

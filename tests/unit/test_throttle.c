@@ -17,27 +17,47 @@ static void test_plan_steps(void **state)
 	/* Shrinking rounds (dirty <= 50 % of what was sent) never throttle. */
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(throttle_plan_step(&p, 50, 100), 0);
-	/* Two rounds that do not shrink: the initial step. */
-	assert_int_equal(throttle_plan_step(&p, 51, 100), 0);
-	assert_int_equal(throttle_plan_step(&p, 51, 100), 20);
+	/* Two rounds that do not shrink: the initial step, 20 %, which is
+	 * more than the 52/100 ratio needs (4 %). */
+	assert_int_equal(throttle_plan_step(&p, 52, 100), 0);
+	assert_int_equal(throttle_plan_step(&p, 52, 100), 20);
 	/* Then +increment every second bad round, a good one in between
-	 * does not reset the count (QEMU's rule). */
-	assert_int_equal(throttle_plan_step(&p, 200, 100), 20);
+	 * does not reset the count (QEMU's rule), while the ratio asks for
+	 * less than that. */
+	assert_int_equal(throttle_plan_step(&p, 55, 100), 20);
 	assert_int_equal(throttle_plan_step(&p, 10, 100), 20);
-	assert_int_equal(throttle_plan_step(&p, 200, 100), 30);
+	assert_int_equal(throttle_plan_step(&p, 55, 100), 30);
+	/* A round that dirtied all it sent and more can never converge: at
+	 * once, to what the ratio needs: 200/100 at 30 % is 2.86 per byte
+	 * at full speed, so 1 - 0.5 / 2.86 = 82.5 %, rounded up. */
+	assert_int_equal(throttle_plan_step(&p, 200, 100), 83);
 	for (int i = 0; i < 40; i++)
 		throttle_plan_step(&p, 200, 100);
 	assert_int_equal(p.pct, 99);
 	/* The ceiling is the parameter's. */
 	throttle_plan_init(&p, 40, 50, 70);
-	throttle_plan_step(&p, 1, 0);
-	assert_int_equal(throttle_plan_step(&p, 1, 0), 40);
-	throttle_plan_step(&p, 1, 0);
-	assert_int_equal(throttle_plan_step(&p, 1, 0), 70);
+	assert_int_equal(throttle_plan_step(&p, 51, 100), 0);
+	assert_int_equal(throttle_plan_step(&p, 51, 100), 40);
+	throttle_plan_step(&p, 51, 100);
+	assert_int_equal(throttle_plan_step(&p, 51, 100), 70);
 	/* initial above max is clamped. */
 	throttle_plan_init(&p, 90, 10, 50);
-	throttle_plan_step(&p, 1, 0);
 	assert_int_equal(throttle_plan_step(&p, 1, 0), 50);
+}
+
+/* The share the measured ratio needs: the next round dirties half of
+ * what is sent. */
+static void test_needed_pct(void **state)
+{
+	(void)state;
+	assert_int_equal(throttle_needed_pct(0, 50, 100), 0);
+	assert_int_equal(throttle_needed_pct(0, 100, 100), 50);
+	assert_int_equal(throttle_needed_pct(0, 400, 100), 88); /* 87.5, up */
+	/* Measured under 50 %: at full speed it dirtied twice that. */
+	assert_int_equal(throttle_needed_pct(50, 100, 100), 75);
+	assert_int_equal(throttle_needed_pct(0, 0, 100), 0);
+	assert_int_equal(throttle_needed_pct(0, 1, 0), 100);
+	assert_int_equal(throttle_needed_pct(99, 100, 100), 100);
 }
 
 static void test_schedule_holds_within_limit(void **state)
@@ -89,6 +109,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_steps),
+		cmocka_unit_test(test_needed_pct),
 		cmocka_unit_test(test_schedule_holds_within_limit),
 		cmocka_unit_test(test_schedule_examples),
 	};
