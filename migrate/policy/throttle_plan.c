@@ -1,5 +1,7 @@
 #include "migrate/policy/throttle_plan.h"
 
+#include <stdbool.h>
+
 void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t increment,
 			uint32_t max)
 {
@@ -10,7 +12,8 @@ void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t incr
 		p->initial = p->max;
 }
 
-uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_bytes)
+uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_bytes,
+			     uint32_t target_pct)
 {
 	double ratio, need;
 
@@ -22,7 +25,7 @@ uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_b
 		return 100;
 	/* What the guest would dirty per byte sent at full speed. */
 	ratio = (double)dirty_bytes / (double)sent_bytes * 100.0 / (double)(100 - pct);
-	need = 100.0 * (1.0 - (double)THROTTLE_DIRTY_PCT / 100.0 / ratio);
+	need = 100.0 * (1.0 - (double)target_pct / 100.0 / ratio);
 	if (need <= 0)
 		return 0;
 	return need >= 100 ? 100 : (uint32_t)need + (need > (uint32_t)need);
@@ -31,15 +34,17 @@ uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_b
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes)
 {
+	bool stalled = dirty_bytes * 100 >= sent_bytes * THROTTLE_STALLED_PCT;
 	uint64_t next, need;
 
 	if (dirty_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
 		return p->pct;
-	if (++p->strikes < THROTTLE_STRIKES && dirty_bytes < sent_bytes)
+	if (++p->strikes < THROTTLE_STRIKES && !stalled)
 		return p->pct;
 	p->strikes = 0;
 	next = p->pct ? (uint64_t)p->pct + p->increment : p->initial;
-	need = throttle_needed_pct(p->pct, dirty_bytes, sent_bytes);
+	need = throttle_needed_pct(p->pct, dirty_bytes, sent_bytes,
+				   stalled ? THROTTLE_DIRTY_PCT / 2 : THROTTLE_DIRTY_PCT);
 	if (need > next)
 		next = need;
 	p->pct = next > p->max ? p->max : (uint32_t)next;

@@ -11,12 +11,15 @@
 /* A round "does not shrink" when it dirtied more than half of what the
  * previous round sent (QEMU's auto-converge threshold); two such rounds
  * (not necessarily in a row, as QEMU counts them) raise the throttle, one
- * round is enough when it dirtied at least all it sent (it can never
- * converge). Each raise is at least the share the measured ratio says the
- * next round needs to shrink to THROTTLE_DIRTY_PCT: QEMU's fixed steps take
- * many rounds to get there. */
+ * round is enough when it dirtied THROTTLE_STALLED_PCT of what it sent
+ * (it made next to no progress: the post-copy policy's rule too). Each raise is at least the share the measured ratio says the
+ * next round needs to shrink to THROTTLE_DIRTY_PCT (half that after a
+ * stalled round: one that re-dirtied nearly all it sent only bounds the
+ * guest's rate from below, its working set having run out): QEMU's fixed
+ * steps take many rounds to get there. */
 #define THROTTLE_DIRTY_PCT 50
 #define THROTTLE_STRIKES 2
+#define THROTTLE_STALLED_PCT 90
 /* A hold is at most this long (and at most the downtime limit): the
  * guest then sees many short stalls, never one long freeze. */
 #define THROTTLE_HOLD_MAX_NS 20000000ULL
@@ -44,9 +47,10 @@ uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
  * would be under THROTTLE_RUN_MIN_NS (a limit of a few ms at 99 %), R is
  * that minimum and the share comes out a little lower. pct 0: no hold. */
 /* The share (0..100) under which a guest that dirtied dirty_bytes while
- * sent_bytes went out at share pct would dirty THROTTLE_DIRTY_PCT % of what
- * is sent: it ran (100 - pct) % of that time. */
-uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_bytes);
+ * sent_bytes went out at share pct would dirty target_pct % of what is
+ * sent: it ran (100 - pct) % of that time. */
+uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_bytes,
+			     uint32_t target_pct);
 
 void throttle_schedule(uint32_t pct, uint32_t limit_ms, uint64_t *run_ns,
 		       uint64_t *hold_ns);

@@ -27,10 +27,23 @@ static void test_plan_steps(void **state)
 	assert_int_equal(throttle_plan_step(&p, 55, 100), 20);
 	assert_int_equal(throttle_plan_step(&p, 10, 100), 20);
 	assert_int_equal(throttle_plan_step(&p, 55, 100), 30);
-	/* A round that dirtied all it sent and more can never converge: at
-	 * once, to what the ratio needs: 200/100 at 30 % is 2.86 per byte
-	 * at full speed, so 1 - 0.5 / 2.86 = 82.5 %, rounded up. */
-	assert_int_equal(throttle_plan_step(&p, 200, 100), 83);
+	/* A second strike asks for what the ratio needs when that is more
+	 * than the increment: 85/100 at 30 % is 1.21 per byte at full speed,
+	 * so 1 - 0.5 / 1.21 = 58.8 %, rounded up. */
+	assert_int_equal(throttle_plan_step(&p, 55, 100), 30);
+	assert_int_equal(throttle_plan_step(&p, 85, 100), 59);
+	for (int i = 0; i < 40; i++)
+		throttle_plan_step(&p, 200, 100);
+	assert_int_equal(p.pct, 99);
+	/* A round that dirtied 90 % of what it sent made next to no progress
+	 * (stalled): at once (89 % waits for a second strike), aiming at a
+	 * quarter, since the real rate is higher: 0.9 per byte: 72.2 %. */
+	throttle_plan_init(&p, 20, 10, 99);
+	assert_int_equal(throttle_plan_step(&p, 89, 100), 0);
+	throttle_plan_init(&p, 20, 10, 99);
+	assert_int_equal(throttle_plan_step(&p, 90, 100), 73);
+	/* Measured under 73 %: 200/100 is 7.4 per byte at full speed: 97 %. */
+	assert_int_equal(throttle_plan_step(&p, 200, 100), 97);
 	for (int i = 0; i < 40; i++)
 		throttle_plan_step(&p, 200, 100);
 	assert_int_equal(p.pct, 99);
@@ -50,14 +63,15 @@ static void test_plan_steps(void **state)
 static void test_needed_pct(void **state)
 {
 	(void)state;
-	assert_int_equal(throttle_needed_pct(0, 50, 100), 0);
-	assert_int_equal(throttle_needed_pct(0, 100, 100), 50);
-	assert_int_equal(throttle_needed_pct(0, 400, 100), 88); /* 87.5, up */
+	assert_int_equal(throttle_needed_pct(0, 50, 100, 50), 0);
+	assert_int_equal(throttle_needed_pct(0, 100, 100, 50), 50);
+	assert_int_equal(throttle_needed_pct(0, 100, 100, 25), 75);
+	assert_int_equal(throttle_needed_pct(0, 400, 100, 50), 88); /* 87.5, up */
 	/* Measured under 50 %: at full speed it dirtied twice that. */
-	assert_int_equal(throttle_needed_pct(50, 100, 100), 75);
-	assert_int_equal(throttle_needed_pct(0, 0, 100), 0);
-	assert_int_equal(throttle_needed_pct(0, 1, 0), 100);
-	assert_int_equal(throttle_needed_pct(99, 100, 100), 100);
+	assert_int_equal(throttle_needed_pct(50, 100, 100, 50), 75);
+	assert_int_equal(throttle_needed_pct(0, 0, 100, 50), 0);
+	assert_int_equal(throttle_needed_pct(0, 1, 0, 50), 100);
+	assert_int_equal(throttle_needed_pct(99, 100, 100, 50), 100);
 }
 
 static void test_schedule_holds_within_limit(void **state)
