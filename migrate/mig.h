@@ -25,6 +25,9 @@ struct pc_tgt;
 /* Target: the longest quiet between two frames on the main connection
  * once a migration has begun (the source's --max-time-s default). */
 #define MIG_IDLE_TIMEOUT_MS 300000
+/* Target, at COMMIT: how long RUNNING waits for the new vCPU threads to
+ * reach KVM_RUN (then it goes anyway: the guest runs here whatever). */
+#define MIG_ENTER_WAIT_MS 1000
 
 enum mig_state {
 	MIG_NONE,

@@ -131,6 +131,12 @@ static void drain_backend(struct virtio_net *n)
 
 		if (len < 0)
 			return;
+		/* The target's RARP for the guest's MAC comes back here
+		 * through the bridge's flood: the guest has no use for its
+		 * own frames, least of all as its first ones after the
+		 * switchover. */
+		if (len >= 12 && !memcmp(n->buf + 6, n->mac, 6))
+			continue;
 		if (n->pend_frames >= VIRTIO_NET_PEND_MAX_FRAMES ||
 		    n->pend_len + 2 + (uint32_t)len > VIRTIO_NET_PEND_MAX_BYTES) {
 			n->rx_dropped++;
@@ -418,14 +424,14 @@ static void dev_announce(void *dev)
 		n->be.announce(n->be.opaque, n->mac);
 }
 
-/* The guest runs here after an incoming migration: it announces itself
- * (GUEST_ANNOUNCE; the back-end has already spoken for its MAC, at
- * dev_announce) and gets the frames that waited for it. */
+/* The guest runs here after an incoming migration: it gets the frames
+ * that waited for it. The back-end has spoken for its MAC already (at
+ * dev_announce) and asks the guest for its own announce later, with its
+ * second RARP (virtio_net_announce). */
 static void dev_post_migrate(void *dev)
 {
 	struct virtio_net *n = dev;
 
-	virtio_net_announce(n);
 	if (n->pend_frames)
 		queue_notify(n, VIRTIO_NET_Q_RX);
 }

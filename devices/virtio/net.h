@@ -47,7 +47,8 @@ struct virtio_net_backend {
 	 * notified, -1: all). Called under the device lock. */
 	void (*wake)(void *opaque, int q);
 	/* After an incoming migration: tell the network where the guest is
-	 * now (RARP from the tap, on a schedule). May be NULL. */
+	 * now (RARP from the tap, on a schedule, and later the guest itself:
+	 * virtio_net_announce). May be NULL. */
 	void (*announce)(void *opaque, const uint8_t mac[6]);
 	void *opaque;
 };
@@ -92,7 +93,8 @@ int virtio_net_create(struct device_list *l, struct pci_host *h,
  * true when it stopped with work left (call again). */
 bool virtio_net_process(struct virtio_net *n);
 /* Asks the guest to announce itself (gratuitous ARP) after a migration,
- * if it negotiated GUEST_ANNOUNCE; returns whether it was asked. */
+ * if it negotiated GUEST_ANNOUNCE; returns whether it was asked. Called
+ * by the back-end (under the device lock), with its second RARP. */
 bool virtio_net_announce(struct virtio_net *n);
 
 /* The default MAC: 52:54:00 and three bytes of a hash of the VM name. */

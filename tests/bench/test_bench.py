@@ -708,6 +708,17 @@ class NetBenchTests(unittest.TestCase):
         self.assertEqual(bench_net.gap_around(ts, 9.0), (0.0, None))
         self.assertEqual(bench_net.gaps_over(ts, 10.0), 3)
 
+    def test_gap_at_announce(self):
+        ts = [0.0, 0.001, 0.002] + [round(0.050 + i / 1000.0, 3) for i in range(51)] + \
+            [0.108, 0.109, 0.5, 0.501]
+        boot = {"t": -1.0}
+        # the RARP inside the 8 ms gap; not the 48 ms stall before, nor the 391 ms one after
+        self.assertEqual(bench_net.gap_at_announce(ts, [boot, {"t": 0.105}]), (8.0, 0.105))
+        # announced just after the reply that ended the gap
+        self.assertEqual(bench_net.gap_at_announce(ts, [boot, {"t": 0.1085}]), (8.0, 0.1085))
+        self.assertEqual(bench_net.gap_at_announce(ts, [boot]), (None, None))
+        self.assertEqual(bench_net.gap_at_announce([], [{"t": 0.105}]), (None, None))
+
     def test_percentile_summary(self):
         self.assertEqual(bench_net.percentile([3, 1, 2, 4], 50), 2.5)
         self.assertAlmostEqual(bench_net.percentile(list(range(1, 101)), 99), 99.01)

@@ -375,6 +375,7 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
+	bool entered = false;
 	char msg[200];
 
 	for (;;) {
@@ -401,6 +402,13 @@ static void *vcpu_thread(void *arg)
 				hold(vm, until);
 				continue;
 			}
+		}
+		if (!entered) {
+			entered = true;
+			pthread_mutex_lock(&vm->lock);
+			vm->entered++;
+			pthread_cond_broadcast(&vm->cond);
+			pthread_mutex_unlock(&vm->lock);
 		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

@@ -6,6 +6,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "devices/device.h"
@@ -233,6 +235,39 @@ void vio_stop(struct vio *v)
 	vio_signal(v->wake_fd);
 	pthread_join(v->thread, NULL);
 	v->thread_started = false;
+}
+
+/* The shortest slice EEVDF accepts. A wakee with a shorter slice than the
+ * running task preempts it (kernel 6.12's PREEMPT_SHORT); its CPU share is
+ * unchanged. A vCPU thread in KVM's emulator is always runnable, and a
+ * woken I/O thread was seen to wait 1-2 ms behind it on a 2-core host
+ * (docs/benchmarks.md, issue 9's switchover trace). */
+#define VIO_SLICE_NS 100000ull
+
+/* The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER0): its header
+ * clashes with glibc's struct sched_param. */
+struct vio_sched_attr {
+	uint32_t size, sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+int vio_prefer_latency(void)
+{
+	struct vio_sched_attr a = { .size = sizeof(a), .sched_policy = SCHED_OTHER,
+				    .sched_runtime = VIO_SLICE_NS };
+	int nice;
+
+	/* sched_setattr sets the nice value too: keep the thread's own (a
+	 * minivmm started under nice stays there). */
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+	if (nice == -1 && errno)
+		return -errno;
+	a.sched_nice = nice;
+	return syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0;
 }
 
 void vio_fini(struct vio *v)

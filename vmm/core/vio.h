@@ -57,6 +57,11 @@ bool vio_stopping(struct vio *v);
 int vio_start(struct vio *v, void *(*fn)(void *), void *arg, const char *what, char *err,
 	      size_t errlen);
 void vio_stop(struct vio *v);
+/* Called on an I/O thread: asks the scheduler for a short slice, so that
+ * the thread, woken by a guest's kick, runs at once instead of queueing
+ * behind a busy vCPU thread. 0, or -errno where the kernel has no custom
+ * slices (before Linux 6.12: the thread then runs as before). */
+int vio_prefer_latency(void);
 /* Stops the thread, closes every descriptor (KVM drops the irqfd and the
  * ioeventfds with them). */
 void vio_fini(struct vio *v);

@@ -396,6 +396,20 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+int vm_wait_entered(struct vm *vm, int timeout_ms)
+{
+	struct timespec dl = clock_deadline(timeout_ms);
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->entered < vm->ncpus && !vm->stopping && !ret)
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &dl) == ETIMEDOUT &&
+		    vm->entered < vm->ncpus && !vm->stopping)
+			ret = -ETIMEDOUT;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
 void vm_cond_init(struct vm *vm)
 {
 	pthread_condattr_t a;

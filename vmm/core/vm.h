@@ -112,6 +112,7 @@ struct vm {
 	/* How long vm_pause waits for every vCPU to park (0: VM_PAUSE_TIMEOUT_MS). */
 	int pause_timeout_ms;
 	int threads;   /* vCPU threads alive */
+	int entered;   /* vCPU threads that have reached KVM_RUN once */
 	bool stopping; /* vCPU threads must exit */
 	bool user_paused; /* `stop` from the monitor */
 	enum vm_stop_reason stop_reason;
@@ -169,6 +170,10 @@ int vm_load_kernel(struct vm *vm, const char *path, const char *append,
 
 /* Starts the vCPU threads; they run unless the VM is paused. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
+/* Waits until every vCPU thread vm_start made has called KVM_RUN (or the
+ * VM stops): a thread that exists need not have run yet on a busy host.
+ * 0, or -ETIMEDOUT after timeout_ms. */
+int vm_wait_entered(struct vm *vm, int timeout_ms);
 /* Pause nests: every vm_pause needs a vm_resume. vm_pause returns once
  * every vCPU is parked outside KVM_RUN with its pending I/O completed, so
  * vCPU state may then be read or written from any thread. */
