@@ -6,6 +6,7 @@
  * The target writes each run where it belongs, after checking it lies
  * inside the image. */
 #include "migrate/disk/disk_int.h"
+#include "migrate/disk/writer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -254,10 +255,11 @@ void disk_copy_pending(struct disk_copy *dc, struct mig_pending *out)
 		out->rate_Bps += (double)bytes / s;
 }
 
-int disk_copy_load(struct blkdev *bd, uint8_t *buf, struct mig_tgt_env *env,
+int disk_copy_load(struct disk_writer *w, struct blkdev *bd, struct mig_tgt_env *env,
 		   const struct stream_hdr *h)
 {
-	uint8_t *hdr = buf + HDR_ROOM - DISK_DATA_HDR, *data = buf + HDR_ROOM;
+	uint8_t hdr[DISK_DATA_HDR];
+	struct disk_wr_slot *slot;
 	uint64_t off, len;
 	uint32_t flags;
 	int ret;
@@ -281,19 +283,26 @@ int disk_copy_load(struct blkdev *bd, uint8_t *buf, struct mig_tgt_env *env,
 			 (unsigned long long)off, flags, h->len, (unsigned long long)bd->size);
 		return -EPROTO;
 	}
-	if (flags & DISK_DATA_ZERO) {
-		/* A new image reads as zeros already. */
-		if ((flags & DISK_DATA_BULK) && bd->o.fresh)
-			return 0;
-		ret = blkdev_copy_zero(bd, off, len);
-	} else {
-		ret = stream_read_all(env->s, data, len, env->err, env->errlen);
+	/* A new image reads as zeros already. */
+	if ((flags & DISK_DATA_ZERO) && (flags & DISK_DATA_BULK) && bd->o.fresh)
+		return 0;
+	/* The writer writes it while the next frame comes in; a failed
+	 * write shows here at a later frame, or at the drain. */
+	slot = disk_writer_slot(w, &ret);
+	if (!slot)
+		goto fail;
+	slot->off = off;
+	slot->len = len;
+	slot->zero = flags & DISK_DATA_ZERO;
+	if (!slot->zero) {
+		ret = stream_read_all(env->s, slot->buf + DISK_WR_ROOM, len, env->err, env->errlen);
 		if (ret)
 			return ret;
-		ret = blkdev_copy_write(bd, off, data, len);
 	}
-	if (ret)
-		snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
-			 strerror(-ret));
+	disk_writer_queue(w);
+	return 0;
+fail:
+	snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
+		 strerror(-ret));
 	return ret;
 }

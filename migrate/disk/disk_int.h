@@ -12,6 +12,7 @@ struct mig_src_env;
 struct mig_tgt_env;
 struct mig_pending;
 struct stream_hdr;
+struct disk_writer;
 
 struct disk_copy {
 	struct blkdev *bd;
@@ -34,8 +35,8 @@ int disk_copy_dirty(struct disk_copy *dc, struct mig_src_env *env);
 void disk_copy_pending(struct disk_copy *dc, struct mig_pending *out);
 void disk_copy_cleanup(struct disk_copy *dc);
 
-/* Target: one DISK_DATA frame, checked, into the image (buf as above). */
-int disk_copy_load(struct blkdev *bd, uint8_t *buf, struct mig_tgt_env *env,
+/* Target: one DISK_DATA frame, checked, queued to the writer. */
+int disk_copy_load(struct disk_writer *w, struct blkdev *bd, struct mig_tgt_env *env,
 		   const struct stream_hdr *h);
 
 #endif

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "migrate/disk/disk_int.h"
+#include "migrate/disk/writer.h"
 #include "migrate/section.h"
 #include "vmm/core/blkdev.h"
 #include "vmm/core/clock.h"
@@ -34,7 +35,7 @@ struct disk_sec {
 	double cost_ms;   /* a flush and a digest, measured in the probe */
 	bool copy;        /* source: the disk is streamed */
 	struct disk_copy dc;
-	uint8_t *buf;     /* target: one DISK_DATA frame */
+	struct disk_writer wr; /* target: writes the DISK_DATA frames */
 };
 
 static void *disk_create(void)
@@ -47,7 +48,7 @@ static void disk_destroy(void *sec)
 	struct disk_sec *d = sec;
 
 	disk_copy_cleanup(&d->dc);
-	free(d->buf);
+	disk_writer_stop(&d->wr);
 	free(d);
 }
 
@@ -186,7 +187,6 @@ static const uint32_t disk_frames[] = { ST_DISK, ST_DISK_DATA, 0 };
 static int load_data(struct disk_sec *d, struct mig_tgt_env *env, const struct stream_hdr *h)
 {
 	struct blkdev *bd = env->vm->blkdev;
-	void *buf = NULL;
 
 	if (!bd || !bd->o.copy_target || d->got) {
 		snprintf(env->err, env->errlen, "protocol error: DISK_DATA for %s",
@@ -194,14 +194,16 @@ static int load_data(struct disk_sec *d, struct mig_tgt_env *env, const struct s
 			 "a disk on shared storage");
 		return -EPROTO;
 	}
-	if (!d->buf) {
-		if (posix_memalign(&buf, 4096, 4096 + DISK_DATA_MAX)) {
-			snprintf(env->err, env->errlen, "disk copy: out of memory");
-			return -ENOMEM;
+	if (!d->wr.started) {
+		int ret = disk_writer_start(&d->wr, bd);
+
+		if (ret) {
+			snprintf(env->err, env->errlen, "disk copy: the writer thread: %s",
+				 strerror(-ret));
+			return ret;
 		}
-		d->buf = buf;
 	}
-	return disk_copy_load(bd, d->buf, env, h);
+	return disk_copy_load(&d->wr, bd, env, h);
 }
 
 static int disk_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *h)
@@ -230,17 +232,31 @@ static int disk_load_frame(void *sec, struct mig_tgt_env *env, const struct stre
 	return 0;
 }
 
+/* The writer's queue written, then on the disk. */
+static int flush_copy(struct disk_sec *d, struct blkdev *bd, struct mig_tgt_env *env)
+{
+	int ret = disk_writer_drain(&d->wr);
+
+	if (ret) {
+		snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
+			 strerror(-ret));
+		return ret;
+	}
+	if (fdatasync(bd->fd) == 0)
+		return 0;
+	snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path, strerror(errno));
+	return -errno;
+}
+
 /* Before the PONG of each pass: what the pass wrote is on the disk, so the
  * flush in the pause has only the last round's blocks to write. */
 static int disk_load_drain(void *sec, struct mig_tgt_env *env)
 {
 	struct blkdev *bd = env->vm->blkdev;
 
-	(void)sec;
-	if (!bd || !bd->o.copy_target || fdatasync(bd->fd) == 0)
+	if (!bd || !bd->o.copy_target)
 		return 0;
-	snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path, strerror(errno));
-	return -errno;
+	return flush_copy(sec, bd, env);
 }
 
 static int disk_load_complete(void *sec, struct mig_tgt_env *env, const struct mig_end *end)
@@ -274,10 +290,7 @@ static int disk_load_complete(void *sec, struct mig_tgt_env *env, const struct m
 	}
 	if (bd->o.copy_target) {
 		/* Everything written: on the disk before READY. */
-		ret = fdatasync(bd->fd) < 0 ? -errno : 0;
-		if (ret)
-			snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path,
-				 strerror(-ret));
+		ret = flush_copy(d, bd, env);
 	} else {
 		ret = blkdev_activate(bd, 10000, env->err, env->errlen);
 	}
