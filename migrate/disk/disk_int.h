@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "migrate/disk/reader.h"
+
 struct blkdev;
 struct mig_src_env;
 struct mig_tgt_env;
@@ -16,11 +18,14 @@ struct disk_writer;
 
 struct disk_copy {
 	struct blkdev *bd;
-	uint8_t *buf;        /* 4 KiB of room for a header, then DISK_DATA_MAX of data */
+	uint8_t *buf;        /* a dirty run: DISK_RD_ROOM, then DISK_DATA_MAX of data */
+	struct disk_reader rd; /* the bulk pass's reader */
 	uint64_t *harvest;   /* the bits of one dirty round */
 	uint64_t last_ns;    /* the last harvest (or the start of tracking) */
 	bool tracking;
 	uint64_t data_bytes, zero_bytes, hole_bytes, dirty_blocks;
+	uint64_t bulk_ns, read_ns; /* the bulk pass; its reader's time in reads */
+	uint32_t dirty_rounds;
 };
 
 /* track: keep a dirty-block bitmap (a live migration; a snapshot's one

@@ -36,6 +36,7 @@ struct disk_sec {
 	bool copy;        /* source: the disk is streamed */
 	struct disk_copy dc;
 	struct disk_writer wr; /* target: writes the DISK_DATA frames */
+	uint64_t flush_ns;     /* target: in the fdatasyncs of the copy */
 };
 
 static void *disk_create(void)
@@ -64,6 +65,24 @@ static int disk_save_setup(void *sec, struct mig_src_env *env)
 	return disk_copy_setup(&d->dc, bd, !env->file, env->err, env->errlen);
 }
 
+/* The copy's figures into the stats, after every pass (a failed migration
+ * reports how far it got). */
+static void publish_src(struct disk_sec *d, struct mig *m)
+{
+	const struct disk_copy *dc = &d->dc;
+
+	pthread_mutex_lock(&m->lock);
+	m->st.disk_data_bytes = dc->data_bytes;
+	m->st.disk_zero_bytes = dc->zero_bytes;
+	m->st.disk_hole_bytes = dc->hole_bytes;
+	m->st.disk_dirty_blocks = dc->dirty_blocks;
+	m->st.disk_rounds = dc->dirty_rounds + (dc->bulk_ns ? 1 : 0);
+	m->st.disk_bulk_ms = (double)dc->bulk_ns / 1e6;
+	m->st.disk_bulk_Bps = dc->bulk_ns ? (double)dc->bd->size * 1e9 / (double)dc->bulk_ns : 0;
+	m->st.disk_read_ms = (double)dc->read_ns / 1e6;
+	pthread_mutex_unlock(&m->lock);
+}
+
 static int disk_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 {
 	struct disk_sec *d = sec;
@@ -81,6 +100,7 @@ static int disk_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass
 	if (!d->copy)
 		return 0;
 	ret = p->round == 0 ? disk_copy_bulk(&d->dc, env) : disk_copy_dirty(&d->dc, env);
+	publish_src(d, env->m);
 	/* A round 0 in the pause (a snapshot) leaves nothing behind; a live
 	 * one's blocks written meanwhile follow in the next rounds. */
 	return ret;
@@ -236,16 +256,25 @@ static int disk_load_frame(void *sec, struct mig_tgt_env *env, const struct stre
 static int flush_copy(struct disk_sec *d, struct blkdev *bd, struct mig_tgt_env *env)
 {
 	int ret = disk_writer_drain(&d->wr);
+	uint64_t t = clock_now_ns();
 
 	if (ret) {
 		snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
 			 strerror(-ret));
 		return ret;
 	}
-	if (fdatasync(bd->fd) == 0)
-		return 0;
-	snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path, strerror(errno));
-	return -errno;
+	ret = fdatasync(bd->fd) < 0 ? -errno : 0;
+	d->flush_ns += clock_now_ns() - t;
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.disk_data_bytes = d->wr.data_bytes;
+	env->m->st.disk_zero_bytes = d->wr.zero_bytes;
+	env->m->st.disk_write_ms = (double)d->wr.write_ns / 1e6;
+	env->m->st.disk_flush_ms = (double)d->flush_ns / 1e6;
+	pthread_mutex_unlock(&env->m->lock);
+	if (ret)
+		snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path,
+			 strerror(-ret));
+	return ret;
 }
 
 /* Before the PONG of each pass: what the pass wrote is on the disk, so the

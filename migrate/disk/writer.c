@@ -1,16 +1,85 @@
 /* The target's disk writer: a ring of slots between the receive thread
- * (producer) and this thread (consumer). One thread keeps the writes in the
- * order the frames came: a dirty block re-sent after the bulk pass lands
- * after its older copy. docs/storage.md. */
+ * (producer) and DISK_WR_THREADS writer threads (consumers). Consecutive
+ * slots go in one write (up to DISK_WR_BATCH); with two threads one
+ * copies into the page cache while the other starts a writeback. A slot is written only when no
+ * older slot it overlaps is still queued or being written, so a block
+ * re-sent by a dirty round lands after its older copy. docs/storage.md. */
 #include "migrate/disk/writer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "migrate/proto/stream.h"
 #include "vmm/core/blkdev.h"
 #include "vmm/core/clock.h"
+
+static bool overlap(const struct disk_wr_slot *a, const struct disk_wr_slot *b)
+{
+	return a->off < b->off + b->len && b->off < a->off + a->len;
+}
+
+/* The slot i places after the head: an older slot not yet written
+ * overlaps it. */
+static bool blocked(const struct disk_writer *w, unsigned i)
+{
+	const struct disk_wr_slot *s = &w->slot[(w->head + i) % DISK_WR_SLOTS];
+
+	for (unsigned j = 0; j < i; j++) {
+		const struct disk_wr_slot *o = &w->slot[(w->head + j) % DISK_WR_SLOTS];
+
+		if (o->state != DISK_WR_DONE && overlap(s, o))
+			return true;
+	}
+	return false;
+}
+
+/* The oldest queued slot free of older overlaps (its place after the head
+ * in *at), or NULL. */
+static struct disk_wr_slot *next_slot(struct disk_writer *w, unsigned *at)
+{
+	for (unsigned i = 0; i < w->count; i++) {
+		struct disk_wr_slot *s = &w->slot[(w->head + i) % DISK_WR_SLOTS];
+
+		if (s->state == DISK_WR_QUEUED && !blocked(w, i)) {
+			*at = i;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/* s and the queued slots that follow it on the disk (data, one after the
+ * other in the ring, free of older overlaps) up to DISK_WR_BATCH: one
+ * write. */
+static unsigned batch(struct disk_writer *w, unsigned at, struct disk_wr_slot **b)
+{
+	unsigned n = 1;
+
+	b[0] = &w->slot[(w->head + at) % DISK_WR_SLOTS];
+	while (!b[0]->zero && n < DISK_WR_BATCH && at + n < w->count) {
+		struct disk_wr_slot *t = &w->slot[(w->head + at + n) % DISK_WR_SLOTS];
+
+		if (t->state != DISK_WR_QUEUED || t->zero ||
+		    t->off != b[n - 1]->off + b[n - 1]->len || blocked(w, at + n))
+			break;
+		b[n++] = t;
+	}
+	return n;
+}
+
+static int write_batch(struct disk_writer *w, struct disk_wr_slot **b, unsigned n)
+{
+	struct iovec iov[DISK_WR_BATCH];
+
+	if (b[0]->zero)
+		return blkdev_copy_zero(w->bd, b[0]->off, b[0]->len);
+	for (unsigned i = 0; i < n; i++)
+		iov[i] = (struct iovec){ .iov_base = b[i]->buf + DISK_WR_ROOM, .iov_len = b[i]->len };
+	return blkdev_copy_writev(w->bd, b[0]->off, iov, (int)n);
+}
 
 static void *writer_main(void *arg)
 {
@@ -18,34 +87,53 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		struct disk_wr_slot *s;
+		struct disk_wr_slot *s = NULL, *b[DISK_WR_BATCH];
+		unsigned n, at = 0;
 		uint64_t t;
 		int ret;
 
-		while (!w->stop && (!w->count || w->err))
+		while (!w->stop && (w->err || !(s = next_slot(w, &at))))
 			pthread_cond_wait(&w->cv, &w->lock);
 		if (w->stop)
 			break;
-		s = &w->slot[w->head];
+		n = batch(w, at, b);
+		for (unsigned i = 0; i < n; i++)
+			b[i]->state = DISK_WR_WRITING;
 		pthread_mutex_unlock(&w->lock);
 		t = clock_now_ns();
-		ret = s->zero ? blkdev_copy_zero(w->bd, s->off, s->len) :
-		      blkdev_copy_write(w->bd, s->off, s->buf + DISK_WR_ROOM, s->len);
+		ret = write_batch(w, b, n);
 		pthread_mutex_lock(&w->lock);
 		w->write_ns += clock_now_ns() - t;
-		if (ret)
+		for (unsigned i = 0; i < n; i++) {
+			if (b[i]->zero)
+				w->zero_bytes += b[i]->len;
+			else
+				w->data_bytes += b[i]->len;
+			b[i]->state = DISK_WR_DONE;
+		}
+		if (ret && !w->err)
 			w->err = ret;
-		w->head = (w->head + 1) % DISK_WR_SLOTS;
-		w->count--;
+		while (w->count && w->slot[w->head].state == DISK_WR_DONE) {
+			w->slot[w->head].state = DISK_WR_FREE;
+			w->head = (w->head + 1) % DISK_WR_SLOTS;
+			w->count--;
+		}
 		pthread_cond_broadcast(&w->cv);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
+static void free_slots(struct disk_writer *w)
+{
+	for (unsigned i = 0; i < DISK_WR_SLOTS; i++)
+		free(w->slot[i].buf);
+	memset(w, 0, sizeof(*w));
+}
+
 int disk_writer_start(struct disk_writer *w, struct blkdev *bd)
 {
-	int ret;
+	int ret = 0;
 
 	memset(w, 0, sizeof(*w));
 	w->bd = bd;
@@ -53,25 +141,24 @@ int disk_writer_start(struct disk_writer *w, struct blkdev *bd)
 		void *p = NULL;
 
 		if (posix_memalign(&p, 4096, DISK_WR_ROOM + DISK_DATA_MAX)) {
-			ret = -ENOMEM;
-			goto fail;
+			free_slots(w);
+			return -ENOMEM;
 		}
 		w->slot[i].buf = p;
 	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cv, NULL);
-	ret = -pthread_create(&w->th, NULL, writer_main, w);
-	if (ret) {
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->lock);
-		goto fail;
-	}
 	w->started = true;
-	return 0;
-fail:
-	for (unsigned i = 0; i < DISK_WR_SLOTS; i++)
-		free(w->slot[i].buf);
-	memset(w, 0, sizeof(*w));
+	for (; w->nth < DISK_WR_THREADS; w->nth++) {
+		ret = -pthread_create(&w->th[w->nth], NULL, writer_main, w);
+		if (ret)
+			break;
+	}
+	if (w->nth)
+		return 0;
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->lock);
+	free_slots(w);
 	return ret;
 }
 
@@ -92,6 +179,7 @@ struct disk_wr_slot *disk_writer_slot(struct disk_writer *w, int *err)
 void disk_writer_queue(struct disk_writer *w)
 {
 	pthread_mutex_lock(&w->lock);
+	w->slot[(w->head + w->count) % DISK_WR_SLOTS].state = DISK_WR_QUEUED;
 	w->count++;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->lock);
@@ -119,10 +207,9 @@ void disk_writer_stop(struct disk_writer *w)
 	w->stop = true;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->th, NULL);
+	for (unsigned i = 0; i < w->nth; i++)
+		pthread_join(w->th[i], NULL);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->lock);
-	for (unsigned i = 0; i < DISK_WR_SLOTS; i++)
-		free(w->slot[i].buf);
-	memset(w, 0, sizeof(*w));
+	free_slots(w);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -165,6 +166,20 @@ void blkdev_dirty_harvest(struct blkdev *bd, uint64_t *out)
 		out[i] = __atomic_exchange_n(&bd->dirty[i], 0, __ATOMIC_ACQ_REL);
 }
 
+/* Start writing [off, off + len) back now, so the disk works while the
+ * network does, and wait for what was written COPY_WB_BEHIND before: the
+ * receive goes no faster than the disk, and the flush at the end of a pass
+ * (before the PONG the source waits for) has at most that much left,
+ * however big the disk. */
+static void copy_writeback(struct blkdev *bd, uint64_t off, uint64_t len)
+{
+	sync_file_range(bd->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	if (off >= COPY_WB_BEHIND)
+		sync_file_range(bd->fd, (off_t)(off - COPY_WB_BEHIND), (off_t)len,
+				SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
 int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t len)
 {
 	for (size_t done = 0; done < len;) {
@@ -177,16 +192,38 @@ int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t l
 			return n < 0 ? -errno : -EIO;
 		done += (size_t)n;
 	}
-	/* Start writing it back now, so the disk works while the network
-	 * does, and wait for what was written COPY_WB_BEHIND before: the
-	 * receive goes no faster than the disk, and the flush at the end of a
-	 * pass (before the PONG the source waits for) has at most that much
-	 * left, however big the disk. */
-	sync_file_range(bd->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
-	if (off >= COPY_WB_BEHIND)
-		sync_file_range(bd->fd, (off_t)(off - COPY_WB_BEHIND), (off_t)len,
-				SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-				SYNC_FILE_RANGE_WAIT_AFTER);
+	copy_writeback(bd, off, len);
+	return 0;
+}
+
+int blkdev_copy_writev(struct blkdev *bd, uint64_t off, const struct iovec *iov, int n)
+{
+	struct iovec v[BLKDEV_COPY_IOV_MAX];
+	size_t len = 0;
+
+	if (n > BLKDEV_COPY_IOV_MAX)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	memcpy(v, iov, (size_t)n * sizeof(*v));
+	for (size_t done = 0; done < len;) {
+		ssize_t k = pwritev(bd->fd, v, n, (off_t)(off + done));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		done += (size_t)k;
+		while (n && (size_t)k >= v[0].iov_len) {
+			k -= (ssize_t)v[0].iov_len;
+			memmove(v, v + 1, (size_t)--n * sizeof(*v));
+		}
+		if (n) {
+			v[0].iov_base = (uint8_t *)v[0].iov_base + k;
+			v[0].iov_len -= (size_t)k;
+		}
+	}
+	copy_writeback(bd, off, len);
 	return 0;
 }
 
