@@ -1,7 +1,8 @@
 /* The target's disk writer: a ring of slots between the receive thread
- * (producer) and DISK_WR_THREADS writer threads (consumers). Consecutive
- * slots go in one write (up to DISK_WR_BATCH); with two threads one
- * copies into the page cache while the other starts a writeback. A slot is written only when no
+ * (producer) and DISK_WR_THREADS writer threads (consumers): one copies a
+ * slot into the page cache while the other starts a writeback. Writes of
+ * one slot each: joining consecutive slots into 4 MiB writes made the
+ * writers slower (docs/storage.md). A slot is written only when no
  * older slot it overlaps is still queued or being written, so a block
  * re-sent by a dirty round lands after its older copy. docs/storage.md. */
 #include "migrate/disk/writer.h"
@@ -9,7 +10,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "migrate/proto/stream.h"
@@ -36,49 +36,16 @@ static bool blocked(const struct disk_writer *w, unsigned i)
 	return false;
 }
 
-/* The oldest queued slot free of older overlaps (its place after the head
- * in *at), or NULL. */
-static struct disk_wr_slot *next_slot(struct disk_writer *w, unsigned *at)
+/* The oldest queued slot free of older overlaps, or NULL. */
+static struct disk_wr_slot *next_slot(struct disk_writer *w)
 {
 	for (unsigned i = 0; i < w->count; i++) {
 		struct disk_wr_slot *s = &w->slot[(w->head + i) % DISK_WR_SLOTS];
 
-		if (s->state == DISK_WR_QUEUED && !blocked(w, i)) {
-			*at = i;
+		if (s->state == DISK_WR_QUEUED && !blocked(w, i))
 			return s;
-		}
 	}
 	return NULL;
-}
-
-/* s and the queued slots that follow it on the disk (data, one after the
- * other in the ring, free of older overlaps) up to DISK_WR_BATCH: one
- * write. */
-static unsigned batch(struct disk_writer *w, unsigned at, struct disk_wr_slot **b)
-{
-	unsigned n = 1;
-
-	b[0] = &w->slot[(w->head + at) % DISK_WR_SLOTS];
-	while (!b[0]->zero && n < DISK_WR_BATCH && at + n < w->count) {
-		struct disk_wr_slot *t = &w->slot[(w->head + at + n) % DISK_WR_SLOTS];
-
-		if (t->state != DISK_WR_QUEUED || t->zero ||
-		    t->off != b[n - 1]->off + b[n - 1]->len || blocked(w, at + n))
-			break;
-		b[n++] = t;
-	}
-	return n;
-}
-
-static int write_batch(struct disk_writer *w, struct disk_wr_slot **b, unsigned n)
-{
-	struct iovec iov[DISK_WR_BATCH];
-
-	if (b[0]->zero)
-		return blkdev_copy_zero(w->bd, b[0]->off, b[0]->len);
-	for (unsigned i = 0; i < n; i++)
-		iov[i] = (struct iovec){ .iov_base = b[i]->buf + DISK_WR_ROOM, .iov_len = b[i]->len };
-	return blkdev_copy_writev(w->bd, b[0]->off, iov, (int)n);
 }
 
 static void *writer_main(void *arg)
@@ -87,32 +54,28 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		struct disk_wr_slot *s = NULL, *b[DISK_WR_BATCH];
-		unsigned n, at = 0;
+		struct disk_wr_slot *s = NULL;
 		uint64_t t;
 		int ret;
 
-		while (!w->stop && (w->err || !(s = next_slot(w, &at))))
+		while (!w->stop && (w->err || !(s = next_slot(w))))
 			pthread_cond_wait(&w->cv, &w->lock);
 		if (w->stop)
 			break;
-		n = batch(w, at, b);
-		for (unsigned i = 0; i < n; i++)
-			b[i]->state = DISK_WR_WRITING;
+		s->state = DISK_WR_WRITING;
 		pthread_mutex_unlock(&w->lock);
 		t = clock_now_ns();
-		ret = write_batch(w, b, n);
+		ret = s->zero ? blkdev_copy_zero(w->bd, s->off, s->len) :
+		      blkdev_copy_write(w->bd, s->off, s->buf + DISK_WR_ROOM, s->len);
 		pthread_mutex_lock(&w->lock);
 		w->write_ns += clock_now_ns() - t;
-		for (unsigned i = 0; i < n; i++) {
-			if (b[i]->zero)
-				w->zero_bytes += b[i]->len;
-			else
-				w->data_bytes += b[i]->len;
-			b[i]->state = DISK_WR_DONE;
-		}
+		if (s->zero)
+			w->zero_bytes += s->len;
+		else
+			w->data_bytes += s->len;
 		if (ret && !w->err)
 			w->err = ret;
+		s->state = DISK_WR_DONE;
 		while (w->count && w->slot[w->head].state == DISK_WR_DONE) {
 			w->slot[w->head].state = DISK_WR_FREE;
 			w->head = (w->head + 1) % DISK_WR_SLOTS;

@@ -11,7 +11,6 @@
 struct blkdev;
 
 #define DISK_WR_SLOTS 12u
-#define DISK_WR_BATCH 4u   /* slots in one write */
 #define DISK_WR_THREADS 2u
 #define DISK_WR_ROOM 4096u /* in front of each slot's data: the frame header */
 

@@ -73,10 +73,6 @@ void blkdev_dirty_harvest(struct blkdev *bd, uint64_t *out);
 /* A migration target's side (copy_target): image bytes as they came. */
 int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t len);
 int blkdev_copy_zero(struct blkdev *bd, uint64_t off, uint64_t len);
-#define BLKDEV_COPY_IOV_MAX 8
-struct iovec;
-/* n pieces, one after the other from off, in one write. */
-int blkdev_copy_writev(struct blkdev *bd, uint64_t off, const struct iovec *iov, int n);
 /* The target's first look at an image the disk is streamed into: created
  * at size when missing (space reserved: a file system without room is
  * refused), else it must have that size and no other VM's lock; o->fresh

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,37 +190,6 @@ int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t l
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO;
 		done += (size_t)n;
-	}
-	copy_writeback(bd, off, len);
-	return 0;
-}
-
-int blkdev_copy_writev(struct blkdev *bd, uint64_t off, const struct iovec *iov, int n)
-{
-	struct iovec v[BLKDEV_COPY_IOV_MAX];
-	size_t len = 0;
-
-	if (n > BLKDEV_COPY_IOV_MAX)
-		return -EINVAL;
-	for (int i = 0; i < n; i++)
-		len += iov[i].iov_len;
-	memcpy(v, iov, (size_t)n * sizeof(*v));
-	for (size_t done = 0; done < len;) {
-		ssize_t k = pwritev(bd->fd, v, n, (off_t)(off + done));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		done += (size_t)k;
-		while (n && (size_t)k >= v[0].iov_len) {
-			k -= (ssize_t)v[0].iov_len;
-			memmove(v, v + 1, (size_t)--n * sizeof(*v));
-		}
-		if (n) {
-			v[0].iov_base = (uint8_t *)v[0].iov_base + k;
-			v[0].iov_len -= (size_t)k;
-		}
 	}
 	copy_writeback(bd, off, len);
 	return 0;
