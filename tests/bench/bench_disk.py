@@ -154,7 +154,10 @@ def run_minivmm(d, load, size, src_img, tgt_img):
             try:
                 rc = src.wait(0.2)
             except subprocess.TimeoutExpired:
-                info = monitor(mon, "info migrate")
+                try:
+                    info = monitor(mon, "info migrate")
+                except OSError:
+                    continue  # it exited just now: its socket is gone
                 if "status: failed" in info or "status: cancelled" in info:
                     res["error"] = info
                     break
