@@ -6,6 +6,8 @@
  * The target writes each run where it belongs, after checking it lies
  * inside the image. */
 #include "migrate/disk/disk_int.h"
+#include "migrate/disk/reader.h"
+#include "migrate/disk/writer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,8 +22,6 @@
 #include "vmm/core/blkdev.h"
 #include "vmm/core/clock.h"
 
-#define HDR_ROOM 4096u
-#define ZERO_RUN_MAX (1ULL << 30)
 
 int disk_copy_setup(struct disk_copy *dc, struct blkdev *bd, bool track, char *err,
 		    size_t errlen)
@@ -31,7 +31,7 @@ int disk_copy_setup(struct disk_copy *dc, struct blkdev *bd, bool track, char *e
 
 	memset(dc, 0, sizeof(*dc));
 	dc->bd = bd;
-	if (posix_memalign(&buf, 4096, HDR_ROOM + DISK_DATA_MAX)) {
+	if (posix_memalign(&buf, 4096, DISK_RD_ROOM + DISK_DATA_MAX)) {
 		snprintf(err, errlen, "disk copy: out of memory");
 		return -ENOMEM;
 	}
@@ -103,41 +103,18 @@ static int send_frame(struct disk_copy *dc, struct mig_src_env *env, uint8_t *hd
 	return ret;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
+/* [off, off + len) from data (DISK_RD_ROOM of room in front of it), its
+ * zero blocks (zmap) as zero runs; len at most DISK_DATA_MAX. Each frame's
+ * header goes just before its data, over bytes already sent. */
+static int send_runs(struct disk_copy *dc, struct mig_src_env *env, uint8_t *data, uint64_t off,
+		     uint64_t len, const uint64_t *zmap, uint32_t flags)
 {
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < n / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
-/* [off, off + len) read and sent, its zero blocks as zero runs; len at
- * most DISK_DATA_MAX. Each frame's header goes just before its data, over
- * bytes already sent. */
-static int send_data(struct disk_copy *dc, struct mig_src_env *env, uint64_t off, uint64_t len,
-		     uint32_t flags)
-{
-	uint8_t *data = dc->buf + HDR_ROOM;
 	uint64_t run = 0;
 	bool zero = false;
-	ssize_t n;
 
-	for (uint64_t done = 0; done < len;) {
-		n = pread(dc->bd->fd, data + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(env->err, env->errlen, "--disk %s: reading it for the copy: %s",
-				 dc->bd->o.path, n < 0 ? strerror(errno) : "short read");
-			return n < 0 ? -errno : -EIO;
-		}
-		done += (uint64_t)n;
-	}
-	for (uint64_t at = 0; at < len;) {
+	for (uint64_t at = 0, i = 0; at < len; i++) {
 		uint64_t b = len - at < BLKDEV_DIRTY_BLOCK ? len - at : BLKDEV_DIRTY_BLOCK;
-		bool z = all_zero(data + at, b);
+		bool z = zmap[i / 64] >> (i % 64) & 1;
 		int ret;
 
 		if (run && z != zero) {
@@ -155,56 +132,64 @@ static int send_data(struct disk_copy *dc, struct mig_src_env *env, uint64_t off
 			  flags | (zero ? DISK_DATA_ZERO : 0));
 }
 
-static int send_hole(struct disk_copy *dc, struct mig_src_env *env, uint64_t off, uint64_t len)
+/* A dirty run: read here (the rounds after the bulk pass are small). */
+static int send_data(struct disk_copy *dc, struct mig_src_env *env, uint64_t off, uint64_t len)
 {
-	while (len) {
-		uint64_t n = len < ZERO_RUN_MAX ? len : ZERO_RUN_MAX;
-		int ret = send_frame(dc, env, dc->buf + HDR_ROOM - DISK_DATA_HDR, off, n,
-				     DISK_DATA_ZERO | DISK_DATA_BULK);
+	uint8_t *data = dc->buf + DISK_RD_ROOM;
+	uint64_t zmap[DISK_ZMAP_WORDS];
+	ssize_t n;
 
-		if (ret)
-			return ret;
-		dc->hole_bytes += n;
-		off += n;
-		len -= n;
+	for (uint64_t done = 0; done < len;) {
+		n = pread(dc->bd->fd, data + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(env->err, env->errlen, "--disk %s: reading it for the copy: %s",
+				 dc->bd->o.path, n < 0 ? strerror(errno) : "short read");
+			return n < 0 ? -errno : -EIO;
+		}
+		done += (uint64_t)n;
 	}
-	return 0;
+	disk_zero_map(data, len, zmap);
+	return send_runs(dc, env, data, off, len, zmap, 0);
 }
 
+static int send_hole(struct disk_copy *dc, struct mig_src_env *env, uint64_t off, uint64_t len)
+{
+	int ret = send_frame(dc, env, dc->buf + DISK_RD_ROOM - DISK_DATA_HDR, off, len,
+			     DISK_DATA_ZERO | DISK_DATA_BULK);
+
+	if (!ret)
+		dc->hole_bytes += len;
+	return ret;
+}
+
+/* The reader thread reads ahead while this one sends. */
 int disk_copy_bulk(struct disk_copy *dc, struct mig_src_env *env)
 {
-	uint64_t size = dc->bd->size, pos = 0;
-	int ret = 0;
+	struct disk_reader *r = &dc->rd;
+	struct disk_rd_slot *sl;
+	uint64_t t = clock_now_ns();
+	int ret = disk_reader_start(r, dc->bd->fd, dc->bd->size), err = 0;
 
-	while (pos < size && !ret) {
-		off_t d = lseek(dc->bd->fd, (off_t)pos, SEEK_DATA), h;
-
-		/* ENXIO: nothing but hole to the end; another error: the
-		 * file system cannot tell, so it is all data. */
-		if (d < 0)
-			d = errno == ENXIO ? (off_t)size : (off_t)pos;
-		if ((uint64_t)d > size)
-			d = (off_t)size;
-		/* Extents are file-system blocks: whole sectors. */
-		d = d / 512 * 512;
-		if ((uint64_t)d > pos) {
-			ret = send_hole(dc, env, pos, (uint64_t)d - pos);
-			pos = (uint64_t)d;
-			continue;
-		}
-		h = lseek(dc->bd->fd, (off_t)pos, SEEK_HOLE);
-		if (h < 0 || (uint64_t)h > size)
-			h = (off_t)size;
-		h = (h + 511) / 512 * 512;
-		if ((uint64_t)h <= pos)
-			h = (off_t)(pos + 512);
-		for (; pos < (uint64_t)h && !ret;) {
-			uint64_t n = (uint64_t)h - pos < DISK_DATA_MAX ? (uint64_t)h - pos : DISK_DATA_MAX;
-
-			ret = send_data(dc, env, pos, n, DISK_DATA_BULK);
-			pos += n;
-		}
+	if (ret) {
+		snprintf(env->err, env->errlen, "disk copy: the reader thread: %s", strerror(-ret));
+		return ret;
 	}
+	while (!ret && (sl = disk_reader_next(r, &err))) {
+		ret = sl->hole ? send_hole(dc, env, sl->off, sl->len) :
+		      send_runs(dc, env, sl->buf + DISK_RD_ROOM, sl->off, sl->len, sl->zmap,
+				DISK_DATA_BULK);
+		disk_reader_release(r);
+	}
+	if (!ret && err) {
+		snprintf(env->err, env->errlen, "--disk %s: reading it for the copy: %s",
+			 dc->bd->o.path, strerror(-err));
+		ret = err;
+	}
+	dc->read_ns = r->read_ns;
+	disk_reader_stop(r);
+	dc->bulk_ns = clock_now_ns() - t;
 	return ret;
 }
 
@@ -219,6 +204,7 @@ int disk_copy_dirty(struct disk_copy *dc, struct mig_src_env *env)
 	memset(dc->harvest, 0, (bits + 63) / 64 * sizeof(uint64_t));
 	blkdev_dirty_harvest(dc->bd, dc->harvest);
 	dc->last_ns = clock_now_ns();
+	dc->dirty_rounds++;
 	for (uint64_t b = 0; b < bits && !ret;) {
 		uint64_t n = 0, off, len;
 
@@ -233,7 +219,7 @@ int disk_copy_dirty(struct disk_copy *dc, struct mig_src_env *env)
 		if (len > size - off)
 			len = size - off;
 		dc->dirty_blocks += n;
-		ret = send_data(dc, env, off, len, 0);
+		ret = send_data(dc, env, off, len);
 		b += n;
 	}
 	return ret;
@@ -254,10 +240,11 @@ void disk_copy_pending(struct disk_copy *dc, struct mig_pending *out)
 		out->rate_Bps += (double)bytes / s;
 }
 
-int disk_copy_load(struct blkdev *bd, uint8_t *buf, struct mig_tgt_env *env,
+int disk_copy_load(struct disk_writer *w, struct blkdev *bd, struct mig_tgt_env *env,
 		   const struct stream_hdr *h)
 {
-	uint8_t *hdr = buf + HDR_ROOM - DISK_DATA_HDR, *data = buf + HDR_ROOM;
+	uint8_t hdr[DISK_DATA_HDR];
+	struct disk_wr_slot *slot;
 	uint64_t off, len;
 	uint32_t flags;
 	int ret;
@@ -281,19 +268,26 @@ int disk_copy_load(struct blkdev *bd, uint8_t *buf, struct mig_tgt_env *env,
 			 (unsigned long long)off, flags, h->len, (unsigned long long)bd->size);
 		return -EPROTO;
 	}
-	if (flags & DISK_DATA_ZERO) {
-		/* A new image reads as zeros already. */
-		if ((flags & DISK_DATA_BULK) && bd->o.fresh)
-			return 0;
-		ret = blkdev_copy_zero(bd, off, len);
-	} else {
-		ret = stream_read_all(env->s, data, len, env->err, env->errlen);
+	/* A new image reads as zeros already. */
+	if ((flags & DISK_DATA_ZERO) && (flags & DISK_DATA_BULK) && bd->o.fresh)
+		return 0;
+	/* The writer writes it while the next frame comes in; a failed
+	 * write shows here at a later frame, or at the drain. */
+	slot = disk_writer_slot(w, &ret);
+	if (!slot)
+		goto fail;
+	slot->off = off;
+	slot->len = len;
+	slot->zero = flags & DISK_DATA_ZERO;
+	if (!slot->zero) {
+		ret = stream_read_all(env->s, slot->buf + DISK_WR_ROOM, len, env->err, env->errlen);
 		if (ret)
 			return ret;
-		ret = blkdev_copy_write(bd, off, data, len);
 	}
-	if (ret)
-		snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
-			 strerror(-ret));
+	disk_writer_queue(w);
+	return 0;
+fail:
+	snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
+		 strerror(-ret));
 	return ret;
 }

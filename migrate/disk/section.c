@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "migrate/disk/disk_int.h"
+#include "migrate/disk/writer.h"
 #include "migrate/section.h"
 #include "vmm/core/blkdev.h"
 #include "vmm/core/clock.h"
@@ -34,7 +35,8 @@ struct disk_sec {
 	double cost_ms;   /* a flush and a digest, measured in the probe */
 	bool copy;        /* source: the disk is streamed */
 	struct disk_copy dc;
-	uint8_t *buf;     /* target: one DISK_DATA frame */
+	struct disk_writer wr; /* target: writes the DISK_DATA frames */
+	uint64_t flush_ns;     /* target: in the fdatasyncs of the copy */
 };
 
 static void *disk_create(void)
@@ -47,7 +49,7 @@ static void disk_destroy(void *sec)
 	struct disk_sec *d = sec;
 
 	disk_copy_cleanup(&d->dc);
-	free(d->buf);
+	disk_writer_stop(&d->wr);
 	free(d);
 }
 
@@ -61,6 +63,24 @@ static int disk_save_setup(void *sec, struct mig_src_env *env)
 		return 0;
 	/* A snapshot's one pass runs in the pause: nothing to track. */
 	return disk_copy_setup(&d->dc, bd, !env->file, env->err, env->errlen);
+}
+
+/* The copy's figures into the stats, after every pass (a failed migration
+ * reports how far it got). */
+static void publish_src(struct disk_sec *d, struct mig *m)
+{
+	const struct disk_copy *dc = &d->dc;
+
+	pthread_mutex_lock(&m->lock);
+	m->st.disk_data_bytes = dc->data_bytes;
+	m->st.disk_zero_bytes = dc->zero_bytes;
+	m->st.disk_hole_bytes = dc->hole_bytes;
+	m->st.disk_dirty_blocks = dc->dirty_blocks;
+	m->st.disk_rounds = dc->dirty_rounds + (dc->bulk_ns ? 1 : 0);
+	m->st.disk_bulk_ms = (double)dc->bulk_ns / 1e6;
+	m->st.disk_bulk_Bps = dc->bulk_ns ? (double)dc->bd->size * 1e9 / (double)dc->bulk_ns : 0;
+	m->st.disk_read_ms = (double)dc->read_ns / 1e6;
+	pthread_mutex_unlock(&m->lock);
 }
 
 static int disk_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
@@ -80,6 +100,7 @@ static int disk_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass
 	if (!d->copy)
 		return 0;
 	ret = p->round == 0 ? disk_copy_bulk(&d->dc, env) : disk_copy_dirty(&d->dc, env);
+	publish_src(d, env->m);
 	/* A round 0 in the pause (a snapshot) leaves nothing behind; a live
 	 * one's blocks written meanwhile follow in the next rounds. */
 	return ret;
@@ -186,7 +207,6 @@ static const uint32_t disk_frames[] = { ST_DISK, ST_DISK_DATA, 0 };
 static int load_data(struct disk_sec *d, struct mig_tgt_env *env, const struct stream_hdr *h)
 {
 	struct blkdev *bd = env->vm->blkdev;
-	void *buf = NULL;
 
 	if (!bd || !bd->o.copy_target || d->got) {
 		snprintf(env->err, env->errlen, "protocol error: DISK_DATA for %s",
@@ -194,14 +214,16 @@ static int load_data(struct disk_sec *d, struct mig_tgt_env *env, const struct s
 			 "a disk on shared storage");
 		return -EPROTO;
 	}
-	if (!d->buf) {
-		if (posix_memalign(&buf, 4096, 4096 + DISK_DATA_MAX)) {
-			snprintf(env->err, env->errlen, "disk copy: out of memory");
-			return -ENOMEM;
+	if (!d->wr.started) {
+		int ret = disk_writer_start(&d->wr, bd);
+
+		if (ret) {
+			snprintf(env->err, env->errlen, "disk copy: the writer thread: %s",
+				 strerror(-ret));
+			return ret;
 		}
-		d->buf = buf;
 	}
-	return disk_copy_load(bd, d->buf, env, h);
+	return disk_copy_load(&d->wr, bd, env, h);
 }
 
 static int disk_load_frame(void *sec, struct mig_tgt_env *env, const struct stream_hdr *h)
@@ -230,17 +252,40 @@ static int disk_load_frame(void *sec, struct mig_tgt_env *env, const struct stre
 	return 0;
 }
 
+/* The writer's queue written, then on the disk. */
+static int flush_copy(struct disk_sec *d, struct blkdev *bd, struct mig_tgt_env *env)
+{
+	int ret = disk_writer_drain(&d->wr);
+	uint64_t t = clock_now_ns();
+
+	if (ret) {
+		snprintf(env->err, env->errlen, "--disk %s: writing the VM's disk: %s", bd->o.path,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = fdatasync(bd->fd) < 0 ? -errno : 0;
+	d->flush_ns += clock_now_ns() - t;
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.disk_data_bytes = d->wr.data_bytes;
+	env->m->st.disk_zero_bytes = d->wr.zero_bytes;
+	env->m->st.disk_write_ms = (double)d->wr.write_ns / 1e6;
+	env->m->st.disk_flush_ms = (double)d->flush_ns / 1e6;
+	pthread_mutex_unlock(&env->m->lock);
+	if (ret)
+		snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path,
+			 strerror(-ret));
+	return ret;
+}
+
 /* Before the PONG of each pass: what the pass wrote is on the disk, so the
  * flush in the pause has only the last round's blocks to write. */
 static int disk_load_drain(void *sec, struct mig_tgt_env *env)
 {
 	struct blkdev *bd = env->vm->blkdev;
 
-	(void)sec;
-	if (!bd || !bd->o.copy_target || fdatasync(bd->fd) == 0)
+	if (!bd || !bd->o.copy_target)
 		return 0;
-	snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path, strerror(errno));
-	return -errno;
+	return flush_copy(sec, bd, env);
 }
 
 static int disk_load_complete(void *sec, struct mig_tgt_env *env, const struct mig_end *end)
@@ -274,10 +319,7 @@ static int disk_load_complete(void *sec, struct mig_tgt_env *env, const struct m
 	}
 	if (bd->o.copy_target) {
 		/* Everything written: on the disk before READY. */
-		ret = fdatasync(bd->fd) < 0 ? -errno : 0;
-		if (ret)
-			snprintf(env->err, env->errlen, "--disk %s: fdatasync: %s", bd->o.path,
-				 strerror(-ret));
+		ret = flush_copy(d, bd, env);
 	} else {
 		ret = blkdev_activate(bd, 10000, env->err, env->errlen);
 	}

@@ -238,6 +238,9 @@ static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_
 	}
 	s.deadline_ns = 0; /* from here its frames have their own deadlines */
 	s.frame_ms = ct->timeout_ms;
+	/* Quiet between frames for as long as a pass of the other sections
+	 * lasts (a disk's bulk pass on the main stream). */
+	s.idle_ms = MIG_IDLE_TIMEOUT_MS;
 	ct->ch[idx].s = s;
 	return 0;
 fail:

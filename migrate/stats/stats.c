@@ -108,6 +108,15 @@ static void write_doc(FILE *f, const struct stats *st)
 		(unsigned long long)st->xbzrle_cache_bytes, (unsigned long long)st->xbzrle_pages,
 		(unsigned long long)st->xbzrle_bytes_saved,
 		(unsigned long long)st->xbzrle_cache_misses, st->xbzrle_encode_ms);
+	fprintf(f, "  \"disk_data_bytes\": %llu,\n  \"disk_zero_bytes\": %llu,\n"
+		"  \"disk_hole_bytes\": %llu,\n  \"disk_dirty_blocks\": %llu,\n"
+		"  \"disk_rounds\": %u,\n  \"disk_bulk_ms\": %.3f,\n  \"disk_bulk_Bps\": %.0f,\n"
+		"  \"disk_read_ms\": %.3f,\n  \"disk_write_ms\": %.3f,\n"
+		"  \"disk_flush_ms\": %.3f,\n",
+		(unsigned long long)st->disk_data_bytes, (unsigned long long)st->disk_zero_bytes,
+		(unsigned long long)st->disk_hole_bytes, (unsigned long long)st->disk_dirty_blocks,
+		st->disk_rounds, st->disk_bulk_ms, st->disk_bulk_Bps, st->disk_read_ms,
+		st->disk_write_ms, st->disk_flush_ms);
 	fprintf(f, "  \"dirty_tracking\": \"%s\",\n  \"dirty_ring_entries\": %u,\n"
 		"  \"dirty_ring_full_exits\": %llu,\n  \"round_records\": [",
 		st->dirty_ring_entries ? "ring" : "bitmap", st->dirty_ring_entries,

@@ -56,6 +56,10 @@ struct stats {
 	/* Delta encoding (xbzrle-cache) */
 	uint64_t xbzrle_cache_bytes, xbzrle_pages, xbzrle_bytes_saved, xbzrle_cache_misses;
 	double xbzrle_encode_ms;
+	/* The disk streamed (--migrate-disk; docs/storage.md) */
+	uint64_t disk_data_bytes, disk_zero_bytes, disk_hole_bytes, disk_dirty_blocks;
+	uint32_t disk_rounds;
+	double disk_bulk_ms, disk_bulk_Bps, disk_read_ms, disk_write_ms, disk_flush_ms;
 	/* Dirty tracking: ring entries per vCPU (0: the bitmap) */
 	uint32_t dirty_ring_entries;
 	uint64_t dirty_ring_full_exits;

@@ -154,14 +154,19 @@ def run_minivmm(d, load, size, src_img, tgt_img):
             try:
                 rc = src.wait(0.2)
             except subprocess.TimeoutExpired:
-                info = monitor(mon, "info migrate")
+                try:
+                    info = monitor(mon, "info migrate")
+                except OSError:
+                    continue  # it exited just now: its socket is gone
                 if "status: failed" in info or "status: cancelled" in info:
                     res["error"] = info
                     break
         t_done = time.monotonic()
         st = json.load(open(sj)) if os.path.exists(sj) else {}
         res["outcome"] = "completed" if rc == 0 and st.get("result") == "completed" else "failed"
-        res.update({k: st.get(k) for k in ("total_ms", "downtime_ms", "bytes_total", "rounds")})
+        res.update({k: st.get(k) for k in ("total_ms", "downtime_ms", "bytes_total", "rounds",
+                                           "disk_bulk_ms", "disk_bulk_Bps", "disk_dirty_blocks",
+                                           "disk_rounds")})
         if res["outcome"] == "completed":
             tgt_con.wait_for(r"^seq=", 10)
             time.sleep(0.3)

@@ -150,6 +150,7 @@ static void test_disk_data_hostile(void **state)
 {
 	struct fx *f = *state;
 	char path[64];
+	struct mig_section *dd = mig_sections_for_frame(&f->ss, ST_DISK_DATA);
 	struct blkdev bd = { .size = 65536 };
 	uint8_t fr[16 + 1024], got[1024];
 	int fd;
@@ -165,10 +166,13 @@ static void test_disk_data_hostile(void **state)
 #define HDR(off, len, fl) (h_put64_(fr, off), h_put32_(fr + 8, len), h_put32_(fr + 12, fl))
 	HDR(4096, 1024, 0);
 	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), 0);
+	/* The writer thread has it on the disk by the drain (a PING's). */
+	assert_int_equal(dd->ops->load_drain(dd->state, &f->env), 0);
 	assert_int_equal(pread(fd, got, 1024, 4096), 1024);
 	assert_memory_equal(got, fr + 16, 1024);
 	HDR(4096, 1024, DISK_DATA_ZERO); /* a zero run: only the header */
 	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16), 0);
+	assert_int_equal(dd->ops->load_drain(dd->state, &f->env), 0);
 	assert_int_equal(pread(fd, got, 1024, 4096), 1024);
 	assert_int_equal(got[0] | got[1023], 0);
 	HDR(65536 - 512, 1024, 0); /* past the end */
@@ -185,6 +189,7 @@ static void test_disk_data_hostile(void **state)
 	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16 + 1024), -EPROTO);
 	HDR(0, 0, DISK_DATA_ZERO);
 	assert_int_equal(feed(f, ST_DISK_DATA, fr, 16), -EPROTO);
+	assert_int_equal(dd->ops->load_drain(dd->state, &f->env), 0);
 	assert_int_equal(pread(fd, got, 1024, 0), 1024);
 	assert_int_equal(got[0] | got[1023], 0); /* nothing refused was written */
 	bd.o.copy_target = false; /* a shared disk takes no data */

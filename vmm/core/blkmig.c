@@ -165,6 +165,20 @@ void blkdev_dirty_harvest(struct blkdev *bd, uint64_t *out)
 		out[i] = __atomic_exchange_n(&bd->dirty[i], 0, __ATOMIC_ACQ_REL);
 }
 
+/* Start writing [off, off + len) back now, so the disk works while the
+ * network does, and wait for what was written COPY_WB_BEHIND before: the
+ * receive goes no faster than the disk, and the flush at the end of a pass
+ * (before the PONG the source waits for) has at most that much left,
+ * however big the disk. */
+static void copy_writeback(struct blkdev *bd, uint64_t off, uint64_t len)
+{
+	sync_file_range(bd->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	if (off >= COPY_WB_BEHIND)
+		sync_file_range(bd->fd, (off_t)(off - COPY_WB_BEHIND), (off_t)len,
+				SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
 int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t len)
 {
 	for (size_t done = 0; done < len;) {
@@ -177,16 +191,7 @@ int blkdev_copy_write(struct blkdev *bd, uint64_t off, const void *buf, size_t l
 			return n < 0 ? -errno : -EIO;
 		done += (size_t)n;
 	}
-	/* Start writing it back now, so the disk works while the network
-	 * does, and wait for what was written COPY_WB_BEHIND before: the
-	 * receive goes no faster than the disk, and the flush at the end of a
-	 * pass (before the PONG the source waits for) has at most that much
-	 * left, however big the disk. */
-	sync_file_range(bd->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
-	if (off >= COPY_WB_BEHIND)
-		sync_file_range(bd->fd, (off_t)(off - COPY_WB_BEHIND), (off_t)len,
-				SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-				SYNC_FILE_RANGE_WAIT_AFTER);
+	copy_writeback(bd, off, len);
 	return 0;
 }
 
