@@ -4,16 +4,18 @@
 # median of each column per size. Loopback, default settings, the target
 # started with the same --mem (so it builds its VM before the source
 # connects). Untouched guest RAM is never backed: 64G runs on a small host.
-# Usage: tests/bench/idle_size.sh [-n RUNS] [-b MINIVMM] [-g GUEST] [SIZES...]
-#        (defaults: 5 runs, ./minivmm, build/guests/counter.elf, 2G 16G 64G)
+# Usage: tests/bench/idle_size.sh [-n RUNS] [-b MINIVMM] [-g GUEST] [-x "ARGS"] [SIZES...]
+#        (defaults: 5 runs, ./minivmm, build/guests/counter.elf, 2G 16G 64G;
+#        -x: more options for both sides, e.g. "--dirty-tracking ring")
 # Columns: total/setup/downtime as in docs/stats-json.md; r0 = round 0's
 # duration; mid = round 0's end to the pause (PING, the dirty syncs, any
 # later round); sync = the largest round sync_ms; tgt = the target's total.
 set -u
 cd "$(dirname "$0")/../.."
-runs=5 bin=./minivmm guest=build/guests/counter.elf
-while getopts n:b:g: o; do
-  case $o in n) runs=$OPTARG ;; b) bin=$OPTARG ;; g) guest=$OPTARG ;; *) exit 2 ;; esac
+runs=5 bin=./minivmm guest=build/guests/counter.elf extra=""
+while getopts n:b:g:x: o; do
+  case $o in n) runs=$OPTARG ;; b) bin=$OPTARG ;; g) guest=$OPTARG ;; x) extra=$OPTARG ;;
+  *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 sizes=("$@"); [ ${#sizes[@]} -eq 0 ] && sizes=(2G 16G 64G)
@@ -25,12 +27,14 @@ for mem in "${sizes[@]}"; do
   for ((r = 0; r < runs; r++)); do
     port=$((port + 1))
     rm -f "$tmp/s.json" "$tmp/t.json"
-    "$bin" --incoming 127.0.0.1:$port --mem "$mem" --stats-json "$tmp/t.json" \
+    # shellcheck disable=SC2086 # $extra is a list of options
+    "$bin" --incoming 127.0.0.1:$port --mem "$mem" --stats-json "$tmp/t.json" $extra \
       >"$tmp/t.log" 2>&1 &
     tp=$!
     sleep 1
+    # shellcheck disable=SC2086
     "$bin" --kernel "$guest" --mem "$mem" --migrate 127.0.0.1:$port --migrate-after 1 \
-      --stats-json "$tmp/s.json" >"$tmp/s.log" 2>&1
+      --stats-json "$tmp/s.json" $extra >"$tmp/s.log" 2>&1
     sleep 0.3
     kill $tp 2>/dev/null; wait $tp 2>/dev/null
     python3 - "$tmp/s.json" "$tmp/t.json" "$mem" <<'PY' | tee -a "$tmp/rows"

@@ -2,7 +2,8 @@
  * on (vmm/core/resident.c): on a fresh anonymous mapping with chosen
  * pages written, both methods, PAGEMAP_SCAN and
  * mincore, give exactly those pages as merged ranges, across the mincore
- * chunk and the PAGEMAP_SCAN output vector; and the range-list helpers
+ * chunk and the PAGEMAP_SCAN output vector, and on a mapping whose dense
+ * first GiB makes the scan switch to mincore; and the range-list helpers
  * (find, append order, union) used to grow the trusted set. */
 #include <errno.h>
 #include <setjmp.h>
@@ -125,6 +126,38 @@ static void test_scan_in_pieces(void **st)
 	assert_int_equal(munmap(m, NPAGES * PG), 0);
 }
 
+/* A quarter of the first GiB populated: the next GiB is scanned with
+ * mincore (cheaper on dense RAM), and the ranges are the same. */
+static void test_scan_dense_then_sparse(void **st)
+{
+	uint64_t np = (2ULL << 18) + 1, dense = 1ULL << 18;
+	uint8_t *m = mmap(NULL, np * PG, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct resident a, b;
+	char err[128];
+
+	(void)st;
+	assert_true(m != MAP_FAILED);
+	for (uint64_t p = 0; p < dense; p += 4)
+		m[p * PG] = 1;
+	m[300000 * PG] = m[300001 * PG] = 1;
+	m[(np - 1) * PG] = 1;
+	resident_init(&a, RESIDENT_AUTO);
+	resident_init(&b, RESIDENT_MINCORE);
+	assert_int_equal(resident_scan(&a, m, 0, np, err, sizeof(err)), 0);
+	assert_int_equal(resident_scan(&b, m, 0, np, err, sizeof(err)), 0);
+	assert_true(a.used_mincore);
+	assert_int_equal(a.n, dense / 4 + 2);
+	assert_int_equal(b.n, a.n);
+	assert_memory_equal(a.r, b.r, a.n * sizeof(a.r[0]));
+	assert_int_equal(a.r[dense / 4].first, 300000);
+	assert_int_equal(a.r[dense / 4].count, 2);
+	assert_int_equal(a.r[dense / 4 + 1].first, np - 1);
+	resident_free(&a);
+	resident_free(&b);
+	assert_int_equal(munmap(m, np * PG), 0);
+}
+
 static void test_find_append_union(void **st)
 {
 	struct resident a, b, u;
@@ -170,6 +203,7 @@ int main(void)
 		cmocka_unit_test(test_scan_auto),
 		cmocka_unit_test(test_scan_mincore),
 		cmocka_unit_test(test_scan_in_pieces),
+		cmocka_unit_test(test_scan_dense_then_sparse),
 		cmocka_unit_test(test_find_append_union),
 	};
 
