@@ -119,6 +119,7 @@ int ram_dirty_sync_trusted(struct vm *vm, struct ram_dirty *d, char *err, size_t
 {
 	int ret = ram_dirty_get_logs(vm, d, err, errlen);
 	struct resident *found = &d->scratch;
+	uint64_t added;
 
 	if (ret)
 		return ret;
@@ -127,7 +128,9 @@ int ram_dirty_sync_trusted(struct vm *vm, struct ram_dirty *d, char *err, size_t
 	ret = scan_gaps(vm, d, found, err, errlen);
 	if (ret)
 		return ret;
-	if (or_untrusted(d, found) == 0)
+	added = or_untrusted(d, found);
+	d->found_late += added;
+	if (added == 0)
 		return 0;
 	/* Trusted from now on; the union goes into a third list, then
 	 * becomes d->res (scratch is free again at the next sync). */

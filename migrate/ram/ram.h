@@ -37,6 +37,7 @@ struct ram_dirty {
 	 * it reads. With init_set, grown by every sync: the trusted pages. */
 	struct resident res, scratch;
 	uint64_t *slot_log[VM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG buffers, kept */
+	uint64_t found_late; /* init_set: pages a sync found populated outside res */
 };
 
 /* Zeroes d for npages of RAM; ram_dirty_stop undoes it. */
