@@ -86,8 +86,9 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		};
 
 		/* Without initially-set, turning logging on write-protects
-		 * every page of every slot: a walk over the whole slot
-		 * (~25 ms per 64 GiB here) however little is populated. */
+		 * every page of every slot: a walk over the whole slot however
+		 * little is populated (docs/migration.md, "Cost independent
+		 * of size"). */
 		d->manual = ioctl(vm->vm_fd, KVM_ENABLE_CAP, &c) == 0;
 		d->init_set = d->manual && init_set;
 	}

@@ -24,8 +24,8 @@
 #include "migrate/ram/bitmap.h"
 
 /* Trusted ranges shorter than this are scanned over with the gaps around
- * them, not gap by gap: a populated page costs the scan ~16 ns, a call
- * ~2 us. */
+ * them, not gap by gap: scanning a short populated range costs less than
+ * one more call. */
 #define MERGE_PAGES 128u
 
 /* dst |= src (src's word 0 is dst's word src_word0; NULL: all ones) for

@@ -166,10 +166,11 @@ static int scan_mincore(struct resident *rs, const uint8_t *base, uint64_t first
 	return 0;
 }
 
-/* PAGEMAP_SCAN costs ~18 ns per populated page and nearly nothing per
- * unpopulated one, mincore ~2.5 ns per page either way (measured here,
- * docs/benchmarks.md): past 1/8 populated mincore is the cheaper. Each
- * block is scanned the way the block before it called for. */
+/* PAGEMAP_SCAN costs per populated page and next to nothing per
+ * unpopulated one, mincore a little per page either way: past about 1/8
+ * populated mincore is the cheaper (docs/benchmarks.md, "Idle guest cost
+ * by size"). Each block is scanned the way the block before it called
+ * for. */
 #define BLOCK_PAGES (1ULL << 18) /* 1 GiB */
 
 static int scan_auto(struct resident *rs, const uint8_t *base, uint64_t first,

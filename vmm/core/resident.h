@@ -28,7 +28,7 @@ struct resident {
 	size_t n, cap;
 	enum resident_method method;
 	int pagemap_fd;   /* -1 until the first scan */
-	bool used_mincore; /* some scan fell back to mincore */
+	bool used_mincore; /* some scan used mincore (no PAGEMAP_SCAN, or a dense GiB) */
 };
 
 void resident_init(struct resident *rs, enum resident_method method);

@@ -134,7 +134,7 @@ struct vm {
 	/* Migration's page bitmap and the copy KVM_GET_DIRTY_LOG writes
 	 * (slot i's words at its ram_offset's word): made with the VM and
 	 * populated, like vmm_dirty, so that no migration pays the first
-	 * touch of fresh memory (~1 ms per MiB here) on its clock. All three
+	 * touch of fresh memory on its clock (docs/migration.md). All three
 	 * are bm_words + 1 words (vm_bitmap_alloc), freed with the VM. */
 	uint64_t *mig_bm, *mig_log;
 	size_t bm_bytes;
