@@ -11,7 +11,7 @@
 # duration; mid = round 0's end to the pause (PING, the dirty syncs, any
 # later round); sync = the largest round sync_ms; tgt = the target's total.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 runs=5 bin=./minivmm guest=build/guests/counter.elf extra=""
 while getopts n:b:g:x: o; do
   case $o in n) runs=$OPTARG ;; b) bin=$OPTARG ;; g) guest=$OPTARG ;; x) extra=$OPTARG ;;
