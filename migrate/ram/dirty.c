@@ -140,18 +140,23 @@ static int sync_rings(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-int ram_dirty_get_logs(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+int ram_dirty_get_log(struct vm *vm, struct ram_dirty *d, int i, char *err, size_t errlen)
 {
+	struct kvm_dirty_log log = { .slot = vm->slots[i].id, .dirty_bitmap = d->slot_log[i] };
 	char what[48];
+	int ret;
 
+	snprintf(what, sizeof(what), "KVM_GET_DIRTY_LOG slot %u", vm->slots[i].id);
+	ret = kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log, what, -1, err, errlen);
+	return ret < 0 ? ret : 0;
+}
+
+static int get_logs(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
 	for (int i = 0; i < vm->nslots; i++) {
-		struct kvm_dirty_log log = { .slot = vm->slots[i].id,
-					     .dirty_bitmap = d->slot_log[i] };
-		int ret;
+		int ret = ram_dirty_get_log(vm, d, i, err, errlen);
 
-		snprintf(what, sizeof(what), "KVM_GET_DIRTY_LOG slot %u", vm->slots[i].id);
-		ret = kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log, what, -1, err, errlen);
-		if (ret < 0)
+		if (ret)
 			return ret;
 	}
 	return 0;
@@ -159,7 +164,7 @@ int ram_dirty_get_logs(struct vm *vm, struct ram_dirty *d, char *err, size_t err
 
 static int sync_slots(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
-	int ret = ram_dirty_get_logs(vm, d, err, errlen);
+	int ret = get_logs(vm, d, err, errlen);
 
 	if (ret)
 		return ret;

@@ -44,17 +44,27 @@ static void or_pages(uint64_t *dst, const uint64_t *src, uint64_t src_word0, uin
 	}
 }
 
-/* KVM's word for every trusted page of slot s. */
-static void or_trusted(struct ram_dirty *d, const struct vm_slot *s, const uint64_t *log)
+/* KVM's word for every trusted page of slot s (none: its log is all
+ * initial ones, not even fetched). */
+static int or_trusted(struct vm *vm, struct ram_dirty *d, int slot, char *err, size_t errlen)
 {
+	const struct vm_slot *s = &vm->slots[slot];
 	uint64_t sfirst = s->ram_offset / VM_PAGE_SIZE, send = sfirst + s->size / VM_PAGE_SIZE;
+	const uint64_t *log = d->slot_log[slot];
+	size_t i = resident_find(&d->res, sfirst);
+	int ret;
 
-	for (size_t i = resident_find(&d->res, sfirst);
-	     i < d->res.n && d->res.r[i].first < send; i++) {
+	if (i >= d->res.n || d->res.r[i].first >= send)
+		return 0;
+	ret = ram_dirty_get_log(vm, d, slot, err, errlen);
+	if (ret)
+		return ret;
+	for (; i < d->res.n && d->res.r[i].first < send; i++) {
 		uint64_t a = d->res.r[i].first, b = a + d->res.r[i].count;
 
 		or_pages(d->bm, log, sfirst / 64, a < sfirst ? sfirst : a, b > send ? send : b);
 	}
+	return 0;
 }
 
 /* The pages of found that are not trusted go into d->bm; returns how many. */
@@ -117,15 +127,14 @@ static int scan_gaps(struct vm *vm, struct ram_dirty *d, struct resident *found,
 
 int ram_dirty_sync_trusted(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
-	int ret = ram_dirty_get_logs(vm, d, err, errlen);
 	struct resident *found = &d->scratch;
 	uint64_t added;
+	int ret = 0;
 
-	if (ret)
-		return ret;
-	for (int i = 0; i < vm->nslots; i++)
-		or_trusted(d, &vm->slots[i], d->slot_log[i]);
-	ret = scan_gaps(vm, d, found, err, errlen);
+	for (int i = 0; i < vm->nslots && !ret; i++)
+		ret = or_trusted(vm, d, i, err, errlen);
+	if (!ret)
+		ret = scan_gaps(vm, d, found, err, errlen);
 	if (ret)
 		return ret;
 	added = or_untrusted(d, found);
