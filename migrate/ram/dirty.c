@@ -34,6 +34,41 @@ static void *reaper(void *arg)
 	return NULL;
 }
 
+static void take_words(struct vm *vm, uint64_t *bm, size_t from, size_t to)
+{
+	for (size_t w = from; w < to; w++)
+		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED)) {
+			uint64_t v = __atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+
+			if (bm)
+				bm[w] |= v;
+		}
+}
+
+/* vmm_dirty into bm (NULL: dropped), visiting only the groups its
+ * summary marks: the whole bitmap is 2 MiB per 64 GiB of guest. */
+static void take_vmm_dirty(struct vm *vm, uint64_t *bm, size_t nwords)
+{
+	size_t wpg = VM_DIRTY_GROUP_PAGES / 64, ngroups = (nwords + wpg - 1) / wpg;
+
+	if (!vm->vmm_dirty_sum) {
+		take_words(vm, bm, 0, nwords);
+		return;
+	}
+	for (size_t sw = 0; sw < (ngroups + 63) / 64; sw++) {
+		uint64_t s = __atomic_load_n(&vm->vmm_dirty_sum[sw], __ATOMIC_RELAXED);
+
+		if (s)
+			s = __atomic_exchange_n(&vm->vmm_dirty_sum[sw], 0, __ATOMIC_ACQ_REL);
+		while (s) {
+			size_t g = sw * 64 + (size_t)__builtin_ctzll(s);
+
+			s &= s - 1;
+			take_words(vm, bm, g * wpg, (g + 1) * wpg < nwords ? (g + 1) * wpg : nwords);
+		}
+	}
+}
+
 void ram_dirty_init(struct ram_dirty *d, uint64_t npages)
 {
 	memset(d, 0, sizeof(*d));
@@ -96,9 +131,7 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 	 * every page. */
 	if (d->ring && (ret = (int)dring_collect(vm, 1, err, errlen)) < 0)
 		goto fail;
-	for (size_t w = 0; w < bm_words(d->npages); w++)
-		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED))
-			__atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+	take_vmm_dirty(vm, NULL, bm_words(d->npages));
 	ret = vm_set_dirty_logging(vm, true, err, errlen);
 	if (ret)
 		goto fail;
@@ -190,9 +223,7 @@ int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 
 	if (ret)
 		return ret;
-	for (size_t w = 0; w < bm_words(d->npages); w++)
-		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED))
-			d->bm[w] |= __atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+	take_vmm_dirty(vm, d->bm, bm_words(d->npages));
 	return 0;
 }
 

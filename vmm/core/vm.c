@@ -182,7 +182,9 @@ static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 	vm->vmm_dirty = bitmap_alloc(vm->bm_bytes);
 	vm->mig_bm = bitmap_alloc(vm->bm_bytes);
 	vm->mig_log = bitmap_alloc(vm->bm_bytes);
-	if (!vm->vmm_dirty || !vm->mig_bm || !vm->mig_log) {
+	vm->sum_bytes = ((vm->ram_size / VM_PAGE_SIZE / VM_DIRTY_GROUP_PAGES + 1) / 64 + 1) * 8;
+	vm->vmm_dirty_sum = bitmap_alloc(vm->sum_bytes);
+	if (!vm->vmm_dirty || !vm->mig_bm || !vm->mig_log || !vm->vmm_dirty_sum) {
 		KVM_ERR(err, errlen, "page bitmaps (3 x %zu KiB): out of memory", vm->bm_bytes >> 10);
 		return -ENOMEM;
 	}
@@ -336,6 +338,7 @@ void vm_destroy(struct vm *vm)
 	bitmap_free(&vm->vmm_dirty, vm->bm_bytes);
 	bitmap_free(&vm->mig_bm, vm->bm_bytes);
 	bitmap_free(&vm->mig_log, vm->bm_bytes);
+	bitmap_free(&vm->vmm_dirty_sum, vm->sum_bytes);
 	if (vm->notify_fd >= 0)
 		close(vm->notify_fd);
 	if (vm->vm_fd >= 0)
@@ -537,8 +540,7 @@ void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len)
 	first = ram_offset / VM_PAGE_SIZE;
 	last = (ram_offset + len - 1) / VM_PAGE_SIZE;
 	for (uint64_t p = first; p <= last; p++)
-		__atomic_fetch_or(&vm->vmm_dirty[p / 64], 1ULL << (p % 64),
-				  __ATOMIC_RELAXED);
+		vm_page_dirty(vm, p);
 }
 
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
