@@ -67,7 +67,7 @@ static int do_round(struct chan_s *ch, uint32_t round, char *err, size_t errlen)
 		if (base >= npages || atomic_load(&cs->failed) || (cs->cfg.stop && *cs->cfg.stop))
 			break;
 		n = npages - base < CHAN_CHUNK_PAGES ? npages - base : CHAN_CHUNK_PAGES;
-		ret = round == 0 ? ram_send_all_range(&ch->rs, base, n, err, errlen) :
+		ret = round == 0 ? ram_send_all_range(&ch->rs, cs->cfg.d, base, n, err, errlen) :
 		      ram_send_dirty_range(&ch->rs, cs->cfg.d, base, n, err, errlen);
 		if (ret)
 			return ret;

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 
 #include "migrate/ram/bitmap.h"
+#include "migrate/ram/dirty_int.h"
 #include "vmm/core/dirty_ring.h"
 #include "vmm/core/kvm.h"
 
@@ -33,61 +34,126 @@ static void *reaper(void *arg)
 	return NULL;
 }
 
+static void take_words(struct vm *vm, uint64_t *bm, size_t from, size_t to)
+{
+	for (size_t w = from; w < to; w++)
+		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED)) {
+			uint64_t v = __atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+
+			if (bm)
+				bm[w] |= v;
+		}
+}
+
+/* vmm_dirty into bm (NULL: dropped), visiting only the groups its
+ * summary marks: the whole bitmap is 2 MiB per 64 GiB of guest. */
+static void take_vmm_dirty(struct vm *vm, uint64_t *bm, size_t nwords)
+{
+	size_t wpg = VM_DIRTY_GROUP_PAGES / 64, ngroups = (nwords + wpg - 1) / wpg;
+
+	if (!vm->vmm_dirty_sum) {
+		take_words(vm, bm, 0, nwords);
+		return;
+	}
+	for (size_t sw = 0; sw < (ngroups + 63) / 64; sw++) {
+		uint64_t s = __atomic_load_n(&vm->vmm_dirty_sum[sw], __ATOMIC_RELAXED);
+
+		if (s)
+			s = __atomic_exchange_n(&vm->vmm_dirty_sum[sw], 0, __ATOMIC_ACQ_REL);
+		while (s) {
+			size_t g = sw * 64 + (size_t)__builtin_ctzll(s);
+
+			s &= s - 1;
+			take_words(vm, bm, g * wpg, (g + 1) * wpg < nwords ? (g + 1) * wpg : nwords);
+		}
+	}
+}
+
+void ram_dirty_init(struct ram_dirty *d, uint64_t npages)
+{
+	memset(d, 0, sizeof(*d));
+	d->npages = npages;
+	resident_init(&d->res, RESIDENT_AUTO);
+	resident_init(&d->scratch, RESIDENT_AUTO);
+	d->res_on = true;
+}
+
+int ram_dirty_scan(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
+	d->res.n = 0;
+	return resident_scan(&d->res, vm->ram, 0, d->npages, err, errlen);
+}
+
+/* Initially-set needs the per-sync look for pages populated since
+ * (dirty_trust.c) to be cheap: PAGEMAP_SCAN, not a byte per page. */
+static bool want_init_set(struct vm *vm, struct ram_dirty *d, int caps)
+{
+	return (caps & KVM_DIRTY_LOG_INITIALLY_SET) && resident_probe(&d->res, vm->ram);
+}
+
 int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		    char *err, size_t errlen)
 {
 	int ret, caps;
 
-	memset(d, 0, sizeof(*d));
-	d->npages = vm->ram_size / VM_PAGE_SIZE;
-	/* One spare word: the slot copies below write whole words. */
-	d->bm = calloc(bm_words(d->npages) + 1, sizeof(uint64_t));
-	if (!d->bm) {
-		snprintf(err, errlen, "dirty bitmap: out of memory");
-		return -ENOMEM;
+	ram_dirty_init(d, vm->ram_size / VM_PAGE_SIZE);
+	/* The VM's own, populated when it was made (vm.h): zeroing 2 MiB
+	 * per 64 GiB costs less than faulting it in. Slots start on a
+	 * 64-page boundary (vm_layout_slots): their logs line up with it. */
+	if (!vm->mig_bm || !vm->mig_log || vm->bm_bytes < (bm_words(d->npages) + 1) * 8) {
+		snprintf(err, errlen, "dirty bitmap: the VM has none");
+		ret = -EINVAL;
+		goto fail;
 	}
+	d->bm = vm->mig_bm;
+	memset(d->bm, 0, vm->bm_bytes);
+	for (int i = 0; i < vm->nslots; i++)
+		d->slot_log[i] = vm->mig_log + vm->slots[i].ram_offset / VM_PAGE_SIZE / 64;
 	caps = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
 	d->ring = vm->dring_entries != 0;
 	/* A ring VM has no per-slot log to protect by hand. */
 	if (!d->ring && try_manual && caps > 0 && (caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
+		bool init_set = want_init_set(vm, d, caps);
 		struct kvm_enable_cap c = {
 			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
-			.args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE },
+			.args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE |
+				  (init_set ? KVM_DIRTY_LOG_INITIALLY_SET : 0) },
 		};
 
-		/* Without INITIALLY_SET: turning logging on write-protects all
-		 * of RAM, and round 0 sends everything anyway. */
+		/* Without initially-set, turning logging on write-protects
+		 * every page of every slot: a walk over the whole slot however
+		 * little is populated (docs/migration.md, "Cost independent
+		 * of size"). */
 		d->manual = ioctl(vm->vm_fd, KVM_ENABLE_CAP, &c) == 0;
+		d->init_set = d->manual && init_set;
 	}
 	/* Drop what the VMM wrote (and a ring held) before: round 0 sends
 	 * every page. */
-	if (d->ring && (ret = (int)dring_collect(vm, 1, err, errlen)) < 0) {
-		free(d->bm);
-		d->bm = NULL;
-		return ret;
-	}
-	for (size_t w = 0; w < bm_words(d->npages); w++)
-		if (vm->vmm_dirty[w])
-			__atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+	if (d->ring && (ret = (int)dring_collect(vm, 1, err, errlen)) < 0)
+		goto fail;
+	take_vmm_dirty(vm, NULL, bm_words(d->npages));
 	ret = vm_set_dirty_logging(vm, true, err, errlen);
-	if (ret) {
-		free(d->bm);
-		d->bm = NULL;
-		return ret;
-	}
+	if (ret)
+		goto fail;
 	d->logging = true;
+	ret = ram_dirty_scan(vm, d, err, errlen);
+	if (ret)
+		goto fail;
 	if (d->ring) {
 		__atomic_store_n(&vm->dring_lost, false, __ATOMIC_RELEASE);
 		d->reaper_vm = vm;
 		ret = pthread_create(&d->reaper, NULL, reaper, d);
 		if (ret) {
 			snprintf(err, errlen, "dirty ring reaper thread: %s", strerror(ret));
-			ram_dirty_stop(vm, d);
-			return -ret;
+			ret = -ret;
+			goto fail;
 		}
 		d->reaping = true;
 	}
 	return 0;
+fail:
+	ram_dirty_stop(vm, d);
+	return ret;
 }
 
 /* The rings hold what the vCPUs dirtied since the last harvest; pages
@@ -107,50 +173,62 @@ static int sync_rings(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int sync_slots(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+int ram_dirty_get_log(struct vm *vm, struct ram_dirty *d, int i, char *err, size_t errlen)
 {
+	struct kvm_dirty_log log = { .slot = vm->slots[i].id, .dirty_bitmap = d->slot_log[i] };
 	char what[48];
 	int ret;
 
+	snprintf(what, sizeof(what), "KVM_GET_DIRTY_LOG slot %u", vm->slots[i].id);
+	ret = kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log, what, -1, err, errlen);
+	return ret < 0 ? ret : 0;
+}
+
+static int get_logs(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->nslots; i++) {
+		int ret = ram_dirty_get_log(vm, d, i, err, errlen);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int sync_slots(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
+	int ret = get_logs(vm, d, err, errlen);
+
+	if (ret)
+		return ret;
 	for (int i = 0; i < vm->nslots; i++) {
 		const struct vm_slot *s = &vm->slots[i];
 		uint64_t first = s->ram_offset / VM_PAGE_SIZE, n = s->size / VM_PAGE_SIZE;
-		uint64_t *tmp = calloc(bm_words(n), sizeof(uint64_t));
-		struct kvm_dirty_log log = { .slot = s->id, .dirty_bitmap = tmp };
+		const uint64_t *log = d->slot_log[i];
 
-		if (!tmp) {
-			snprintf(err, errlen, "dirty bitmap: out of memory");
-			return -ENOMEM;
-		}
-		snprintf(what, sizeof(what), "KVM_GET_DIRTY_LOG slot %u", s->id);
-		ret = kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log, what, -1, err, errlen);
-		if (ret < 0) {
-			free(tmp);
-			return ret;
-		}
 		/* Slots start on a 64-page boundary (vm_layout_slots), so the
 		 * slot's words line up with the RAM bitmap's. */
 		for (size_t w = 0; w < bm_words(n); w++)
-			d->bm[first / 64 + w] |= tmp[w];
-		free(tmp);
+			if (log[w])
+				d->bm[first / 64 + w] |= log[w];
 	}
 	return 0;
 }
 
 int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
-	int ret = d->ring ? sync_rings(vm, err, errlen) : sync_slots(vm, d, err, errlen);
+	int ret = d->ring ? sync_rings(vm, err, errlen) :
+		  d->init_set ? ram_dirty_sync_trusted(vm, d, err, errlen) :
+		  sync_slots(vm, d, err, errlen);
 
 	if (ret)
 		return ret;
-	for (size_t w = 0; w < bm_words(d->npages); w++)
-		if (__atomic_load_n(&vm->vmm_dirty[w], __ATOMIC_RELAXED))
-			d->bm[w] |= __atomic_exchange_n(&vm->vmm_dirty[w], 0, __ATOMIC_ACQ_REL);
+	take_vmm_dirty(vm, d->bm, bm_words(d->npages));
 	return 0;
 }
 
-int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
-		    uint64_t n, char *err, size_t errlen)
+int ram_dirty_clear_bits(struct vm *vm, struct ram_dirty *d, uint64_t first, uint64_t n,
+			 const uint64_t *bits, char *err, size_t errlen)
 {
 	if (!d->manual)
 		return 0;
@@ -169,7 +247,7 @@ int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 			.slot = s->id,
 			.first_page = lo - sfirst,
 			.num_pages = (uint32_t)(hi - lo),
-			.dirty_bitmap = &d->bm[lo / 64],
+			.dirty_bitmap = (void *)&bits[(lo - first) / 64],
 		};
 		snprintf(what, sizeof(what), "KVM_CLEAR_DIRTY_LOG slot %u pages %llu+%u", s->id,
 			 (unsigned long long)c.first_page, c.num_pages);
@@ -178,6 +256,12 @@ int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 			return ret;
 	}
 	return 0;
+}
+
+int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
+		    uint64_t n, char *err, size_t errlen)
+{
+	return ram_dirty_clear_bits(vm, d, first, n, &d->bm[first / 64], err, errlen);
 }
 
 void ram_dirty_stop(struct vm *vm, struct ram_dirty *d)
@@ -192,6 +276,12 @@ void ram_dirty_stop(struct vm *vm, struct ram_dirty *d)
 	if (d->logging)
 		vm_set_dirty_logging(vm, false, err, sizeof(err));
 	d->logging = false;
-	free(d->bm);
-	d->bm = NULL;
+	d->bm = NULL; /* the VM's (vm.h) */
+	for (int i = 0; i < VM_MAX_SLOTS; i++)
+		d->slot_log[i] = NULL;
+	if (d->res_on) {
+		resident_free(&d->res);
+		resident_free(&d->scratch);
+	}
+	d->res_on = false;
 }

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include "migrate/proto/stream.h"
+#include "vmm/core/resident.h"
 #include "vmm/core/vm.h"
 
 struct est_rate;
@@ -22,17 +23,33 @@ struct ram_dirty {
 	uint64_t npages;
 	uint64_t *bm;      /* pages still to send, by RAM page index */
 	bool manual;       /* KVM_CLEAR_DIRTY_LOG: re-protect before reading */
+	/* KVM_DIRTY_LOG_INITIALLY_SET: logging on protects nothing, KVM's
+	 * bits start set; only the pages in res have bits that mean what
+	 * they say (dirty_trust.c). */
+	bool init_set;
 	bool ring;         /* the vCPUs' dirty rings, harvested into vmm_dirty */
 	bool reaping, reaper_stop;
 	pthread_t reaper;  /* empties the rings between syncs */
 	struct vm *reaper_vm;
 	bool logging;
+	bool res_on;       /* res and scratch initialised (ram_dirty_init) */
+	/* The pages populated when round 0 began (resident.h): the only ones
+	 * it reads. With init_set, grown by every sync: the trusted pages. */
+	struct resident res, scratch;
+	uint64_t *slot_log[VM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG buffers, kept */
+	uint64_t found_late; /* init_set: pages a sync found populated outside res */
 };
 
+/* Zeroes d for npages of RAM; ram_dirty_stop undoes it. */
+void ram_dirty_init(struct ram_dirty *d, uint64_t npages);
 /* Turns dirty logging on for every slot (manual protect when offered and
- * allowed) and clears the VMM's own bitmap. */
+ * allowed, initially-set when the resident scan is cheap), clears the
+ * VMM's own bitmap and finds the populated pages (ram_dirty_scan). */
 int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 		    char *err, size_t errlen);
+/* d->res = the pages of RAM populated now (after logging is on: a page
+ * populated later is written later, and so tracked). */
+int ram_dirty_scan(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen);
 /* Folds KVM's dirty log and vm->vmm_dirty into d->bm. */
 int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen);
 /* Manual protect: re-arms tracking for the pages set in d->bm within
@@ -40,6 +57,9 @@ int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
  * before they are read. A no-op without manual protect. */
 int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 		    uint64_t n, char *err, size_t errlen);
+/* The same for the pages set in bits (bits[0] bit 0 is page first). */
+int ram_dirty_clear_bits(struct vm *vm, struct ram_dirty *d, uint64_t first, uint64_t n,
+			 const uint64_t *bits, char *err, size_t errlen);
 void ram_dirty_stop(struct vm *vm, struct ram_dirty *d);
 
 /* ---- sender (ram_send.c) --------------------------------------------- */
@@ -78,8 +98,8 @@ void ram_send_init(struct ram_sender *rs, struct vm *vm, struct stream *s,
 int ram_send_set_xbz(struct ram_sender *rs, struct xbz_cache *c, char *err, size_t errlen);
 /* Frees what ram_send_set_xbz allocated. */
 void ram_send_fini(struct ram_sender *rs);
-/* Round 0: every page; untouched ones (mincore) skipped unread, zero ones
- * as markers. */
+/* Round 0: every page; those not populated (d->res) skipped unread, zero
+ * ones as markers. */
 int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
 		 size_t errlen);
 /* Later rounds: the pages set in d->bm, which it clears. */
@@ -90,8 +110,8 @@ int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
  * Ranges of concurrent senders must not share a 64-page bitmap word, and
  * an all-pages range is at most RAM_SEND_RANGE_MAX pages. */
 #define RAM_SEND_RANGE_MAX (1ULL << 15)
-int ram_send_all_range(struct ram_sender *rs, uint64_t first, uint64_t n, char *err,
-		       size_t errlen);
+int ram_send_all_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t first,
+		       uint64_t n, char *err, size_t errlen);
 int ram_send_dirty_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t first,
 			 uint64_t n, char *err, size_t errlen);
 int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen);

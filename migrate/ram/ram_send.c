@@ -19,8 +19,8 @@
 #include "migrate/ram/xbzrle.h"
 #include "migrate/policy/estimator.h"
 
-/* Pages looked at per step: the mincore vector and the manual-protect
- * clear granularity (must be a multiple of 64). 32 Ki pages = 128 MiB. */
+/* Pages looked at per step: the manual-protect clear granularity (must be
+ * a multiple of 64). 32 Ki pages = 128 MiB. */
 #define CHUNK_PAGES RAM_SEND_RANGE_MAX
 #define STOP_PIECE_PAGES 256u /* 1 MiB */
 #define SEND_BATCH_PAGES 256u
@@ -245,73 +245,81 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 	return 0;
 }
 
-static uint64_t le_word(const unsigned char *p)
+/* Pages [i, j) of the range, all populated: zero runs as markers, the
+ * rest with contents, in pieces, so that a stop (post-copy switch) is
+ * seen within a batch or so; sent_bm marks exactly what was queued. */
+static int send_populated(struct ram_sender *rs, uint64_t i, uint64_t j, char *err,
+			  size_t errlen)
 {
-	uint64_t w;
+	uint8_t *ram = rs->vm->ram;
 
-	memcpy(&w, p, sizeof(w));
-	return w;
+	while (i < j) {
+		uint32_t kind = ram_page_is_zero(ram + i * VM_PAGE_SIZE) ? PAGE_RUN_ZERO :
+				PAGE_RUN_NORMAL;
+		uint64_t e = i + 1;
+		int ret;
+
+		while (e < j && e - i < STOP_PIECE_PAGES &&
+		       ram_page_is_zero(ram + e * VM_PAGE_SIZE) == (kind == PAGE_RUN_ZERO))
+			e++;
+		if (rs->stop && *rs->stop)
+			return 1;
+		ret = add_run(rs, i, e - i, kind, err, errlen);
+		if (ret)
+			return ret;
+		if (rs->sent_bm)
+			bm_set_range(rs->sent_bm, i, e - i);
+		i = e;
+	}
+	return 0;
 }
 
-int ram_send_all_range(struct ram_sender *rs, uint64_t base, uint64_t n, char *err,
-		       size_t errlen)
+int ram_send_all_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t base,
+		       uint64_t n, char *err, size_t errlen)
 {
-	unsigned char vec[CHUNK_PAGES]; /* 32 KiB: fine on a thread stack */
-	uint8_t *ram = rs->vm->ram + base * VM_PAGE_SIZE;
+	const struct resident *res = &d->res;
+	uint64_t end = base + n, done = base;
+	size_t k;
 	int ret;
 
-	if (n > CHUNK_PAGES || base > rs->npages || n > rs->npages - base) {
+	if (n > CHUNK_PAGES || base > rs->npages || n > rs->npages - base || base % 64) {
 		snprintf(err, errlen, "ram_send_all_range: bad range");
 		return -EINVAL;
 	}
 	rs->batch_max = batch_pages(rs);
-	/* Logging is on, so a page first touched after this check is caught
-	 * by round 1: skipping it here is safe. */
-	if (mincore(ram, n * VM_PAGE_SIZE, vec) < 0) {
-		int e = errno;
+	/* Pages populated after d->res was taken are written after logging
+	 * went on, so a later round has them: skipping them here is safe. */
+	k = resident_find(res, base);
+	if (d->init_set && k < res->n && res->r[k].first < end) {
+		/* Their KVM bits are the initial ones: clear (write-protect)
+		 * them before reading, so a write from now on is seen. */
+		uint64_t bits[CHUNK_PAGES / 64] = { 0 };
 
-		snprintf(err, errlen, "mincore: %s", strerror(e));
-		return -e;
+		for (size_t i = k; i < res->n && res->r[i].first < end; i++) {
+			uint64_t a = res->r[i].first > base ? res->r[i].first : base;
+			uint64_t b = res->r[i].first + res->r[i].count;
+
+			bm_set_range(bits, a - base, (b < end ? b : end) - a);
+		}
+		ret = ram_dirty_clear_bits(rs->vm, d, base, n, bits, err, errlen);
+		if (ret)
+			return ret;
 	}
-	for (uint64_t i = 0; i < n;) {
-		uint64_t j = i;
-		uint32_t kind;
+	for (; k < res->n && res->r[k].first < end; k++) {
+		uint64_t a = res->r[k].first > base ? res->r[k].first : base;
+		uint64_t b = res->r[k].first + res->r[k].count;
 
+		if (b > end)
+			b = end;
 		if (rs->stop && *rs->stop) /* the rest is not covered (sent_bm) */
-			break;
-		if (!(vec[i] & 1)) {
-			/* Untouched RAM comes in long runs: a 64 GiB idle
-			 * guest is 16 M of these bytes. */
-			while (j < n && !(vec[j] & 1) && (j & 7))
-				j++;
-			while (j + 8 <= n && !(le_word(vec + j) & 0x0101010101010101ull))
-				j += 8;
-			while (j < n && !(vec[j] & 1))
-				j++;
-			rs->pages_skipped += j - i;
-			i = j;
-			continue;
-		}
-		kind = ram_page_is_zero(ram + i * VM_PAGE_SIZE) ? PAGE_RUN_ZERO : PAGE_RUN_NORMAL;
-		for (j = i + 1; j < n && (vec[j] & 1); j++)
-			if (ram_page_is_zero(ram + j * VM_PAGE_SIZE) != (kind == PAGE_RUN_ZERO))
-				break;
-		/* In pieces, so that a stop (post-copy switch) is seen within
-		 * a batch or so; sent_bm marks exactly what was queued. */
-		for (uint64_t k = i; k < j;) {
-			uint64_t m = j - k < STOP_PIECE_PAGES ? j - k : STOP_PIECE_PAGES;
-
-			if (rs->stop && *rs->stop)
-				return 0;
-			ret = add_run(rs, base + k, m, kind, err, errlen);
-			if (ret)
-				return ret;
-			if (rs->sent_bm)
-				bm_set_range(rs->sent_bm, base + k, m);
-			k += m;
-		}
-		i = j;
+			return 0;
+		rs->pages_skipped += a - done;
+		ret = send_populated(rs, a, b, err, errlen);
+		if (ret)
+			return ret < 0 ? ret : 0;
+		done = b;
 	}
+	rs->pages_skipped += end - done;
 	return 0;
 }
 
@@ -320,12 +328,11 @@ int ram_send_all(struct ram_sender *rs, struct ram_dirty *d, char *err,
 {
 	int ret;
 
-	(void)d;
 	for (uint64_t base = 0; base < rs->npages && !(rs->stop && *rs->stop);
 	     base += CHUNK_PAGES) {
 		uint64_t n = rs->npages - base < CHUNK_PAGES ? rs->npages - base : CHUNK_PAGES;
 
-		ret = ram_send_all_range(rs, base, n, err, errlen);
+		ret = ram_send_all_range(rs, d, base, n, err, errlen);
 		if (ret)
 			return ret;
 	}

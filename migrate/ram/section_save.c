@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "migrate/mig.h"
 #include "migrate/postcopy/pc_source.h"
@@ -121,9 +120,9 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 	pthread_mutex_lock(&env->m->lock);
 	env->m->pc_possible = x->pcs != NULL;
 	pthread_mutex_unlock(&env->m->lock);
-	if (env->file) {
-		x->d.npages = npages;
-		return 0;
+	if (env->file) { /* no logging: the guest is paused for a snapshot */
+		ram_dirty_init(&x->d, npages);
+		return ram_dirty_scan(vm, &x->d, env->err, env->errlen);
 	}
 	ret = ram_dirty_start(vm, &x->d, env->t->manual_protect, env->err, env->errlen);
 	x->t_last_sync = clock_now_ns();
@@ -155,6 +154,7 @@ static void publish(struct ram_sec *x, struct mig_src_env *env)
 	m->st.pages_normal = x->rs.pages_normal;
 	m->st.pages_zero = x->rs.pages_zero;
 	m->st.pages_skipped = x->rs.pages_skipped;
+	m->st.pages_populated_late = x->d.found_late;
 	m->st.xbzrle_pages = x->rs.xbz_pages;
 	m->st.xbzrle_bytes_saved = x->rs.xbz_saved;
 	m->st.xbzrle_cache_misses = x->rs.xbz_misses;
@@ -166,27 +166,19 @@ static void publish(struct ram_sec *x, struct mig_src_env *env)
  * first touched after it passed them: then they are dirty anyway). */
 static int uncovered_to_dirty(struct ram_sec *x, struct mig_src_env *env)
 {
-	uint64_t npages = x->d.npages, chunk = 1u << 15;
-	unsigned char *vec;
+	struct resident now;
+	int ret;
 
 	if (!x->rs.sent_bm)
 		return 0;
-	vec = malloc(chunk);
-	if (!vec) {
-		snprintf(env->err, env->errlen, "malloc(mincore): out of memory");
-		return -ENOMEM;
-	}
-	for (uint64_t base = 0; base < npages; base += chunk) {
-		uint64_t n = npages - base < chunk ? npages - base : chunk;
-
-		if (mincore(env->vm->ram + base * VM_PAGE_SIZE, n * VM_PAGE_SIZE, vec) < 0)
-			memset(vec, 1, n);
-		for (uint64_t i = 0; i < n; i++)
-			if ((vec[i] & 1) && !bm_test(x->rs.sent_bm, base + i))
-				bm_set(x->d.bm, base + i);
-	}
-	free(vec);
-	return 0;
+	resident_init(&now, RESIDENT_AUTO);
+	ret = resident_scan(&now, env->vm->ram, 0, x->d.npages, env->err, env->errlen);
+	for (size_t i = 0; !ret && i < now.n; i++)
+		for (uint64_t p = now.r[i].first; p < now.r[i].first + now.r[i].count; p++)
+			if (!bm_test(x->rs.sent_bm, p))
+				bm_set(x->d.bm, p);
+	resident_free(&now);
+	return ret;
 }
 
 static int send_round_marker(struct ram_sec *x, struct mig_src_env *env,

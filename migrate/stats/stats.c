@@ -78,12 +78,14 @@ static void write_doc(FILE *f, const struct stats *st)
 		"  \"restore_ms\": %.3f,\n",
 		st->setup_ms, st->total_ms, st->downtime_ms, st->restore_ms);
 	fprintf(f, "  \"bytes_total\": %llu,\n  \"pages_normal\": %llu,\n"
-		"  \"pages_zero\": %llu,\n  \"pages_skipped\": %llu,\n  \"rounds\": %u,\n"
+		"  \"pages_zero\": %llu,\n  \"pages_skipped\": %llu,\n"
+		"  \"pages_populated_late\": %llu,\n  \"rounds\": %u,\n"
 		"  \"converged\": %s,\n  \"throughput_Bps\": %.0f,\n"
 		"  \"prealloc_bytes\": %llu,\n  \"prealloc_ms\": %.3f,\n  \"channels\": %u,\n",
 		(unsigned long long)st->bytes_total, (unsigned long long)st->pages_normal,
 		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_skipped,
-		st->rounds, st->converged ? "true" : "false", st->throughput_Bps,
+		(unsigned long long)st->pages_populated_late, st->rounds,
+		st->converged ? "true" : "false", st->throughput_Bps,
 		(unsigned long long)st->prealloc_bytes, st->prealloc_ms, st->channels);
 	fprintf(f, "  \"guest_stall_max_ms\": %.3f,\n  \"guest_stall_total_ms\": %.3f,\n"
 		"  \"throttle_max_pct\": %u,\n  \"guest_console_gap_ms\": %.3f,\n",

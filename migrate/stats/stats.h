@@ -39,6 +39,7 @@ struct stats {
 	double setup_ms, total_ms, downtime_ms, restore_ms;
 	uint64_t bytes_total;
 	uint64_t pages_normal, pages_zero, pages_skipped;
+	uint64_t pages_populated_late; /* source: found by a sync outside the trusted set */
 	uint32_t rounds;
 	bool converged;
 	double throughput_Bps;

@@ -313,6 +313,90 @@ class ReplayTests(unittest.TestCase):
         self.assertAlmostEqual(res["results"][0]["bw_Bps"], 125e6)
         self.assertEqual(replay.parse_bw("125M"), 125 * (1 << 20))
 
+    # Policies (issue 11, item 6): one workload no plain pre-copy can
+    # finish (a 2000-page hot set rewritten every 10 ms, 800 MB/s, against
+    # 100 MB/s), and what each of minivmm's policies makes of it.
+    def hot_model(self):
+        return self.model(npages=65536, nrounds=20, interval_ms=10, dirty=2000, pattern="seq")
+
+    def test_policy_force_hits_the_cap(self):
+        f = replay.simulate_policy(self.hot_model(), "force", 100e6)
+        self.assertEqual(f["reason"], "round cap")
+        self.assertFalse(f["converged"])
+        self.assertGreater(f["downtime_ms"], 30)
+        self.assertEqual((f["throttle_max_pct"], f["xbzrle_pages"]), (0, 0))
+        self.assertEqual(f["guest_progress"], 1.0)
+
+    def test_policy_throttle_converges_by_slowing_the_guest(self):
+        m = self.hot_model()
+        f = replay.simulate_policy(m, "force", 100e6)
+        t = replay.simulate_policy(m, "throttle", 100e6)
+        self.assertTrue(t["converged"])
+        self.assertLessEqual(t["downtime_ms"], 30)
+        self.assertLess(t["bytes_total"], f["bytes_total"])
+        # the plan's steps: round 1 dirtied less than half of round 0's
+        # bytes (no strike), rounds 2 and 3 are strikes: 20 from round 3,
+        # then +10 every second round, capped at 99
+        pcts = [r["throttle_pct"] for r in t["round_records"]]
+        self.assertEqual(pcts[:6], [0, 0, 0, 20, 20, 30])
+        self.assertEqual(pcts, sorted(pcts))
+        self.assertEqual(t["throttle_max_pct"], 99)
+        self.assertLess(t["guest_progress"], 1.0)
+        self.assertEqual(t["guest_stall_max_ms"], 20.0)  # one hold slice
+        # a lower ceiling cannot slow the guest enough: the cap again
+        t50 = replay.simulate_policy(m, "throttle", 100e6, throttle=(20, 10, 50))
+        self.assertEqual(t50["reason"], "round cap")
+        self.assertEqual(t50["throttle_max_pct"], 50)
+
+    def test_policy_xbzrle(self):
+        m = self.hot_model()
+        f = replay.simulate_policy(m, "force", 100e6)
+        x = replay.simulate_policy(m, "xbzrle", 100e6, delta_bytes=24)
+        self.assertTrue(x["converged"])
+        self.assertLess(x["bytes_total"], f["bytes_total"] // 1.5)
+        rec = x["round_records"]
+        self.assertEqual(rec[1]["pages"], 2000)
+        self.assertEqual(rec[1]["bytes"], 2000 * (2 + 24 + 16))  # all deltas
+        self.assertEqual(x["xbzrle_pages"], 2000 + x["final_pages"])
+        # every page rewritten (fresh=1): no delta is smaller, as force
+        fr = replay.simulate_policy(m, "xbzrle", 100e6, delta_bytes=4096)
+        self.assertEqual(fr["bytes_total"], f["bytes_total"])
+        self.assertEqual(fr["xbzrle_pages"], 0)
+        # a direct-mapped cache of 1000 pages: pages p and p + 1000 of the
+        # hot set evict each other, every re-send misses
+        sm = replay.simulate_policy(m, "xbzrle", 100e6, xbzrle_cache=1000 * 4096)
+        self.assertEqual(sm["xbzrle_pages"], 0)
+        self.assertEqual(sm["xbzrle_cache_misses"], 65536 + 2000 * (sm["rounds"] - 1) +
+                         sm["final_pages"])
+
+    def test_throttle_plan_matches_c(self):
+        # migrate/policy/throttle_plan.c: a strike when dirty > 50 % of sent
+        p = replay.ThrottlePlan(20, 10, 45)
+        self.assertEqual(p.step(60, 100), 0)   # strike 1
+        self.assertEqual(p.step(60, 100), 20)  # strike 2: initial
+        self.assertEqual(p.step(50, 100), 20)  # not a strike
+        self.assertEqual(p.step(60, 100), 20)
+        self.assertEqual(p.step(60, 100), 30)
+        p.step(60, 100)
+        self.assertEqual(p.step(60, 100), 40)
+        p.step(60, 100)
+        self.assertEqual(p.step(60, 100), 45)  # the ceiling
+        self.assertEqual(replay.ThrottlePlan(20, 10, 120).max, 99)
+
+    def test_policy_cli(self):
+        p = os.path.join(self.d, "s.trace")
+        replay.synth(p, npages=4096, nrounds=10, interval_ms=10, dirty=500, pattern="seq")
+        out = subprocess.run([sys.executable, os.path.join(HERE, "replay.py"), p, "--bw", "100M",
+                              "--policy", "all", "--xbzrle-cache", "64M", "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        res = json.loads(out)["results"]
+        self.assertEqual([r["policy"] for r in res], list(replay.POLICIES))
+        self.assertEqual([r["rule"] for r in res], ["ours+" + q for q in replay.POLICIES])
+        table = subprocess.run([sys.executable, os.path.join(HERE, "replay.py"), p, "--bw",
+                                "100M", "--policy", "throttle"], check=True,
+                               capture_output=True, text=True).stdout
+        self.assertIn("| ours+throttle |", table)
+
 
 def load_report_tests():
     try:

@@ -95,7 +95,7 @@ static void mark(struct vm *vm, uint32_t slot, uint64_t offset)
 		if (s->id != (slot & 0xffff) || offset >= s->size / VM_PAGE_SIZE)
 			continue;
 		pg = s->ram_offset / VM_PAGE_SIZE + offset;
-		__atomic_fetch_or(&vm->vmm_dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_RELEASE);
+		vm_page_dirty(vm, pg);
 		return;
 	}
 }

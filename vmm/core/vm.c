@@ -133,6 +133,23 @@ int vm_ram_map(uint64_t size, uint8_t **out, char *err, size_t errlen)
 	return 0;
 }
 
+/* Zeroed and populated (MAP_POPULATE writes every page in): a bitmap
+ * read or written whole never faults. NULL when out of memory. */
+static uint64_t *bitmap_alloc(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void bitmap_free(uint64_t **bm, size_t bytes)
+{
+	if (*bm)
+		munmap(*bm, bytes);
+	*bm = NULL;
+}
+
 static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 {
 	int ret = vm_layout_slots(vm->cfg.mem_size, vm->slots, &vm->nslots);
@@ -161,9 +178,16 @@ static int vm_create_memory(struct vm *vm, char *err, size_t errlen)
 		if (ret)
 			return ret;
 	}
-	vm->vmm_dirty = calloc((vm->ram_size / VM_PAGE_SIZE + 63) / 64, 8);
-	if (!vm->vmm_dirty)
+	vm->bm_bytes = ((vm->ram_size / VM_PAGE_SIZE + 63) / 64 + 1) * 8;
+	vm->vmm_dirty = bitmap_alloc(vm->bm_bytes);
+	vm->mig_bm = bitmap_alloc(vm->bm_bytes);
+	vm->mig_log = bitmap_alloc(vm->bm_bytes);
+	vm->sum_bytes = ((vm->ram_size / VM_PAGE_SIZE / VM_DIRTY_GROUP_PAGES + 1) / 64 + 1) * 8;
+	vm->vmm_dirty_sum = bitmap_alloc(vm->sum_bytes);
+	if (!vm->vmm_dirty || !vm->mig_bm || !vm->mig_log || !vm->vmm_dirty_sum) {
+		KVM_ERR(err, errlen, "page bitmaps (3 x %zu KiB): out of memory", vm->bm_bytes >> 10);
 		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -311,8 +335,10 @@ void vm_destroy(struct vm *vm)
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	vm->ram = NULL;
-	free(vm->vmm_dirty);
-	vm->vmm_dirty = NULL;
+	bitmap_free(&vm->vmm_dirty, vm->bm_bytes);
+	bitmap_free(&vm->mig_bm, vm->bm_bytes);
+	bitmap_free(&vm->mig_log, vm->bm_bytes);
+	bitmap_free(&vm->vmm_dirty_sum, vm->sum_bytes);
 	if (vm->notify_fd >= 0)
 		close(vm->notify_fd);
 	if (vm->vm_fd >= 0)
@@ -528,8 +554,7 @@ void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len)
 	first = ram_offset / VM_PAGE_SIZE;
 	last = (ram_offset + len - 1) / VM_PAGE_SIZE;
 	for (uint64_t p = first; p <= last; p++)
-		__atomic_fetch_or(&vm->vmm_dirty[p / 64], 1ULL << (p % 64),
-				  __ATOMIC_RELAXED);
+		vm_page_dirty(vm, p);
 }
 
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)

@@ -132,6 +132,17 @@ struct vm {
 	/* Pages the VMM itself wrote into guest RAM (bit per RAM page), which
 	 * KVM's dirty log cannot see. Migration ORs it into each round. */
 	uint64_t *vmm_dirty;
+	/* Migration's page bitmap and the copy KVM_GET_DIRTY_LOG writes
+	 * (slot i's words at its ram_offset's word): made with the VM and
+	 * populated, like vmm_dirty, so that no migration pays the first
+	 * touch of fresh memory on its clock (docs/migration.md). All three
+	 * are bm_bytes long (a word per 64 pages, plus one), freed with the VM. */
+	uint64_t *mig_bm, *mig_log;
+	size_t bm_bytes;
+	/* A bit per 64 words of vmm_dirty (4096 pages), set after the word:
+	 * a reader takes only the groups marked (vm_page_dirty). */
+	uint64_t *vmm_dirty_sum;
+	size_t sum_bytes;
 	/* --dirty-tracking ring: entries per vCPU (0: the per-slot bitmap),
 	 * and how often a full ring stopped a vCPU. */
 	uint32_t dring_entries;
@@ -199,6 +210,20 @@ uint8_t *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 /* Writes guest memory and records the pages in vmm_dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len);
+
+#define VM_DIRTY_GROUP_PAGES 4096u /* pages per vmm_dirty_sum bit */
+
+/* RAM page pg into vmm_dirty, then its group into vmm_dirty_sum (release:
+ * a reader that clears the group's bit and then reads the word sees it;
+ * one that cleared it before finds the bit set again next time). */
+static inline void vm_page_dirty(struct vm *vm, uint64_t pg)
+{
+	uint64_t g = pg / VM_DIRTY_GROUP_PAGES;
+
+	__atomic_fetch_or(&vm->vmm_dirty[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+	if (vm->vmm_dirty_sum)
+		__atomic_fetch_or(&vm->vmm_dirty_sum[g / 64], 1ULL << (g % 64), __ATOMIC_RELEASE);
+}
 
 /* Hold every vCPU out of KVM_RUN until until_ns (0: release them now). */
 void vm_hold_until(struct vm *vm, uint64_t until_ns);
