@@ -295,6 +295,13 @@ static int parse_header(const uint8_t *blob, size_t len,
 		KVM_ERR(err, errlen, "vmstate: vCPU count %u out of range 1..%d", ps->ncpus, VM_MAX_CPUS);
 		return -EINVAL;
 	}
+	/* Found by fuzz_vmstate: a zero size passed the parser, and a file
+	 * restore sizes the new VM from it. */
+	if (ps->mem_size == 0 || ps->mem_size % 4096) {
+		KVM_ERR(err, errlen, "vmstate: memory size %llu is not a positive number of pages",
+			(unsigned long long)ps->mem_size);
+		return -EINVAL;
+	}
 	if ((ps->flags & ~VMSTATE_F_ALL) || le_get32(blob + 36) != 0 ||
 	    !(ps->flags & VMSTATE_F_XSAVE) == !(ps->flags & VMSTATE_F_FPU)) {
 		KVM_ERR(err, errlen, "vmstate: invalid header flags 0x%x", ps->flags);
