@@ -11,6 +11,8 @@
 #include "devices/conline.h"
 #include "devices/pci.h"
 #include "devices/uart.h"
+#include "devices/virtio/virtio_pci.h"
+#include "migrate/proto/stream.h"
 #include "tests/fuzz/kvmstub.h"
 #include "vmm/core/vcpu.h"
 
@@ -169,4 +171,47 @@ void fakevm_destroy(struct fakevm *f)
 	munmap(vm->ram, vm->ram_size);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
+}
+
+void fakevm_run_program(struct fakevm *f, uint32_t bar, const uint8_t *data, size_t size,
+			void (*process)(void *ctx), void (*own)(void *ctx, uint32_t v), void *ctx)
+{
+	struct vm *vm = &f->vm;
+	size_t plen, ram_len;
+
+	if (size < 2)
+		return;
+	plen = (size_t)le_get16(data) * FAKEVM_OP_LEN;
+	if (plen > size - 2)
+		plen = (size - 2) / FAKEVM_OP_LEN * FAKEVM_OP_LEN;
+	ram_len = size - 2 - plen;
+	if (ram_len > FAKEVM_MEM)
+		ram_len = FAKEVM_MEM;
+	memcpy(vm->ram, data + 2 + plen, ram_len);
+	for (size_t i = 0; i < plen; i += FAKEVM_OP_LEN) {
+		const uint8_t *op = data + 2 + i;
+		uint32_t len = 1u << (op[1] & 3), off = le_get16(op + 2), v = le_get32(op + 4);
+
+		if (len == 8)
+			len = 4;
+		switch (op[0] % 6) {
+		case 0:
+		case 1:
+			fakevm_pci_cfg(vm, off % 256, len, &v, op[0] % 6 == 0);
+			break;
+		case 2:
+		case 3:
+			bus_access(&vm->mmio, bar + off % VIRTIO_PCI_BAR_SIZE, (uint8_t *)&v, len,
+				   op[0] % 6 == 2);
+			break;
+		case 4:
+			device_list_lock(&vm->devices);
+			process(ctx);
+			device_list_unlock(&vm->devices);
+			break;
+		case 5:
+			own(ctx, v);
+			break;
+		}
+	}
 }

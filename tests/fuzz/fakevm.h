@@ -34,4 +34,14 @@ void fakevm_poke(struct fakevm *f);
  * through ports 0xcf8/0xcfc, as a driver makes it. */
 void fakevm_pci_cfg(struct vm *vm, uint32_t off, uint32_t len, uint32_t *v, bool w);
 
+#define FAKEVM_OP_LEN 8
+
+/* A virtio driver program, the input of the virtio device fuzzers: u16
+ * count of 8-byte operations (u8 op, u8 size, u16 offset, u32 value), the
+ * operations, then guest RAM (copied to GPA 0, at most FAKEVM_MEM). Ops %
+ * 6: 0/1 PCI config write/read, 2/3 BAR0 (at bar) write/read, 4 process()
+ * under the device-list lock, 5 own(value): the target's own knob. */
+void fakevm_run_program(struct fakevm *f, uint32_t bar, const uint8_t *data, size_t size,
+			void (*process)(void *ctx), void (*own)(void *ctx, uint32_t v), void *ctx);
+
 #endif

@@ -13,10 +13,8 @@
 
 #include "devices/pci.h"
 #include "devices/virtio/blk.h"
-#include "migrate/proto/stream.h"
 #include "tests/fuzz/fakevm.h"
 
-#define OP_LEN 8
 #define DISK_SIZE (64u << 10)
 
 struct blk_rig {
@@ -80,21 +78,27 @@ static void irq(void *o, int line, int level)
 	(void)level;
 }
 
+static void blk_process(void *ctx)
+{
+	virtio_blk_process(((struct blk_rig *)ctx)->b);
+}
+
+static void blk_fail(void *ctx, uint32_t v)
+{
+	((struct blk_rig *)ctx)->io_fail = v & 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct blk_rig r;
 	struct virtio_blk_conf c = { .capacity = DISK_SIZE, .blk_size = 512, .writeback = true,
 				     .serial = "fuzz-disk", .irq = irq };
 	uint32_t bar = 0;
-	size_t plen, ram_len;
 	char err[256];
 	struct vm *vm;
 
 	if (size < 2)
 		return 0;
-	plen = (size_t)le_get16(data) * OP_LEN;
-	if (plen > size - 2)
-		plen = (size - 2) / OP_LEN * OP_LEN;
 	memset(&r, 0, sizeof(r));
 	fakevm_init(&r.f, false, NULL);
 	vm = &r.f.vm;
@@ -104,37 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (virtio_blk_create(&vm->devices, vm->pci, &c, &r.b, err, sizeof(err)))
 		abort();
 	fakevm_pci_cfg(vm, PCI_BAR0, 4, &bar, false);
-	bar &= ~0xfu;
-	ram_len = size - 2 - plen;
-	if (ram_len > FAKEVM_MEM)
-		ram_len = FAKEVM_MEM;
-	memcpy(vm->ram, data + 2 + plen, ram_len);
-	for (size_t i = 0; i < plen; i += OP_LEN) {
-		const uint8_t *op = data + 2 + i;
-		uint32_t len = 1u << (op[1] & 3), off = le_get16(op + 2), v = le_get32(op + 4);
-
-		if (len == 8)
-			len = 4;
-		switch (op[0] % 6) {
-		case 0:
-		case 1:
-			fakevm_pci_cfg(vm, off % 256, len, &v, op[0] % 6 == 0);
-			break;
-		case 2:
-		case 3:
-			bus_access(&vm->mmio, bar + off % VIRTIO_PCI_BAR_SIZE, (uint8_t *)&v, len,
-				   op[0] % 6 == 2);
-			break;
-		case 4:
-			device_list_lock(&vm->devices);
-			virtio_blk_process(r.b);
-			device_list_unlock(&vm->devices);
-			break;
-		case 5:
-			r.io_fail = v & 1;
-			break;
-		}
-	}
+	fakevm_run_program(&r.f, bar & ~0xfu, data, size, blk_process, blk_fail, &r);
 	fakevm_destroy(&r.f);
 	return 0;
 }

@@ -11,10 +11,8 @@
 #include <sys/types.h>
 
 #include "devices/pci.h"
-#include "migrate/proto/stream.h"
 #include "tests/fuzz/fakevm.h"
 
-#define OP_LEN 8
 #define MAX_RX 16
 
 struct net_rig {
@@ -52,53 +50,31 @@ static void be_wake(void *o, int q)
 	(void)q;
 }
 
+static void net_process(void *ctx)
+{
+	virtio_net_process(((struct net_rig *)ctx)->f.net);
+}
+
+/* The next RX frame's length, for the back-end's recv. */
+static void net_rx(void *ctx, uint32_t v)
+{
+	struct net_rig *r = ctx;
+
+	if (r->rx_n < MAX_RX)
+		r->rx_len[r->rx_n++] = (uint16_t)(v % 2048);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct net_rig r;
 	struct virtio_net_backend be = { .send = be_send, .recv = be_recv, .wake = be_wake,
 					 .opaque = &r };
-	size_t plen, ram_len;
-	struct vm *vm;
 
 	if (size < 2)
 		return 0;
-	plen = (size_t)le_get16(data) * OP_LEN;
-	if (plen > size - 2)
-		plen = (size - 2) / OP_LEN * OP_LEN;
 	memset(&r, 0, sizeof(r));
 	fakevm_init(&r.f, true, &be);
-	vm = &r.f.vm;
-	ram_len = size - 2 - plen;
-	if (ram_len > FAKEVM_MEM)
-		ram_len = FAKEVM_MEM;
-	memcpy(vm->ram, data + 2 + plen, ram_len);
-	for (size_t i = 0; i < plen; i += OP_LEN) {
-		const uint8_t *op = data + 2 + i;
-		uint32_t len = 1u << (op[1] & 3), off = le_get16(op + 2), v = le_get32(op + 4);
-
-		if (len == 8)
-			len = 4;
-		switch (op[0] % 6) {
-		case 0:
-		case 1:
-			fakevm_pci_cfg(vm, off % 256, len, &v, op[0] % 6 == 0);
-			break;
-		case 2:
-		case 3:
-			bus_access(&vm->mmio, PCI_MMIO_BASE + off % VIRTIO_PCI_BAR_SIZE,
-				   (uint8_t *)&v, len, op[0] % 6 == 2);
-			break;
-		case 4:
-			device_list_lock(&vm->devices);
-			virtio_net_process(r.f.net);
-			device_list_unlock(&vm->devices);
-			break;
-		case 5:
-			if (r.rx_n < MAX_RX)
-				r.rx_len[r.rx_n++] = (uint16_t)(v % 2048);
-			break;
-		}
-	}
+	fakevm_run_program(&r.f, PCI_MMIO_BASE, data, size, net_process, net_rx, &r);
 	fakevm_destroy(&r.f);
 	return 0;
 }
