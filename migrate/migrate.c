@@ -263,9 +263,12 @@ void mig_info(struct vm *vm, const struct mig_params *p, FILE *out)
 		else
 			fprintf(out, "downtime_ms: %.1f\nconverged: %s\nthroughput_Bps: %.0f\n",
 				st->downtime_ms, st->converged ? "yes" : "no", st->throughput_Bps);
-		fprintf(out, "guest_console_gap_ms: %.1f\n", vm->console &&
-			conline_gap_ms(vm->console) > st->guest_console_gap_ms ?
-			conline_gap_ms(vm->console) : st->guest_console_gap_ms);
+		{
+			double gap = vm->console ? conline_gap_ms(vm->console) : 0;
+
+			fprintf(out, "guest_console_gap_ms: %.1f\n",
+				gap > st->guest_console_gap_ms ? gap : st->guest_console_gap_ms);
+		}
 		if (st->postcopy)
 			fprintf(out, "postcopy_ms: %.1f\npostcopy_pages_missing: %llu\n"
 				"postcopy_pages_requested: %llu\npostcopy_pages_pushed: %llu\n"
