@@ -51,6 +51,11 @@ struct src {
 	struct throttle_plan plan;
 	struct mig_throttle thr;
 	uint64_t last_sent;       /* bytes of the last pass, for the plan */
+	/* Round 0's debt looks: the figures at the last one, the round's
+	 * record, and a throttle that failed to start. */
+	uint64_t probe_sent, probe_debt;
+	struct stats_round *probe_rec;
+	int probe_ret;
 	/* Stalls the migration caused outside the throttle's holds (which the
 	 * vCPU threads count): the probe's pause and the switchover's. */
 	double stall_max_ms, stall_total_ms;
@@ -227,6 +232,38 @@ static void publish(struct src *c, uint32_t round, double expected)
 	pthread_mutex_unlock(&m->lock);
 }
 
+static void throttle_publish(struct src *c, uint32_t pct)
+{
+	pthread_mutex_lock(&c->m->lock);
+	c->m->throttle_pct = pct;
+	if (pct > c->m->st.throttle_max_pct)
+		c->m->st.throttle_max_pct = pct;
+	pthread_mutex_unlock(&c->m->lock);
+}
+
+/* Inside round 0 (mig_pass.progress): a guest that re-dirties at least
+ * half of what goes out makes a round 1 as long as round 0; waiting for
+ * the rounds to show it costs that round. */
+static void round0_progress(void *arg, uint64_t sent_pages, uint64_t redirtied_pages)
+{
+	struct src *c = arg;
+	uint64_t ds = sent_pages - c->probe_sent, dd;
+	uint32_t pct, was = mig_throttle_pct(&c->thr);
+
+	if (c->probe_ret || sent_pages < c->probe_sent || ds < THROTTLE_PROBE_MIN_PAGES)
+		return;
+	dd = redirtied_pages > c->probe_debt ? redirtied_pages - c->probe_debt : 0;
+	c->probe_sent = sent_pages;
+	c->probe_debt = redirtied_pages;
+	pct = throttle_plan_probe(&c->plan, dd * VM_PAGE_SIZE, ds * VM_PAGE_SIZE);
+	if (pct == was)
+		return;
+	c->probe_ret = mig_throttle_set(&c->thr, pct, c->err, sizeof(c->err));
+	if (c->probe_rec)
+		c->probe_rec->throttle_pct = pct;
+	throttle_publish(c, pct);
+}
+
 /* One pass over every section: round 0 = everything, later rounds what
  * the last sync found. A pass is over when the target has applied it, not
  * when the socket buffers took it: megabytes can sit there, and a pause
@@ -241,12 +278,21 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 
 	if (!final)
 		mig_fault_delay_round(round);
+	if (round == 0 && !final && c->t->nonconvergence == MIG_NONCONV_THROTTLE) {
+		p.progress = round0_progress;
+		p.progress_arg = c;
+		p.progress_ms = THROTTLE_PROBE_MS;
+		c->probe_rec = rec;
+	}
 	rec->round = round;
 	rec->start_ms = (double)(t - c->t0) / 1e6;
 	c->env.converged = c->converged;
 	for (int i = 0; i < c->ss.n && !ret; i++)
 		if (c->ss.s[i].ops->save_iterate)
 			ret = c->ss.s[i].ops->save_iterate(c->ss.s[i].state, &c->env, &p);
+	c->probe_rec = NULL;
+	if (!ret)
+		ret = c->probe_ret;
 	if (!ret && !final && !c->file)
 		ret = ping(c);
 	if (ret)
@@ -301,11 +347,7 @@ static int throttle_step(struct src *c, struct stats_round *rec)
 	if (pct != was)
 		ret = mig_throttle_set(&c->thr, pct, c->err, sizeof(c->err));
 	rec->throttle_pct = pct;
-	pthread_mutex_lock(&c->m->lock);
-	c->m->throttle_pct = pct;
-	if (pct > c->m->st.throttle_max_pct)
-		c->m->st.throttle_max_pct = pct;
-	pthread_mutex_unlock(&c->m->lock);
+	throttle_publish(c, pct);
 	return ret;
 }
 

@@ -31,24 +31,40 @@ uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_b
 	return need >= 100 ? 100 : (uint32_t)need + (need > (uint32_t)need);
 }
 
+/* A raise: at least the next step, at least what the ratio needs. */
+static uint32_t raise(struct throttle_plan *p, uint64_t dirty_bytes, uint64_t sent_bytes,
+		      bool stalled)
+{
+	uint64_t next = p->pct ? (uint64_t)p->pct + p->increment : p->initial;
+	uint64_t need = throttle_needed_pct(p->pct, dirty_bytes, sent_bytes,
+					    stalled ? THROTTLE_DIRTY_PCT / 2 : THROTTLE_DIRTY_PCT);
+
+	if (need > next)
+		next = need;
+	p->pct = next > p->max ? p->max : (uint32_t)next;
+	return p->pct;
+}
+
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes)
 {
 	bool stalled = dirty_bytes * 100 >= sent_bytes * THROTTLE_STALLED_PCT;
-	uint64_t next, need;
 
 	if (dirty_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
 		return p->pct;
 	if (++p->strikes < THROTTLE_STRIKES && !stalled)
 		return p->pct;
 	p->strikes = 0;
-	next = p->pct ? (uint64_t)p->pct + p->increment : p->initial;
-	need = throttle_needed_pct(p->pct, dirty_bytes, sent_bytes,
-				   stalled ? THROTTLE_DIRTY_PCT / 2 : THROTTLE_DIRTY_PCT);
-	if (need > next)
-		next = need;
-	p->pct = next > p->max ? p->max : (uint32_t)next;
-	return p->pct;
+	return raise(p, dirty_bytes, sent_bytes, stalled);
+}
+
+uint32_t throttle_plan_probe(struct throttle_plan *p, uint64_t redirtied_bytes,
+			     uint64_t sent_bytes)
+{
+	if (redirtied_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
+		return p->pct;
+	return raise(p, redirtied_bytes, sent_bytes,
+		     redirtied_bytes * 100 >= sent_bytes * THROTTLE_STALLED_PCT);
 }
 
 void throttle_schedule(uint32_t pct, uint32_t limit_ms, uint64_t *run_ns,

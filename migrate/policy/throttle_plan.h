@@ -26,6 +26,11 @@
 /* Run slices never shorter than this: below it the kicks themselves
  * (a signal and a KVM_RUN exit each) would be a noticeable cost. */
 #define THROTTLE_RUN_MIN_NS 100000ULL
+/* Round 0 of a guest with gigabytes takes seconds: its debt is looked
+ * at this often, and only once this many pages went out since the last
+ * look (a smaller sample says little). */
+#define THROTTLE_PROBE_MS 200
+#define THROTTLE_PROBE_MIN_PAGES 512
 
 struct throttle_plan {
 	uint32_t initial, increment, max; /* percent */
@@ -40,6 +45,15 @@ void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t incr
  * percent to apply from now on. */
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes);
+
+/* Inside a long pass (round 0), every THROTTLE_PROBE_MS: of sent_bytes
+ * sent since the last probe, the guest wrote redirtied_bytes again (the
+ * next round's debt grew by that much). A pass whose debt grows by more
+ * than THROTTLE_DIRTY_PCT of what it sends is a round that will not
+ * shrink, known before it ends: the throttle is raised at once, by the
+ * same rule as a stalled or second bad round. Returns the percent. */
+uint32_t throttle_plan_probe(struct throttle_plan *p, uint64_t redirtied_bytes,
+			     uint64_t sent_bytes);
 
 /* The slices for pct (1..99) with no hold above limit_ms: hold H =
  * min(limit, THROTTLE_HOLD_MAX_NS), run R = H x (100 - pct) / pct, so

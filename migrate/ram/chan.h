@@ -52,7 +52,10 @@ int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_
 /* Sends round `round` (0: every page; else the pages set in d->bm) over
  * the channels and ends it with SYNC on each; returns when all are done,
  * or the first channel's error. */
-int chan_src_round(struct chan_src *cs, uint32_t round, char *err, size_t errlen);
+/* tick (may be NULL) is called every tick_ms while the round runs, on
+ * the caller's thread, without the channels' lock. */
+int chan_src_round(struct chan_src *cs, uint32_t round, void (*tick)(void *), void *arg,
+		   uint32_t tick_ms, char *err, size_t errlen);
 void chan_src_totals(struct chan_src *cs, struct chan_totals *t);
 void chan_src_close(struct chan_src *cs);
 

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "migrate/proto/framemac.h"
 #include "vmm/core/pool.h"
@@ -155,6 +156,17 @@ static int connect_one(struct chan_src *cs, struct chan_s *ch,
 	return 0;
 }
 
+/* A round's ticks are timed waits: on the monotonic clock. */
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_t n,
 		  uint64_t token,
 		  const struct chan_src_cfg *cfg, char *err, size_t errlen)
@@ -175,7 +187,7 @@ int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_
 	cs->cfg = *cfg;
 	cs->n = n;
 	pthread_mutex_init(&cs->mu, NULL);
-	pthread_cond_init(&cs->cv, NULL);
+	cond_init_monotonic(&cs->cv);
 	pthread_mutex_init(&cs->rate_mu, NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		stream_reset(&cs->ch[i].s);
@@ -201,7 +213,8 @@ int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_
 	return 0;
 }
 
-int chan_src_round(struct chan_src *cs, uint32_t round, char *err, size_t errlen)
+int chan_src_round(struct chan_src *cs, uint32_t round, void (*tick)(void *), void *arg,
+		   uint32_t tick_ms, char *err, size_t errlen)
 {
 	int ret;
 
@@ -215,8 +228,27 @@ int chan_src_round(struct chan_src *cs, uint32_t round, char *err, size_t errlen
 	cs->running = cs->n;
 	cs->gen++;
 	pthread_cond_broadcast(&cs->cv);
-	while (cs->running > 0)
-		pthread_cond_wait(&cs->cv, &cs->mu);
+	while (cs->running > 0) {
+		struct timespec ts;
+
+		if (!tick) {
+			pthread_cond_wait(&cs->cv, &cs->mu);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += tick_ms / 1000;
+		ts.tv_nsec += (long)(tick_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&cs->cv, &cs->mu, &ts) == ETIMEDOUT &&
+		    cs->running > 0) {
+			pthread_mutex_unlock(&cs->mu);
+			tick(arg);
+			pthread_mutex_lock(&cs->mu);
+		}
+	}
 	ret = cs->err_code;
 out:
 	if (ret)

@@ -61,6 +61,12 @@ int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 int ram_dirty_clear_bits(struct vm *vm, struct ram_dirty *d, uint64_t first, uint64_t n,
 			 const uint64_t *bits, char *err, size_t errlen);
 void ram_dirty_stop(struct vm *vm, struct ram_dirty *d);
+/* Of the pages set in covered (what a pass in progress sent; its writers
+ * set bits atomically), how many the guest wrote again since, read
+ * without changing what the next sync finds (dirty_probe.c). May run
+ * beside the pass's senders. -EOPNOTSUPP without manual protect or ring. */
+int ram_dirty_debt(struct vm *vm, struct ram_dirty *d, const uint64_t *covered,
+		   uint64_t *covered_pages, uint64_t *debt_pages, char *err, size_t errlen);
 
 /* ---- sender (ram_send.c) --------------------------------------------- */
 struct ram_sender {
@@ -75,6 +81,10 @@ struct ram_sender {
 	/* When set (a post-copy switch is asked for), a pass ends early: what
 	 * it did not send goes in the switch's MISSING set instead. */
 	const volatile int *stop;
+	/* When set, called between pieces of round 0 (a probe that times
+	 * itself: ram_save_iterate's). */
+	void (*tick)(void *arg);
+	void *tick_arg;
 	uint64_t pages_normal, pages_zero, pages_skipped;
 	/* the batch being built */
 	uint8_t tbl[STREAM_HDR_LEN + PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];

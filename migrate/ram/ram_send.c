@@ -245,6 +245,20 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 	return 0;
 }
 
+/* Atomic: a throttle probe reads the coverage while the pass goes on
+ * (ram_dirty_debt). */
+static void mark_covered(uint64_t *bm, uint64_t first, uint64_t n)
+{
+	while (n) {
+		uint64_t b = first % 64, k = 64 - b < n ? 64 - b : n;
+		uint64_t mask = k == 64 ? ~0ULL : ((1ULL << k) - 1) << b;
+
+		__atomic_fetch_or(&bm[first / 64], mask, __ATOMIC_RELAXED);
+		first += k;
+		n -= k;
+	}
+}
+
 /* Pages [i, j) of the range, all populated: zero runs as markers, the
  * rest with contents, in pieces, so that a stop (post-copy switch) is
  * seen within a batch or so; sent_bm marks exactly what was queued. */
@@ -264,11 +278,13 @@ static int send_populated(struct ram_sender *rs, uint64_t i, uint64_t j, char *e
 			e++;
 		if (rs->stop && *rs->stop)
 			return 1;
+		if (rs->tick)
+			rs->tick(rs->tick_arg);
 		ret = add_run(rs, i, e - i, kind, err, errlen);
 		if (ret)
 			return ret;
 		if (rs->sent_bm)
-			bm_set_range(rs->sent_bm, i, e - i);
+			mark_covered(rs->sent_bm, i, e - i);
 		i = e;
 	}
 	return 0;

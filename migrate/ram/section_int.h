@@ -31,6 +31,10 @@ struct ram_sec {
 	uint64_t t_last_sync, t_prev_sync;
 	double sync_ms, digest_ms;
 	struct pc_src *pcs;         /* post-copy allowed and taken by the target */
+	/* Round 0's debt probe (mig_pass.progress), while it runs. */
+	struct mig_pass *probe_pass;
+	struct vm *probe_vm;
+	uint64_t probe_next;
 	/* target */
 	struct ram_prefault *pf;    /* first-touch helpers while RAM arrives */
 	uint64_t *have;             /* pages received with contents: delta bases */

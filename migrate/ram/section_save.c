@@ -111,6 +111,13 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 			return -ENOMEM;
 		}
 	}
+	/* The throttle looks at round 0's debt while it runs: that needs
+	 * round 0's coverage. */
+	if (!env->file && env->t->nonconvergence == MIG_NONCONV_THROTTLE && !x->rs.sent_bm &&
+	    !(x->rs.sent_bm = calloc(bm_words(npages), 8))) {
+		snprintf(env->err, env->errlen, "calloc(round 0 coverage): out of memory");
+		return -ENOMEM;
+	}
 	if (x->nchan && (ret = open_channels(x, env)) != 0)
 		return ret;
 	if (!env->file && env->t->postcopy && (ret = pc_src_setup(&x->pcs, env)) != 0)
@@ -181,6 +188,47 @@ static int uncovered_to_dirty(struct ram_sec *x, struct mig_src_env *env)
 	return ret;
 }
 
+/* Round 0's look at its own debt, every p->progress_ms; a tracker that
+ * cannot be read without disturbing it ends the looks (the rounds still
+ * decide, a round later). */
+static void probe(void *arg)
+{
+	struct ram_sec *x = arg;
+	struct mig_pass *p = x->probe_pass;
+	uint64_t now = clock_now_ns(), cov, debt;
+	char err[160];
+
+	if (!p || now < x->probe_next)
+		return;
+	x->probe_next = now + (uint64_t)p->progress_ms * 1000000ULL;
+	if (ram_dirty_debt(x->probe_vm, &x->d, x->rs.sent_bm, &cov, &debt, err, sizeof(err))) {
+		x->probe_pass = NULL;
+		return;
+	}
+	p->progress(p->progress_arg, cov, debt);
+}
+
+static int send_round0(struct ram_sec *x, struct mig_src_env *env, struct mig_pass *p)
+{
+	bool look = p->progress && p->progress_ms && x->rs.sent_bm;
+	int ret;
+
+	x->probe_pass = look ? p : NULL;
+	x->probe_vm = env->vm;
+	x->probe_next = clock_now_ns() + (uint64_t)p->progress_ms * 1000000ULL;
+	if (x->cs) {
+		ret = chan_src_round(x->cs, 0, look ? probe : NULL, x, p->progress_ms, env->err,
+				     env->errlen);
+	} else {
+		x->rs.tick = look ? probe : NULL;
+		x->rs.tick_arg = x;
+		ret = ram_send_all(&x->rs, &x->d, env->err, env->errlen);
+		x->rs.tick = NULL;
+	}
+	x->probe_pass = NULL;
+	return ret;
+}
+
 static int send_round_marker(struct ram_sec *x, struct mig_src_env *env,
 			     const struct mig_pass *p)
 {
@@ -212,12 +260,15 @@ int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 		if (!ret)
 			ret = pc_src_switch(x->pcs, env, x->d.bm);
 		p->rec->dirty_pages = bm_count(x->d.bm, x->d.npages);
+	} else if (!ret && p->round == 0) {
+		ret = send_round0(x, env, p);
+		if (x->cs)
+			fold_channels(x, env);
 	} else if (!ret && x->cs) {
-		ret = chan_src_round(x->cs, p->round, env->err, env->errlen);
+		ret = chan_src_round(x->cs, p->round, NULL, NULL, 0, env->err, env->errlen);
 		fold_channels(x, env);
 	} else if (!ret) {
-		ret = p->round == 0 ? ram_send_all(&x->rs, &x->d, env->err, env->errlen) :
-		      ram_send_dirty(&x->rs, &x->d, env->err, env->errlen);
+		ret = ram_send_dirty(&x->rs, &x->d, env->err, env->errlen);
 	}
 	publish(x, env);
 	if (ret)

@@ -58,6 +58,35 @@ static void test_plan_steps(void **state)
 	assert_int_equal(throttle_plan_step(&p, 1, 0), 50);
 }
 
+/* Inside round 0: no strikes to wait for, one look that shows the debt
+ * growing by more than half of what went out raises the throttle. */
+static void test_probe_raises_at_once(void **state)
+{
+	struct throttle_plan p;
+
+	(void)state;
+	throttle_plan_init(&p, 20, 10, 99);
+	/* Half or less: nothing, however often. */
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(throttle_plan_probe(&p, 50, 100), 0);
+	assert_int_equal(p.pct, 0);
+	/* 60/100: the initial step (the ratio asks for 17 %). */
+	assert_int_equal(throttle_plan_probe(&p, 60, 100), 20);
+	/* Measured under 20 %: 95/100 is 1.19 per byte at full speed, and
+	 * stalled (>= 90 %): aim at a quarter: 1 - 0.25 / 1.19 = 79 %. */
+	assert_int_equal(throttle_plan_probe(&p, 95, 100), 79);
+	/* A look that shrinks keeps the share (the throttle is never lowered
+	 * inside a migration). */
+	assert_int_equal(throttle_plan_probe(&p, 10, 100), 79);
+	/* Still stalled at 79 %: the ceiling. */
+	assert_int_equal(throttle_plan_probe(&p, 100, 100), 95);
+	assert_int_equal(throttle_plan_probe(&p, 100, 100), 99);
+	/* The rounds' rule goes on from the share the looks reached. */
+	assert_int_equal(throttle_plan_step(&p, 100, 100), 99);
+	throttle_plan_init(&p, 20, 10, 60);
+	assert_int_equal(throttle_plan_probe(&p, 100, 100), 60);
+}
+
 /* The share the measured ratio needs: the next round dirties half of
  * what is sent. */
 static void test_needed_pct(void **state)
@@ -123,6 +152,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_steps),
+		cmocka_unit_test(test_probe_raises_at_once),
 		cmocka_unit_test(test_needed_pct),
 		cmocka_unit_test(test_schedule_holds_within_limit),
 		cmocka_unit_test(test_schedule_examples),
