@@ -33,7 +33,8 @@ void guest_main(void)
             if (hb_due(&hb, now)) {
                 u64 r, g;
                 dt_beat(now, &r, &g);
-                kprintf("seq=%lu t_ms=%lu rate=%lu gen=%lu\n", hb.seq, rt_ticks_to_ms(now), r, g);
+                kprintf("seq=%lu t_ms=%lu rate=%lu gen=%lu stall_us=%lu\n", hb.seq,
+                        rt_ticks_to_ms(now), r, g, dt_stall_us());
                 dt_after_beat(hb.seq);
             }
             dt_serial(serial_getc());

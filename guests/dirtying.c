@@ -26,7 +26,8 @@ struct percpu {
     volatile u64 dirtied;               /* table increments so far (owner writes) */
     u64 rate;                           /* pages/s, 0 = unlimited */
     u64 acc, allow, cap, last_tick;     /* rate limiter */
-    u64 pad[5];
+    u64 st_last, st_max;                /* freeze probe (TSC), see freeze_probe */
+    u64 pad[3];
 } __attribute__((aligned(128)));
 
 static struct percpu pc[MAX_CPUS];
@@ -81,13 +82,28 @@ static inline void touch(u64 i)
     write_stamp(i, g);
 }
 
+/* The longest this CPU was frozen (held outside the guest by a throttle,
+ * paused) as the CPU itself sees it: the TSC between two looks a few
+ * pages of work apart (about 70 us here), so a freeze is measured to
+ * within that, whatever the VMM says it did. */
+static inline void freeze_probe(struct percpu *c)
+{
+    u64 t = rt_rdtsc();
+    if (c->st_last && t - c->st_last > c->st_max)
+        c->st_max = t - c->st_last;
+    c->st_last = t;
+}
+
 /* seq: pages [i, stop), running pointers; ~14 instructions per page */
-static inline __attribute__((always_inline)) void seq_run(u64 i, u64 stop, int chk)
+static inline __attribute__((always_inline)) void seq_run(struct percpu *c, u64 i, u64 stop,
+                                                          int chk)
 {
     u64 *p = (u64 *)(ws + (i << 12));
     u32 *t = gt + i;
     u64 hi = i << 32;
     for (; i < stop; i++, p += 512, t++, hi += 1UL << 32) {
+        if ((i & 7) == 0)
+            freeze_probe(c);
         if (chk && i == skip_page)
             continue;
         u32 g = *t + 1;
@@ -121,9 +137,9 @@ static u64 dirty_pages(struct percpu *c, u64 n)
             if (stop > c->end)
                 stop = c->end;
             if (__builtin_expect(skip_page == DT_NO_PAGE, 1)) {
-                seq_run(i, stop, 0);
+                seq_run(c, i, stop, 0);
             } else {
-                seq_run(i, stop, 1);
+                seq_run(c, i, stop, 1);
                 if (skip_page >= i && skip_page < stop)
                     done--;
             }
@@ -133,6 +149,8 @@ static u64 dirty_pages(struct percpu *c, u64 n)
         }
     } else if (pattern == PAT_RANDOM) {
         for (u64 k = 0; k < n; k++) {
+            if ((k & 7) == 0)
+                freeze_probe(c);
             u64 i = c->first + mulhi(lcg(&c->rng), len);
             if (__builtin_expect(i != skip_page, 1)) {
                 touch(i);
@@ -142,6 +160,8 @@ static u64 dirty_pages(struct percpu *c, u64 n)
     } else {
         u64 hot = c->hot, cold = len - hot;
         for (u64 k = 0; k < n; k++) {
+            if ((k & 7) == 0)
+                freeze_probe(c);
             u64 r = lcg(&c->rng);
             u64 i;
             if (!cold || ((r >> 16) & 0xffff) * 10 < 9 * 0x10000)
@@ -331,6 +351,22 @@ static void plan_memory(struct param *wss, struct param *fill)
 }
 
 
+static u64 tsc_per_ms;
+
+/* TSC cycles per ms against the PIT, over 50 ticks at boot (a tick
+ * delivered late only makes the figure a little high). */
+static void calibrate_tsc(void)
+{
+    u64 t0 = rt_ticks;
+    while (rt_ticks == t0)
+        rt_wait_tick(t0);
+    u64 a = rt_rdtsc(), t1 = rt_ticks;
+    while (rt_ticks < t1 + 50)
+        rt_wait_tick(rt_ticks);
+    u64 b = rt_rdtsc(), ms = rt_ticks_to_ms(rt_ticks - t1);
+    tsc_per_ms = ms ? (b - a) / ms : 0;
+}
+
 static u64 p_period, p_count, p_rate, p_verify_every;
 static int p_verify_at_end;
 static u64 last_hb_ticks, last_hb_dirtied;
@@ -434,6 +470,7 @@ void dt_start(void)
     stamp_slice(&pc[0]);
     while (__atomic_load_n(&stamped, __ATOMIC_SEQ_CST) != (u32)(ncpu - 1))
         rt_wait_tick(rt_ticks);
+    calibrate_tsc();
 
 }
 
@@ -457,8 +494,19 @@ void dt_beat(u64 now, u64 *rate, u64 *gen)
     *gen = npages ? d / npages : 0;
 }
 
+u64 dt_stall_us(void)
+{
+    struct percpu *c = &pc[0];
+    u64 m = c->st_max;
+    c->st_max = 0;
+    return tsc_per_ms ? m * 1000 / tsc_per_ms : 0;
+}
+
 void dt_after_beat(u64 seq)
 {
+    /* The heartbeat line itself (an exit per byte) is work, not a freeze:
+     * the next look starts afresh. */
+    pc[0].st_last = 0;
     if (p_count && seq >= p_count)
         dt_finish(p_verify_at_end);
     if (p_verify_every && seq % p_verify_every == 0)

@@ -47,6 +47,8 @@ void dt_run(u64 seen);             /* seen: the tick the heartbeat clock started
 int dt_work(void);                      /* BSP: one chunk; 0 = nothing to do until a tick */
 /* heartbeat fields since the previous call (first: since dt_run) */
 void dt_beat(u64 now_ticks, u64 *rate, u64 *gen);
+/* The longest freeze CPU 0 saw (TSC, us) since the previous call. */
+u64 dt_stall_us(void);
 void dt_after_beat(u64 seq);            /* count= exit, verify_every= */
 void dt_serial(int ch);                 /* v: verify, q: verify and exit, x: exit */
 int dt_verify(void);                    /* 1 = pass */

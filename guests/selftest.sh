@@ -68,11 +68,11 @@ scenarios() {
         for r in max 1000; do
             run $v dirty 1 "wss=16 rate=$r pattern=$p count=5 verify=1"
             check "$v dirty $p rate=$r" 1 "^dirty: boot cpus=1 .*wss=16 rate=$r pattern=$p" \
-                '^seq=5 t_ms=[0-9]+ rate=[0-9]+ gen=[0-9]+$' '^verify: pass pages=4096$'
+                '^seq=5 t_ms=[0-9]+ rate=[0-9]+ gen=[0-9]+ stall_us=[0-9]+$' '^verify: pass pages=4096$'
         done
     done
     run $v dirty 1 "wss=0 count=3 verify=1"
-    check "$v dirty wss=0" 1 '^seq=3 t_ms=[0-9]+ rate=0 gen=0$' '^verify: pass pages=0$'
+    check "$v dirty wss=0" 1 '^seq=3 t_ms=[0-9]+ rate=0 gen=0 stall_us=[0-9]+$' '^verify: pass pages=0$'
     run $v dirty 2 "wss=16 fill=16 count=5 verify_every=2 verify=1"
     check "$v dirty smp fill" 1 '^dirty: boot cpus=2 ' '^fill: done mb=16$' '^verify: pass pages=4096$'
     run $v dirty 2 "wss=8 rate=2000 pattern=random count=5 verify=1"

@@ -24,6 +24,7 @@ QEMU = "qemu-system-x86_64"
 
 HB_RE = re.compile(r"\bseq=(\d+)")
 RATE_RE = re.compile(r"\brate=(\d+)")
+STALL_RE = re.compile(r"\bstall_us=(\d+)")
 VERIFY_RE = re.compile(r"^\s*(?:\w+:\s*)?verify:\s*(pass|FAIL)\b(.*)$")
 
 
@@ -215,6 +216,11 @@ def heartbeat_gaps(lines, t_from, t_to, period_s=None):
     win = hb[i0:i1 + 1]
     iv = [(b[0] - a[0]) for a, b in zip(win, win[1:])]
     out = {"gap_ms": max(iv) * 1000.0 if iv else None, "heartbeats_in_window": len(win)}
+    # the dirty guest's own view: stall_us= on a line is the longest freeze
+    # its CPU 0 saw (TSC) since the line before
+    fz = [int(m.group(1)) for _, txt in win[1:] for m in [STALL_RE.search(txt)] if m]
+    if fz:
+        out["guest_freeze_max_ms"] = max(fz) / 1000.0
     if period_s:
         stalls = [x for x in iv if x > 2 * period_s]
         out["stalls"] = len(stalls)
