@@ -278,7 +278,10 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 
 	if (!final)
 		mig_fault_delay_round(round);
-	if (round == 0 && !final && c->t->nonconvergence == MIG_NONCONV_THROTTLE) {
+	/* With delta encoding a re-sent page may cost a few bytes: a debt in
+	 * pages says nothing then, and the rounds decide on bytes. */
+	if (round == 0 && !final && c->t->nonconvergence == MIG_NONCONV_THROTTLE &&
+	    !c->t->xbzrle_cache) {
 		p.progress = round0_progress;
 		p.progress_arg = c;
 		p.progress_ms = THROTTLE_PROBE_MS;
