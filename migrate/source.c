@@ -18,10 +18,9 @@
 
 #include "migrate/auth/handshake.h"
 #include "migrate/faulthook.h"
-#include "migrate/policy/throttle_plan.h"
 #include "migrate/postcopy/pc_policy.h"
 #include "migrate/section.h"
-#include "migrate/throttle.h"
+#include "migrate/throttle_ctl.h"
 #include "migrate/state/cpucompat.h"
 #include "migrate/state/devcfg.h"
 #include "vmm/core/status.h"
@@ -47,15 +46,8 @@ struct src {
 	bool target_announced;    /* READY came: the target's devices announced the guest */
 	uint64_t t0, t_pause;
 	uint64_t t_running; /* RUNNING received: where downtime (and pre-copy's total) ends */
-	/* on-nonconvergence throttle: the plan decides, the thread applies */
-	struct throttle_plan plan;
-	struct mig_throttle thr;
+	struct throttle_ctl thr;  /* on-nonconvergence throttle */
 	uint64_t last_sent;       /* bytes of the last pass, for the plan */
-	/* Round 0's debt looks: the figures at the last one, the round's
-	 * record, and a throttle that failed to start. */
-	uint64_t probe_sent, probe_debt;
-	struct stats_round *probe_rec;
-	int probe_ret;
 	/* Stalls the migration caused outside the throttle's holds (which the
 	 * vCPU threads count): the probe's pause and the switchover's. */
 	double stall_max_ms, stall_total_ms;
@@ -232,38 +224,6 @@ static void publish(struct src *c, uint32_t round, double expected)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void throttle_publish(struct src *c, uint32_t pct)
-{
-	pthread_mutex_lock(&c->m->lock);
-	c->m->throttle_pct = pct;
-	if (pct > c->m->st.throttle_max_pct)
-		c->m->st.throttle_max_pct = pct;
-	pthread_mutex_unlock(&c->m->lock);
-}
-
-/* Inside round 0 (mig_pass.progress): a guest that re-dirties at least
- * half of what goes out makes a round 1 as long as round 0; waiting for
- * the rounds to show it costs that round. */
-static void round0_progress(void *arg, uint64_t sent_pages, uint64_t redirtied_pages)
-{
-	struct src *c = arg;
-	uint64_t ds = sent_pages - c->probe_sent, dd;
-	uint32_t pct, was = mig_throttle_pct(&c->thr);
-
-	if (c->probe_ret || sent_pages < c->probe_sent || ds < THROTTLE_PROBE_MIN_PAGES)
-		return;
-	dd = redirtied_pages > c->probe_debt ? redirtied_pages - c->probe_debt : 0;
-	c->probe_sent = sent_pages;
-	c->probe_debt = redirtied_pages;
-	pct = throttle_plan_probe(&c->plan, dd * VM_PAGE_SIZE, ds * VM_PAGE_SIZE);
-	if (pct == was)
-		return;
-	c->probe_ret = mig_throttle_set(&c->thr, pct, c->err, sizeof(c->err));
-	if (c->probe_rec)
-		c->probe_rec->throttle_pct = pct;
-	throttle_publish(c, pct);
-}
-
 /* One pass over every section: round 0 = everything, later rounds what
  * the last sync found. A pass is over when the target has applied it, not
  * when the socket buffers took it: megabytes can sit there, and a pause
@@ -274,28 +234,22 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 {
 	uint64_t t = clock_now_ns(), b0 = out_bytes(c);
 	struct mig_pass p = { .round = round, .final = final, .rec = rec };
-	int ret = 0;
+	int ret = 0, tr;
 
 	if (!final)
 		mig_fault_delay_round(round);
-	/* With delta encoding a re-sent page may cost a few bytes: a debt in
-	 * pages says nothing then, and the rounds decide on bytes. */
-	if (round == 0 && !final && c->t->nonconvergence == MIG_NONCONV_THROTTLE &&
-	    !c->t->xbzrle_cache) {
-		p.progress = round0_progress;
-		p.progress_arg = c;
-		p.progress_ms = THROTTLE_PROBE_MS;
-		c->probe_rec = rec;
-	}
+	if (round == 0 && !final)
+		throttle_ctl_arm(&c->thr, &p, rec);
 	rec->round = round;
 	rec->start_ms = (double)(t - c->t0) / 1e6;
 	c->env.converged = c->converged;
 	for (int i = 0; i < c->ss.n && !ret; i++)
 		if (c->ss.s[i].ops->save_iterate)
 			ret = c->ss.s[i].ops->save_iterate(c->ss.s[i].state, &c->env, &p);
-	c->probe_rec = NULL;
-	if (!ret)
-		ret = c->probe_ret;
+	if (round == 0 && !final && (tr = throttle_ctl_disarm(&c->thr)) != 0 && !ret) {
+		snprintf(c->err, sizeof(c->err), "%s", c->thr.err);
+		ret = tr;
+	}
 	if (!ret && !final && !c->file)
 		ret = ping(c);
 	if (ret)
@@ -336,34 +290,6 @@ static int pending(struct src *c, uint32_t round, bool final, struct stats_round
 	return 0;
 }
 
-/* on-nonconvergence throttle: after each sync, the plan compares what
- * the round dirtied with what the round before sent; the share it gives
- * holds for the pass that follows (the round record's throttle_pct). */
-static int throttle_step(struct src *c, struct stats_round *rec)
-{
-	uint32_t pct, was = mig_throttle_pct(&c->thr);
-	int ret = 0;
-
-	if (c->t->nonconvergence != MIG_NONCONV_THROTTLE)
-		return 0;
-	pct = throttle_plan_step(&c->plan, rec->dirty_pages * VM_PAGE_SIZE, c->last_sent);
-	if (pct != was)
-		ret = mig_throttle_set(&c->thr, pct, c->err, sizeof(c->err));
-	rec->throttle_pct = pct;
-	throttle_publish(c, pct);
-	return ret;
-}
-
-/* The throttle ends before the pause and on every way out: a rolled-back
- * guest runs at full speed again. */
-static void throttle_end(struct src *c)
-{
-	mig_throttle_stop(&c->thr);
-	pthread_mutex_lock(&c->m->lock);
-	c->m->throttle_pct = 0;
-	pthread_mutex_unlock(&c->m->lock);
-}
-
 static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 {
 	struct stats_round rec = { 0 };
@@ -396,7 +322,10 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 			*next_round = r;
 			return 0;
 		}
-		ret = throttle_step(c, &rec);
+		/* After each sync the plan compares what the round dirtied
+		 * with what the round before sent; the share holds for the
+		 * pass that follows. */
+		ret = throttle_ctl_round(&c->thr, &rec, c->last_sent, c->err, sizeof(c->err));
 		if (!ret)
 			ret = pass(c, r, false, &rec);
 		if (ret)
@@ -464,7 +393,7 @@ static int switchover(struct src *c, uint32_t round)
 	int ret;
 
 	set_state(c, MIG_SWITCHOVER);
-	throttle_end(c);
+	throttle_ctl_end(&c->thr);
 	ret = pause_guest(c);
 	if (!ret)
 		mig_fault_delay("SWITCHOVER");
@@ -637,9 +566,7 @@ static void src_init(struct src *c, struct vm *vm)
 	c->t0 = m->t0_ns;
 	if (c->t->max_bandwidth)
 		est_rate_init(&c->rate, c->t->max_bandwidth, clock_now_ns());
-	throttle_plan_init(&c->plan, c->t->throttle_initial, c->t->throttle_increment,
-			   c->t->throttle_max);
-	mig_throttle_init(&c->thr, vm, c->t->downtime_ms);
+	throttle_ctl_init(&c->thr, vm, m, c->t);
 	vm_hold_reset_stats(vm);
 	if (vm->console)
 		conline_gap_start(vm->console, false);
@@ -705,7 +632,7 @@ void *mig_source_thread(void *arg)
 	ret = mig_sections_create(&c->ss, c->err, sizeof(c->err));
 	if (!ret)
 		ret = migrate(c, &why);
-	throttle_end(c);
+	throttle_ctl_end(&c->thr);
 	/* Tracking off and connections closed before the guest gets its
 	 * speed back: dirty logging slows every write it makes. */
 	for (int i = 0; i < c->ss.n; i++)
@@ -744,7 +671,7 @@ void *mig_source_thread(void *arg)
 	m->conn = NULL;
 	pthread_mutex_unlock(&m->lock);
 	stream_close(&c->s);
-	mig_throttle_fini(&c->thr);
+	throttle_ctl_fini(&c->thr);
 	free(c);
 	return NULL;
 }
