@@ -42,7 +42,7 @@ INPUT_KEYS = {
 
 VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0",
         "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now", "minivmm-postcopy-after-precopy",
-        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now",
+        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now",
         "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc")
 GUESTS = ("dirty", "counter", "hello")
 PATTERNS = ("seq", "random", "hotcold")

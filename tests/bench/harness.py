@@ -432,6 +432,8 @@ QEMU_VARIANTS = {
     "qemu-xbzrle": ({"xbzrle": True}, {"xbzrle-cache-size": 512 << 20}),
     "qemu-ac": ({"auto-converge": True}, {}),
     "qemu-ac-50-25": ({"auto-converge": True}, {"cpu-throttle-initial": 50, "cpu-throttle-increment": 25}),
+    # QEMU at its most aggressive: the first throttle step is already its ceiling (99 %)
+    "qemu-ac-99": ({"auto-converge": True}, {"cpu-throttle-initial": 99, "cpu-throttle-increment": 99}),
     "qemu-xbzrle-ac": ({"xbzrle": True, "auto-converge": True}, {"xbzrle-cache-size": 512 << 20}),
     # post-copy switched after the first pass, as libvirt's --postcopy-after-precopy
     "qemu-postcopy": ({"postcopy-ram": True}, {}),
