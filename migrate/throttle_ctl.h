@@ -25,11 +25,15 @@ struct throttle_ctl {
 	bool looks;               /* round 0 looks at its debt (not with delta encoding) */
 	struct throttle_plan plan;
 	struct mig_throttle thr;
-	/* Round 0's looks: the figures at the last one, the round's record,
-	 * and a throttle that failed to start (with its message). */
-	uint64_t look_sent, look_debt;
+	/* Round 0's looks: the figures at the last one (bytes out, pages
+	 * written again), the round's record, and a throttle that failed to
+	 * start (with its message). */
+	uint64_t look_bytes, look_debt;
 	struct stats_round *look_rec;
 	int look_ret;
+	/* The share in force since the last sync, time-weighted: the looks
+	 * change it inside a window the next sync measures as a whole. */
+	uint64_t win_start, set_at, acc; /* ns, ns, percent x ns */
 	char err[256];
 };
 

@@ -31,12 +31,13 @@ uint32_t throttle_needed_pct(uint32_t pct, uint64_t dirty_bytes, uint64_t sent_b
 	return need >= 100 ? 100 : (uint32_t)need + (need > (uint32_t)need);
 }
 
-/* A raise: at least the next step, at least what the ratio needs. */
-static uint32_t raise(struct throttle_plan *p, uint64_t dirty_bytes, uint64_t sent_bytes,
-		      bool stalled)
+/* A raise: at least the next step, at least what the ratio (measured
+ * while the guest was held `under` percent of the time) needs. */
+static uint32_t plan_raise(struct throttle_plan *p, uint64_t dirty_bytes, uint64_t sent_bytes,
+			   bool stalled, uint32_t under)
 {
 	uint64_t next = p->pct ? (uint64_t)p->pct + p->increment : p->initial;
-	uint64_t need = throttle_needed_pct(p->pct, dirty_bytes, sent_bytes,
+	uint64_t need = throttle_needed_pct(under, dirty_bytes, sent_bytes,
 					    stalled ? THROTTLE_DIRTY_PCT / 2 : THROTTLE_DIRTY_PCT);
 
 	if (need > next)
@@ -48,6 +49,12 @@ static uint32_t raise(struct throttle_plan *p, uint64_t dirty_bytes, uint64_t se
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes)
 {
+	return throttle_plan_step_under(p, dirty_bytes, sent_bytes, p->pct);
+}
+
+uint32_t throttle_plan_step_under(struct throttle_plan *p, uint64_t dirty_bytes,
+				  uint64_t sent_bytes, uint32_t under)
+{
 	bool stalled = dirty_bytes * 100 >= sent_bytes * THROTTLE_STALLED_PCT;
 
 	if (dirty_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
@@ -55,7 +62,7 @@ uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 	if (++p->strikes < THROTTLE_STRIKES && !stalled)
 		return p->pct;
 	p->strikes = 0;
-	return raise(p, dirty_bytes, sent_bytes, stalled);
+	return plan_raise(p, dirty_bytes, sent_bytes, stalled, under > p->pct ? p->pct : under);
 }
 
 uint32_t throttle_plan_probe(struct throttle_plan *p, uint64_t redirtied_bytes,
@@ -63,8 +70,8 @@ uint32_t throttle_plan_probe(struct throttle_plan *p, uint64_t redirtied_bytes,
 {
 	if (redirtied_bytes * 100 <= sent_bytes * THROTTLE_DIRTY_PCT)
 		return p->pct;
-	return raise(p, redirtied_bytes, sent_bytes,
-		     redirtied_bytes * 100 >= sent_bytes * THROTTLE_STALLED_PCT);
+	return plan_raise(p, redirtied_bytes, sent_bytes,
+			  redirtied_bytes * 100 >= sent_bytes * THROTTLE_STALLED_PCT, p->pct);
 }
 
 void throttle_schedule(uint32_t pct, uint32_t limit_ms, uint64_t *run_ns,

@@ -45,6 +45,10 @@ void throttle_plan_init(struct throttle_plan *p, uint32_t initial, uint32_t incr
  * percent to apply from now on. */
 uint32_t throttle_plan_step(struct throttle_plan *p, uint64_t dirty_bytes,
 			    uint64_t sent_bytes);
+/* The same when the share changed during the window (round 0's looks):
+ * under is the share in force on average over it, at most the share now. */
+uint32_t throttle_plan_step_under(struct throttle_plan *p, uint64_t dirty_bytes,
+				  uint64_t sent_bytes, uint32_t under);
 
 /* Inside a long pass (round 0), every THROTTLE_PROBE_MS: of sent_bytes
  * sent since the last probe, the guest wrote redirtied_bytes again (the

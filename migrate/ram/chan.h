@@ -34,7 +34,7 @@ struct chan_src_cfg {
 	const volatile int *cancel; /* migrate_cancel */
 	int cancel_fd;              /* interrupts blocked socket I/O */
 	struct est_rate *rate;      /* shared --max-bandwidth, or NULL */
-	uint64_t *sent_bm;          /* round 0 coverage (dirty trace, post-copy), or NULL */
+	uint64_t *sent_bm;          /* round 0 coverage (trace, post-copy, throttle), or NULL */
 	const volatile int *stop;   /* set: end the round early (ram_sender.stop), or NULL */
 	int timeout_ms;
 	int nice;                   /* the sender threads' nice value, 0: unchanged */
@@ -51,9 +51,9 @@ int chan_src_open(struct chan_src **out, const struct transport_addr *a, uint32_
 		  const struct chan_src_cfg *cfg, char *err, size_t errlen);
 /* Sends round `round` (0: every page; else the pages set in d->bm) over
  * the channels and ends it with SYNC on each; returns when all are done,
- * or the first channel's error. */
-/* tick (may be NULL) is called every tick_ms while the round runs, on
- * the caller's thread, without the channels' lock. */
+ * or the first channel's error. Meanwhile tick (may be NULL; then
+ * tick_ms > 0) is called every tick_ms on the caller's thread, without
+ * the channels' lock. */
 int chan_src_round(struct chan_src *cs, uint32_t round, void (*tick)(void *), void *arg,
 		   uint32_t tick_ms, char *err, size_t errlen);
 void chan_src_totals(struct chan_src *cs, struct chan_totals *t);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "migrate/proto/framemac.h"
+#include "vmm/core/clock.h"
 #include "vmm/core/pool.h"
 
 struct chan_s {
@@ -218,6 +219,10 @@ int chan_src_round(struct chan_src *cs, uint32_t round, void (*tick)(void *), vo
 {
 	int ret;
 
+	if (tick && !tick_ms) {
+		snprintf(err, errlen, "chan_src_round: a tick needs an interval");
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&cs->mu);
 	if (cs->err_code) {
 		ret = cs->err_code;
@@ -235,13 +240,7 @@ int chan_src_round(struct chan_src *cs, uint32_t round, void (*tick)(void *), vo
 			pthread_cond_wait(&cs->cv, &cs->mu);
 			continue;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += tick_ms / 1000;
-		ts.tv_nsec += (long)(tick_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = clock_deadline((int)tick_ms);
 		if (pthread_cond_timedwait(&cs->cv, &cs->mu, &ts) == ETIMEDOUT &&
 		    cs->running > 0) {
 			pthread_mutex_unlock(&cs->mu);

@@ -61,10 +61,11 @@ int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 int ram_dirty_clear_bits(struct vm *vm, struct ram_dirty *d, uint64_t first, uint64_t n,
 			 const uint64_t *bits, char *err, size_t errlen);
 void ram_dirty_stop(struct vm *vm, struct ram_dirty *d);
-/* Of the pages set in covered (what a pass in progress sent; its writers
+/* Of the pages set in covered (what round 0 has sent so far; its writers
  * set bits atomically), how many the guest wrote again since, read
  * without changing what the next sync finds (dirty_probe.c). May run
- * beside the pass's senders. -EOPNOTSUPP without manual protect or ring. */
+ * beside the pass's senders. -EOPNOTSUPP unless manual protect with
+ * initially-set (the only tracker where a covered page's bit means that). */
 int ram_dirty_debt(struct vm *vm, struct ram_dirty *d, const uint64_t *covered,
 		   uint64_t *covered_pages, uint64_t *debt_pages, char *err, size_t errlen);
 

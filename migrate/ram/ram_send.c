@@ -253,7 +253,7 @@ static void mark_covered(uint64_t *bm, uint64_t first, uint64_t n)
 		uint64_t b = first % 64, k = 64 - b < n ? 64 - b : n;
 		uint64_t mask = k == 64 ? ~0ULL : ((1ULL << k) - 1) << b;
 
-		__atomic_fetch_or(&bm[first / 64], mask, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&bm[first / 64], mask, __ATOMIC_RELEASE);
 		first += k;
 		n -= k;
 	}

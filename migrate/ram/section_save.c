@@ -5,6 +5,7 @@
 #include "migrate/ram/section_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,9 +112,11 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 			return -ENOMEM;
 		}
 	}
-	/* The throttle looks at round 0's debt while it runs: that needs
-	 * round 0's coverage. */
-	if (!env->file && env->t->nonconvergence == MIG_NONCONV_THROTTLE && !x->rs.sent_bm &&
+	/* The throttle looks at round 0's debt while it runs (not with delta
+	 * encoding): that needs round 0's coverage. Kept to the end, as the
+	 * channels' senders hold the pointer. */
+	if (!env->file && env->t->nonconvergence == MIG_NONCONV_THROTTLE &&
+	    !env->t->xbzrle_cache && !x->rs.sent_bm &&
 	    !(x->rs.sent_bm = calloc(bm_words(npages), 8))) {
 		snprintf(env->err, env->errlen, "calloc(round 0 coverage): out of memory");
 		return -ENOMEM;
@@ -197,11 +200,16 @@ static void probe(void *arg)
 	struct mig_pass *p = x->probe_pass;
 	uint64_t now = clock_now_ns(), cov, debt;
 	char err[160];
+	int ret;
 
 	if (!p || now < x->probe_next)
 		return;
 	x->probe_next = now + (uint64_t)p->progress_ms * 1000000ULL;
-	if (ram_dirty_debt(x->probe_vm, &x->d, x->rs.sent_bm, &cov, &debt, err, sizeof(err))) {
+	ret = ram_dirty_debt(x->probe_vm, &x->d, x->rs.sent_bm, &cov, &debt, err, sizeof(err));
+	if (ret) {
+		/* The tracker cannot say (docs/migration.md) is expected. */
+		if (ret != -EOPNOTSUPP)
+			fprintf(stderr, "minivmm: round 0's throttle looks stopped: %s\n", err);
 		x->probe_pass = NULL;
 		return;
 	}
@@ -279,10 +287,6 @@ int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 		p->resend_bytes = p->rec->pages_sent * RAM_WIRE_PAGE_BYTES;
 		if (x->tracing && trace_round(&x->trace, 0, t - env->t0, x->rs.sent_bm) < 0)
 			x->tracing = false;
-		if (!x->pcs) { /* post-copy keeps it for the switch */
-			free(x->rs.sent_bm);
-			x->rs.sent_bm = NULL;
-		}
 	}
 	return 0;
 }

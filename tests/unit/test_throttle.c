@@ -87,6 +87,30 @@ static void test_probe_raises_at_once(void **state)
 	assert_int_equal(throttle_plan_probe(&p, 100, 100), 60);
 }
 
+/* The first sync after round 0 measures a window most of which ran below
+ * the share the looks reached: the ratio is read under the window's
+ * average share, not today's (which would overshoot). */
+static void test_step_under_window_share(void **state)
+{
+	struct throttle_plan p, q;
+
+	(void)state;
+	throttle_plan_init(&p, 20, 10, 99);
+	throttle_plan_probe(&p, 60, 100);
+	assert_int_equal(throttle_plan_probe(&p, 95, 100), 79);
+	q = p;
+	/* 90/100 read as measured under 79 %: 4.3 per byte, 95 %. */
+	assert_int_equal(throttle_plan_step(&q, 90, 100), 95);
+	/* Under 20 % on average: 1.125 per byte needs 78 %, so the step
+	 * (79 + 10) decides. */
+	assert_int_equal(throttle_plan_step_under(&p, 90, 100, 20), 89);
+	/* An average above today's share is clamped to it: read under 50 %,
+	 * 1.8 per byte, 87 %. */
+	q.pct = 50;
+	q.strikes = 0;
+	assert_int_equal(throttle_plan_step_under(&q, 90, 100, 80), 87);
+}
+
 /* The share the measured ratio needs: the next round dirties half of
  * what is sent. */
 static void test_needed_pct(void **state)
@@ -153,6 +177,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_steps),
 		cmocka_unit_test(test_probe_raises_at_once),
+		cmocka_unit_test(test_step_under_window_share),
 		cmocka_unit_test(test_needed_pct),
 		cmocka_unit_test(test_schedule_holds_within_limit),
 		cmocka_unit_test(test_schedule_examples),
