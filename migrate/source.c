@@ -498,6 +498,7 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 		double hmax = (double)__atomic_load_n(&c->vm->hold_max_ns, __ATOMIC_RELAXED) / 1e6;
 
 		m->st.guest_stall_max_ms = c->stall_max_ms > hmax ? c->stall_max_ms : hmax;
+		m->st.throttle_hold_max_ms = hmax;
 		m->st.guest_stall_total_ms = c->stall_total_ms +
 			(double)__atomic_load_n(&c->vm->hold_total_ns, __ATOMIC_RELAXED) / 1e6;
 	}

@@ -88,9 +88,10 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->converged ? "true" : "false", st->throughput_Bps,
 		(unsigned long long)st->prealloc_bytes, st->prealloc_ms, st->channels);
 	fprintf(f, "  \"guest_stall_max_ms\": %.3f,\n  \"guest_stall_total_ms\": %.3f,\n"
+		"  \"throttle_hold_max_ms\": %.3f,\n"
 		"  \"throttle_max_pct\": %u,\n  \"guest_console_gap_ms\": %.3f,\n",
-		st->guest_stall_max_ms, st->guest_stall_total_ms, st->throttle_max_pct,
-		st->guest_console_gap_ms);
+		st->guest_stall_max_ms, st->guest_stall_total_ms, st->throttle_hold_max_ms,
+		st->throttle_max_pct, st->guest_console_gap_ms);
 	fprintf(f, "  \"postcopy\": %s,\n  \"postcopy_ms\": %.3f,\n"
 		"  \"postcopy_pages_missing\": %llu,\n  \"postcopy_pages_requested\": %llu,\n"
 		"  \"postcopy_pages_pushed\": %llu,\n  \"postcopy_bad_requests\": %llu,\n"

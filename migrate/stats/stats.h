@@ -50,6 +50,7 @@ struct stats {
 	uint32_t channels;        /* data channels used (0: the one stream) */
 	/* What the migration cost the guest (docs/stats-json.md) */
 	double guest_stall_max_ms, guest_stall_total_ms;
+	double throttle_hold_max_ms; /* the longest single throttle hold alone */
 	/* the longest interval between two guest console lines in the
 	 * migration's window, the switchover included (devices/conline.h) */
 	double guest_console_gap_ms;

@@ -651,7 +651,7 @@ def _figures_from_minivmm(s, t):
     keys = ["setup_ms", "total_ms", "downtime_ms", "bytes_total", "pages_normal", "pages_zero",
             "pages_skipped", "rounds", "converged", "throughput_Bps", "ram_bytes",
             # issue 11: what the migration cost the guest, delta encoding
-            "guest_stall_max_ms", "guest_stall_total_ms", "throttle_max_pct",
+            "guest_stall_max_ms", "guest_stall_total_ms", "throttle_hold_max_ms", "throttle_max_pct",
             "xbzrle_pages", "xbzrle_bytes_saved", "xbzrle_cache_misses", "xbzrle_encode_ms",
             # issue 12: post-copy (source side)
             "postcopy_ms", "postcopy_pages_missing", "postcopy_pages_requested", "postcopy_pages_pushed"]

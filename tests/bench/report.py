@@ -46,6 +46,7 @@ FIG2 = [
     ("progress", "guest progress", 1, "%.2f"),
     ("vmm_console_gap_ms", "console gap ms (VMM-timed)", 1, "%.1f"),
     ("guest_stall_max_ms", "longest stall ms (reported)", 1, "%.1f"),
+    ("throttle_hold_max_ms", "longest hold ms (reported)", 1, "%.1f"),
     ("guest_freeze_max_ms", "longest freeze ms (guest TSC)", 1, "%.1f"),
     ("throttle_max_pct", "throttle max %", 1, "%.0f"),
     ("max_throttle_pct", "QEMU throttle max %", 1, "%.0f"),
