@@ -29,7 +29,7 @@
 /* Round 0 of a guest with gigabytes takes seconds: its debt is looked
  * at this often, and only once this many pages went out since the last
  * look (a smaller sample says little). */
-#define THROTTLE_PROBE_MS 200
+#define THROTTLE_PROBE_MS 100
 #define THROTTLE_PROBE_MIN_PAGES 512
 
 struct throttle_plan {

@@ -219,7 +219,7 @@ static void migrate_throttled(int cpus, int channels)
 	migrate_dirty_ex(NULL, 16, cpus, channels, 0, extra, keep);
 	assert_true(h_json_num(keep, "throttle_max_pct") >= 60);
 	/* Round 0 takes about a second at 20 MB/s: its own looks at the debt
-	 * (every 200 ms) start the throttle inside it, on one stream and over
+	 * (every 100 ms) start the throttle inside it, on one stream and over
 	 * the channels (the first "throttle_pct" is round 0's record). */
 	if (h_json_num(keep, "throttle_pct") < 60)
 		fail_msg("round 0 ended unthrottled (throttle_pct %.0f)",
