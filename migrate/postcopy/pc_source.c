@@ -70,10 +70,11 @@ int pc_src_create(struct pc_src **out, struct vm *vm, struct mig *m, uint64_t to
 	pc->npages = vm->ram_size / VM_PAGE_SIZE;
 	pc->token = token;
 	pc->to_send = calloc(bm_words(pc->npages), 8);
+	pc->resendable = calloc(bm_words(pc->npages), 8);
 	pc->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&pc->mu, NULL);
 	stream_reset(&pc->rp);
-	if (!pc->to_send || pc->stop_efd < 0) {
+	if (!pc->to_send || !pc->resendable || pc->stop_efd < 0) {
 		snprintf(err, errlen, "post-copy: out of memory");
 		return -ENOMEM;
 	}
@@ -115,9 +116,23 @@ static void lose(struct pc_src *pc, const char *why)
 	pthread_mutex_unlock(&pc->mu);
 }
 
-/* Sends the pages of [first, first + n) it can take, in runs. */
+/* Whether the server sends page i: one still to send (taken now), or,
+ * when the target asked for it, one the push took but the server never
+ * sent. The push's copy may sit behind megabytes in the main socket's
+ * buffer while the guest waits for this page; a second copy on the
+ * return path costs a page and the target drops whichever comes second.
+ * At most once per page: repeated requests cost nothing. */
+static bool serve_page(struct pc_src *pc, uint64_t i, bool asked)
+{
+	if (!pc_bm_take(pc->to_send, i) && (!asked || !bm_test(pc->resendable, i)))
+		return false;
+	bm_clear(pc->resendable, i);
+	return true;
+}
+
+/* Sends, in runs, the pages of [first, first + n) serve_page gives. */
 static int send_taken(struct pc_src *pc, struct stream *s, uint64_t first, uint64_t n,
-		      atomic_uint_fast64_t *counter, char *err, size_t errlen)
+		      bool asked, atomic_uint_fast64_t *counter, char *err, size_t errlen)
 {
 	uint64_t i = first, end = first + n;
 
@@ -125,11 +140,11 @@ static int send_taken(struct pc_src *pc, struct stream *s, uint64_t first, uint6
 		uint64_t j;
 		int ret;
 
-		if (!pc_bm_take(pc->to_send, i)) {
+		if (!serve_page(pc, i, asked)) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < end && j - i < PC_BATCH_PAGES && pc_bm_take(pc->to_send, j); j++)
+		for (j = i + 1; j < end && j - i < PC_BATCH_PAGES && serve_page(pc, j, asked); j++)
 			;
 		ret = pc_pages_send(s, pc->vm->ram, i, (uint32_t)(j - i), err, errlen);
 		if (ret)
@@ -141,7 +156,7 @@ static int send_taken(struct pc_src *pc, struct stream *s, uint64_t first, uint6
 }
 
 /* One PAGE_REQ: out of range is answered with ERROR (and the connection
- * stays), a page already sent costs nothing. */
+ * stays), a page already sent on the return path costs nothing. */
 static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errlen)
 {
 	uint8_t b[PAGE_REQ_LEN];
@@ -165,10 +180,10 @@ static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errl
 	 * through its memory finds the next pages already coming on the bulk
 	 * stream instead of faulting every PC_NEIGHBOURS + 1 pages. */
 	atomic_store(&pc->push_from, end + 1);
-	ret = send_taken(pc, &pc->rp, first, n, &pc->requested, err, errlen);
+	ret = send_taken(pc, &pc->rp, first, n, true, &pc->requested, err, errlen);
 	if (!ret)
-		ret = send_taken(pc, &pc->rp, first + n, end - first - n, &pc->requested, err,
-				 errlen);
+		ret = send_taken(pc, &pc->rp, first + n, end - first - n, false, &pc->requested,
+				 err, errlen);
 	return ret;
 }
 
@@ -230,6 +245,7 @@ int pc_src_switch(struct pc_src *pc, struct mig_src_env *env, const uint64_t *bm
 
 	for (uint64_t w = 0; w < words; w++) {
 		atomic_store(&pc->to_send[w], bm[w]);
+		pc->resendable[w] = bm[w];
 		n += (uint64_t)__builtin_popcountll(bm[w]);
 	}
 	ret = pc_missing_send(env->s, bm, pc->npages, env->err, env->errlen);
@@ -400,5 +416,6 @@ void pc_src_destroy(struct pc_src *pc)
 		close(pc->stop_efd);
 	pthread_mutex_destroy(&pc->mu);
 	free(pc->to_send);
+	free(pc->resendable);
 	free(pc);
 }

@@ -18,6 +18,10 @@ struct pc_src {
 	struct mig *m;
 	uint64_t npages, token;
 	_Atomic uint64_t *to_send;
+	/* Pages the target lacks that the server has not sent on the return
+	 * path (the server's own while it runs; set at the switch and at a
+	 * recovery): a page asked for goes there at most once. */
+	uint64_t *resendable;
 	struct stream rp;            /* the return path */
 	int stop_efd;                /* readable: the server stops */
 	struct pool server;

@@ -64,8 +64,12 @@ static int reconnect(struct pc_src *pc, struct mig_src_env *env, const char *uri
 	}
 	if (ret)
 		goto out;
-	for (uint64_t w = 0; w < words; w++)
+	/* The server is stopped: its bitmap can be reset too (what went on
+	 * the old return path may have been lost with it). */
+	for (uint64_t w = 0; w < words; w++) {
 		atomic_store(&pc->to_send[w], bm[w]);
+		pc->resendable[w] = bm[w];
+	}
 	atomic_store(&pc->lost, 0);
 	ret = pc_src_connect_rp(pc, &a, env->err, env->errlen);
 	if (!ret)
