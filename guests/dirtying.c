@@ -353,19 +353,6 @@ static void plan_memory(struct param *wss, struct param *fill)
 
 static u64 tsc_per_ms;
 
-/* TSC cycles per ms against the PIT, over 50 ticks at boot (a tick
- * delivered late only makes the figure a little high). */
-static void calibrate_tsc(void)
-{
-    u64 t0 = rt_ticks;
-    while (rt_ticks == t0)
-        rt_wait_tick(t0);
-    u64 a = rt_rdtsc(), t1 = rt_ticks;
-    while (rt_ticks < t1 + 50)
-        rt_wait_tick(rt_ticks);
-    u64 b = rt_rdtsc(), ms = rt_ticks_to_ms(rt_ticks - t1);
-    tsc_per_ms = ms ? (b - a) / ms : 0;
-}
 
 static u64 p_period, p_count, p_rate, p_verify_every;
 static int p_verify_at_end;
@@ -387,6 +374,7 @@ void dt_init(const char *name)
     pattern = (int)rt_param("pattern")->val;
     fresh = (int)rt_param("fresh")->val;
     npages = p_wss->val * 256;
+    tsc_per_ms = rt_tsc_per_ms();
 }
 
 void dt_start(void)
@@ -470,7 +458,6 @@ void dt_start(void)
     stamp_slice(&pc[0]);
     while (__atomic_load_n(&stamped, __ATOMIC_SEQ_CST) != (u32)(ncpu - 1))
         rt_wait_tick(rt_ticks);
-    calibrate_tsc();
 
 }
 

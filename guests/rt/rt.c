@@ -879,6 +879,23 @@ void *rt_map_mmio(u64 pa, u64 len)
 /* ================================================================== */
 /* boot                                                                */
 
+u64 rt_tsc_per_ms(void)
+{
+    u32 latch = PIT_FREQ / 50;           /* 20 ms */
+    u8 v = inb(0x61);
+    outb(0x61, (u8)((v & ~0x02) | 0x01)); /* gate 2 high, speaker off */
+    outb(0x43, 0xb0);                    /* channel 2, lo/hi, mode 0 */
+    outb(0x42, (u8)(latch & 0xff));
+    outb(0x42, (u8)(latch >> 8));
+    u64 a = rt_rdtsc();
+    for (u32 n = 0; !(inb(0x61) & 0x20); n++)  /* OUT2 high: count reached 0 */
+        if (n > 100000000u)
+            return 0;
+    u64 b = rt_rdtsc();
+    outb(0x61, v);
+    return (b - a) / 20;
+}
+
 void rt_init(const char *name, struct param *params, int nparams, int smp)
 {
     guest_name = name;

@@ -22,6 +22,10 @@ static inline u64 rt_rdtsc(void)
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
     return ((u64)hi << 32) | lo;
 }
+/* TSC cycles per ms, timed by PIT channel 2 (20 ms, polled on port 0x61):
+ * the PIT counts on the host's clock, so ticks delivered late (KVM injects
+ * a backlog of them quickly) do not skew it as counting ticks would. */
+u64 rt_tsc_per_ms(void);
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
 static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
 static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
