@@ -48,6 +48,7 @@ FIG2 = [
     ("guest_stall_max_ms", "longest stall ms (reported)", 1, "%.1f"),
     ("throttle_hold_max_ms", "longest hold ms (reported)", 1, "%.1f"),
     ("guest_freeze_max_ms", "longest freeze ms (guest TSC)", 1, "%.1f"),
+    ("guest_freeze_before_ms", "longest freeze before ms (guest TSC)", 1, "%.1f"),
     ("throttle_max_pct", "throttle max %", 1, "%.0f"),
     ("max_throttle_pct", "QEMU throttle max %", 1, "%.0f"),
     ("xbzrle_bytes_saved", "delta MiB saved", 1 / (1 << 20), "%.1f"),
