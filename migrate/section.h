@@ -69,10 +69,10 @@ struct mig_pass {
 	 * again (round 0's expected-downtime figure). */
 	uint64_t resend_bytes;
 	/* When set, a section whose pass takes long calls it about every
-	 * progress_ms with the pages the pass has sent so far and how many
-	 * of those the guest has written again since (the next round's debt
-	 * so far), from the thread that runs the pass. */
-	void (*progress)(void *arg, uint64_t sent_pages, uint64_t redirtied_pages);
+	 * progress_ms with how many of the pages the pass has sent so far the
+	 * guest has written again since (the next round's debt so far), from
+	 * the thread that runs the pass. */
+	void (*progress)(void *arg, uint64_t redirtied_pages);
 	void *progress_arg;
 	uint32_t progress_ms;
 };

@@ -58,14 +58,13 @@ static void publish(struct throttle_ctl *tc, uint32_t pct)
 /* Inside round 0: a guest that re-dirties at least half of what goes out
  * makes a round 1 as long as round 0; waiting for the rounds to show it
  * costs that round. */
-static void look(void *arg, uint64_t sent_pages, uint64_t redirtied_pages)
+static void look(void *arg, uint64_t redirtied_pages)
 {
 	struct throttle_ctl *tc = arg;
 	/* Bytes, as the rounds' rule counts: a zero page costs a marker. */
 	uint64_t out = atomic_load(&tc->m->live_bytes), ds = out - tc->look_bytes, dd;
 	uint32_t pct, was = mig_throttle_pct(&tc->thr);
 
-	(void)sent_pages;
 	if (tc->look_ret || out < tc->look_bytes || ds < THROTTLE_PROBE_MIN_PAGES * VM_PAGE_SIZE)
 		return;
 	dd = redirtied_pages > tc->look_debt ? redirtied_pages - tc->look_debt : 0;

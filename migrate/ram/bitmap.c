@@ -55,6 +55,18 @@ void bm_set_range(uint64_t *bm, uint64_t first, uint64_t n)
 		bm_set(bm, i);
 }
 
+void bm_set_range_atomic(uint64_t *bm, uint64_t first, uint64_t n)
+{
+	while (n) {
+		uint64_t b = first % 64, k = 64 - b < n ? 64 - b : n;
+		uint64_t mask = k == 64 ? ~0ULL : ((1ULL << k) - 1) << b;
+
+		__atomic_fetch_or(&bm[first / 64], mask, __ATOMIC_RELEASE);
+		first += k;
+		n -= k;
+	}
+}
+
 void bm_clear_range(uint64_t *bm, uint64_t first, uint64_t n)
 {
 	uint64_t i = first, end = first + n;

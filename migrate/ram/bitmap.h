@@ -34,6 +34,9 @@ uint64_t bm_next_set(const uint64_t *bm, uint64_t nbits, uint64_t from);
 uint64_t bm_next_clear(const uint64_t *bm, uint64_t nbits, uint64_t from);
 /* Sets bits [first, first + n). */
 void bm_set_range(uint64_t *bm, uint64_t first, uint64_t n);
+/* The same with atomic ORs (release), for a bitmap read while it is
+ * written (round 0's coverage, read by the throttle's looks). */
+void bm_set_range_atomic(uint64_t *bm, uint64_t first, uint64_t n);
 /* Clears bits [first, first + n). */
 void bm_clear_range(uint64_t *bm, uint64_t first, uint64_t n);
 

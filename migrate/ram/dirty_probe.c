@@ -19,13 +19,13 @@
 #include "migrate/ram/dirty_int.h"
 
 int ram_dirty_debt(struct vm *vm, struct ram_dirty *d, const uint64_t *covered,
-		   uint64_t *covered_pages, uint64_t *debt_pages, char *err, size_t errlen)
+		   uint64_t *debt_pages, char *err, size_t errlen)
 {
 	size_t words = (d->npages + 63) / 64;
-	uint64_t ncov = 0, debt = 0, *cov;
+	uint64_t debt = 0, *cov;
 	int ret = 0;
 
-	*covered_pages = *debt_pages = 0;
+	*debt_pages = 0;
 	if (!d->logging || !covered || !d->manual || !d->init_set || d->ring) {
 		snprintf(err, errlen, "dirty debt: readable only with manual protect and "
 			 "initially-set");
@@ -38,10 +38,8 @@ int ram_dirty_debt(struct vm *vm, struct ram_dirty *d, const uint64_t *covered,
 		snprintf(err, errlen, "dirty debt: out of memory");
 		return -ENOMEM;
 	}
-	for (size_t w = 0; w < words; w++) {
+	for (size_t w = 0; w < words; w++)
 		cov[w] = __atomic_load_n(&covered[w], __ATOMIC_ACQUIRE);
-		ncov += (uint64_t)__builtin_popcountll(cov[w]);
-	}
 	for (int i = 0; i < vm->nslots && !ret; i++) {
 		const struct vm_slot *s = &vm->slots[i];
 		size_t first = s->ram_offset / VM_PAGE_SIZE / 64;
@@ -58,7 +56,6 @@ int ram_dirty_debt(struct vm *vm, struct ram_dirty *d, const uint64_t *covered,
 	free(cov);
 	if (ret)
 		return ret;
-	*covered_pages = ncov;
 	*debt_pages = debt;
 	return 0;
 }

@@ -67,7 +67,7 @@ void ram_dirty_stop(struct vm *vm, struct ram_dirty *d);
  * beside the pass's senders. -EOPNOTSUPP unless manual protect with
  * initially-set (the only tracker where a covered page's bit means that). */
 int ram_dirty_debt(struct vm *vm, struct ram_dirty *d, const uint64_t *covered,
-		   uint64_t *covered_pages, uint64_t *debt_pages, char *err, size_t errlen);
+		   uint64_t *debt_pages, char *err, size_t errlen);
 
 /* ---- sender (ram_send.c) --------------------------------------------- */
 struct ram_sender {

@@ -245,20 +245,6 @@ static int add_run(struct ram_sender *rs, uint64_t first, uint64_t count,
 	return 0;
 }
 
-/* Atomic: a throttle probe reads the coverage while the pass goes on
- * (ram_dirty_debt). */
-static void mark_covered(uint64_t *bm, uint64_t first, uint64_t n)
-{
-	while (n) {
-		uint64_t b = first % 64, k = 64 - b < n ? 64 - b : n;
-		uint64_t mask = k == 64 ? ~0ULL : ((1ULL << k) - 1) << b;
-
-		__atomic_fetch_or(&bm[first / 64], mask, __ATOMIC_RELEASE);
-		first += k;
-		n -= k;
-	}
-}
-
 /* Pages [i, j) of the range, all populated: zero runs as markers, the
  * rest with contents, in pieces, so that a stop (post-copy switch) is
  * seen within a batch or so; sent_bm marks exactly what was queued. */
@@ -284,7 +270,8 @@ static int send_populated(struct ram_sender *rs, uint64_t i, uint64_t j, char *e
 		if (ret)
 			return ret;
 		if (rs->sent_bm)
-			mark_covered(rs->sent_bm, i, e - i);
+			/* read meanwhile by the throttle's looks (ram_dirty_debt) */
+			bm_set_range_atomic(rs->sent_bm, i, e - i);
 		i = e;
 	}
 	return 0;

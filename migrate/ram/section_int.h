@@ -33,7 +33,6 @@ struct ram_sec {
 	struct pc_src *pcs;         /* post-copy allowed and taken by the target */
 	/* Round 0's debt probe (mig_pass.progress), while it runs. */
 	struct mig_pass *probe_pass;
-	struct vm *probe_vm;
 	uint64_t probe_next;
 	/* target */
 	struct ram_prefault *pf;    /* first-touch helpers while RAM arrives */

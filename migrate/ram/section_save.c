@@ -198,14 +198,14 @@ static void probe(void *arg)
 {
 	struct ram_sec *x = arg;
 	struct mig_pass *p = x->probe_pass;
-	uint64_t now = clock_now_ns(), cov, debt;
+	uint64_t now = clock_now_ns(), debt;
 	char err[160];
 	int ret;
 
 	if (!p || now < x->probe_next)
 		return;
 	x->probe_next = now + (uint64_t)p->progress_ms * 1000000ULL;
-	ret = ram_dirty_debt(x->probe_vm, &x->d, x->rs.sent_bm, &cov, &debt, err, sizeof(err));
+	ret = ram_dirty_debt(x->rs.vm, &x->d, x->rs.sent_bm, &debt, err, sizeof(err));
 	if (ret) {
 		/* The tracker cannot say (docs/migration.md) is expected. */
 		if (ret != -EOPNOTSUPP)
@@ -213,7 +213,7 @@ static void probe(void *arg)
 		x->probe_pass = NULL;
 		return;
 	}
-	p->progress(p->progress_arg, cov, debt);
+	p->progress(p->progress_arg, debt);
 }
 
 static int send_round0(struct ram_sec *x, struct mig_src_env *env, struct mig_pass *p)
@@ -222,7 +222,6 @@ static int send_round0(struct ram_sec *x, struct mig_src_env *env, struct mig_pa
 	int ret;
 
 	x->probe_pass = look ? p : NULL;
-	x->probe_vm = env->vm;
 	x->probe_next = clock_now_ns() + (uint64_t)p->progress_ms * 1000000ULL;
 	if (x->cs) {
 		ret = chan_src_round(x->cs, 0, look ? probe : NULL, x, p->progress_ms, env->err,

@@ -266,6 +266,17 @@ static void test_bitmap(void **state)
 	assert_false(bm_test(bm, 70));
 	bm_set(bm, 255);
 	assert_int_equal(bm_next_set(bm, 256, 133), 255);
+	/* The atomic range set gives the same bits as the plain one. */
+	{
+		uint64_t a[4] = { 0 }, b[4] = { 0 };
+
+		for (uint64_t f = 0; f < 70; f += 7)
+			for (uint64_t n = 0; n + f <= 256; n += 61) {
+				bm_set_range(a, f, n);
+				bm_set_range_atomic(b, f, n);
+				assert_memory_equal(a, b, sizeof(a));
+			}
+	}
 }
 
 int main(void)
