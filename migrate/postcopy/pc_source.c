@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "migrate/mig.h"
+#include "migrate/policy/estimator.h"
+#include "migrate/postcopy/pc_policy.h"
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/ram/bitmap.h"
 #include "migrate/section.h"
@@ -286,6 +288,25 @@ uint64_t pc_src_left(struct pc_src *pc)
 	return n;
 }
 
+/* The push shares the link with the return path's replies: its queue is
+ * bounded for the whole phase (pc_policy_push_queue; TCP only, a Unix
+ * socket shares no link; nothing measured: the kernel's sizing). */
+static void bound_push_queue(struct mig_src_env *env)
+{
+	double bw = env->e ? est_bandwidth(env->e) : 0;
+	struct transport_path path;
+	uint32_t q;
+
+	if (!(bw > 0) || transport_path_info(&env->s->conn, &path))
+		return;
+	q = pc_policy_push_queue(bw, path.min_rtt_us, path.mss);
+	if (transport_bound_send_queue(&env->s->conn, q))
+		return;
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.pc_push_queue_bytes = q;
+	pthread_mutex_unlock(&env->m->lock);
+}
+
 /* Every page not yet taken on the main connection: in order, from wherever
  * the last request left off, wrapping around, until a whole sweep of the
  * bitmap finds nothing (pages are only ever taken, so that is the end). */
@@ -293,6 +314,7 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 {
 	uint64_t words = bm_words(pc->npages), empty = 0, w = 0, n = 0;
 
+	bound_push_queue(env);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
 		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
 

@@ -73,6 +73,7 @@ struct stats {
 	uint64_t pc_refaults;     /* the same thread's fault on the same page, again */
 	double pc_fault_p50_ms, pc_fault_p99_ms, pc_fault_max_ms, pc_blocktime_ms;
 	uint32_t pc_recoveries;
+	uint64_t pc_push_queue_bytes; /* source: the push's send-queue bound, 0: none */
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

@@ -2,10 +2,13 @@
 #include "migrate/transport/transport_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -261,6 +264,31 @@ void transport_set_timeout(struct transport_conn *c, int timeout_ms)
 {
 	if (c->fd >= 0 && c->is_stream_socket)
 		sock_set_timeout(c->fd, timeout_ms);
+}
+
+int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes)
+{
+	/* The kernel doubles the value for its own bookkeeping. */
+	int v = (int)(bytes / 2 < 2048 ? 2048 : bytes / 2);
+
+	if (c->fd < 0 || !c->is_stream_socket)
+		return -ENOTSOCK;
+	return setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0 ? -errno : 0;
+}
+
+int transport_path_info(const struct transport_conn *c, struct transport_path *p)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (c->fd < 0 || c->ops != &transport_tcp_ops ||
+	    getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt) ||
+	    !ti.tcpi_min_rtt || ti.tcpi_min_rtt == ~0u || !ti.tcpi_snd_mss)
+		return -ENOTSUP;
+	p->min_rtt_us = ti.tcpi_min_rtt;
+	p->mss = ti.tcpi_snd_mss;
+	return 0;
 }
 
 void transport_shutdown(struct transport_conn *c)

@@ -85,6 +85,19 @@ ssize_t transport_readv(struct transport_conn *c, const struct iovec *iov, int i
 ssize_t transport_writev(struct transport_conn *c, const struct iovec *iov, int iovcnt);
 /* Sets the blocking-I/O bound of a socket (no-op on a file). */
 void transport_set_timeout(struct transport_conn *c, int timeout_ms);
+/* Bounds what a socket may hold unsent or unacknowledged to about bytes
+ * (SO_SNDBUF, which also ends the kernel's autotuning of it): a write on
+ * another connection over the same link then queues behind at most that
+ * much of this one's data. 0, or -errno (-ENOTSOCK on a file). */
+int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes);
+/* What the kernel measured of a TCP connection's path: the lowest round
+ * trip (its base delay, without queueing) and the segment size it sends.
+ * 0, or -ENOTSUP (not TCP, or nothing measured yet). */
+struct transport_path {
+	uint32_t min_rtt_us;
+	uint32_t mss;
+};
+int transport_path_info(const struct transport_conn *c, struct transport_path *p);
 /* Cuts a socket off both ways, from any thread, so that blocked I/O on
  * it returns at once; the fd stays open until transport_close. */
 void transport_shutdown(struct transport_conn *c);

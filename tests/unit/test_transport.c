@@ -150,6 +150,21 @@ static void exchange(const struct transport_addr *a, struct transport_listener *
 	assert_int_equal(stream_writev_all(&s, iov, 2, err, sizeof(err)), 0);
 	assert_int_equal(stream_readv_all(&c, riov, 2, err, sizeof(err)), 0);
 	assert_memory_equal(got, page, sizeof(got));
+	/* Post-copy's push bound: the kernel keeps what we ask (it doubles the
+	 * half we pass); the path figures exist on TCP only. */
+	struct transport_path path = { 0 };
+	int sb = 0;
+	socklen_t sl = sizeof(sb);
+
+	assert_int_equal(transport_path_info(&c.conn, &path),
+			 a->kind == TRANSPORT_TCP ? 0 : -ENOTSUP);
+	if (a->kind == TRANSPORT_TCP) {
+		assert_in_range(path.mss, 536, 65535);
+		assert_true(path.min_rtt_us > 0);
+	}
+	assert_int_equal(transport_bound_send_queue(&c.conn, 65536), 0);
+	assert_int_equal(getsockopt(c.conn.fd, SOL_SOCKET, SO_SNDBUF, &sb, &sl), 0);
+	assert_int_equal(sb, 65536);
 	/* shutdown from "another thread" ends a read at once */
 	stream_shutdown(&c);
 	assert_int_equal(stream_read_all(&s, tok, 1, err, sizeof(err)), -ECONNRESET);
@@ -256,6 +271,8 @@ static void test_file(void **state)
 	s.cancel_fd = 0; /* never polled on a file */
 	assert_int_equal(stream_write_all(&s, "abc", 3, err, sizeof(err)), 0);
 	stream_shutdown(&s); /* no-op on a file */
+	assert_int_equal(transport_bound_send_queue(&s.conn, 65536), -ENOTSOCK);
+	assert_int_equal(transport_path_info(&s.conn, &(struct transport_path){ 0 }), -ENOTSUP);
 	stream_close(&s);
 	assert_int_equal(transport_open_file(&a, false, &c, err, sizeof(err)), 0);
 	stream_attach(&s, &c, 0);
