@@ -197,11 +197,12 @@ int64_t dring_collect(struct vm *vm, uint32_t min, char *err, size_t errlen)
  * reset under an earlier index (the slot was overwritten, we took it, KVM
  * reset it as the older one): an empty slot KVM still counts as in use,
  * and the vCPU exits on a full ring forever while we find nothing to
- * harvest. KVM stopped the vCPU with at least `used` entries in use past
- * its reset index and, since then, only this thread pushes to the ring
- * and nobody reset it (ring_kr unchanged): every one of those entries may
- * be reset without moving KVM past its own write index. Dirty ones are
- * harvested first; the empty ones are those KVM still counts. */
+ * harvest. KVM stopped the vCPU with at least its soft limit in use past
+ * its reset index; only this thread pushes to the ring, and resets since
+ * this KVM_RUN began moved the index by what dring_full subtracts: the
+ * `used` entries from ring_kr on are still in use, and resetting them
+ * cannot move KVM past its own write index. Dirty ones are harvested
+ * first; the empty ones are those KVM still counts. */
 static void resync(struct vcpu *v, uint32_t used)
 {
 	uint32_t n = v->vm->dring_entries;
@@ -220,7 +221,7 @@ static void resync(struct vcpu *v, uint32_t used)
 
 int dring_full(struct vcpu *v, char *err, size_t errlen)
 {
-	uint32_t soft = v->vm->dring_entries - DRING_RSVD_MAX, since;
+	uint32_t soft, since;
 	int ret = 0;
 
 	__atomic_fetch_add(&v->vm->dring_full_exits, 1, __ATOMIC_RELAXED);
@@ -228,6 +229,7 @@ int dring_full(struct vcpu *v, char *err, size_t errlen)
 		KVM_ERR(err, errlen, "KVM_EXIT_DIRTY_RING_FULL on vcpu%d without a ring", v->id);
 		return -EPROTO;
 	}
+	soft = v->vm->dring_entries - DRING_RSVD_MAX; /* entries >= DRING_MIN_ENTRIES */
 	pthread_mutex_lock(&v->vm->dring_lock);
 	if (harvest(v, 1)) {
 		ret = reset(v, err, errlen);
