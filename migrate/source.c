@@ -509,6 +509,8 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 	m->st.bytes_total = out_bytes(c);
 	m->st.dirty_ring_entries = c->vm->dring_entries;
 	m->st.dirty_ring_full_exits = __atomic_load_n(&c->vm->dring_full_exits, __ATOMIC_RELAXED);
+	m->st.dirty_ring_lost = __atomic_load_n(&c->vm->dring_lost, __ATOMIC_ACQUIRE);
+	m->st.dirty_ring_resyncs = __atomic_load_n(&c->vm->dring_resyncs, __ATOMIC_RELAXED);
 	m->st.throughput_Bps = m->st.total_ms > m->st.setup_ms ?
 		(double)out_bytes(c) * 1000.0 / (m->st.total_ms - m->st.setup_ms) : 0;
 	if (result != STATS_COMPLETED)

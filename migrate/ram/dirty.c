@@ -19,16 +19,41 @@
 #include "vmm/core/dirty_ring.h"
 #include "vmm/core/kvm.h"
 
+/* Test hook (docs/migration.md, "Test hooks"): MINIVMM_TEST_DRING_REAP_MS=N
+ * makes the reaper harvest every N ms whatever the fill, N=0 never, so
+ * rings fill between syncs and the vCPUs take KVM_EXIT_DIRTY_RING_FULL.
+ * Unset or malformed: 0 (the normal reaper). */
+static int test_reap_ms(void)
+{
+	const char *v = getenv("MINIVMM_TEST_DRING_REAP_MS");
+	char *end;
+	long ms;
+
+	if (!v || !*v)
+		return 0;
+	ms = strtol(v, &end, 10);
+	if (*end || ms < 0 || ms > 600000)
+		return 0;
+	return ms ? (int)ms : -1;
+}
+
 /* Between syncs a round can last seconds; KVM's exit on a full ring comes
  * late here (dirty_ring.c), so rings are emptied whenever a quarter full. */
 static void *reaper(void *arg)
 {
 	struct ram_dirty *d = arg;
 	struct timespec ts = { 0, 1000000 };
+	uint32_t min = d->reaper_vm->dring_entries / 4;
+	int waited = 0;
 	char err[128];
 
+	if (d->reap_ms)
+		min = 1;
 	while (!__atomic_load_n(&d->reaper_stop, __ATOMIC_ACQUIRE)) {
-		dring_collect(d->reaper_vm, d->reaper_vm->dring_entries / 4, err, sizeof(err));
+		if (!d->reap_ms || (d->reap_ms > 0 && ++waited >= d->reap_ms)) {
+			dring_collect(d->reaper_vm, min, err, sizeof(err));
+			waited = 0;
+		}
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
@@ -132,6 +157,12 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 	if (d->ring && (ret = (int)dring_collect(vm, 1, err, errlen)) < 0)
 		goto fail;
 	take_vmm_dirty(vm, NULL, bm_words(d->npages));
+	/* Counted per migration: the rings fill only while logging is on.
+	 * A VM whose ring once overflowed is never trusted again. */
+	__atomic_store_n(&vm->dring_lost, __atomic_load_n(&vm->dring_suspect, __ATOMIC_ACQUIRE),
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->dring_full_exits, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&vm->dring_resyncs, 0, __ATOMIC_RELAXED);
 	ret = vm_set_dirty_logging(vm, true, err, errlen);
 	if (ret)
 		goto fail;
@@ -140,8 +171,8 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 	if (ret)
 		goto fail;
 	if (d->ring) {
-		__atomic_store_n(&vm->dring_lost, false, __ATOMIC_RELEASE);
 		d->reaper_vm = vm;
+		d->reap_ms = test_reap_ms();
 		ret = pthread_create(&d->reaper, NULL, reaper, d);
 		if (ret) {
 			snprintf(err, errlen, "dirty ring reaper thread: %s", strerror(ret));
@@ -156,20 +187,35 @@ fail:
 	return ret;
 }
 
+/* Every page populated now: the only ones anybody can have written. */
+static int mark_populated(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
+{
+	int ret;
+
+	d->scratch.n = 0;
+	ret = resident_scan(&d->scratch, vm->ram, 0, d->npages, err, errlen);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < d->scratch.n; i++)
+		bm_set_range(d->bm, d->scratch.r[i].first, d->scratch.r[i].count);
+	d->ring_resends++;
+	return 0;
+}
+
 /* The rings hold what the vCPUs dirtied since the last harvest; pages
- * the reaper took meanwhile are in vmm_dirty already. */
-static int sync_rings(struct vm *vm, char *err, size_t errlen)
+ * the reaper took meanwhile are in vmm_dirty already. Once a ring has
+ * overflowed, the pages of the entries KVM overwrote are unknown, and so
+ * is what KVM's view of the ring hides afterwards: every sync of the
+ * migration, the final one in the pause included, then sends every
+ * populated page again. Slow, but the guest moves whole. */
+static int sync_rings(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
 	int64_t n = dring_collect(vm, 1, err, errlen);
 
 	if (n < 0)
 		return (int)n;
-	if (__atomic_load_n(&vm->dring_lost, __ATOMIC_ACQUIRE)) {
-		snprintf(err, errlen, "a vCPU's dirty ring overflowed (KVM pushed past a "
-			 "full ring): pages may be untracked; use a larger "
-			 "--dirty-ring-size or --dirty-tracking bitmap");
-		return -EIO;
-	}
+	if (__atomic_load_n(&vm->dring_lost, __ATOMIC_ACQUIRE))
+		return mark_populated(vm, d, err, errlen);
 	return 0;
 }
 
@@ -217,7 +263,7 @@ static int sync_slots(struct vm *vm, struct ram_dirty *d, char *err, size_t errl
 
 int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
-	int ret = d->ring ? sync_rings(vm, err, errlen) :
+	int ret = d->ring ? sync_rings(vm, d, err, errlen) :
 		  d->init_set ? ram_dirty_sync_trusted(vm, d, err, errlen) :
 		  sync_slots(vm, d, err, errlen);
 

@@ -31,6 +31,9 @@ struct ram_dirty {
 	bool reaping, reaper_stop;
 	pthread_t reaper;  /* empties the rings between syncs */
 	struct vm *reaper_vm;
+	/* Test hook MINIVMM_TEST_DRING_REAP_MS (docs/migration.md): the
+	 * reaper's period in ms, -1 never; 0 unset (every ms, quarter full). */
+	int reap_ms;
 	bool logging;
 	bool res_on;       /* res and scratch initialised (ram_dirty_init) */
 	/* The pages populated when round 0 began (resident.h): the only ones
@@ -38,6 +41,7 @@ struct ram_dirty {
 	struct resident res, scratch;
 	uint64_t *slot_log[VM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG buffers, kept */
 	uint64_t found_late; /* init_set: pages a sync found populated outside res */
+	uint32_t ring_resends; /* ring: syncs that marked every populated page (lost) */
 };
 
 /* Zeroes d for npages of RAM; ram_dirty_stop undoes it. */

@@ -165,6 +165,7 @@ static void publish(struct ram_sec *x, struct mig_src_env *env)
 	m->st.pages_zero = x->rs.pages_zero;
 	m->st.pages_skipped = x->rs.pages_skipped;
 	m->st.pages_populated_late = x->d.found_late;
+	m->st.dirty_ring_resends = x->d.ring_resends;
 	m->st.xbzrle_pages = x->rs.xbz_pages;
 	m->st.xbzrle_bytes_saved = x->rs.xbz_saved;
 	m->st.xbzrle_cache_misses = x->rs.xbz_misses;

@@ -123,9 +123,13 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->disk_rounds, st->disk_bulk_ms, st->disk_bulk_Bps, st->disk_read_ms,
 		st->disk_write_ms, st->disk_flush_ms);
 	fprintf(f, "  \"dirty_tracking\": \"%s\",\n  \"dirty_ring_entries\": %u,\n"
-		"  \"dirty_ring_full_exits\": %llu,\n  \"round_records\": [",
+		"  \"dirty_ring_full_exits\": %llu,\n  \"dirty_ring_lost\": %s,\n"
+		"  \"dirty_ring_resyncs\": %llu,\n  \"dirty_ring_resends\": %u,\n"
+		"  \"round_records\": [",
 		st->dirty_ring_entries ? "ring" : "bitmap", st->dirty_ring_entries,
-		(unsigned long long)st->dirty_ring_full_exits);
+		(unsigned long long)st->dirty_ring_full_exits,
+		st->dirty_ring_lost ? "true" : "false",
+		(unsigned long long)st->dirty_ring_resyncs, st->dirty_ring_resends);
 	for (size_t i = 0; i < st->nrec; i++) {
 		const struct stats_round *r = &st->rec[i];
 

@@ -65,6 +65,9 @@ struct stats {
 	/* Dirty tracking: ring entries per vCPU (0: the bitmap) */
 	uint32_t dirty_ring_entries;
 	uint64_t dirty_ring_full_exits;
+	bool dirty_ring_lost;     /* a ring was found overflowed: tracking not trusted */
+	uint64_t dirty_ring_resyncs; /* full exits that moved KVM's reset index blind */
+	uint32_t dirty_ring_resends; /* syncs that marked every populated page (lost) */
 	/* Post-copy (docs/postcopy.md, docs/stats-json.md) */
 	bool postcopy;
 	double postcopy_ms;       /* the switch -> every page on the target */

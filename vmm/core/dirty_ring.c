@@ -70,8 +70,7 @@ int dring_map(struct vcpu *v, char *err, size_t errlen)
 		return -e;
 	}
 	v->ring = p;
-	v->ring_fetch = 0;
-	pthread_mutex_init(&v->ring_lock, NULL);
+	v->ring_fetch = v->ring_kr = v->ring_kr_run = 0;
 	return 0;
 }
 
@@ -80,7 +79,6 @@ void dring_unmap(struct vcpu *v)
 	if (!v->ring)
 		return;
 	munmap(v->ring, (size_t)v->vm->dring_entries * sizeof(struct kvm_dirty_gfn));
-	pthread_mutex_destroy(&v->ring_lock);
 	v->ring = NULL;
 }
 
@@ -100,59 +98,61 @@ static void mark(struct vm *vm, uint32_t slot, uint64_t offset)
 	}
 }
 
-/* KVM is meant to stop a vCPU (KVM_EXIT_DIRTY_RING_FULL) while its ring
- * still has room; under nested kvm_pvm it has been seen to push on past
- * a full ring (a WARN in kvm_dirty_ring_push), overwriting entries and
- * leaving ours out of step with its own. A ring found full, or a full
- * exit with nothing to harvest, marks the tracking as lost (migration
- * must not trust it) and is rescanned whole so the vCPU can run on. */
-static uint32_t rescan(struct vcpu *v)
+static bool entry_dirty(const struct kvm_dirty_gfn *e)
 {
-	uint32_t n = v->vm->dring_entries, got = 0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		struct kvm_dirty_gfn *e = &v->ring[(v->ring_fetch + i) & (n - 1)];
-
-		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
-			continue;
-		mark(v->vm, e->slot, e->offset);
-		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
-		got++;
-	}
-	return got;
+	return __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY;
 }
 
-/* min: harvest only when at least that many entries wait (the entry
+static void entry_reset(struct kvm_dirty_gfn *e)
+{
+	__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+}
+
+static void tracking_lost(struct vm *vm)
+{
+	__atomic_store_n(&vm->dring_lost, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->dring_suspect, true, __ATOMIC_RELEASE);
+}
+
+/* KVM is meant to stop a vCPU (KVM_EXIT_DIRTY_RING_FULL) while its ring
+ * still has room; under nested kvm_pvm the guest runs in KVM's emulator,
+ * which checks for the stop only when it leaves its loop, so a vCPU
+ * pushes on past a full ring, overwriting entries not yet harvested
+ * (docs/migration.md, "Dirty tracking"). A harvest that finds every
+ * entry dirty has seen that happen: the pages of the overwritten entries
+ * are lost to tracking.
+ *
+ * min: harvest only when at least that many entries wait (the entry
  * min-1 past our cursor is filled), so a periodic reaper costs one load
- * per vCPU. */
+ * per vCPU. vm->dring_lock held. */
 static uint32_t harvest(struct vcpu *v, uint32_t min)
 {
 	uint32_t n = v->vm->dring_entries, got = 0;
 
-	pthread_mutex_lock(&v->ring_lock);
-	if (min > 1 && !(__atomic_load_n(&v->ring[(v->ring_fetch + min - 1) & (n - 1)].flags,
-					 __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY)) {
-		pthread_mutex_unlock(&v->ring_lock);
+	if (min > 1 && !entry_dirty(&v->ring[(v->ring_fetch + min - 1) & (n - 1)]))
 		return 0;
-	}
 	for (; got < n; got++) {
 		struct kvm_dirty_gfn *e = &v->ring[v->ring_fetch & (n - 1)];
 
-		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
+		if (!entry_dirty(e))
 			break;
 		mark(v->vm, e->slot, e->offset);
-		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+		entry_reset(e);
 		v->ring_fetch++;
 	}
 	if (got == n)
-		__atomic_store_n(&v->vm->dring_lost, true, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&v->ring_lock);
+		tracking_lost(v->vm);
 	return got;
 }
 
-static int reset(struct vm *vm, char *err, size_t errlen)
+/* KVM_RESET_DIRTY_RINGS with only v's ring holding reset entries
+ * (vm->dring_lock held, and every harvest ends with a reset): the count
+ * it returns is v's, so ring_kr follows KVM's reset index exactly. KVM
+ * stopping short of our cursor means it overwrote an entry we had taken
+ * before it reset it: its view and ours differ from here on. */
+static int reset(struct vcpu *v, char *err, size_t errlen)
 {
-	int ret = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+	int ret = ioctl(v->vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
 
 	if (ret < 0) {
 		int e = errno;
@@ -160,35 +160,89 @@ static int reset(struct vm *vm, char *err, size_t errlen)
 		KVM_ERR(err, errlen, "KVM_RESET_DIRTY_RINGS: %s", strerror(e));
 		return -e;
 	}
+	__atomic_store_n(&v->ring_kr, v->ring_kr + (uint32_t)ret, __ATOMIC_RELEASE);
+	if (v->ring_kr != v->ring_fetch)
+		tracking_lost(v->vm);
+	/* What KVM has reset is behind us whatever we thought. */
+	if ((int32_t)(v->ring_kr - v->ring_fetch) > 0)
+		v->ring_fetch = v->ring_kr;
 	return 0;
 }
 
 int64_t dring_collect(struct vm *vm, uint32_t min, char *err, size_t errlen)
 {
 	int64_t got = 0;
-	int ret;
+	int ret = 0;
 
-	for (int i = 0; i < vm->ncpus; i++)
-		if (vm->vcpus[i].ring)
-			got += harvest(&vm->vcpus[i], min);
-	if (!got)
-		return 0;
-	ret = reset(vm, err, errlen);
+	pthread_mutex_lock(&vm->dring_lock);
+	for (int i = 0; i < vm->ncpus && !ret; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		uint32_t n;
+
+		if (!v->ring || !(n = harvest(v, min)))
+			continue;
+		got += n;
+		ret = reset(v, err, errlen);
+	}
+	pthread_mutex_unlock(&vm->dring_lock);
 	return ret ? ret : got;
+}
+
+/* KVM's soft limit is the ring minus 64 entries minus a PML buffer at
+ * most (512): this many entries past its reset index are surely in use
+ * when it stops a vCPU on a full ring. */
+#define DRING_RSVD_MAX 576u
+
+/* After an overflow KVM's reset index can sit on an entry it has already
+ * reset under an earlier index (the slot was overwritten, we took it, KVM
+ * reset it as the older one): an empty slot KVM still counts as in use,
+ * and the vCPU exits on a full ring forever while we find nothing to
+ * harvest. KVM stopped the vCPU with at least its soft limit in use past
+ * its reset index; only this thread pushes to the ring, and resets since
+ * this KVM_RUN began moved the index by what dring_full subtracts: the
+ * `used` entries from ring_kr on are still in use, and resetting them
+ * cannot move KVM past its own write index. Dirty ones are harvested
+ * first; the empty ones are those KVM still counts. */
+static void resync(struct vcpu *v, uint32_t used)
+{
+	uint32_t n = v->vm->dring_entries;
+
+	for (uint32_t i = 0; i < used; i++) {
+		struct kvm_dirty_gfn *e = &v->ring[(v->ring_kr + i) & (n - 1)];
+
+		if (entry_dirty(e))
+			mark(v->vm, e->slot, e->offset);
+		entry_reset(e);
+	}
+	v->ring_fetch = v->ring_kr + used;
+	__atomic_fetch_add(&v->vm->dring_resyncs, 1, __ATOMIC_RELAXED);
+	tracking_lost(v->vm);
 }
 
 int dring_full(struct vcpu *v, char *err, size_t errlen)
 {
+	uint32_t soft, since;
+	int ret = 0;
+
 	__atomic_fetch_add(&v->vm->dring_full_exits, 1, __ATOMIC_RELAXED);
 	if (!v->ring) {
 		KVM_ERR(err, errlen, "KVM_EXIT_DIRTY_RING_FULL on vcpu%d without a ring", v->id);
 		return -EPROTO;
 	}
-	if (!harvest(v, 1)) {
-		pthread_mutex_lock(&v->ring_lock);
-		rescan(v);
-		pthread_mutex_unlock(&v->ring_lock);
-		__atomic_store_n(&v->vm->dring_lost, true, __ATOMIC_RELEASE);
+	soft = v->vm->dring_entries - DRING_RSVD_MAX; /* entries >= DRING_MIN_ENTRIES */
+	pthread_mutex_lock(&v->vm->dring_lock);
+	if (harvest(v, 1)) {
+		ret = reset(v, err, errlen);
+	} else {
+		/* Nothing at our cursor. If another thread reset the ring
+		 * since this KVM_RUN began, it may have taken what KVM
+		 * stopped us for: run again. If not, KVM and we disagree. */
+		since = v->ring_kr - v->ring_kr_run;
+		if (since < soft) {
+			resync(v, soft - since);
+			ret = reset(v, err, errlen);
+		}
 	}
-	return reset(v->vm, err, errlen);
+	pthread_mutex_unlock(&v->vm->dring_lock);
+	return ret;
 }

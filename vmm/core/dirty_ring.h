@@ -24,9 +24,10 @@ void dring_unmap(struct vcpu *v);
 /* Moves the dirty entries of every ring that holds at least min of them
  * into vm->vmm_dirty and has KVM re-protect them (KVM_RESET_DIRTY_RINGS).
  * Returns the pages harvested or -errno. Safe while vCPUs run. A ring
- * that overflowed sets vm->dring_lost. */
+ * that overflowed sets vm->dring_lost (and vm->dring_suspect). */
 int64_t dring_collect(struct vm *vm, uint32_t min, char *err, size_t errlen);
-/* KVM_EXIT_DIRTY_RING_FULL on v's thread: harvest, reset, run on. */
+/* KVM_EXIT_DIRTY_RING_FULL on v's thread: harvest, reset, run on; after
+ * an overflow, puts KVM's reset index back where the vCPU can run. */
 int dring_full(struct vcpu *v, char *err, size_t errlen);
 
 #endif

@@ -410,6 +410,10 @@ static void *vcpu_thread(void *arg)
 			pthread_cond_broadcast(&vm->cond);
 			pthread_mutex_unlock(&vm->lock);
 		}
+		/* What KVM's reset index was when it may decide to stop us on
+		 * a full ring (dring_full). */
+		if (v->ring)
+			v->ring_kr_run = __atomic_load_n(&v->ring_kr, __ATOMIC_ACQUIRE);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				drain_kick();

@@ -19,8 +19,9 @@ struct vcpu {
 	bool thread_started;
 	/* --dirty-tracking ring (vmm/core/dirty_ring.c) */
 	struct kvm_dirty_gfn *ring;
-	uint32_t ring_fetch;
-	pthread_mutex_t ring_lock;
+	uint32_t ring_fetch;   /* the next entry to harvest, free running */
+	uint32_t ring_kr;      /* KVM's reset index, followed (vm->dring_lock) */
+	uint32_t ring_kr_run;  /* ring_kr when this thread last entered KVM_RUN */
 };
 
 /* Creates the vCPU and gives it CPUID (from the supported table, with its

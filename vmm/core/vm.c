@@ -204,6 +204,7 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg, char *err, size_t err
 	vm->ram_size = cfg->ram ? cfg->mem_size : 0;
 	vm->kvm_fd = vm->vm_fd = vm->notify_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->dring_lock, NULL);
 	vm_cond_init(vm);
 
 	memset(&sa, 0, sizeof(sa));
@@ -348,6 +349,7 @@ void vm_destroy(struct vm *vm)
 	vm->notify_fd = vm->vm_fd = vm->kvm_fd = -1;
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->dring_lock);
 }
 
 static int cmp_int(const void *a, const void *b)

@@ -148,6 +148,11 @@ struct vm {
 	uint32_t dring_entries;
 	uint64_t dring_full_exits;
 	bool dring_lost;        /* a ring overflowed: its pages may be untracked */
+	/* A ring overflowed once in the VM's life: KVM's view of it may still
+	 * differ from ours, so no later migration trusts the rings either. */
+	bool dring_suspect;
+	uint64_t dring_resyncs; /* full exits that had to move KVM's reset index blind */
+	pthread_mutex_t dring_lock; /* harvests and KVM_RESET_DIRTY_RINGS, one at a time */
 
 	struct monitor *mon;
 	struct mig *mig;
