@@ -5,9 +5,10 @@
  *
  * The device is found by a conf1 scan and driven by its legacy INTx line
  * (the PIC line in the Interrupt Line register, level-triggered): the
- * interrupt handler reads the ISR (which drops the line), answers every
- * frame in the RX ring and reclaims TX buffers, so a request is answered at
- * once whether the main loop is halted or dirtying memory. The rings and TX
+ * interrupt handler reads the ISR (which drops the line), answers the
+ * frames in the RX ring (IRQ_BUDGET at a time, the main loop takes the rest)
+ * and reclaims TX buffers, so a request is answered at once whether the
+ * main loop is halted or dirtying memory. The rings and TX
  * buffers belong to the handler: the main loop touches them only with
  * interrupts off (its gratuitous ARPs, and one look per PIT tick in case an
  * interrupt was lost). The handler only flags a config change (announce,
@@ -183,8 +184,11 @@ static u8 my_ip[4], my_mac[6];
 static u32 my_prefix;
 static u16 ip_id;
 static u16 last_status;
-static int irq_line = -1;               /* PIC line in use; -1: polling */
+static volatile int irq_line = -1;      /* PIC line in use; -1: polling */
 static volatile u32 cfg_pending;        /* the handler saw a config change */
+static volatile u32 rx_more;            /* net_poll left frames behind */
+static volatile u32 irq_storm;          /* the handler gave the line up */
+#define IRQ_BUDGET 8                    /* frames per handler run (~0.7 ms each here) */
 
 static struct {
     u64 rx, tx, arp, icmp, udp, drop, garp, err, txfull;
@@ -406,15 +410,21 @@ static void rx_post(u16 id)
     vq_push(&rxq, id);
 }
 
-/* RX and TX used rings (memory reads only); returns 1 if anything was done */
-static int net_poll(void)
+/*
+ * RX and TX used rings (memory reads only), at most 'budget' frames;
+ * returns 1 if anything was done. rx_more: the budget ran out, frames may
+ * be left (the interrupt handler's budget keeps a flood from holding
+ * interrupts off, and the PIT tick with them, for more than a few ms).
+ */
+static int net_poll(int budget)
 {
     if (nd.dead)
         return 0;
     int did = 0;
     u16 id;
     u32 len;
-    while (vq_next_used(&rxq, &id, &len)) {
+    while (budget > 0 && vq_next_used(&rxq, &id, &len)) {
+        budget--;
         if (len >= NET_HDR && len <= BUF_SIZE)
             rx_frame(rx_buf[id] + NET_HDR, len - NET_HDR);
         else
@@ -425,6 +435,7 @@ static int net_poll(void)
     if (did)
         vq_kick(&rxq);
     tx_reclaim();
+    rx_more = !budget;
     return did;
 }
 
@@ -489,14 +500,26 @@ static void net_tick(void)
  * frame that arrives after it raises the line again, so none waits. */
 static void net_isr(void)
 {
+    static u32 empty;
     u8 i = mmio_r8(nd.isr);
     if (nd.dead) {                      /* a failed device must not storm */
         rt_irq_mask((u8)irq_line);
         return;
     }
+    /* A line that keeps firing with our ISR clear is another device's (a
+     * shared line nobody quiets): give it up and poll. */
+    if (!i && ++empty >= 100) {
+        rt_irq_mask((u8)irq_line);
+        vq_interrupts(&rxq, 0);
+        irq_line = -1;
+        irq_storm = 1;
+        return;
+    }
+    if (i)
+        empty = 0;
     if (i & 2)
         cfg_pending = 1;
-    net_poll();
+    net_poll(IRQ_BUDGET);
 }
 
 /* interrupt-driven: what the main loop does on every pass, and per tick */
@@ -508,9 +531,11 @@ static void net_irq_service(int tick)
         cfg_pending = 0;
         net_config();
     }
-    if (tick) {                         /* a lost interrupt costs a tick, not the device */
+    /* the handler's leftovers; once per tick also a look of our own, so a
+     * lost interrupt costs a tick, not the device */
+    if (rx_more || tick) {
         u64 fl = rt_irq_save();
-        net_poll();
+        net_poll(IRQ_BUDGET);
         rt_irq_restore(fl);
     }
 }
@@ -641,6 +666,10 @@ void guest_main(void)
             net_irq_service(tick);
         if (tick) {
             seen = now;
+            if (irq_storm) {
+                irq_storm = 0;
+                rt_warn("the device's interrupt line fires with its ISR clear: polling");
+            }
             if (irq_line < 0)
                 net_tick();
             u64 ms = rt_ticks_to_ms(now);
@@ -660,12 +689,12 @@ void guest_main(void)
             }
             dt_serial(serial_getc());
         }
-        int busy = irq_line < 0 && net_poll();
+        int busy = irq_line < 0 && net_poll(RXQ_MAX);
         if (dt_work() || busy)
             continue;
         /* halt until the next tick or the device's interrupt */
         __asm__ volatile("cli" ::: "memory");
-        if (rt_ticks == seen && !cfg_pending)
+        if (rt_ticks == seen && !cfg_pending && !rx_more)
             __asm__ volatile("sti; hlt" ::: "memory");
         else
             __asm__ volatile("sti" ::: "memory");
