@@ -114,6 +114,11 @@ int vpci_intx_line(struct vpci *d);
 void vpci_intx_enable(struct vpci *d, int on);
 /* Used-buffer interrupts for this queue on (1) or suppressed (0). */
 void vq_interrupts(struct vq *q, int on);
+/* Used buffers waiting (one memory read, no exit). */
+static inline int vq_used_pending(const struct vq *q)
+{
+    return q->ok && q->used_hdr[1] != q->last_used;
+}
 /* "pci=bb:dd.f id=1af4:xxxx common=... notify=... isr=... devcfg=..." */
 int vpci_describe(struct vpci *d, char *buf, size_t n);
 
