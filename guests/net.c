@@ -189,7 +189,7 @@ static volatile int irq_line = -1;      /* PIC line in use; -1: polling */
 static volatile u32 cfg_pending;        /* the handler saw a config change */
 static volatile u32 rx_more;            /* net_poll left frames behind */
 static volatile u32 irq_storm;          /* the handler gave the line up */
-#define IRQ_BUDGET 8                    /* frames per handler run (the emulator: ~0.5 ms each) */
+#define IRQ_BUDGET 8                    /* frames per handler run: bounds the time with interrupts off */
 
 static struct {
     u64 rx, tx, arp, icmp, udp, drop, garp, err, txfull;
@@ -693,9 +693,8 @@ void guest_main(void)
         int busy = irq_line < 0 && net_poll(RXQ_MAX);
         if (dt_work()) {
             /* Between chunks of dirtying also look at the RX ring (one
-             * memory read): on minivmm here a frame often lands before its
-             * interrupt reaches the busy vCPU (docs/guests.md); a halted
-             * vCPU is woken at once. */
+             * memory read): an interrupt reaches a busy vCPU later than a
+             * halted one here (docs/guests.md). */
             if (irq_line >= 0 && vq_used_pending(&rxq)) {
                 u64 fl = rt_irq_save();
                 net_poll(IRQ_BUDGET);
