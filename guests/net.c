@@ -3,10 +3,21 @@
  * answers ARP for its IP, ICMP echo and UDP echo (port 7), announces itself
  * with gratuitous ARP, and dirties memory like the dirty guest (dirtying.c).
  *
- * The device is found by a conf1 scan and driven by polling: the used rings
- * are memory (no exit) and are checked on every main-loop pass; the ISR (one
- * MMIO exit) once per PIT tick for config changes (announce, link). INTx is
- * disabled in the PCI command register; no interrupt of the device is used.
+ * The device is found by a conf1 scan and driven by its legacy INTx line
+ * (the PIC line in the Interrupt Line register, level-triggered): the
+ * interrupt handler reads the ISR (which drops the line), answers the
+ * frames in the RX ring (IRQ_BUDGET at a time, the main loop takes the rest)
+ * and reclaims TX buffers, so a request is answered at once whether the
+ * main loop is halted or dirtying memory; while it dirties, the main loop
+ * also looks at the RX ring between chunks. The rings and TX
+ * buffers belong to the handler: the main loop touches them only with
+ * interrupts off (its gratuitous ARPs, and one look per PIT tick in case an
+ * interrupt was lost). The handler only flags a config change (announce,
+ * link); the main loop handles it, since acknowledging an announce waits
+ * for the device with interrupts on. TX completions raise no interrupt of
+ * their own (reclaimed on the next RX). Without a usable line, or with
+ * irq=0, the guest polls as before: the used rings on every main-loop pass,
+ * the ISR (one MMIO exit) once per PIT tick.
  *
  * Everything the device writes (used idx, used id/len, config) is checked
  * before use: a buggy device makes the guest drop frames or stop using the
@@ -26,6 +37,8 @@ static struct param params[] = {
     /* debug: (re)assign every BAR from here, as if the firmware had left them 0 */
     { .name = "bar_base", .kind = P_UINT, .def = 0xe0000000UL, .min = 0x100000, .max = 1UL << 46,
       .flags = P_HIDDEN },
+    /* 0: poll the device instead of taking its INTx line (the old driver) */
+    { .name = "irq", .kind = P_UINT, .def = 1, .min = 0, .max = 1, .flags = P_HIDDEN },
     DIRTYING_HIDDEN_PARAMS,
 };
 
@@ -172,6 +185,11 @@ static u8 my_ip[4], my_mac[6];
 static u32 my_prefix;
 static u16 ip_id;
 static u16 last_status;
+static volatile int irq_line = -1;      /* PIC line in use; -1: polling */
+static volatile u32 cfg_pending;        /* the handler saw a config change */
+static volatile u32 rx_more;            /* net_poll left frames behind */
+static volatile u32 irq_storm;          /* the handler gave the line up */
+#define IRQ_BUDGET 8                    /* frames per handler run: bounds the time with interrupts off */
 
 static struct {
     u64 rx, tx, arp, icmp, udp, drop, garp, err, txfull;
@@ -240,9 +258,12 @@ static void eth_hdr(u8 *f, const u8 *dst, u16 type)
 static void send_garp(const char *why)
 {
     u16 id;
+    u64 fl = rt_irq_save();             /* the TX ring is the handler's too */
     u8 *f = tx_get(&id);
-    if (!f)
+    if (!f) {
+        rt_irq_restore(fl);
         return;
+    }
     eth_hdr(f, bcast, 0x0806);
     u8 *a = f + 14;
     put16(a, 1);
@@ -256,6 +277,7 @@ static void send_garp(const char *why)
     memcpy(a + 24, my_ip, 4);
     tx_send(id, 42);
     st.garp++;
+    rt_irq_restore(fl);
     kprintf("net: garp reason=%s\n", why);
 }
 
@@ -389,15 +411,21 @@ static void rx_post(u16 id)
     vq_push(&rxq, id);
 }
 
-/* RX and TX used rings (memory reads only); returns 1 if anything was done */
-static int net_poll(void)
+/*
+ * RX and TX used rings (memory reads only), at most 'budget' frames;
+ * returns 1 if anything was done. rx_more: the budget ran out, frames may
+ * be left (the interrupt handler's budget keeps a flood from holding
+ * interrupts off, and the PIT tick with them, for more than a few ms).
+ */
+static int net_poll(int budget)
 {
     if (nd.dead)
         return 0;
     int did = 0;
     u16 id;
     u32 len;
-    while (vq_next_used(&rxq, &id, &len)) {
+    while (budget > 0 && vq_next_used(&rxq, &id, &len)) {
+        budget--;
         if (len >= NET_HDR && len <= BUF_SIZE)
             rx_frame(rx_buf[id] + NET_HDR, len - NET_HDR);
         else
@@ -408,6 +436,7 @@ static int net_poll(void)
     if (did)
         vq_kick(&rxq);
     tx_reclaim();
+    rx_more = !budget;
     return did;
 }
 
@@ -446,14 +475,9 @@ static void ctrl_announce_ack(void)
         rt_warn("control queue: ANNOUNCE_ACK answered %u", ct_buf[16]);
 }
 
-/* once per tick: ISR (config change), announce and link */
-static void net_tick(void)
+/* a config change: announce and link */
+static void net_config(void)
 {
-    if (nd.dead)
-        return;
-    u8 i = mmio_r8(nd.isr);
-    if (!(i & 2))
-        return;
     u16 s = read_net_status();
     if ((s ^ last_status) & NET_S_LINK_UP)
         kprintf("net: link %s\n", (s & NET_S_LINK_UP) ? "up" : "down");
@@ -462,6 +486,59 @@ static void net_tick(void)
         ctrl_announce_ack();
     }
     last_status = s;
+}
+
+/* polling: once per tick, the ISR for a config change */
+static void net_tick(void)
+{
+    if (nd.dead)
+        return;
+    if (mmio_r8(nd.isr) & 2)
+        net_config();
+}
+
+/* INTx handler (interrupts off). Reading the ISR first drops the line; a
+ * frame that arrives after it raises the line again, so none waits. */
+static void net_isr(void)
+{
+    static u32 empty;
+    u8 i = mmio_r8(nd.isr);
+    if (nd.dead) {                      /* a failed device must not storm */
+        rt_irq_mask((u8)irq_line);
+        return;
+    }
+    /* A line that keeps firing with our ISR clear is another device's (a
+     * shared line nobody quiets): give it up and poll. */
+    if (!i && ++empty >= 100) {
+        rt_irq_mask((u8)irq_line);
+        vq_interrupts(&rxq, 0);
+        irq_line = -1;
+        irq_storm = 1;
+        return;
+    }
+    if (i)
+        empty = 0;
+    if (i & 2)
+        cfg_pending = 1;
+    net_poll(IRQ_BUDGET);
+}
+
+/* interrupt-driven: what the main loop does on every pass, and per tick */
+static void net_irq_service(int tick)
+{
+    if (nd.dead)
+        return;
+    if (cfg_pending) {
+        cfg_pending = 0;
+        net_config();
+    }
+    /* the handler's leftovers; once per tick also a look of our own, so a
+     * lost interrupt costs a tick, not the device */
+    if (rx_more || tick) {
+        u64 fl = rt_irq_save();
+        net_poll(IRQ_BUDGET);
+        rt_irq_restore(fl);
+    }
 }
 
 static void net_check_status(void)
@@ -525,15 +602,27 @@ static int net_up(void)
         rx_post(i);
     for (u16 i = 0; i < txq.size; i++)
         tx_free[tx_nfree++] = i;
+    int line = rt_param("irq")->val ? vpci_intx_line(&nd) : -1;
+    if (line >= 0)
+        vq_interrupts(&rxq, 1);         /* TX and control stay suppressed */
     if (vpci_driver_ok(&nd))
         return -1;
     vq_kick(&rxq);
     last_status = read_net_status();
+    if (line >= 0 && !rt_irq_attach((u8)line, net_isr, 1)) {
+        irq_line = line;
+        vpci_intx_enable(&nd, 1);
+    } else if (line >= 0) {
+        vq_interrupts(&rxq, 0);
+    }
 
     char desc[160];
     vpci_describe(&nd, desc, sizeof(desc));
-    kprintf("net: device %s features=0x%lx rxq=%u txq=%u ctrlq=%u link=%u\n", desc, features, rxq.size,
-            txq.size, ctq.ok ? ctq.size : 0, last_status & NET_S_LINK_UP);
+    char irq[8] = "poll";
+    if (irq_line >= 0)
+        ksnprintf(irq, sizeof(irq), "%d", irq_line);
+    kprintf("net: device %s features=0x%lx rxq=%u txq=%u ctrlq=%u link=%u irq=%s\n", desc, features,
+            rxq.size, txq.size, ctq.ok ? ctq.size : 0, last_status & NET_S_LINK_UP, irq);
     kprintf("net: up ip=%u.%u.%u.%u mac=%02x:%02x:%02x:%02x:%02x:%02x\n", my_ip[0], my_ip[1], my_ip[2],
             my_ip[3], my_mac[0], my_mac[1], my_mac[2], my_mac[3], my_mac[4], my_mac[5]);
     send_garp("up");
@@ -573,9 +662,17 @@ void guest_main(void)
 
     for (;;) {
         u64 now = rt_ticks;
-        if (now != seen) {
+        int tick = now != seen;
+        if (irq_line >= 0)
+            net_irq_service(tick);
+        if (tick) {
             seen = now;
-            net_tick();
+            if (irq_storm) {
+                irq_storm = 0;
+                rt_warn("the device's interrupt line fires with its ISR clear: polling");
+            }
+            if (irq_line < 0)
+                net_tick();
             u64 ms = rt_ticks_to_ms(now);
             if (stats_ms && ms >= next_stats) {
                 next_stats += stats_ms;
@@ -593,9 +690,25 @@ void guest_main(void)
             }
             dt_serial(serial_getc());
         }
-        int busy = net_poll();
-        if (dt_work() || busy)
+        int busy = irq_line < 0 && net_poll(RXQ_MAX);
+        if (dt_work()) {
+            /* Between chunks of dirtying also look at the RX ring (one
+             * memory read): an interrupt reaches a busy vCPU later than a
+             * halted one here (docs/guests.md). */
+            if (irq_line >= 0 && vq_used_pending(&rxq)) {
+                u64 fl = rt_irq_save();
+                net_poll(IRQ_BUDGET);
+                rt_irq_restore(fl);
+            }
             continue;
-        rt_wait_tick(seen);
+        }
+        if (busy)
+            continue;
+        /* halt until the next tick or the device's interrupt */
+        __asm__ volatile("cli" ::: "memory");
+        if (rt_ticks == seen && !cfg_pending && !rx_more)
+            __asm__ volatile("sti; hlt" ::: "memory");
+        else
+            __asm__ volatile("sti" ::: "memory");
     }
 }

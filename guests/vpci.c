@@ -392,3 +392,22 @@ int vpci_driver_ok(struct vpci *d)
     }
     return 0;
 }
+
+int vpci_intx_line(struct vpci *d)
+{
+    u8 pin = pci_r8(d->bdf, 0x3d), line = pci_r8(d->bdf, 0x3c);
+    if (!pin || pin > 4 || line == 0 || line == 2 || line >= 16)
+        return -1;
+    return line;
+}
+
+void vpci_intx_enable(struct vpci *d, int on)
+{
+    u16 cmd = pci_r16(d->bdf, 4);
+    pci_w16(d->bdf, 4, on ? (u16)(cmd & ~PCI_CMD_INTX_OFF) : (u16)(cmd | PCI_CMD_INTX_OFF));
+}
+
+void vq_interrupts(struct vq *q, int on)
+{
+    q->avail[0] = on ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
+}

@@ -4,7 +4,9 @@
  * vendor capabilities, size and (when no firmware did) assign its BARs,
  * reset it, negotiate features (VERSION_1 required), set up split
  * virtqueues, and walk the used rings with every value the device wrote
- * checked. Polling only: INTx is disabled in the command register.
+ * checked. Polling by default (INTx disabled in the command register, every
+ * queue with VRING_AVAIL_F_NO_INTERRUPT); a driver may take the legacy INTx
+ * line instead (vpci_intx_line, vpci_intx_enable, vq_interrupts).
  */
 #ifndef GUESTS_VPCI_H
 #define GUESTS_VPCI_H
@@ -104,6 +106,19 @@ void vq_kick(struct vq *q);
 /* Next used element: 1 with *id (< size and owned by the device) and *len,
  * 0 when none; a bad element is counted in d->err and skipped. */
 int vq_next_used(struct vq *q, u16 *id, u32 *len);
+/* The PIC line the firmware (or the VMM) wrote to Interrupt Line, when
+ * the function has an interrupt pin and the line is one rt_irq_attach can
+ * take; -1 otherwise. */
+int vpci_intx_line(struct vpci *d);
+/* INTx on (1) or off (0) in the command register. */
+void vpci_intx_enable(struct vpci *d, int on);
+/* Used-buffer interrupts for this queue on (1) or suppressed (0). */
+void vq_interrupts(struct vq *q, int on);
+/* Used buffers waiting (one memory read, no exit). */
+static inline int vq_used_pending(const struct vq *q)
+{
+    return q->ok && q->used_hdr[1] != q->last_used;
+}
 /* "pci=bb:dd.f id=1af4:xxxx common=... notify=... isr=... devcfg=..." */
 int vpci_describe(struct vpci *d, char *buf, size_t n);
 

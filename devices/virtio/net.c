@@ -82,7 +82,7 @@ static void broken(struct virtio_net *n)
 }
 
 /* Returns 1 for more work left, 0 done, -1 when the device broke. */
-static int process_tx(struct virtio_net *n, bool *irq)
+static int process_tx(struct virtio_net *n, unsigned *used_q)
 {
 	struct virtq *q = &n->vp.vq[VIRTIO_NET_Q_TX];
 	const struct virtq_mem *m = &n->vp.mem;
@@ -102,7 +102,7 @@ static int process_tx(struct virtio_net *n, bool *irq)
 			n->tx_frames++;
 		if (virtq_push(q, m, n->chain->head, 0))
 			return broken(n), -1;
-		*irq = true;
+		*used_q |= 1u << VIRTIO_NET_Q_TX;
 	}
 	return 1;
 }
@@ -150,7 +150,7 @@ static void drain_backend(struct virtio_net *n)
 	}
 }
 
-static int process_rx(struct virtio_net *n, bool *irq)
+static int process_rx(struct virtio_net *n, unsigned *used_q)
 {
 	struct virtq *q = &n->vp.vq[VIRTIO_NET_Q_RX];
 	const struct virtq_mem *m = &n->vp.mem;
@@ -186,12 +186,12 @@ static int process_rx(struct virtio_net *n, bool *irq)
 		}
 		if (virtq_push(q, m, n->chain->head, (uint32_t)total))
 			return broken(n), -1;
-		*irq = true;
+		*used_q |= 1u << VIRTIO_NET_Q_RX;
 	}
 	return 1;
 }
 
-static int process_ctrl(struct virtio_net *n, bool *irq)
+static int process_ctrl(struct virtio_net *n, unsigned *used_q)
 {
 	struct virtq *q = &n->vp.vq[VIRTIO_NET_Q_CTRL];
 	const struct virtq_mem *m = &n->vp.mem;
@@ -212,34 +212,38 @@ static int process_ctrl(struct virtio_net *n, bool *irq)
 			used = 1;
 		if (virtq_push(q, m, n->chain->head, used))
 			return broken(n), -1;
-		*irq = true;
+		*used_q |= 1u << VIRTIO_NET_Q_CTRL;
 	}
 	return 1;
 }
 
 bool virtio_net_process(struct virtio_net *n)
 {
-	bool irq = false, more = false;
+	unsigned used = 0; /* the queues that got used buffers */
+	bool more = false;
 	int r;
 
 	if (n->quiesced || !virtio_pci_running(&n->vp))
 		return false;
-	r = process_tx(n, &irq);
+	r = process_tx(n, &used);
 	more |= r > 0;
 	if (r >= 0) {
-		r = process_rx(n, &irq);
+		r = process_rx(n, &used);
 		more |= r > 0;
 	}
 	if (r >= 0) {
-		r = process_ctrl(n, &irq);
+		r = process_ctrl(n, &used);
 		more |= r > 0;
 	}
-	/* One interrupt for the batch, unless every queue suppressed it. */
-	if (irq && virtio_pci_running(&n->vp)) {
+	/* One interrupt for the batch, unless every queue that got used
+	 * buffers suppressed it: a driver that takes RX interrupts but
+	 * reclaims TX buffers later gets no interrupt per sent frame. */
+	if (used && virtio_pci_running(&n->vp)) {
 		bool want = false;
 
 		for (int i = 0; i < VIRTIO_NET_NQUEUES; i++)
-			want |= n->vp.vq[i].ready && virtq_want_interrupt(&n->vp.vq[i], &n->vp.mem);
+			want |= (used & (1u << i)) && n->vp.vq[i].ready &&
+				virtq_want_interrupt(&n->vp.vq[i], &n->vp.mem);
 		if (want)
 			virtio_pci_raise(&n->vp, VIRTIO_ISR_QUEUE);
 	}

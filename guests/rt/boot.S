@@ -150,6 +150,50 @@ isr_pic_slave:
 isr_pic_slave_spurious:                 /* IRQ15 spurious: EOI master only */
         jmp     isr_pic_master
 
+/*
+ * PIC IRQ stubs for handlers attached with rt_irq_attach(): push the IRQ
+ * number, save what the C ABI lets a callee clobber, call rt_irq_dispatch
+ * (handler and EOI). The CPU aligns RSP to 16 before its 40-byte frame;
+ * the IRQ number and nine registers then leave it 8 off, hence the 8-byte
+ * pad. cld: the interrupted code may be inside memmove's std window.
+ */
+        .globl  isr_irq_table
+        .balign 8
+isr_irq_table:
+        .set    irq, 0
+        .rept   16
+        .balign 8
+        pushq   $irq
+        jmp     irq_common
+        .set    irq, irq + 1
+        .endr
+irq_common:
+        pushq   %rax
+        pushq   %rcx
+        pushq   %rdx
+        pushq   %rsi
+        pushq   %rdi
+        pushq   %r8
+        pushq   %r9
+        pushq   %r10
+        pushq   %r11
+        movq    72(%rsp), %rdi
+        subq    $8, %rsp
+        cld
+        call    rt_irq_dispatch
+        addq    $8, %rsp
+        popq    %r11
+        popq    %r10
+        popq    %r9
+        popq    %r8
+        popq    %rdi
+        popq    %rsi
+        popq    %rdx
+        popq    %rcx
+        popq    %rax
+        addq    $8, %rsp
+        iretq
+
 /* exception stubs: push the vector, never return */
         .globl  isr_exc_table
         .balign 8

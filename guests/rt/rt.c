@@ -621,6 +621,62 @@ static void pit_init(void)
     outb(0x40, (u8)(d >> 8));
 }
 
+/* ---- device IRQs on the PIC ---- */
+
+extern char isr_irq_table[];
+static void (*irq_fn[16])(void);
+
+/* ELCR (0x4d0/0x4d1, one bit per IRQ): 1 = level-triggered. Firmware may
+ * have set it already (SeaBIOS does for the PCI IRQs); we do not rely on it. */
+static void elcr_set(u8 irq, int level)
+{
+    u16 port = irq < 8 ? 0x4d0 : 0x4d1;
+    u8 bit = (u8)(1u << (irq & 7));
+    u8 v = inb(port);
+    outb(port, level ? (u8)(v | bit) : (u8)(v & ~bit));
+}
+
+static void pic_set_mask(u8 irq, int masked)
+{
+    u16 port = irq < 8 ? 0x21 : 0xA1;
+    u8 bit = (u8)(1u << (irq & 7));
+    u8 v = inb(port);
+    outb(port, masked ? (u8)(v | bit) : (u8)(v & ~bit));
+}
+
+int rt_irq_attach(u8 irq, void (*fn)(void), int level)
+{
+    if (irq == 0 || irq == 2 || irq >= 16 || !fn)
+        return -1;
+    u64 f = rt_irq_save();
+    irq_fn[irq] = fn;
+    set_gate(0x20 + irq, isr_irq_table + 8 * irq);
+    elcr_set(irq, level);
+    pic_set_mask(irq, 0);
+    rt_irq_restore(f);
+    return 0;
+}
+
+void rt_irq_mask(u8 irq)
+{
+    if (irq >= 16 || irq == 0 || irq == 2)
+        return;
+    u64 f = rt_irq_save();
+    pic_set_mask(irq, 1);
+    rt_irq_restore(f);
+}
+
+/* From isr_irq_table, interrupts off. The handler quiets its device (a
+ * level-triggered line still high at the EOI interrupts again at once). */
+void rt_irq_dispatch(u64 irq)
+{
+    if (irq < 16 && irq_fn[irq])
+        irq_fn[irq]();
+    if (irq >= 8)
+        outb(0xA0, 0x20);
+    outb(0x20, 0x20);
+}
+
 static inline u32 lapic_read(u32 off) { return *(volatile u32 *)(rt_lapic_base + off); }
 static inline void lapic_write(u32 off, u32 v) { *(volatile u32 *)(rt_lapic_base + off) = v; }
 

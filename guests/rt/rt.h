@@ -72,6 +72,28 @@ u64 rt_per_second(u64 count, u64 ticks);
 void rt_wait_tick(u64 seen);
 void rt_sleep_ms(u64 ms);
 
+/* ---- interrupts ---- */
+/* Interrupts off; returns the previous RFLAGS for rt_irq_restore(). */
+static inline u64 rt_irq_save(void)
+{
+    u64 f;
+    __asm__ volatile("pushfq; popq %0; cli" : "=r"(f)::"memory");
+    return f;
+}
+static inline void rt_irq_restore(u64 f)
+{
+    if (f & (1u << 9))
+        __asm__ volatile("sti" ::: "memory");
+}
+/*
+ * A device interrupt on PIC line irq (1, 3..15; the BSP takes it): fn runs
+ * with interrupts off, then the PIC gets its EOI. level: program the ELCR
+ * for a level-triggered line (PCI INTx), where fn must make the device drop
+ * the line. Unmasks the line. -1 for a line that cannot be used.
+ */
+int rt_irq_attach(u8 irq, void (*fn)(void), int level);
+void rt_irq_mask(u8 irq);
+
 /* ---- console ---- */
 void serial_putc(char c);
 void serial_write(const char *s, size_t n);

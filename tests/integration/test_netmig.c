@@ -78,18 +78,24 @@ static void expect_reachable(void)
 	proc_free(&p);
 }
 
-static void spawn_source(struct proc *s, const char *name, const char *tap, const char *uri,
-			 const char *after)
+static void spawn_source_append(struct proc *s, const char *name, const char *tap, const char *uri,
+				const char *after, const char *append)
 {
 	char net[64];
-	const char *argv[] = { NULL, "--kernel", NET_ELF, "--append", "wss=8", "--name", name,
+	const char *argv[] = { NULL, "--kernel", NET_ELF, "--append", append, "--name", name,
 			       "--net", net, "--migrate", uri, "--migrate-after", after, NULL };
-	const char *boot[] = { NULL, "--kernel", NET_ELF, "--append", "wss=8", "--name", name,
+	const char *boot[] = { NULL, "--kernel", NET_ELF, "--append", append, "--name", name,
 			       "--net", net, NULL };
 
 	snprintf(net, sizeof(net), "tap=%s,bridge=mvbr0", tap);
 	assert_int_equal(proc_spawn(s, uri ? argv : boot), 0);
 	assert_true(proc_wait_line(s, 0, "net: up", T_UP) >= 0);
+}
+
+static void spawn_source(struct proc *s, const char *name, const char *tap, const char *uri,
+			 const char *after)
+{
+	spawn_source_append(s, name, tap, uri, after, "wss=8");
 }
 
 static void spawn_target(struct proc *t, const char *uri, const char *tap, const char *wrap)
@@ -110,6 +116,24 @@ static void test_ping(void **state)
 
 	(void)state;
 	spawn_source(&s, "netmig-ping", "mvp0", NULL, NULL);
+	/* The guest takes the device's INTx line (slot 1: IRQ 10), so a
+	 * request preempts its dirtying instead of waiting for a poll. */
+	assert_true(proc_wait_line(&s, 0, " link=1 irq=10", 1000) >= 0);
+	expect_reachable();
+	proc_kill(&s, SIGTERM);
+	assert_int_equal(proc_wait_exit(&s, 10000), 0);
+	proc_free(&s);
+}
+
+/* The guest's polling driver (irq=0, and what it falls back to without a
+ * usable line) still answers. */
+static void test_ping_polled(void **state)
+{
+	struct proc s;
+
+	(void)state;
+	spawn_source_append(&s, "netmig-poll", "mvp1", NULL, NULL, "wss=8 irq=0");
+	assert_true(proc_wait_line(&s, 0, " link=1 irq=poll", 1000) >= 0);
 	expect_reachable();
 	proc_kill(&s, SIGTERM);
 	assert_int_equal(proc_wait_exit(&s, 10000), 0);
@@ -204,6 +228,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ping),
+		cmocka_unit_test(test_ping_polled),
 		cmocka_unit_test(test_migrate_and_back),
 		cmocka_unit_test(test_target_without_bridge),
 	};

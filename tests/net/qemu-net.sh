@@ -38,7 +38,7 @@ make -s -f guests/guests.mk guests || die "building the guests failed"
 ELF=$ROOT/build/guests/net.elf
 [ -f "$ELF" ] || die "$ELF was not built"
 
-NS=mvnet-$$
+NS=${QEMU_NET_NS:-mvnet-$$}   # QEMU_NET_NS: a name of your own
 TMP=$(mktemp -d)
 QPID=
 SPID=

@@ -416,6 +416,46 @@ static void test_net_tx_rx(void **state)
 	rig_free(r);
 }
 
+/* An interrupt only for a queue that got used buffers and wants one: a
+ * driver taking RX interrupts with TX suppressed (the net guest) gets none
+ * per sent frame. */
+static void test_net_interrupt_per_queue(void **state)
+{
+	struct rig *r = rig_new();
+	uint8_t frame[60] = { 0 }, got[128];
+	uint16_t no_irq = VIRTQ_AVAIL_F_NO_INTERRUPT;
+
+	(void)state;
+	bring_up(r);
+	memcpy(r->ram.mem + AVAIL(1), &no_irq, 2); /* TX suppressed, RX wants them */
+	put_desc(r, 1, 0, 0x40000, 12 + 60, 0, 0);
+	make_avail(r, 1, 0);
+	virtio_net_process(r->n);
+	assert_int_equal(used_idx(r, 1), 1);
+	assert_int_equal(read(r->sv[1], got, sizeof(got)), 60);
+	assert_int_equal(r->irq_level, 0);
+	assert_int_equal(mmio_read(r, VIRTIO_PCI_ISR_OFF, 1), 0);
+	/* RX in the same batch as a TX completion: one interrupt. */
+	put_desc(r, 0, 0, 0x50000, 2048, VIRTQ_DESC_F_WRITE, 0);
+	make_avail(r, 0, 0);
+	put_desc(r, 1, 1, 0x40000, 12 + 60, 0, 0);
+	make_avail(r, 1, 1);
+	assert_int_equal(write(r->sv[1], frame, 60), 60);
+	virtio_net_process(r->n);
+	assert_int_equal(used_idx(r, 0), 1);
+	assert_int_equal(used_idx(r, 1), 2);
+	assert_int_equal(r->irq_level, 1);
+	assert_int_equal(mmio_read(r, VIRTIO_PCI_ISR_OFF, 1), VIRTIO_ISR_QUEUE);
+	/* TX wanting interrupts again: its completion raises one. */
+	no_irq = 0;
+	memcpy(r->ram.mem + AVAIL(1), &no_irq, 2);
+	make_avail(r, 1, 0);
+	virtio_net_process(r->n);
+	assert_int_equal(used_idx(r, 1), 3);
+	assert_int_equal(r->irq_level, 1);
+	rig_free(r);
+}
+
 static void test_net_bad_chain_needs_reset(void **state)
 {
 	struct rig *r = rig_new();
@@ -722,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_pci_cap_chain),
 		cmocka_unit_test(test_features_need_version_1),
 		cmocka_unit_test(test_net_tx_rx),
+		cmocka_unit_test(test_net_interrupt_per_queue),
 		cmocka_unit_test(test_net_bad_chain_needs_reset),
 		cmocka_unit_test(test_vq_good_chain),
 		cmocka_unit_test(test_vq_hostile),
