@@ -646,7 +646,10 @@ static void pic_set_mask(u8 irq, int masked)
 
 int rt_irq_attach(u8 irq, void (*fn)(void), int level)
 {
-    if (irq == 0 || irq == 2 || irq >= 16 || !fn)
+    /* 7 and 15 keep their spurious-interrupt stubs: a level line that
+     * drops between request and acknowledge arrives as 7 (or 15), which
+     * must not be answered with an EOI. */
+    if (irq == 0 || irq == 2 || irq == 7 || irq == 15 || irq >= 16 || !fn)
         return -1;
     u64 f = rt_irq_save();
     irq_fn[irq] = fn;

@@ -86,7 +86,8 @@ static inline void rt_irq_restore(u64 f)
         __asm__ volatile("sti" ::: "memory");
 }
 /*
- * A device interrupt on PIC line irq (1, 3..15; the BSP takes it): fn runs
+ * A device interrupt on PIC line irq (1, 3..6, 8..14; 7 and 15 stay the
+ * spurious lines; the BSP takes it): fn runs
  * with interrupts off, then the PIC gets its EOI. level: program the ELCR
  * for a level-triggered line (PCI INTx), where fn must make the device drop
  * the line. Unmasks the line. -1 for a line that cannot be used.

@@ -26,13 +26,14 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 
 /* A page the target asked for queues behind whatever of the push the link
  * still holds, and the kernel sizes a socket's queue for throughput alone
- * (milliseconds of a link). Twice the bandwidth-delay product keeps the
- * link as busy and leaves a reply behind little more than that. Four
+ * (milliseconds of a link). Four times the bandwidth-delay product keeps
+ * the link as busy, even when pre-copy's estimate understated the link
+ * (rounds bound by the CPU), and leaves a reply behind little more. Four
  * segments at least: the receiver acknowledges every second full one, and
  * a queue smaller than that waits for a delayed ACK (40 ms) each time. */
 uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
 {
-	double q = 2 * bw_Bps * min_rtt_us / 1e6 + PC_PUSH_QUEUE_MIN;
+	double q = 4 * bw_Bps * min_rtt_us / 1e6 + PC_PUSH_QUEUE_MIN;
 
 	if (q < 4.0 * mss)
 		q = 4.0 * mss;

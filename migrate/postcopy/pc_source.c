@@ -295,15 +295,15 @@ static void bound_push_queue(struct mig_src_env *env)
 {
 	double bw = env->e ? est_bandwidth(env->e) : 0;
 	struct transport_path path;
-	uint32_t q;
+	uint32_t q, got;
 
 	if (!(bw > 0) || transport_path_info(&env->s->conn, &path))
 		return;
 	q = pc_policy_push_queue(bw, path.min_rtt_us, path.mss);
-	if (transport_bound_send_queue(&env->s->conn, q))
+	if (transport_bound_send_queue(&env->s->conn, q, &got))
 		return;
 	pthread_mutex_lock(&env->m->lock);
-	env->m->st.pc_push_queue_bytes = q;
+	env->m->st.pc_push_queue_bytes = got;
 	pthread_mutex_unlock(&env->m->lock);
 }
 

@@ -266,14 +266,42 @@ void transport_set_timeout(struct transport_conn *c, int timeout_ms)
 		sock_set_timeout(c->fd, timeout_ms);
 }
 
-int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes)
+/* net.core.wmem_max, the most SO_SNDBUF grants; 0: unknown. */
+static long wmem_max(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/wmem_max", "re");
+	long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes, uint32_t *got)
 {
 	/* The kernel doubles the value for its own bookkeeping. */
-	int v = (int)(bytes / 2 < 2048 ? 2048 : bytes / 2);
+	int v = (int)(bytes / 2 < 2048 ? 2048 : bytes / 2), eff = 0;
+	socklen_t len = sizeof(eff);
 
 	if (c->fd < 0 || !c->is_stream_socket)
 		return -ENOTSOCK;
-	return setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0 ? -errno : 0;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0) {
+		long max = wmem_max();
+
+		/* Capped, the bound would be smaller than asked, and autotuning
+		 * gone for good: leave the socket alone. */
+		if (max <= 0 || v > max)
+			return -ERANGE;
+		if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
+			return -errno;
+	}
+	if (getsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &eff, &len) < 0)
+		return -errno;
+	*got = (uint32_t)eff;
+	return 0;
 }
 
 int transport_path_info(const struct transport_conn *c, struct transport_path *p)

@@ -88,8 +88,11 @@ void transport_set_timeout(struct transport_conn *c, int timeout_ms);
 /* Bounds what a socket may hold unsent or unacknowledged to about bytes
  * (SO_SNDBUF, which also ends the kernel's autotuning of it): a write on
  * another connection over the same link then queues behind at most that
- * much of this one's data. 0, or -errno (-ENOTSOCK on a file). */
-int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes);
+ * much of this one's data. Never a smaller bound than asked: beyond
+ * net.core.wmem_max it needs SO_SNDBUFFORCE (CAP_NET_ADMIN), and without
+ * that the socket is left as it was (-ERANGE). *got: the bound the kernel
+ * applied. 0, or -errno (-ENOTSOCK on a file). */
+int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes, uint32_t *got);
 /* What the kernel measured of a TCP connection's path: the lowest round
  * trip (its base delay, without queueing) and the segment size it sends.
  * 0, or -ENOTSUP (not TCP, or nothing measured yet). */

@@ -440,6 +440,14 @@ def main():
     os.makedirs(out, exist_ok=True)
     size = a.size_mib << 20
     tmp = tempfile.mkdtemp(prefix="bench-disk-", dir="/tmp")
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True,
+                            text=True).stdout.strip()
+    if a.cache == "cold" and fstype in ("tmpfs", "ramfs"):
+        # drop_caches cannot evict tmpfs: "cold" would read memory
+        log("bench-disk: /tmp is %s: a cold cache cannot be had there (--cache warm, or "
+            "mount /tmp on a disk)" % fstype)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 2
     results = os.path.join(out, "results.jsonl")
     rows = []
     try:
@@ -449,7 +457,8 @@ def main():
         ceil = ceilings(base, size)
         facts = harness.machine_facts()
         jsonl.append_line(results, {"kind": "machine", "machine": facts, "ceiling": ceil,
-                                    "size_mib": a.size_mib, "cache": a.cache})
+                                    "size_mib": a.size_mib, "cache": a.cache,
+                                    "image_fs": fstype})
         for rep in range(a.repeats):
             for vmm in a.vmms.split(","):
                 for load, _ in LOADS:

@@ -342,17 +342,17 @@ static void test_missing_hostile(void **state)
 	assert_int_equal(n, 0);
 }
 
-/* The push's queue bound: 2 x BDP + 16 KiB, four segments at least,
+/* The push's queue bound: 4 x BDP + 16 KiB, four segments at least,
  * 4 MiB at most. */
 static void test_push_queue(void **state)
 {
 	(void)state;
-	/* 100 MiB/s, 30 us, Ethernet segments: 6 291 + 16 384 */
-	assert_int_equal(pc_policy_push_queue(104857600.0, 30, 1448), 22675);
+	/* 100 MiB/s, 30 us, Ethernet segments: 12 582 + 16 384 */
+	assert_int_equal(pc_policy_push_queue(104857600.0, 30, 1448), 28966);
 	/* loopback: 64 KiB segments, four of them */
 	assert_int_equal(pc_policy_push_queue(2e9, 10, 65483), 4 * 65483);
 	/* 10 Gbit/s over 500 us */
-	assert_int_equal(pc_policy_push_queue(1.25e9, 500, 1448), 1250000 + 16384);
+	assert_int_equal(pc_policy_push_queue(1.25e9, 500, 1448), 2500000 + 16384);
 	assert_int_equal(pc_policy_push_queue(1e10, 1000, 1448), PC_PUSH_QUEUE_MAX);
 	assert_int_equal(pc_policy_push_queue(0, 0, 0), PC_PUSH_QUEUE_MIN);
 }

@@ -162,9 +162,20 @@ static void exchange(const struct transport_addr *a, struct transport_listener *
 		assert_in_range(path.mss, 536, 65535);
 		assert_true(path.min_rtt_us > 0);
 	}
-	assert_int_equal(transport_bound_send_queue(&c.conn, 65536), 0);
+	uint32_t qgot = 0;
+
+	assert_int_equal(transport_bound_send_queue(&c.conn, 65536, &qgot), 0);
 	assert_int_equal(getsockopt(c.conn.fd, SOL_SOCKET, SO_SNDBUF, &sb, &sl), 0);
 	assert_int_equal(sb, 65536);
+	assert_int_equal(qgot, 65536);
+	/* beyond net.core.wmem_max: granted in full (as root) or not at all */
+	int r = transport_bound_send_queue(&c.conn, 64u << 20, &qgot);
+
+	assert_int_equal(getsockopt(c.conn.fd, SOL_SOCKET, SO_SNDBUF, &sb, &sl), 0);
+	if (r == 0)
+		assert_int_equal(sb, 64 << 20);
+	else
+		assert_true(r == -ERANGE && sb == 65536);
 	/* shutdown from "another thread" ends a read at once */
 	stream_shutdown(&c);
 	assert_int_equal(stream_read_all(&s, tok, 1, err, sizeof(err)), -ECONNRESET);
@@ -271,7 +282,7 @@ static void test_file(void **state)
 	s.cancel_fd = 0; /* never polled on a file */
 	assert_int_equal(stream_write_all(&s, "abc", 3, err, sizeof(err)), 0);
 	stream_shutdown(&s); /* no-op on a file */
-	assert_int_equal(transport_bound_send_queue(&s.conn, 65536), -ENOTSOCK);
+	assert_int_equal(transport_bound_send_queue(&s.conn, 65536, &(uint32_t){ 0 }), -ENOTSOCK);
 	assert_int_equal(transport_path_info(&s.conn, &(struct transport_path){ 0 }), -ENOTSUP);
 	stream_close(&s);
 	assert_int_equal(transport_open_file(&a, false, &c, err, sizeof(err)), 0);
