@@ -350,9 +350,7 @@ static void plan_memory(struct param *wss, struct param *fill)
     }
 }
 
-
 static u64 tsc_per_ms;
-
 
 static u64 p_period, p_count, p_rate, p_verify_every;
 static int p_verify_at_end;

@@ -523,6 +523,15 @@ static void net_isr(void)
     net_poll(IRQ_BUDGET);
 }
 
+/* interrupt-driven: the rings belong to the handler, so the main loop
+ * polls them only with interrupts off */
+static void net_poll_masked(void)
+{
+    u64 fl = rt_irq_save();
+    net_poll(IRQ_BUDGET);
+    rt_irq_restore(fl);
+}
+
 /* interrupt-driven: what the main loop does on every pass, and per tick */
 static void net_irq_service(int tick)
 {
@@ -534,11 +543,8 @@ static void net_irq_service(int tick)
     }
     /* the handler's leftovers; once per tick also a look of our own, so a
      * lost interrupt costs a tick, not the device */
-    if (rx_more || tick) {
-        u64 fl = rt_irq_save();
-        net_poll(IRQ_BUDGET);
-        rt_irq_restore(fl);
-    }
+    if (rx_more || tick)
+        net_poll_masked();
 }
 
 static void net_check_status(void)
@@ -695,11 +701,8 @@ void guest_main(void)
             /* Between chunks of dirtying also look at the RX ring (one
              * memory read): an interrupt reaches a busy vCPU later than a
              * halted one here (docs/guests.md). */
-            if (irq_line >= 0 && vq_used_pending(&rxq)) {
-                u64 fl = rt_irq_save();
-                net_poll(IRQ_BUDGET);
-                rt_irq_restore(fl);
-            }
+            if (irq_line >= 0 && vq_used_pending(&rxq))
+                net_poll_masked();
             continue;
         }
         if (busy)

@@ -396,7 +396,7 @@ int vpci_driver_ok(struct vpci *d)
 int vpci_intx_line(struct vpci *d)
 {
     u8 pin = pci_r8(d->bdf, 0x3d), line = pci_r8(d->bdf, 0x3c);
-    if (!pin || pin > 4 || line == 0 || line == 2 || line >= 16)
+    if (!pin || pin > 4 || line >= 16)
         return -1;
     return line;
 }

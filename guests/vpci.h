@@ -107,8 +107,8 @@ void vq_kick(struct vq *q);
  * 0 when none; a bad element is counted in d->err and skipped. */
 int vq_next_used(struct vq *q, u16 *id, u32 *len);
 /* The PIC line the firmware (or the VMM) wrote to Interrupt Line, when
- * the function has an interrupt pin and the line is one rt_irq_attach can
- * take; -1 otherwise. */
+ * the function has an interrupt pin and the line is a PIC line (0..15);
+ * -1 otherwise. Whether a driver can take it is rt_irq_attach's to say. */
 int vpci_intx_line(struct vpci *d);
 /* INTx on (1) or off (0) in the command register. */
 void vpci_intx_enable(struct vpci *d, int on);

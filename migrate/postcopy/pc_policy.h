@@ -16,8 +16,8 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 		   uint64_t bytes, uint64_t before);
 
 /* The push's send-queue bound during post-copy (bytes), for a link of
- * bw_Bps with base round trip min_rtt_us and segments of mss bytes: twice
- * the bandwidth-delay product plus PC_PUSH_QUEUE_MIN, at least four
+ * bw_Bps with base round trip min_rtt_us and segments of mss bytes: four
+ * times the bandwidth-delay product plus PC_PUSH_QUEUE_MIN, at least four
  * segments, at most PC_PUSH_QUEUE_MAX. Pure. */
 #define PC_PUSH_QUEUE_MIN (16u << 10)
 #define PC_PUSH_QUEUE_MAX (4u << 20)

@@ -2,13 +2,13 @@
 #include "migrate/transport/transport_int.h"
 
 #include <errno.h>
-#include <stddef.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <linux/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>

@@ -330,11 +330,11 @@ def downtime(r):
     return r
 
 
-def summarise(rows, key):
+def summarise(rows, key, fmt="%.0f"):
     v = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
     if not v:
         return "-"
-    return "%.0f (%.0f-%.0f)" % (statistics.median(v), min(v), max(v))
+    return ("%s (%s-%s)" % (fmt, fmt, fmt)) % (statistics.median(v), min(v), max(v))
 
 
 def lower_ceiling(ceil):
@@ -385,18 +385,16 @@ def report(out, rows, ceil, facts, size, cache="warm"):
                 r["MB_sent"] = (r.get("bytes_total") or 0) / 1e6
                 r["copy_MBps"] = size / 1e6 / (r["total_ms"] / 1000.0) if r.get("total_ms") else None
                 r["vs_ceiling"] = r["copy_MBps"] / low if r["copy_MBps"] and low else None
-            vs = [r["vs_ceiling"] for r in ok if r.get("vs_ceiling")]
-            dc = ceil.get("copy_cold_MBps")
-            vd = [r["copy_MBps"] / dc for r in ok if r.get("copy_MBps") and dc]
+                dc = ceil.get("copy_cold_MBps")
+                r["vs_disk_copy"] = r["copy_MBps"] / dc if r["copy_MBps"] and dc else None
             same = [r for r in ok if r.get("rest_matches")]
             lines.append("| %s | %s | %d/%d | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 vmm, load, len(ok), len(rs), len(vp),
                 "%d/%d" % (len(same), len(ok)) if any("rest_matches" in r for r in ok) else "-",
                 summarise(ok, "total_ms"),
                 summarise(ok, "downtime_ms"), summarise(ok, "gap_ms"), summarise(ok, "MB_sent"),
-                summarise(ok, "copy_MBps"),
-                "%.2f (%.2f-%.2f)" % (statistics.median(vs), min(vs), max(vs)) if vs else "-",
-                "%.2f (%.2f-%.2f)" % (statistics.median(vd), min(vd), max(vd)) if vd else "-"))
+                summarise(ok, "copy_MBps"), summarise(ok, "vs_ceiling", "%.2f"),
+                summarise(ok, "vs_disk_copy", "%.2f")))
     with open(os.path.join(out, "index.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
