@@ -676,13 +676,16 @@ int mig_incoming_commit(struct vm *vm, char *err, size_t errlen)
 	}
 	if (!m->in_file)
 		mig_fault_delay("COMMIT");
+	/* Back-ends first, as vm_resume does: the frames that waited for the
+	 * guest are in its RX ring, their interrupt pending, by the time its
+	 * vCPU first enters, instead of waking it from its idle HLT after. */
+	device_list_post_migrate(&vm->devices);
+	device_list_resume(&vm->devices);
 	ret = vm_start(vm, err, errlen);
 	if (ret) {
 		write_stats(m, STATS_FAILED, err);
 		return ret;
 	}
-	device_list_post_migrate(&vm->devices);
-	device_list_resume(&vm->devices);
 	/* RUNNING (which ends the source's downtime) and our own downtime
 	 * wait until the vCPU threads have entered KVM_RUN: on a busy host a
 	 * new thread was seen to run 2.4 ms after it was made, and a downtime
