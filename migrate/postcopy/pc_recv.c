@@ -23,6 +23,8 @@
 #define PC_RECOVER_ACCEPT_MS 30000
 /* How long a lost link's pause waits for the vCPUs to park. */
 #define PC_PAUSE_WAIT_MS 200
+/* How long a stopping VM waits to tell the source so. */
+#define PC_SAY_STOPPED_MS 500
 
 static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen)
 {
@@ -298,12 +300,37 @@ int pc_tgt_run(struct pc_tgt *pc, struct stream *s, char *err, size_t errlen)
 	return pool_start(&pc->recv_thr, 1, recv_main, pc, 0, "pc-recv", err, errlen);
 }
 
+/* The VM stops here (guest exit, quit, a signal, an error) before every
+ * page came: the source's copy can no longer serve anyone, so it is told
+ * (ERROR on main, ahead of the close) instead of being left paused for a
+ * recovery that cannot come. Best effort: a lost link says nothing. */
+static void say_stopped(struct pc_tgt *pc)
+{
+	static const char *const why[] = {
+		[VM_EXIT_GUEST] = "the guest exited", [VM_EXIT_SIGNAL] = "a signal",
+		[VM_EXIT_QUIT] = "quit", [VM_EXIT_ERROR] = "an error",
+	};
+	enum vm_stop_reason r = pc->vm->stop_reason;
+	char text[160];
+
+	snprintf(text, sizeof(text), "the VM stopped on the target during post-copy (%s): "
+		 "the pages it still lacked are no use now",
+		 r < sizeof(why) / sizeof(why[0]) && why[r] ? why[r] : "stopped");
+	pthread_mutex_lock(&pc->mu);
+	if (!pc->done && stream_is_open(&pc->main)) {
+		stream_set_timeout(&pc->main, PC_SAY_STOPPED_MS);
+		(void)stream_send_text(&pc->main, ST_ERROR, text);
+	}
+	pthread_mutex_unlock(&pc->mu);
+}
+
 void pc_tgt_destroy(struct pc_tgt *pc)
 {
 	uint64_t one = 1;
 
 	if (!pc)
 		return;
+	say_stopped(pc);
 	pthread_mutex_lock(&pc->m->lock);
 	pthread_mutex_lock(&pc->mu);
 	pc->quit = true;

@@ -23,6 +23,8 @@
 #include "migrate/section.h"
 #include "vmm/core/vm.h"
 
+/* How long a lost link waits for the target's last word on main. */
+#define PC_LAST_WORD_MS 200
 
 /* Test hook (docs/migration.md): cut both connections once this many
  * pages were pushed, once. */
@@ -385,6 +387,25 @@ static int wait_done(struct pc_src *pc, struct mig_src_env *env)
 	return ret;
 }
 
+/* A lost link may be the target's VM stopping: then its last word, an
+ * ERROR on the main connection ahead of the close, ends post-copy here
+ * instead of a wait for a recovery that cannot come. Nothing else comes
+ * on main from the target but PC_DONE, so it is at a frame boundary. */
+static int last_word(struct mig_src_env *env)
+{
+	char text[TEXT_MAX_LEN + 1], e[128];
+	struct stream_hdr h;
+
+	if (!stream_is_open(env->s))
+		return 0;
+	stream_set_timeout(env->s, PC_LAST_WORD_MS);
+	if (stream_recv_hdr(env->s, &h, e, sizeof(e)) || h.type != ST_ERROR ||
+	    stream_recv_text(env->s, h.len, text, sizeof(text), e, sizeof(e)))
+		return 0;
+	snprintf(env->err, env->errlen, "the target gave up: %.300s", text);
+	return -ECONNABORTED;
+}
+
 int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 {
 	uint64_t cut = test_cut_after();
@@ -401,7 +422,7 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 			snprintf(env->err, env->errlen, "%s", pc->err);
 			pthread_mutex_unlock(&pc->mu);
 		}
-		if (ret == -ECONNABORTED || ret == -EPROTO)
+		if (ret == -ECONNABORTED || ret == -EPROTO || (ret = last_word(env)))
 			break;
 		ret = pc_src_recover(pc, env);
 		if (ret)

@@ -335,6 +335,29 @@ static void test_source_killed(void **state)
 	end_pair(&p);
 }
 
+/* The target's VM quits during post-copy: it tells the source, which
+ * stops waiting for a recovery that cannot come and says why. */
+static void test_target_quits(void **state)
+{
+	char reply[8192];
+	struct pair p;
+
+	(void)state;
+	start_pair(&p, 1, 64, "10M", "1.5", NULL);
+	assert_true(proc_wait_stderr(&p.s, "switching to post-copy", T_MIG));
+	assert_true(proc_wait_stderr(&p.t, "post-copy: its missing pages follow", 10000));
+	assert_int_equal(h_monitor(p.tmon, "quit", reply, sizeof(reply)), 0);
+	if (proc_wait_exit(&p.t, 10000) < 0)
+		fail_msg("the target did not exit on quit");
+	if (!proc_wait_stderr(&p.s, "the VM stopped on the target during post-copy (quit)", 5000))
+		fail_msg("the source was not told: %s", p.s.err ? p.s.err : "");
+	assert_false(proc_stderr_has(&p.s, "the link to the target is lost"));
+	assert_int_equal(h_monitor(p.smon, "info migrate", reply, sizeof(reply)), 0);
+	assert_non_null(strstr(reply, "status: failed"));
+	assert_true(h_json_num(p.sstats, "result") != 1);
+	end_pair(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +366,7 @@ int main(void)
 		cmocka_unit_test(test_start_postcopy_round0),
 		cmocka_unit_test(test_link_cut_recovered),
 		cmocka_unit_test(test_source_killed),
+		cmocka_unit_test(test_target_quits),
 	};
 
 	return cmocka_run_group_tests(tests, kvm_setup, NULL);
