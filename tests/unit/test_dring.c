@@ -370,6 +370,33 @@ static void test_overflow_one_of_two(void **state)
 	fake_free(f);
 }
 
+/* A reset failed, leaving entries to reset, and KVM then overflowed onto
+ * the oldest of them: KVM's walk stops there, so resetting the rest
+ * moves nothing, and the vCPU stopped on a full ring must still get KVM's
+ * index moving (the resync), taking the overwriting entry's page. */
+static void test_full_exit_stuck_behind_overwrite(void **state)
+{
+	struct fake *f = fake_new(4096);
+	struct kvm_dirty_gfn *e;
+	char err[128];
+
+	(void)state;
+	for (uint64_t p = 0; p < 10; p++)
+		guest_write(f, 0, p);
+	f->fail = -EIO;
+	dring_collect(&f->vm, 1, err, sizeof(err));
+	e = &f->ring[0][0];
+	e->offset = 999;
+	__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_DIRTY, __ATOMIC_RELEASE);
+	assert_int_equal(dring_full(&f->cpu[0], err, sizeof(err)), 0);
+	assert_true(f->reset_index[0] > 10);
+	assert_in_step(f);
+	assert_true(is_dirty(f, 999));
+	assert_true(f->vm.dring_lost && f->vm.dring_suspect);
+	assert_int_equal(f->vm.dring_resyncs, 1);
+	fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -381,6 +408,7 @@ int main(void)
 		cmocka_unit_test(test_full_at_start_is_lost),
 		cmocka_unit_test(test_full_while_read_is_exact),
 		cmocka_unit_test(test_overflow_one_of_two),
+		cmocka_unit_test(test_full_exit_stuck_behind_overwrite),
 	};
 
 	/* TEST_FILTER=glob runs only the matching tests. */

@@ -180,13 +180,13 @@ static void publish(struct vm *vm)
  * entries not yet harvested (docs/migration.md, "Dirty tracking"): their
  * pages are lost to tracking.
  *
- * So a harvest takes at most the room KVM has (n minus the entries it
- * still counts as ours to reset), and a ring found exactly full is lost
- * only when the (n+1)-th is seen (ring_kr's slot dirty again after we
- * read it), or when the ring was already full as we read its first
- * entry: an (n+1)-th may then have overwritten that entry before we read
- * it, and entries carry no sequence number that would tell (the safe
- * side). A ring that fills while we read it is exact.
+ * So the test counts from KVM's reset index, not from our cursor: more
+ * than n entries seen past ring_kr is an overflow; exactly n is one only
+ * when the (n+1)-th is there (ring_kr's slot dirty again after we read
+ * it), or when the ring was already full as we read its first entry: an
+ * (n+1)-th may then have overwritten that entry before we read it, and
+ * entries carry no sequence number that would tell (the safe side). A
+ * ring that fills while we read it is exact.
  *
  * min: harvest only when at least that many entries wait (the entry
  * min-1 past our cursor is filled), so a periodic reaper costs one load
@@ -194,13 +194,12 @@ static void publish(struct vm *vm)
 static uint32_t harvest(struct vcpu *v, uint32_t min)
 {
 	struct kvm_dirty_gfn *ring = v->ring;
-	uint32_t n = v->vm->dring_entries, mask = n - 1;
-	uint32_t room = n - (v->ring_fetch - v->ring_kr), got = 0;
+	uint32_t n = v->vm->dring_entries, mask = n - 1, got = 0, seen;
 	bool full_first = false;
 
 	if (min > 1 && !entry_dirty(&ring[(v->ring_fetch + min - 1) & mask]))
 		return 0;
-	while (got < room) {
+	while (got < n) {
 		struct kvm_dirty_gfn *e = &ring[v->ring_fetch & mask];
 
 		if (!entry_dirty(e))
@@ -214,8 +213,11 @@ static uint32_t harvest(struct vcpu *v, uint32_t min)
 		entry_reset(e);
 		v->ring_fetch++;
 	}
-	if (got && got == room && (full_first || entry_dirty(&ring[v->ring_kr & mask])))
-		tracking_lost(v->vm, full_first ? DRING_LOSS_FULL : DRING_LOSS_OVERFLOW, true);
+	seen = v->ring_fetch - v->ring_kr;
+	if (got && (seen > n || (seen == n && entry_dirty(&ring[v->ring_kr & mask]))))
+		tracking_lost(v->vm, DRING_LOSS_OVERFLOW, true);
+	else if (got && seen == n && full_first)
+		tracking_lost(v->vm, DRING_LOSS_FULL, true);
 	return got;
 }
 
@@ -303,7 +305,7 @@ static void note_reset_error(struct vm *vm, int e)
  * the marked entries to the next reset and their pages writable
  * meanwhile: lost too. Either way the pages are published (they are
  * dirty) after the loss is set. vm->dring_lock held. */
-static void reset_and_publish(struct vm *vm, char *err, size_t errlen)
+static bool reset_and_publish(struct vm *vm, char *err, size_t errlen)
 {
 	bool interrupted = false;
 	int ret = 0;
@@ -324,6 +326,7 @@ static void reset_and_publish(struct vm *vm, char *err, size_t errlen)
 	if (ret < 0 || interrupted)
 		tracking_lost(vm, DRING_LOSS_RESET, false);
 	publish(vm);
+	return ret >= 0;
 }
 
 int64_t dring_collect(struct vm *vm, uint32_t min, char *err, size_t errlen)
@@ -389,19 +392,27 @@ int dring_full(struct vcpu *v, char *err, size_t errlen)
 	}
 	soft = v->vm->dring_entries - DRING_RSVD_MAX; /* entries >= DRING_MIN_ENTRIES */
 	pthread_mutex_lock(&v->vm->dring_lock);
-	if (harvest(v, 1) || v->ring_fetch != v->ring_kr) {
-		/* Entries taken, now or by a reset that failed: reset them. */
+	if (harvest(v, 1)) {
 		reset_and_publish(v->vm, err, errlen);
-	} else {
-		/* Nothing at our cursor. If another thread reset the ring
-		 * since this KVM_RUN began, it may have taken what KVM
-		 * stopped us for: run again. If not, KVM and we disagree. */
-		since = v->ring_kr - v->ring_kr_run;
-		if (since < soft) {
-			resync(v, soft - since);
-			reset_and_publish(v->vm, err, errlen);
-		}
+		goto out;
 	}
+	/* Entries a failed reset left: reset them. If KVM takes none of
+	 * them, it is stuck on an entry it overwrote: resync as below. */
+	if (v->ring_fetch != v->ring_kr) {
+		uint32_t kr = v->ring_kr;
+
+		if (!reset_and_publish(v->vm, err, errlen) || v->ring_kr != kr)
+			goto out;
+	}
+	/* Nothing at our cursor. If another thread reset the ring since
+	 * this KVM_RUN began, it may have taken what KVM stopped us for: run
+	 * again. If not, KVM and we disagree. */
+	since = v->ring_kr - v->ring_kr_run;
+	if (since < soft) {
+		resync(v, soft - since);
+		reset_and_publish(v->vm, err, errlen);
+	}
+out:
 	pthread_mutex_unlock(&v->vm->dring_lock);
 	/* A failed reset is in the stats and the loss; the vCPU runs on
 	 * (and stops again if its ring is still full). */
