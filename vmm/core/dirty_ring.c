@@ -262,7 +262,8 @@ static void settle(struct vm *vm, bool done, int64_t count)
 				odd = true;
 			}
 		} else {
-			while (c < span &&
+			/* A walk zeroes each slot once: at most a ring. */
+			while (c < span && c <= mask &&
 			       !__atomic_load_n(&v->ring[(v->ring_kr + c) & mask].flags,
 						__ATOMIC_ACQUIRE))
 				c++;
