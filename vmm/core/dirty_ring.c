@@ -298,7 +298,8 @@ static void note_reset_error(struct vm *vm, int e)
 
 /* One KVM_RESET_DIRTY_RINGS for all rings (it is VM-wide: KVM walks every
  * vCPU's ring), the bookkeeping, then the pages go public. Since Linux
- * 6.16 a pending signal stops the walk part way (-EINTR): the count of
+ * 6.16 (kvm_dirty_ring_reset) a pending signal stops the walk part way
+ * (-EINTR): the count of
  * what it reset is lost and, worse, the last batch it took (up to 64
  * entries, reset in the ring but not yet write-protected) stays writable,
  * so those pages' next writes go unlogged. The call is retried for the
