@@ -511,6 +511,16 @@ static void finish_stats(struct src *c, enum stats_result result, bool converged
 	m->st.dirty_ring_full_exits = __atomic_load_n(&c->vm->dring_full_exits, __ATOMIC_RELAXED);
 	m->st.dirty_ring_lost = __atomic_load_n(&c->vm->dring_lost, __ATOMIC_ACQUIRE);
 	m->st.dirty_ring_resyncs = __atomic_load_n(&c->vm->dring_resyncs, __ATOMIC_RELAXED);
+	m->st.dirty_ring_loss = (int)__atomic_load_n(&c->vm->dring_loss, __ATOMIC_RELAXED);
+	m->st.dirty_ring_reset_errors = __atomic_load_n(&c->vm->dring_reset_errors,
+							__ATOMIC_RELAXED);
+	m->st.dirty_ring_reset_errno = __atomic_load_n(&c->vm->dring_reset_errno, __ATOMIC_RELAXED);
+	if (m->st.dirty_ring_lost)
+		fprintf(stderr, "minivmm: dirty rings not trusted (%s%s%s): from then on every "
+			"sync resent every populated page\n",
+			dring_loss_name((enum dring_loss)m->st.dirty_ring_loss),
+			m->st.dirty_ring_reset_errno ? ", KVM_RESET_DIRTY_RINGS: " : "",
+			m->st.dirty_ring_reset_errno ? strerror(m->st.dirty_ring_reset_errno) : "");
 	m->st.throughput_Bps = m->st.total_ms > m->st.setup_ms ?
 		(double)out_bytes(c) * 1000.0 / (m->st.total_ms - m->st.setup_ms) : 0;
 	if (result != STATS_COMPLETED)

@@ -159,10 +159,17 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 	take_vmm_dirty(vm, NULL, bm_words(d->npages));
 	/* Counted per migration: the rings fill only while logging is on.
 	 * A VM whose ring once overflowed is never trusted again. */
-	__atomic_store_n(&vm->dring_lost, __atomic_load_n(&vm->dring_suspect, __ATOMIC_ACQUIRE),
-			 __ATOMIC_RELEASE);
+	{
+		bool suspect = __atomic_load_n(&vm->dring_suspect, __ATOMIC_ACQUIRE);
+
+		__atomic_store_n(&vm->dring_loss, suspect ? DRING_LOSS_EARLIER : DRING_LOSS_NONE,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&vm->dring_lost, suspect, __ATOMIC_RELEASE);
+	}
 	__atomic_store_n(&vm->dring_full_exits, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&vm->dring_resyncs, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&vm->dring_reset_errors, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&vm->dring_reset_errno, 0, __ATOMIC_RELAXED);
 	ret = vm_set_dirty_logging(vm, true, err, errlen);
 	if (ret)
 		goto fail;

@@ -1,6 +1,8 @@
 /* Stats JSON writer/reader and the printed summary. */
 #include "migrate/stats/stats.h"
 
+#include "vmm/core/dirty_ring.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,11 +127,16 @@ static void write_doc(FILE *f, const struct stats *st)
 	fprintf(f, "  \"dirty_tracking\": \"%s\",\n  \"dirty_ring_entries\": %u,\n"
 		"  \"dirty_ring_full_exits\": %llu,\n  \"dirty_ring_lost\": %s,\n"
 		"  \"dirty_ring_resyncs\": %llu,\n  \"dirty_ring_resends\": %u,\n"
+		"  \"dirty_ring_lost_reason\": \"%s\",\n  \"dirty_ring_reset_errors\": %llu,\n"
+		"  \"dirty_ring_reset_error\": \"%s\",\n"
 		"  \"round_records\": [",
 		st->dirty_ring_entries ? "ring" : "bitmap", st->dirty_ring_entries,
 		(unsigned long long)st->dirty_ring_full_exits,
 		st->dirty_ring_lost ? "true" : "false",
-		(unsigned long long)st->dirty_ring_resyncs, st->dirty_ring_resends);
+		(unsigned long long)st->dirty_ring_resyncs, st->dirty_ring_resends,
+		dring_loss_name((enum dring_loss)st->dirty_ring_loss),
+		(unsigned long long)st->dirty_ring_reset_errors,
+		st->dirty_ring_reset_errno ? strerror(st->dirty_ring_reset_errno) : "");
 	for (size_t i = 0; i < st->nrec; i++) {
 		const struct stats_round *r = &st->rec[i];
 

@@ -68,6 +68,9 @@ struct stats {
 	bool dirty_ring_lost;     /* a ring was found overflowed: tracking not trusted */
 	uint64_t dirty_ring_resyncs; /* full exits that moved KVM's reset index blind */
 	uint32_t dirty_ring_resends; /* syncs that marked every populated page (lost) */
+	int dirty_ring_loss;      /* enum dring_loss: why tracking was lost */
+	uint64_t dirty_ring_reset_errors; /* KVM_RESET_DIRTY_RINGS calls that failed */
+	int dirty_ring_reset_errno;       /* the last one's */
 	/* Post-copy (docs/postcopy.md, docs/stats-json.md) */
 	bool postcopy;
 	double postcopy_ms;       /* the switch -> every page on the target */

@@ -99,17 +99,40 @@ static void check_moved(struct proc *t)
 	check_heartbeats(t, 0);
 }
 
+/* The stats' dirty_ring_lost_reason (a string h_json_num cannot read). */
+static void lost_reason(const char *stats, char *out, size_t n)
+{
+	const char *key = "\"dirty_ring_lost_reason\": \"";
+	char buf[16384], *p, *q;
+	FILE *f = fopen(stats, "r");
+	size_t len;
+
+	snprintf(out, n, "?");
+	if (!f)
+		return;
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	p = strstr(buf, key);
+	if (p && (q = strchr(p + strlen(key), '"')) != NULL)
+		snprintf(out, n, "%.*s", (int)(q - p - strlen(key)), p + strlen(key));
+}
+
 /* What the ring did, for the log, and what must follow from it: a lost
- * ring means every sync resent the populated pages; no loss, none. */
+ * ring means every sync resent the populated pages and says why; no
+ * loss, none. */
 static void report_ring(const char *stats, const char *what)
 {
 	double full = h_json_num(stats, "dirty_ring_full_exits");
 	double lost = h_json_num(stats, "dirty_ring_lost");
 	double resyncs = h_json_num(stats, "dirty_ring_resyncs");
 	double resends = h_json_num(stats, "dirty_ring_resends");
+	char why[32];
 
-	printf("ring %s: full_exits=%.0f lost=%.0f resyncs=%.0f resends=%.0f rounds=%.0f "
-	       "downtime_ms=%.1f total_ms=%.1f\n", what, full, lost, resyncs, resends,
+	lost_reason(stats, why, sizeof(why));
+	printf("ring %s: full_exits=%.0f lost=%.0f (%s) resyncs=%.0f resends=%.0f "
+	       "reset_errors=%.0f rounds=%.0f downtime_ms=%.1f total_ms=%.1f\n", what, full,
+	       lost, why, resyncs, resends, h_json_num(stats, "dirty_ring_reset_errors"),
 	       h_json_num(stats, "rounds"), h_json_num(stats, "downtime_ms"),
 	       h_json_num(stats, "total_ms"));
 	assert_true(h_json_num(stats, "dirty_ring_entries") == 4096);
@@ -117,6 +140,8 @@ static void report_ring(const char *stats, const char *what)
 		fail_msg("tracking lost but no sync resent the populated pages");
 	if (!lost && (resends || resyncs))
 		fail_msg("resends %.0f, resyncs %.0f without a lost ring", resends, resyncs);
+	if ((lost != 0) != (strcmp(why, "none") != 0))
+		fail_msg("dirty_ring_lost %.0f with the reason \"%s\"", lost, why);
 }
 
 static void migrate_full(const char *cpus)

@@ -22,6 +22,10 @@ struct vcpu {
 	uint32_t ring_fetch;   /* the next entry to harvest, free running */
 	uint32_t ring_kr;      /* KVM's reset index, followed (vm->dring_lock) */
 	uint32_t ring_kr_run;  /* ring_kr when this thread last entered KVM_RUN */
+	/* Pages harvested, published into vm->vmm_dirty only once KVM has
+	 * re-protected them (dring_collect): ring entries, at most. */
+	uint64_t *ring_pages;
+	uint32_t ring_npages;
 };
 
 /* Creates the vCPU and gives it CPUID (from the supported table, with its

@@ -11,6 +11,7 @@
 
 #include "devices/bus.h"
 #include "devices/device.h"
+#include "vmm/core/dirty_ring.h"
 #include "vmm/core/diskopt.h"
 #include "vmm/core/netopt.h"
 
@@ -152,6 +153,15 @@ struct vm {
 	 * differ from ours, so no later migration trusts the rings either. */
 	bool dring_suspect;
 	uint64_t dring_resyncs; /* full exits that had to move KVM's reset index blind */
+	/* Why this migration lost tracking (the first reason wins), and the
+	 * KVM_RESET_DIRTY_RINGS calls that failed (EINTR included), the last
+	 * one's errno. */
+	enum dring_loss dring_loss;
+	uint64_t dring_reset_errors;
+	int dring_reset_errno;
+	/* KVM_RESET_DIRTY_RINGS: its count or -errno. NULL: the ioctl; the
+	 * unit tests' fake KVM goes here. */
+	int (*dring_reset_fn)(struct vm *vm);
 	pthread_mutex_t dring_lock; /* harvests and KVM_RESET_DIRTY_RINGS, one at a time */
 
 	struct monitor *mon;
