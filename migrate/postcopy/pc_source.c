@@ -387,10 +387,11 @@ static int wait_done(struct pc_src *pc, struct mig_src_env *env)
 	return ret;
 }
 
-/* A lost link may be the target's VM stopping: then its last word, an
- * ERROR on the main connection ahead of the close, ends post-copy here
- * instead of a wait for a recovery that cannot come. Nothing else comes
- * on main from the target but PC_DONE, so it is at a frame boundary. */
+/* A lost link may be the target's last word on main ahead of its close:
+ * ERROR when its VM stopped (then post-copy ends here instead of waiting
+ * for a recovery that cannot come), or PC_DONE when every page was in
+ * already. Nothing else comes on main from the target, so it is at a
+ * frame boundary. 1: done, 0: nothing said, or -ECONNABORTED. */
 static int last_word(struct mig_src_env *env)
 {
 	char text[TEXT_MAX_LEN + 1], e[128];
@@ -399,8 +400,11 @@ static int last_word(struct mig_src_env *env)
 	if (!stream_is_open(env->s))
 		return 0;
 	stream_set_timeout(env->s, PC_LAST_WORD_MS);
-	if (stream_recv_hdr(env->s, &h, e, sizeof(e)) || h.type != ST_ERROR ||
-	    stream_recv_text(env->s, h.len, text, sizeof(text), e, sizeof(e)))
+	if (stream_recv_hdr(env->s, &h, e, sizeof(e)))
+		return 0;
+	if (h.type == ST_PC_DONE && !h.len)
+		return 1;
+	if (h.type != ST_ERROR || stream_recv_text(env->s, h.len, text, sizeof(text), e, sizeof(e)))
 		return 0;
 	snprintf(env->err, env->errlen, "the target gave up: %.300s", text);
 	return -ECONNABORTED;
@@ -409,7 +413,7 @@ static int last_word(struct mig_src_env *env)
 int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 {
 	uint64_t cut = test_cut_after();
-	int ret;
+	int ret, said;
 
 	for (;;) {
 		ret = push(pc, env, &cut);
@@ -422,8 +426,13 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 			snprintf(env->err, env->errlen, "%s", pc->err);
 			pthread_mutex_unlock(&pc->mu);
 		}
-		if (ret == -ECONNABORTED || ret == -EPROTO || (ret = last_word(env)))
+		if (ret == -ECONNABORTED || ret == -EPROTO)
 			break;
+		said = last_word(env);
+		if (said) {
+			ret = said < 0 ? said : 0;
+			break;
+		}
 		ret = pc_src_recover(pc, env);
 		if (ret)
 			break;
