@@ -23,8 +23,6 @@
 #define PC_RECOVER_ACCEPT_MS 30000
 /* How long a lost link's pause waits for the vCPUs to park. */
 #define PC_PAUSE_WAIT_MS 200
-/* How long a stopping VM waits to tell the source so. */
-#define PC_SAY_STOPPED_MS 500
 
 static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen)
 {
@@ -317,10 +315,10 @@ static void say_stopped(struct pc_tgt *pc)
 		 "the pages it still lacked are no use now",
 		 r < sizeof(why) / sizeof(why[0]) && why[r] ? why[r] : "stopped");
 	pthread_mutex_lock(&pc->mu);
-	if (!pc->done && stream_is_open(&pc->main)) {
-		stream_set_timeout(&pc->main, PC_SAY_STOPPED_MS);
+	/* The frame is small and nothing else goes this way but PC_DONE:
+	 * the send buffer has room, the stream's own timeout bounds it. */
+	if (!pc->done && stream_is_open(&pc->main))
 		(void)stream_send_text(&pc->main, ST_ERROR, text);
-	}
 	pthread_mutex_unlock(&pc->mu);
 }
 

@@ -23,8 +23,11 @@
 #include "migrate/section.h"
 #include "vmm/core/vm.h"
 
-/* How long a lost link waits for the target's last word on main. */
+/* How long a lost link waits for the target's last word on main; once
+ * every page was sent, long enough for the target to place what its
+ * socket still held (the push's queue is bounded, pc_policy_push_queue). */
 #define PC_LAST_WORD_MS 200
+#define PC_LAST_WORD_SENT_MS 2000
 
 /* Test hook (docs/migration.md): cut both connections once this many
  * pages were pushed, once. */
@@ -392,14 +395,14 @@ static int wait_done(struct pc_src *pc, struct mig_src_env *env)
  * for a recovery that cannot come), or PC_DONE when every page was in
  * already. Nothing else comes on main from the target, so it is at a
  * frame boundary. 1: done, 0: nothing said, or -ECONNABORTED. */
-static int last_word(struct mig_src_env *env)
+static int last_word(struct mig_src_env *env, bool all_sent)
 {
 	char text[TEXT_MAX_LEN + 1], e[128];
 	struct stream_hdr h;
 
 	if (!stream_is_open(env->s))
 		return 0;
-	stream_set_timeout(env->s, PC_LAST_WORD_MS);
+	stream_set_timeout(env->s, all_sent ? PC_LAST_WORD_SENT_MS : PC_LAST_WORD_MS);
 	if (stream_recv_hdr(env->s, &h, e, sizeof(e)))
 		return 0;
 	if (h.type == ST_PC_DONE && !h.len)
@@ -419,16 +422,16 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 		ret = push(pc, env, &cut);
 		if (!ret)
 			ret = wait_done(pc, env);
-		if (!ret && !atomic_load(&pc->lost))
+		if (!ret) /* PC_DONE: every page is there, whatever the return path did */
 			break;
-		if (!ret || ret == -ENOTCONN) {
+		if (ret == -ENOTCONN) {
 			pthread_mutex_lock(&pc->mu);
 			snprintf(env->err, env->errlen, "%s", pc->err);
 			pthread_mutex_unlock(&pc->mu);
 		}
 		if (ret == -ECONNABORTED || ret == -EPROTO)
 			break;
-		said = last_word(env);
+		said = last_word(env, pc_src_left(pc) == 0);
 		if (said) {
 			ret = said < 0 ? said : 0;
 			break;

@@ -211,8 +211,9 @@ void pc_maybe_done(struct pc_tgt *pc)
 	bool now;
 	int ret = 0;
 
-	/* Under the lock: a recovery swaps main under it. PC_DONE is the
-	 * only frame anyone writes on main here, and it is 8 bytes. */
+	/* Under the lock: a recovery swaps main under it. PC_DONE and a
+	 * stopping VM's ERROR (say_stopped) are the only frames written on
+	 * main here, both small. */
 	pthread_mutex_lock(&pc->mu);
 	now = !pc->done && pc->nplaced == pc->nmissing && stream_is_open(&pc->main);
 	if (now) {

@@ -1,6 +1,8 @@
 #include "vmm/core/dirty_ring.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,14 +278,24 @@ static void settle(struct vm *vm, bool done, int64_t count)
 		tracking_lost(vm, DRING_LOSS_OVERFLOW, true);
 }
 
+/* Every signal that can be is blocked around the call: a pending one
+ * stops the kernel's walk part way, and whether it then says so (-EINTR)
+ * or returns what it reset, the last batch it took may stay writable and
+ * its pages' next writes unlogged. Only SIGSTOP and SIGKILL get through
+ * (docs/migration.md). */
 static int reset_ioctl(struct vm *vm)
 {
-	int ret;
+	sigset_t all, old;
+	int ret, e;
 
 	if (vm->dring_reset_fn)
 		return vm->dring_reset_fn(vm);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	ret = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
-	return ret < 0 ? -errno : ret;
+	e = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret < 0 ? -e : ret;
 }
 
 static void note_reset_error(struct vm *vm, int e)
@@ -299,7 +311,8 @@ static void note_reset_error(struct vm *vm, int e)
 /* One KVM_RESET_DIRTY_RINGS for all rings (it is VM-wide: KVM walks every
  * vCPU's ring), the bookkeeping, then the pages go public. Since Linux
  * 6.16 (kvm_dirty_ring_reset) a pending signal stops the walk part way
- * (-EINTR): the count of
+ * (reset_ioctl blocks all it can: a stop or SIGKILL still can): with
+ * -EINTR the count of
  * what it reset is lost and, worse, the last batch it took (up to 64
  * entries, reset in the ring but not yet write-protected) stays writable,
  * so those pages' next writes go unlogged. The call is retried for the
@@ -324,6 +337,7 @@ static bool reset_and_publish(struct vm *vm, char *err, size_t errlen)
 	if (ret < 0)
 		KVM_ERR(err, errlen, "KVM_RESET_DIRTY_RINGS: %s; the dirty rings are not trusted",
 			strerror(-ret));
+	vm->dring_reset_fail_run = ret < 0 ? vm->dring_reset_fail_run + 1 : 0;
 	settle(vm, ret >= 0, interrupted || ret < 0 ? -1 : ret);
 	if (ret < 0 || interrupted)
 		tracking_lost(vm, DRING_LOSS_RESET, false);
@@ -378,14 +392,20 @@ static void resync(struct vcpu *v, uint32_t used)
 			stash(v, e);
 		entry_reset(e);
 	}
-	v->ring_fetch = v->ring_kr + used;
+	/* Forward only: entries past it that we marked reset stay ours to
+	 * count, or one ring's reset could pass for another's in settle(). */
+	if ((int32_t)(v->ring_fetch - (v->ring_kr + used)) < 0)
+		v->ring_fetch = v->ring_kr + used;
 	__atomic_fetch_add(&v->vm->dring_resyncs, 1, __ATOMIC_RELAXED);
 	tracking_lost(v->vm, DRING_LOSS_OVERFLOW, true);
 }
 
+/* Failed resets in a row after which a vCPU on a full ring gives up. */
+#define DRING_RESET_FAIL_MAX 1000u
+
 int dring_full(struct vcpu *v, char *err, size_t errlen)
 {
-	uint32_t soft, since;
+	uint32_t soft, since, fails;
 
 	__atomic_fetch_add(&v->vm->dring_full_exits, 1, __ATOMIC_RELAXED);
 	if (!v->ring) {
@@ -415,8 +435,14 @@ int dring_full(struct vcpu *v, char *err, size_t errlen)
 		reset_and_publish(v->vm, err, errlen);
 	}
 out:
+	fails = v->vm->dring_reset_fail_run;
 	pthread_mutex_unlock(&v->vm->dring_lock);
-	/* A failed reset is in the stats and the loss; the vCPU runs on
-	 * (and stops again if its ring is still full). */
+	/* A failed reset is in the stats and the loss; the vCPU runs on (and
+	 * stops again if its ring is still full), but not for ever. */
+	if (fails >= DRING_RESET_FAIL_MAX) {
+		KVM_ERR(err, errlen, "KVM_RESET_DIRTY_RINGS failed %u times in a row; vcpu%d "
+			"cannot run with a full dirty ring", fails, v->id);
+		return -EIO;
+	}
 	return 0;
 }

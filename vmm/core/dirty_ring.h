@@ -41,7 +41,7 @@ void dring_unmap(struct vcpu *v);
 int64_t dring_collect(struct vm *vm, uint32_t min, char *err, size_t errlen);
 /* KVM_EXIT_DIRTY_RING_FULL on v's thread: harvest, reset, run on; after
  * an overflow, puts KVM's reset index back where the vCPU can run.
- * -errno only when v has no ring. */
+ * -errno when v has no ring or the reset has failed many times in a row. */
 int dring_full(struct vcpu *v, char *err, size_t errlen);
 
 #endif

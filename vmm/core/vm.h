@@ -159,6 +159,7 @@ struct vm {
 	enum dring_loss dring_loss;
 	uint64_t dring_reset_errors;
 	int dring_reset_errno;
+	uint32_t dring_reset_fail_run; /* failed resets in a row (dring_lock) */
 	/* KVM_RESET_DIRTY_RINGS: its count or -errno. NULL: the ioctl; the
 	 * unit tests' fake KVM goes here. */
 	int (*dring_reset_fn)(struct vm *vm);
