@@ -17,6 +17,7 @@
 
 #include "migrate/mig.h"
 #include "migrate/policy/estimator.h"
+#include "migrate/postcopy/pc_pace.h"
 #include "migrate/postcopy/pc_policy.h"
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/ram/bitmap.h"
@@ -290,14 +291,30 @@ uint64_t pc_src_left(struct pc_src *pc)
 
 /* The push shares the link with the return path's replies: its queue is
  * bounded for the whole phase (pc_policy_push_queue; TCP only, a Unix
- * socket shares no link; nothing measured: the kernel's sizing). */
-static void bound_push_queue(struct mig_src_env *env)
+ * socket shares no link; nothing measured: the kernel's sizing), and
+ * pc_pace keeps it near empty. */
+static void bound_push_queue(struct mig_src_env *env, struct pc_pace *pace)
 {
 	double bw = env->e ? est_bandwidth(env->e) : 0;
 	struct transport_path path;
 	uint32_t q, got;
+	const char *x = getenv("MINIVMM_PC_EXP");
 
-	if (!(bw > 0) || transport_path_info(&env->s->conn, &path))
+	if (!(bw > 0) || transport_path_info(&env->s->conn, &path)) {
+		pc_pace_init(pace, &env->s->conn, 0, 0, 0);
+		return;
+	}
+	pc_pace_init(pace, &env->s->conn, bw, path.min_rtt_us, path.mss);
+	if (x)
+		fprintf(stderr, "minivmm: EXP est %.0f delivery %llu\n", bw,
+			(unsigned long long)path.delivery_Bps);
+	if (x && strstr(x, "maxpace=")) {
+		double f = strtod(strstr(x, "maxpace=") + 8, NULL);
+
+		fprintf(stderr, "minivmm: EXP max pacing %.0f: %d\n", f * bw,
+			transport_max_pacing_rate(&env->s->conn, (uint64_t)(f * bw)));
+	}
+	if (x && strstr(x, "nobound"))
 		return;
 	q = pc_policy_push_queue(bw, path.min_rtt_us, path.mss);
 	if (transport_bound_send_queue(&env->s->conn, q, &got))
@@ -313,8 +330,10 @@ static void bound_push_queue(struct mig_src_env *env)
 static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 {
 	uint64_t words = bm_words(pc->npages), empty = 0, w = 0, n = 0;
+	struct pc_pace pace;
+	int ret = 0;
 
-	bound_push_queue(env);
+	bound_push_queue(env, &pace);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
 		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
 
@@ -332,16 +351,18 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 		while (v) {
 			uint64_t b = (uint64_t)__builtin_ctzll(v), e = b;
 			uint64_t bytes, ns;
-			int ret;
 
 			while (e < 64 && (v >> e & 1))
 				e++;
+			if (e - b > pace.chunk_pages)
+				e = b + pace.chunk_pages;
 			v &= e == 64 ? 0 : ~0ULL << e;
+			pc_pace_wait(&pace, (uint32_t)(e - b) * VM_PAGE_SIZE);
 			ret = pc_pages_send(env->s, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
 					    env->err, env->errlen);
 			if (ret) {
 				/* Not sent: the target will say it lacks them. */
-				return ret;
+				goto out;
 			}
 			atomic_fetch_add(&pc->pushed, e - b);
 			bytes = (e - b) * VM_PAGE_SIZE;
@@ -354,12 +375,16 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 				stream_shutdown(&pc->rp);
 			}
 		}
-		if (atomic_load(&pc->lost))
-			return -ENOTCONN; /* the server's connection: its reason */
+		if (atomic_load(&pc->lost)) {
+			ret = -ENOTCONN; /* the server's connection: its reason */
+			goto out;
+		}
 		if (n % 1024 == 0)
 			publish(pc, env, pc_src_left(pc));
 	}
-	return 0;
+out:
+	pc_pace_fini(&pace);
+	return ret;
 }
 
 /* Pushed everything: the target says when every page is in (pages on the
