@@ -304,7 +304,8 @@ static void bound_push_queue(struct mig_src_env *env, struct pc_pace *pace)
 		pc_pace_init(pace, &env->s->conn, 0, 0, 0);
 		return;
 	}
-	pc_pace_init(pace, &env->s->conn, bw, path.min_rtt_us, path.mss);
+	pc_pace_init(pace, &env->s->conn, x && strstr(x, "usedel") && path.delivery_Bps ?
+		     (double)path.delivery_Bps : bw, path.min_rtt_us, path.mss);
 	if (x)
 		fprintf(stderr, "minivmm: EXP est %.0f delivery %llu\n", bw,
 			(unsigned long long)path.delivery_Bps);
@@ -317,6 +318,8 @@ static void bound_push_queue(struct mig_src_env *env, struct pc_pace *pace)
 	if (x && strstr(x, "nobound"))
 		return;
 	q = pc_policy_push_queue(bw, path.min_rtt_us, path.mss);
+	if (x && strstr(x, "qbytes="))
+		q = (uint32_t)strtoul(strstr(x, "qbytes=") + 7, NULL, 10);
 	if (transport_bound_send_queue(&env->s->conn, q, &got))
 		return;
 	pthread_mutex_lock(&env->m->lock);
