@@ -67,6 +67,26 @@ void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps,
 			p->chunk_pages, p->gate, p->bw_Bps, p->pace_Bps, min_rtt_us, mss);
 }
 
+/* A drain sample: what left the queue since the last look, when the
+ * queue never ran dry in between (else the link was idle part of it). */
+static void measure(struct pc_pace *p, uint32_t q, uint64_t now)
+{
+	if (p->m_ns && q > 0 && now - p->m_ns >= 50000) {
+		double left = (double)p->m_q + (double)p->m_added - q;
+
+		if (left > 0) {
+			double r = left * 1e9 / (double)(now - p->m_ns);
+
+			p->drain_Bps = p->drain_Bps > 0 ? 0.75 * p->drain_Bps + 0.25 * r : r;
+		}
+	}
+	if (!p->m_ns || q == 0 || now - p->m_ns >= 50000) {
+		p->m_ns = q ? now : 0;
+		p->m_q = q;
+		p->m_added = 0;
+	}
+}
+
 void pc_pace_wait(struct pc_pace *p, uint32_t bytes)
 {
 	uint64_t t0 = clock_now_ns(), now = t0;
@@ -86,15 +106,20 @@ void pc_pace_wait(struct pc_pace *p, uint32_t bytes)
 	while (p->gate) {
 		uint32_t q;
 		uint64_t ns;
+		double r;
 
-		if (transport_send_queued(p->conn, &q) || q < p->gate ||
-		    now - t0 >= PC_PACE_WAIT_MAX_NS)
+		if (transport_send_queued(p->conn, &q))
+			break;
+		measure(p, q, now);
+		if (q < p->gate || now - t0 >= PC_PACE_WAIT_MAX_NS)
 			break;
 		/* About until the excess has drained. */
-		ns = p->bw_Bps > 0 ? (uint64_t)((q - p->gate + 1) * 1e9 / p->bw_Bps) : 0;
+		r = p->drain_Bps > 0 ? p->drain_Bps : p->bw_Bps >= 1e6 ? p->bw_Bps : 1e8;
+		ns = (uint64_t)((q - p->gate + 1) * 1e9 / r);
 		sleep_ns(ns < 10000 ? 10000 : ns > 2000000 ? 2000000 : ns);
 		now = clock_now_ns();
 	}
+	p->m_added += bytes;
 	if (now != t0) {
 		p->waits++;
 		p->wait_ns += now - t0;
@@ -107,6 +132,6 @@ void pc_pace_fini(struct pc_pace *p)
 		prctl(PR_SET_TIMERSLACK, (unsigned long)p->old_slack, 0, 0, 0);
 	p->old_slack = -1;
 	if (getenv("MINIVMM_PC_EXP"))
-		fprintf(stderr, "minivmm: EXP pace: %llu waits, %.1f ms\n",
-			(unsigned long long)p->waits, p->wait_ns / 1e6);
+		fprintf(stderr, "minivmm: EXP pace: %llu waits, %.1f ms, drain %.0f\n",
+			(unsigned long long)p->waits, p->wait_ns / 1e6, p->drain_Bps);
 }

@@ -20,6 +20,12 @@ struct pc_pace {
 	double bw_Bps;          /* the link's rate as estimated (sleep lengths) */
 	double pace_Bps;        /* application pacing; 0: off */
 	uint64_t next_ns;       /* the pacer's next send */
+	/* The rate the connection drains at while it is backlogged: the
+	 * gate's sleeps (pre-copy's estimate can be a few headers' worth
+	 * when the switch came at once). */
+	double drain_Bps;
+	uint64_t m_ns, m_added;
+	uint32_t m_q;
 	int old_slack;          /* the thread's timer slack (ns) before; -1: untouched */
 	uint64_t waits, wait_ns;
 };
