@@ -291,35 +291,17 @@ uint64_t pc_src_left(struct pc_src *pc)
 
 /* The push shares the link with the return path's replies: its queue is
  * bounded for the whole phase (pc_policy_push_queue; TCP only, a Unix
- * socket shares no link; nothing measured: the kernel's sizing), and
- * pc_pace keeps it near empty. */
-static void bound_push_queue(struct mig_src_env *env, struct pc_pace *pace)
+ * socket shares no link; nothing measured: the kernel's sizing), and the
+ * gate (pc_pace.h) keeps it near empty. */
+static void bound_push_queue(struct mig_src_env *env)
 {
 	double bw = env->e ? est_bandwidth(env->e) : 0;
 	struct transport_path path;
 	uint32_t q, got;
-	const char *x = getenv("MINIVMM_PC_EXP");
 
-	if (!(bw > 0) || transport_path_info(&env->s->conn, &path)) {
-		pc_pace_init(pace, &env->s->conn, 0, 0, 0);
-		return;
-	}
-	pc_pace_init(pace, &env->s->conn, x && strstr(x, "usedel") && path.delivery_Bps ?
-		     (double)path.delivery_Bps : bw, path.min_rtt_us, path.mss);
-	if (x)
-		fprintf(stderr, "minivmm: EXP est %.0f delivery %llu\n", bw,
-			(unsigned long long)path.delivery_Bps);
-	if (x && strstr(x, "maxpace=")) {
-		double f = strtod(strstr(x, "maxpace=") + 8, NULL);
-
-		fprintf(stderr, "minivmm: EXP max pacing %.0f: %d\n", f * bw,
-			transport_max_pacing_rate(&env->s->conn, (uint64_t)(f * bw)));
-	}
-	if (x && strstr(x, "nobound"))
+	if (!(bw > 0) || transport_path_info(&env->s->conn, &path))
 		return;
 	q = pc_policy_push_queue(bw, path.min_rtt_us, path.mss);
-	if (x && strstr(x, "qbytes="))
-		q = (uint32_t)strtoul(strstr(x, "qbytes=") + 7, NULL, 10);
 	if (transport_bound_send_queue(&env->s->conn, q, &got))
 		return;
 	pthread_mutex_lock(&env->m->lock);
@@ -336,7 +318,8 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	struct pc_pace pace;
 	int ret = 0;
 
-	bound_push_queue(env, &pace);
+	bound_push_queue(env);
+	pc_pace_init(&pace, &env->s->conn, env->e ? est_bandwidth(env->e) : 0);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
 		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
 
@@ -357,8 +340,8 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 
 			while (e < 64 && (v >> e & 1))
 				e++;
-			if (e - b > pace.chunk_pages)
-				e = b + pace.chunk_pages;
+			if (e - b > pace.piece_pages)
+				e = b + pace.piece_pages;
 			v &= e == 64 ? 0 : ~0ULL << e;
 			pc_pace_wait(&pace, (uint32_t)(e - b) * VM_PAGE_SIZE);
 			ret = pc_pages_send(env->s, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
@@ -387,6 +370,10 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	}
 out:
 	pc_pace_fini(&pace);
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.pc_push_gate_bytes = pace.gate;
+	env->m->st.pc_push_wait_ms += (double)pace.wait_ns / 1e6;
+	pthread_mutex_unlock(&env->m->lock);
 	return ret;
 }
 

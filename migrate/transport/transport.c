@@ -318,8 +318,6 @@ int transport_path_info(const struct transport_conn *c, struct transport_path *p
 		return -ENOTSUP;
 	p->min_rtt_us = ti.tcpi_min_rtt;
 	p->mss = ti.tcpi_snd_mss;
-	p->delivery_Bps = len >= offsetof(struct tcp_info, tcpi_delivery_rate) +
-			  sizeof(ti.tcpi_delivery_rate) ? ti.tcpi_delivery_rate : 0;
 	return 0;
 }
 
@@ -333,20 +331,6 @@ int transport_send_queued(const struct transport_conn *c, uint32_t *bytes)
 		return -errno;
 	*bytes = v < 0 ? 0 : (uint32_t)v;
 	return 0;
-}
-
-int transport_max_pacing_rate(struct transport_conn *c, uint64_t Bps)
-{
-	/* The kernel takes 32 bits on old kernels, 64 on new ones. */
-	uint64_t v64 = Bps ? Bps : ~0ULL;
-	uint32_t v32 = Bps && Bps < ~0u ? (uint32_t)Bps : ~0u;
-
-	if (c->fd < 0 || c->ops != &transport_tcp_ops)
-		return -ENOTSUP;
-	if (setsockopt(c->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &v64, sizeof(v64)) == 0)
-		return 0;
-	return setsockopt(c->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &v32, sizeof(v32)) < 0 ?
-	       -errno : 0;
 }
 
 void transport_shutdown(struct transport_conn *c)

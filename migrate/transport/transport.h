@@ -94,22 +94,17 @@ void transport_set_timeout(struct transport_conn *c, int timeout_ms);
  * applied. 0, or -errno (-ENOTSOCK on a file). */
 int transport_bound_send_queue(struct transport_conn *c, uint32_t bytes, uint32_t *got);
 /* What the kernel measured of a TCP connection's path: the lowest round
- * trip (its base delay, without queueing), the segment size it sends
- * and the rate it last saw data delivered at.
+ * trip (its base delay, without queueing) and the segment size it sends.
  * 0, or -ENOTSUP (not TCP, or nothing measured yet). */
 struct transport_path {
 	uint32_t min_rtt_us;
 	uint32_t mss;
-	uint64_t delivery_Bps; /* the latest delivery rate measured; 0: none */
 };
 int transport_path_info(const struct transport_conn *c, struct transport_path *p);
 /* What a TCP socket holds unsent or unacknowledged (SIOCOUTQ): on a
  * bottleneck with a FIFO, about what sits ahead of another connection's
  * next write over the same link. 0, or -ENOTSUP (not TCP), -errno. */
 int transport_send_queued(const struct transport_conn *c, uint32_t *bytes);
-/* Caps the kernel's pacing of a TCP socket at Bps (SO_MAX_PACING_RATE;
- * 0: no cap). 0, or -ENOTSUP (not TCP), -errno. */
-int transport_max_pacing_rate(struct transport_conn *c, uint64_t Bps);
 /* Cuts a socket off both ways, from any thread, so that blocked I/O on
  * it returns at once; the fd stays open until transport_close. */
 void transport_shutdown(struct transport_conn *c);
