@@ -37,6 +37,7 @@ void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps)
 	p->min_rtt_us = path.min_rtt_us;
 	p->mss = path.mss;
 	p->gate = pc_policy_push_gate(p->bw_Bps, p->min_rtt_us, p->mss);
+	p->piece_pages = pc_policy_push_piece(p->gate);
 	old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	if (old >= 0 && !prctl(PR_SET_TIMERSLACK, PC_PACE_TIMER_SLACK_NS, 0, 0, 0))
 		p->old_slack = old;
@@ -55,6 +56,7 @@ static void measure(struct pc_pace *p, uint32_t q, uint64_t now)
 		p->drain_Bps = p->drain_Bps > 0 ? 0.75 * p->drain_Bps + 0.25 * r : r;
 		p->gate = pc_policy_push_gate(p->drain_Bps > p->bw_Bps ? p->drain_Bps : p->bw_Bps,
 					      p->min_rtt_us, p->mss);
+		p->piece_pages = pc_policy_push_piece(p->gate);
 	}
 	if (!p->m_ns || due || q == 0) {
 		p->m_ns = q ? now : 0;

@@ -377,6 +377,10 @@ static void test_push_gate(void **state)
 	assert_int_equal(pc_policy_push_sleep_ns(1 << 20, 1e5), PC_PUSH_SLEEP_MAX_NS);
 	/* rate unknown: as if 100 MB/s */
 	assert_int_equal(pc_policy_push_sleep_ns(8191, 0), 81920);
+	/* pieces: a quarter of the gate, 2 to 64 pages */
+	assert_int_equal(pc_policy_push_piece(11337), PC_PUSH_PIECE_PAGES);
+	assert_int_equal(pc_policy_push_piece(4 * 65483), 15);
+	assert_int_equal(pc_policy_push_piece(PC_PUSH_QUEUE_MAX), PC_BATCH_PAGES);
 }
 
 static void test_policy(void **state)
