@@ -23,19 +23,19 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 #define PC_PUSH_QUEUE_MAX (4u << 20)
 uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss);
 
-/* The push in pieces of pc_policy_push_piece pages, each written only while the
+/* The push in pieces (pc_policy_push_piece), each written only while the
  * main connection holds less than the gate unsent or unacknowledged
  * (pc_pace.h): one bandwidth-delay product for a link of bw_Bps (0:
  * unknown) with base round trip min_rtt_us, plus PC_PUSH_GATE_SLACK for
  * the push's own wake-up; at least four segments of mss bytes, at most
  * PC_PUSH_QUEUE_MAX. Pure. */
+#define PC_PUSH_GATE_SLACK (8u << 10)
+uint32_t pc_policy_push_gate(double bw_Bps, uint32_t min_rtt_us, uint32_t mss);
 #define PC_PUSH_PIECE_PAGES 2u
 /* Pages per piece under a gate of `gate` bytes: a quarter of it (a reply
  * then waits behind at most about 1.25 gates), at least
  * PC_PUSH_PIECE_PAGES, at most a frame's PC_BATCH_PAGES. Pure. */
 uint32_t pc_policy_push_piece(uint32_t gate);
-#define PC_PUSH_GATE_SLACK (8u << 10)
-uint32_t pc_policy_push_gate(double bw_Bps, uint32_t min_rtt_us, uint32_t mss);
 /* An estimate below this is a few headers over a round trip (the switch
  * came before round 0 sent anything), not a link: unknown. */
 #define PC_PUSH_BW_MIN 1e6
