@@ -6,6 +6,9 @@
  * link carries it, so more rounds only cost time. */
 #include "migrate/postcopy/pc_policy.h"
 
+#include "migrate/postcopy/pc_wire.h"
+#include "vmm/core/vm.h"
+
 bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
 		   uint64_t bytes, uint64_t before)
 {
@@ -38,4 +41,37 @@ uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
 	if (q < 4.0 * mss)
 		q = 4.0 * mss;
 	return q > PC_PUSH_QUEUE_MAX ? PC_PUSH_QUEUE_MAX : (uint32_t)q;
+}
+
+/* A reply waits behind what the link holds of the push: one BDP is what
+ * keeps the link busy between acknowledgements, the slack what drains
+ * while the push wakes up to write its next piece. */
+uint32_t pc_policy_push_gate(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
+{
+	double g = bw_Bps * min_rtt_us / 1e6 + PC_PUSH_GATE_SLACK;
+
+	if (g < 4.0 * mss)
+		g = 4.0 * mss;
+	return g > PC_PUSH_QUEUE_MAX ? PC_PUSH_QUEUE_MAX : (uint32_t)g;
+}
+
+uint64_t pc_policy_push_sleep_ns(uint32_t over, double drain_Bps)
+{
+	double ns = (over + 1.0) * 1e9 / (drain_Bps > 0 ? drain_Bps : PC_PUSH_DRAIN_GUESS);
+
+	if (ns < PC_PUSH_SLEEP_MIN_NS)
+		return PC_PUSH_SLEEP_MIN_NS;
+	return ns > PC_PUSH_SLEEP_MAX_NS ? PC_PUSH_SLEEP_MAX_NS : (uint64_t)ns;
+}
+
+/* Small pieces on a slow link, where a piece is a reply's wait; larger
+ * ones where the gate is large anyway (loopback: 64 KiB segments), so a
+ * fast link does not pay a syscall per 8 KiB. */
+uint32_t pc_policy_push_piece(uint32_t gate)
+{
+	uint32_t n = (uint32_t)(gate / 4 / VM_PAGE_SIZE);
+
+	if (n < PC_PUSH_PIECE_PAGES)
+		return PC_PUSH_PIECE_PAGES;
+	return n > PC_BATCH_PAGES ? PC_BATCH_PAGES : n;
 }

@@ -23,4 +23,32 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 #define PC_PUSH_QUEUE_MAX (4u << 20)
 uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss);
 
+/* The push in pieces (pc_policy_push_piece), each written only while the
+ * main connection holds less than the gate unsent or unacknowledged
+ * (pc_pace.h): one bandwidth-delay product for a link of bw_Bps (0:
+ * unknown) with base round trip min_rtt_us, plus PC_PUSH_GATE_SLACK for
+ * the push's own wake-up; at least four segments of mss bytes, at most
+ * PC_PUSH_QUEUE_MAX. Pure. */
+#define PC_PUSH_GATE_SLACK (8u << 10)
+uint32_t pc_policy_push_gate(double bw_Bps, uint32_t min_rtt_us, uint32_t mss);
+#define PC_PUSH_PIECE_PAGES 2u
+/* Pages per piece under a gate of `gate` bytes: a quarter of it (a reply
+ * then waits behind at most about 1.25 gates), at least
+ * PC_PUSH_PIECE_PAGES, at most a frame's PC_BATCH_PAGES. Pure. */
+uint32_t pc_policy_push_piece(uint32_t gate);
+/* An estimate below this is a few headers over a round trip (the switch
+ * came before round 0 sent anything), not a link: unknown. */
+#define PC_PUSH_BW_MIN 1e6
+/* How long the push sleeps with `over` bytes above the gate, the queue
+ * draining at drain_Bps (0: unknown, then as if PC_PUSH_DRAIN_GUESS):
+ * until they have drained, within [PC_PUSH_SLEEP_MIN_NS,
+ * PC_PUSH_SLEEP_MAX_NS]. Pure. */
+#define PC_PUSH_SLEEP_MIN_NS 10000u
+#define PC_PUSH_SLEEP_MAX_NS 2000000u
+#define PC_PUSH_DRAIN_GUESS 1e8
+uint64_t pc_policy_push_sleep_ns(uint32_t over, double drain_Bps);
+/* The gate's drain samples span at least this; one wait at most that. */
+#define PC_PUSH_DRAIN_SAMPLE_NS 50000u
+#define PC_PUSH_WAIT_MAX_NS 20000000u
+
 #endif

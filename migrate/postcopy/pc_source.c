@@ -17,6 +17,7 @@
 
 #include "migrate/mig.h"
 #include "migrate/policy/estimator.h"
+#include "migrate/postcopy/pc_pace.h"
 #include "migrate/postcopy/pc_policy.h"
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/ram/bitmap.h"
@@ -295,7 +296,8 @@ uint64_t pc_src_left(struct pc_src *pc)
 
 /* The push shares the link with the return path's replies: its queue is
  * bounded for the whole phase (pc_policy_push_queue; TCP only, a Unix
- * socket shares no link; nothing measured: the kernel's sizing). */
+ * socket shares no link; nothing measured: the kernel's sizing), and the
+ * gate (pc_pace.h) keeps it near empty. */
 static void bound_push_queue(struct mig_src_env *env)
 {
 	double bw = env->e ? est_bandwidth(env->e) : 0;
@@ -318,8 +320,11 @@ static void bound_push_queue(struct mig_src_env *env)
 static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 {
 	uint64_t words = bm_words(pc->npages), empty = 0, w = 0, n = 0;
+	struct pc_pace pace;
+	int ret = 0;
 
 	bound_push_queue(env);
+	pc_pace_init(&pace, &env->s->conn, env->e ? est_bandwidth(env->e) : 0);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
 		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
 
@@ -337,16 +342,18 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 		while (v) {
 			uint64_t b = (uint64_t)__builtin_ctzll(v), e = b;
 			uint64_t bytes, ns;
-			int ret;
 
 			while (e < 64 && (v >> e & 1))
 				e++;
+			if (e - b > pace.piece_pages)
+				e = b + pace.piece_pages;
 			v &= e == 64 ? 0 : ~0ULL << e;
+			pc_pace_wait(&pace, (uint32_t)(e - b) * VM_PAGE_SIZE);
 			ret = pc_pages_send(env->s, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
 					    env->err, env->errlen);
 			if (ret) {
 				/* Not sent: the target will say it lacks them. */
-				return ret;
+				goto out;
 			}
 			atomic_fetch_add(&pc->pushed, e - b);
 			bytes = (e - b) * VM_PAGE_SIZE;
@@ -359,12 +366,20 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 				stream_shutdown(&pc->rp);
 			}
 		}
-		if (atomic_load(&pc->lost))
-			return -ENOTCONN; /* the server's connection: its reason */
+		if (atomic_load(&pc->lost)) {
+			ret = -ENOTCONN; /* the server's connection: its reason */
+			goto out;
+		}
 		if (n % 1024 == 0)
 			publish(pc, env, pc_src_left(pc));
 	}
-	return 0;
+out:
+	pc_pace_fini(&pace);
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.pc_push_gate_bytes = pace.gate;
+	env->m->st.pc_push_wait_ms += (double)pace.wait_ns / 1e6;
+	pthread_mutex_unlock(&env->m->lock);
+	return ret;
 }
 
 /* Pushed everything: the target says when every page is in (pages on the

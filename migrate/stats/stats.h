@@ -80,6 +80,8 @@ struct stats {
 	double pc_fault_p50_ms, pc_fault_p99_ms, pc_fault_max_ms, pc_blocktime_ms;
 	uint32_t pc_recoveries;
 	uint64_t pc_push_queue_bytes; /* source: the push's send-queue bound, 0: none */
+	uint64_t pc_push_gate_bytes;  /* source: the push's gate at its end, 0: none */
+	double pc_push_wait_ms;       /* source: time the push waited at the gate */
 	struct stats_round *rec;
 	size_t nrec, caprec;
 };

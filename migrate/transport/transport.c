@@ -2,6 +2,7 @@
 #include "migrate/transport/transport_int.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -316,6 +318,18 @@ int transport_path_info(const struct transport_conn *c, struct transport_path *p
 		return -ENOTSUP;
 	p->min_rtt_us = ti.tcpi_min_rtt;
 	p->mss = ti.tcpi_snd_mss;
+	return 0;
+}
+
+int transport_send_queued(const struct transport_conn *c, uint32_t *bytes)
+{
+	int v = 0;
+
+	if (c->fd < 0 || c->ops != &transport_tcp_ops)
+		return -ENOTSUP;
+	if (ioctl(c->fd, SIOCOUTQ, &v) < 0)
+		return -errno;
+	*bytes = v < 0 ? 0 : (uint32_t)v;
 	return 0;
 }
 

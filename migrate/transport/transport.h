@@ -101,6 +101,10 @@ struct transport_path {
 	uint32_t mss;
 };
 int transport_path_info(const struct transport_conn *c, struct transport_path *p);
+/* What a TCP socket holds unsent or unacknowledged (SIOCOUTQ): on a
+ * bottleneck with a FIFO, about what sits ahead of another connection's
+ * next write over the same link. 0, or -ENOTSUP (not TCP), -errno. */
+int transport_send_queued(const struct transport_conn *c, uint32_t *bytes);
 /* Cuts a socket off both ways, from any thread, so that blocked I/O on
  * it returns at once; the fd stays open until transport_close. */
 void transport_shutdown(struct transport_conn *c);

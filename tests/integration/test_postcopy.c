@@ -185,9 +185,10 @@ static void check_done(struct pair *p, int wss, bool cut)
 			 h_json_num(p->tstats, "postcopy_pages_missing"));
 	assert_true(h_json_num(p->sstats, "postcopy_pages_missing") ==
 		    h_json_num(p->tstats, "postcopy_pages_missing"));
-	/* The push's queue was bounded (TCP): four 64 KiB loopback segments
-	 * at least, never above the cap. */
+	/* The push's queue was bounded and gated (TCP): four 64 KiB loopback
+	 * segments at least, never above the cap. */
 	assert_in_range(h_json_num(p->sstats, "postcopy_push_queue_bytes"), 4 * 16384, 4 << 20);
+	assert_in_range(h_json_num(p->sstats, "postcopy_push_gate_bytes"), 8192, 4 << 20);
 	if (!cut)
 		assert_true(h_json_num(p->sstats, "bytes_total") ==
 			    h_json_num(p->tstats, "bytes_total"));

@@ -357,6 +357,32 @@ static void test_push_queue(void **state)
 	assert_int_equal(pc_policy_push_queue(0, 0, 0), PC_PUSH_QUEUE_MIN);
 }
 
+/* The push's gate: one BDP + 8 KiB, four segments at least, 4 MiB at
+ * most; its sleeps: until the excess drained, 10 us to 2 ms. */
+static void test_push_gate(void **state)
+{
+	(void)state;
+	/* 100 MiB/s, 30 us, Ethernet segments: 3 145 + 8 192 */
+	assert_int_equal(pc_policy_push_gate(104857600.0, 30, 1448), 11337);
+	/* the estimate unknown: the slack alone */
+	assert_int_equal(pc_policy_push_gate(0, 30, 1448), PC_PUSH_GATE_SLACK);
+	/* loopback: 64 KiB segments, four of them */
+	assert_int_equal(pc_policy_push_gate(2e9, 10, 65483), 4 * 65483);
+	/* 10 Gbit/s over 500 us */
+	assert_int_equal(pc_policy_push_gate(1.25e9, 500, 1448), 625000 + 8192);
+	assert_int_equal(pc_policy_push_gate(1e10, 1000, 1448), PC_PUSH_QUEUE_MAX);
+	/* 8 KiB over the gate at 100 MB/s: 82 us */
+	assert_int_equal(pc_policy_push_sleep_ns(8191, 1e8), 81920);
+	assert_int_equal(pc_policy_push_sleep_ns(0, 1e8), PC_PUSH_SLEEP_MIN_NS);
+	assert_int_equal(pc_policy_push_sleep_ns(1 << 20, 1e5), PC_PUSH_SLEEP_MAX_NS);
+	/* rate unknown: as if 100 MB/s */
+	assert_int_equal(pc_policy_push_sleep_ns(8191, 0), 81920);
+	/* pieces: a quarter of the gate, 2 to 64 pages */
+	assert_int_equal(pc_policy_push_piece(11337), PC_PUSH_PIECE_PAGES);
+	assert_int_equal(pc_policy_push_piece(4 * 65483), 15);
+	assert_int_equal(pc_policy_push_piece(PC_PUSH_QUEUE_MAX), PC_BATCH_PAGES);
+}
+
 static void test_policy(void **state)
 {
 	struct mig_tunables t;
@@ -388,6 +414,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_hostile, setup, teardown),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_push_queue),
+		cmocka_unit_test(test_push_gate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
