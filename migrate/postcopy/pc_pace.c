@@ -22,20 +22,20 @@ static void sleep_ns(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps)
+void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps,
+		  const struct transport_path *path)
 {
-	struct transport_path path;
 	int old;
 
 	memset(p, 0, sizeof(*p));
 	p->conn = conn;
 	p->old_slack = -1;
 	p->piece_pages = PC_PUSH_PIECE_PAGES;
-	if (transport_path_info(conn, &path))
+	if (!path)
 		return;
 	p->bw_Bps = bw_Bps >= PC_PUSH_BW_MIN ? bw_Bps : 0;
-	p->min_rtt_us = path.min_rtt_us;
-	p->mss = path.mss;
+	p->min_rtt_us = path->min_rtt_us;
+	p->mss = path->mss;
 	p->gate = pc_policy_push_gate(p->bw_Bps, p->min_rtt_us, p->mss);
 	p->piece_pages = pc_policy_push_piece(p->gate);
 	old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);

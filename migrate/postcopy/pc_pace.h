@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct transport_conn;
+struct transport_path;
 
 struct pc_pace {
 	struct transport_conn *conn;
@@ -29,9 +30,10 @@ struct pc_pace {
 };
 
 /* Sets p up for the push on conn: bw_Bps pre-copy's estimate (0:
- * unknown); the gate needs the connection's path (transport_path_info),
- * else p only cuts the push in pieces. */
-void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps);
+ * unknown); the gate needs the connection's path (transport_path_info;
+ * NULL: not TCP), else p only cuts the push in pieces. */
+void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps,
+		  const struct transport_path *path);
 /* Before writing `bytes` of the push: waits until the queue is below the
  * gate, at most PC_PUSH_WAIT_MAX_NS in one call (a stalled connection is
  * the blocking write's to report). */

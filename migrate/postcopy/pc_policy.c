@@ -34,13 +34,21 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
  * (rounds bound by the CPU), and leaves a reply behind little more. Four
  * segments at least: the receiver acknowledges every second full one, and
  * a queue smaller than that waits for a delayed ACK (40 ms) each time. */
-uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
+/* times x the bandwidth-delay product plus slack, within [4 segments,
+ * PC_PUSH_QUEUE_MAX]. */
+static uint32_t bdp_bound(double times, double bw_Bps, uint32_t min_rtt_us, uint32_t mss,
+			  uint32_t slack)
 {
-	double q = 4 * bw_Bps * min_rtt_us / 1e6 + PC_PUSH_QUEUE_MIN;
+	double q = times * bw_Bps * min_rtt_us / 1e6 + slack;
 
 	if (q < 4.0 * mss)
 		q = 4.0 * mss;
 	return q > PC_PUSH_QUEUE_MAX ? PC_PUSH_QUEUE_MAX : (uint32_t)q;
+}
+
+uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
+{
+	return bdp_bound(4, bw_Bps, min_rtt_us, mss, PC_PUSH_QUEUE_MIN);
 }
 
 /* A reply waits behind what the link holds of the push: one BDP is what
@@ -48,11 +56,7 @@ uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
  * while the push wakes up to write its next piece. */
 uint32_t pc_policy_push_gate(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
 {
-	double g = bw_Bps * min_rtt_us / 1e6 + PC_PUSH_GATE_SLACK;
-
-	if (g < 4.0 * mss)
-		g = 4.0 * mss;
-	return g > PC_PUSH_QUEUE_MAX ? PC_PUSH_QUEUE_MAX : (uint32_t)g;
+	return bdp_bound(1, bw_Bps, min_rtt_us, mss, PC_PUSH_GATE_SLACK);
 }
 
 uint64_t pc_policy_push_sleep_ns(uint32_t over, double drain_Bps)

@@ -298,15 +298,13 @@ uint64_t pc_src_left(struct pc_src *pc)
  * bounded for the whole phase (pc_policy_push_queue; TCP only, a Unix
  * socket shares no link; nothing measured: the kernel's sizing), and the
  * gate (pc_pace.h) keeps it near empty. */
-static void bound_push_queue(struct mig_src_env *env)
+static void bound_push_queue(struct mig_src_env *env, double bw, const struct transport_path *path)
 {
-	double bw = env->e ? est_bandwidth(env->e) : 0;
-	struct transport_path path;
 	uint32_t q, got;
 
-	if (!(bw > 0) || transport_path_info(&env->s->conn, &path))
+	if (!(bw > 0) || !path)
 		return;
-	q = pc_policy_push_queue(bw, path.min_rtt_us, path.mss);
+	q = pc_policy_push_queue(bw, path->min_rtt_us, path->mss);
 	if (transport_bound_send_queue(&env->s->conn, q, &got))
 		return;
 	pthread_mutex_lock(&env->m->lock);
@@ -320,11 +318,14 @@ static void bound_push_queue(struct mig_src_env *env)
 static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 {
 	uint64_t words = bm_words(pc->npages), empty = 0, w = 0, n = 0;
+	double bw = env->e ? est_bandwidth(env->e) : 0;
+	struct transport_path path;
+	bool tcp = !transport_path_info(&env->s->conn, &path);
 	struct pc_pace pace;
 	int ret = 0;
 
-	bound_push_queue(env);
-	pc_pace_init(&pace, &env->s->conn, env->e ? est_bandwidth(env->e) : 0);
+	bound_push_queue(env, bw, tcp ? &path : NULL);
+	pc_pace_init(&pace, &env->s->conn, bw, tcp ? &path : NULL);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
 		uint64_t from = atomic_exchange(&pc->push_from, 0), v;
 

@@ -154,8 +154,8 @@ int ram_dirty_start(struct vm *vm, struct ram_dirty *d, bool try_manual,
 	}
 	/* Drop what the VMM wrote (and a ring held) before: round 0 sends
 	 * every page. */
-	if (d->ring && (ret = (int)dring_collect(vm, 1, err, errlen)) < 0)
-		goto fail;
+	if (d->ring)
+		dring_collect(vm, 1, err, errlen); /* a failed reset only loses trust */
 	take_vmm_dirty(vm, NULL, bm_words(d->npages));
 	/* Counted per migration: the rings fill only while logging is on.
 	 * A VM whose ring once overflowed is never trusted again. */
@@ -217,10 +217,7 @@ static int mark_populated(struct vm *vm, struct ram_dirty *d, char *err, size_t 
  * populated page again. Slow, but the guest moves whole. */
 static int sync_rings(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
-	int64_t n = dring_collect(vm, 1, err, errlen);
-
-	if (n < 0)
-		return (int)n;
+	dring_collect(vm, 1, err, errlen);
 	if (__atomic_load_n(&vm->dring_lost, __ATOMIC_ACQUIRE))
 		return mark_populated(vm, d, err, errlen);
 	return 0;
