@@ -398,7 +398,12 @@ static uint64_t read_deadline(const struct stream *s)
 
 static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
 {
-	struct pollfd p[3] = { { .fd = s->conn.fd, .events = ev },
+	/* Waiting to send, a peer that has closed its side will read no
+	 * more (nothing here half-closes but a refusal, which reads what
+	 * was sent to it and wants the sender to stop): its last words, if
+	 * any, are for the caller to read, not a timeout to wait out. */
+	struct pollfd p[3] = { { .fd = s->conn.fd,
+				 .events = (short)(ev == POLLOUT ? POLLOUT | POLLRDHUP : ev) },
 			       { .fd = s->cancel_fd, .events = POLLIN },
 			       { .fd = s->intr_fd, .events = POLLIN } };
 	uint64_t dl = ev == POLLIN ? read_deadline(s) : 0;
@@ -441,6 +446,10 @@ static int wait_ready(struct stream *s, short ev, char *err, size_t errlen)
 		snprintf(err, errlen, "%s timed out after %d ms (peer not responding)",
 			 ev == POLLOUT ? "send" : "receive", s->timeout_ms);
 		return -ETIMEDOUT;
+	}
+	if (ev == POLLOUT && (p[0].revents & POLLRDHUP) && !(p[0].revents & POLLOUT)) {
+		snprintf(err, errlen, "send: the peer closed the connection");
+		return -ECONNRESET;
 	}
 	return 0;
 }
