@@ -313,6 +313,15 @@ static void test_link_cut_recovered(void **state)
 	end_pair(&p);
 }
 
+/* A pair in post-copy for seconds: 64 MiB at 10 MB/s, the target running
+ * the guest. */
+static void start_in_postcopy(struct pair *p)
+{
+	start_pair(p, 1, 64, "10M", "1.5", NULL);
+	assert_true(proc_wait_stderr(&p->s, "switching to post-copy", T_MIG));
+	assert_true(proc_wait_stderr(&p->t, "post-copy: its missing pages follow", 10000));
+}
+
 /* The source killed during post-copy: the target pauses the guest, says
  * how many pages are still on the source, waits for a recovery, and a
  * SIGTERM still ends it. */
@@ -322,9 +331,7 @@ static void test_source_killed(void **state)
 	struct pair p;
 
 	(void)state;
-	start_pair(&p, 1, 64, "10M", "1.5", NULL);
-	assert_true(proc_wait_stderr(&p.s, "switching to post-copy", T_MIG));
-	assert_true(proc_wait_stderr(&p.t, "post-copy: its missing pages follow", 10000));
+	start_in_postcopy(&p);
 	proc_kill(&p.s, SIGKILL);
 	proc_wait_exit(&p.s, 5000);
 	assert_true(proc_wait_stderr(&p.t, "the link to the source is lost", 15000));
@@ -344,9 +351,7 @@ static void test_target_quits(void **state)
 	struct pair p;
 
 	(void)state;
-	start_pair(&p, 1, 64, "10M", "1.5", NULL);
-	assert_true(proc_wait_stderr(&p.s, "switching to post-copy", T_MIG));
-	assert_true(proc_wait_stderr(&p.t, "post-copy: its missing pages follow", 10000));
+	start_in_postcopy(&p);
 	assert_int_equal(h_monitor(p.tmon, "quit", reply, sizeof(reply)), 0);
 	if (proc_wait_exit(&p.t, 10000) < 0)
 		fail_msg("the target did not exit on quit");
