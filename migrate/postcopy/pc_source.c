@@ -42,6 +42,9 @@ static uint64_t test_cut_after(void)
 void pc_src_attach_rp(struct pc_src *pc, const struct transport_conn *conn)
 {
 	stream_attach(&pc->rp, conn, MIG_IO_TIMEOUT_MS);
+	/* A reply is a vCPU waiting: ahead of the push where the link's
+	 * queue can tell them apart (docs/postcopy.md). Best effort. */
+	(void)transport_prefer_latency(&pc->rp.conn);
 }
 
 int pc_src_connect_rp(struct pc_src *pc, const struct transport_addr *a, char *err,
@@ -180,19 +183,16 @@ static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errl
 		atomic_fetch_add(&pc->bad, 1);
 		return stream_send_text(&pc->rp, ST_ERROR, "bad PAGE_REQ: pages out of range");
 	}
-	end = first + n + PC_NEIGHBOURS;
-	if (end > pc->npages)
-		end = pc->npages;
-	/* The asked pages first, then what follows them. */
-	/* The push goes on from the page after these, so that a guest walking
-	 * through its memory finds the next pages already coming on the bulk
-	 * stream instead of faulting every PC_NEIGHBOURS + 1 pages. */
-	atomic_store(&pc->push_from, end + 1);
-	ret = send_taken(pc, &pc->rp, first, n, true, &pc->requested, err, errlen);
-	if (!ret)
-		ret = send_taken(pc, &pc->rp, first + n, end - first - n, false, &pc->requested,
-				 err, errlen);
-	return ret;
+	/* Only the asked pages: what follows them comes on the push, which
+	 * goes on from there, so that a guest walking through its memory finds
+	 * the next pages already coming without a request for each. Sent on
+	 * the return path too, they would sit ahead of the next fault's reply
+	 * wherever both share the link (docs/postcopy.md). push_from is
+	 * 1-based: 0 says "nothing new". */
+	end = first + n;
+	if (end < pc->npages)
+		atomic_store(&pc->push_from, end + 1);
+	return send_taken(pc, &pc->rp, first, n, true, &pc->requested, err, errlen);
 }
 
 static void *server_main(void *arg)
@@ -433,6 +433,7 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 {
 	uint64_t cut = test_cut_after();
 	int ret, said;
+
 
 	for (;;) {
 		ret = push(pc, env, &cut);

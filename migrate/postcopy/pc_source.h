@@ -1,8 +1,8 @@
 /* Post-copy, source side (docs/postcopy.md): the return path set up
  * before round 0, the switch (MISSING: what the target lacks), then the
- * page server (requested pages first, with neighbours, on the return
- * path) and the background push (every other page, on the main
- * connection) until the target has every page; a lost link waits for
+ * page server (requested pages, on the return path; the push then goes
+ * on from after them) and the background push (every other page, on the
+ * main connection) until the target has every page; a lost link waits for
  * `migrate URI` and resumes on new connections. Called by the RAM
  * section (migrate/ram/section_save.c). */
 #ifndef MINIVMM_MIGRATE_POSTCOPY_PC_SOURCE_H

@@ -77,6 +77,8 @@ int pc_accept_token(struct transport_listener *lst, int wait_ms, uint32_t want,
 	}
 	if (ret)
 		stream_close(s);
+	else if (want == ST_RETURN_PATH)
+		(void)transport_prefer_latency(&s->conn); /* requests: see pc_source.c */
 	s->frame_ms = 0;
 	return ret;
 }

@@ -12,8 +12,6 @@
 /* Pages per PAGES frame in post-copy: small, so that a requested page on
  * the return path is never far behind anything on its own socket. */
 #define PC_BATCH_PAGES 64u
-/* Pages sent after a requested one (pre-paging, Hines & Gopalan). */
-#define PC_NEIGHBOURS 15u
 
 /* Sends the set bits of bm[0, npages) as MISSING frames (empty slices
  * are skipped; at least one frame goes, so the receiver sees the end by

@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <linux/sockios.h>
+#include <linux/pkt_sched.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -318,6 +320,30 @@ int transport_path_info(const struct transport_conn *c, struct transport_path *p
 		return -ENOTSUP;
 	p->min_rtt_us = ti.tcpi_min_rtt;
 	p->mss = ti.tcpi_snd_mss;
+	return 0;
+}
+
+int transport_prefer_latency(struct transport_conn *c)
+{
+	int prio = TC_PRIO_INTERACTIVE, tos = IPTOS_LOWDELAY;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (c->fd < 0 || c->ops != &transport_tcp_ops)
+		return -ENOTSUP;
+	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	/* TOS first: setting it may also set the priority from it. An IPv6
+	 * socket carries IPv4 (mapped) with IP_TOS, IPv6 with the class. */
+	if (ss.ss_family == AF_INET6) {
+		(void)setsockopt(c->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+		if (setsockopt(c->fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos)) < 0)
+			return -errno;
+	} else if (setsockopt(c->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos)) < 0) {
+		return -errno;
+	}
+	if (setsockopt(c->fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio)) < 0)
+		return -errno;
 	return 0;
 }
 

@@ -105,6 +105,12 @@ int transport_path_info(const struct transport_conn *c, struct transport_path *p
  * bottleneck with a FIFO, about what sits ahead of another connection's
  * next write over the same link. 0, or -ENOTSUP (not TCP), -errno. */
 int transport_send_queued(const struct transport_conn *c, uint32_t *bytes);
+/* Marks a TCP socket's packets as latency-sensitive (SO_PRIORITY
+ * TC_PRIO_INTERACTIVE for this host's queues, IP_TOS low-delay for the
+ * hops after it): a queue that knows priorities (pfifo_fast, prio, and
+ * routers honouring TOS) sends them ahead of bulk data on the same
+ * link; a plain FIFO ignores it. 0, or -ENOTSUP (not TCP), -errno. */
+int transport_prefer_latency(struct transport_conn *c);
 /* Cuts a socket off both ways, from any thread, so that blocked I/O on
  * it returns at once; the fd stays open until transport_close. */
 void transport_shutdown(struct transport_conn *c);

@@ -42,7 +42,7 @@ INPUT_KEYS = {
 
 VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0",
         "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now", "minivmm-postcopy-after-precopy",
-        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now",
+        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now", "qemu-postcopy-preempt", "qemu-postcopy-preempt-now",
         "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc")
 GUESTS = ("dirty", "counter", "hello")
 PATTERNS = ("seq", "random", "hotcold")
@@ -73,19 +73,26 @@ def parse_rate(text):
 
 
 def parse_link(text):
-    """'loopback' or 'veth:RATE[:RTT]' (RTT like 2ms, needs sch_netem)."""
+    """'loopback' or 'veth:RATE[:RTT][:QUEUE]': RTT like 2ms (needs sch_netem),
+    QUEUE fifo (the default: tbf's one queue) or prio (tbf over pfifo_fast,
+    the default qdisc of a host's NIC: three bands by packet priority)."""
     t = text.strip()
     if t == "loopback":
         return {"kind": "loopback"}
     parts = t.split(":")
-    if parts[0] != "veth" or len(parts) not in (2, 3):
-        raise ConfigError("bad link %r (want loopback or veth:RATE[:RTT])" % text)
+    if parts[0] != "veth" or len(parts) not in (2, 3, 4):
+        raise ConfigError("bad link %r (want loopback or veth:RATE[:RTT][:fifo|prio])" % text)
     link = {"kind": "veth", "rate_bps": parse_rate(parts[1])}
-    if len(parts) == 3:
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)ms", parts[2])
-        if not m:
-            raise ConfigError("bad RTT %r (want e.g. 0.2ms)" % parts[2])
-        link["rtt_ms"] = float(m.group(1))
+    for extra in parts[2:]:
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)ms", extra)
+        if m and "rtt_ms" not in link and "queue" not in link:
+            link["rtt_ms"] = float(m.group(1))
+        elif extra in ("fifo", "prio") and "queue" not in link:
+            if extra == "prio":
+                link["queue"] = "prio"
+        else:
+            raise ConfigError("bad link field %r in %r (want an RTT like 0.2ms, or fifo|prio)"
+                              % (extra, text))
     return link
 
 

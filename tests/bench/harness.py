@@ -382,7 +382,18 @@ class Link:
                     raise RuntimeError("RTT shaping needs sch_netem, missing here: %s" % r.stderr.strip())
                 ex = ["ip", "netns", "exec", self.ns[i], "tc", "qdisc", "add", "dev", self.dev[i],
                       "parent", "1:", "handle", "2:"]
+                tbf = "2:"
+            else:
+                ex += ["handle", "1:"]
+                tbf = "1:"
             sh(ex + ["tbf", "rate", "%dbit" % rate, "burst", str(burst), "latency", "50ms"], check=True)
+            if self.spec.get("queue") == "prio":
+                # tbf's own queue is one FIFO; here pfifo_fast instead (a
+                # host NIC's default qdisc): three bands by packet priority,
+                # each of txqueuelen packets (TCP small queues keep a flow
+                # to ~1 ms of its rate in it either way)
+                sh(["ip", "netns", "exec", self.ns[i], "tc", "qdisc", "add", "dev", self.dev[i],
+                    "parent", tbf + "1", "handle", "3:", "pfifo_fast"], check=True)
 
     def teardown(self):
         if self.kind == "loopback":
@@ -444,6 +455,10 @@ QEMU_VARIANTS = {
     "qemu-postcopy": ({"postcopy-ram": True}, {}),
     # migrate-start-postcopy right after migrate, as minivmm-postcopy-now
     "qemu-postcopy-now": ({"postcopy-ram": True}, {}),
+    # the same with postcopy-preempt (7.2): requested pages on a channel of
+    # their own, so they never wait behind the background stream's socket
+    "qemu-postcopy-preempt": ({"postcopy-ram": True, "postcopy-preempt": True}, {}),
+    "qemu-postcopy-preempt-now": ({"postcopy-ram": True, "postcopy-preempt": True}, {}),
     "qemu-tuned": ({"multifd": True, "auto-converge": True}, {"multifd-channels": 4}),
 }
 
@@ -790,7 +805,8 @@ def run_qemu(ctx):
             if status in ("completed", "failed", "cancelled"):
                 break
             # dirty-sync-count is 1 after setup and 2 once the first pass ended
-            first_pass_done = (ram.get("dirty-sync-count") or 0) >= 2 or inp["vmm"] == "qemu-postcopy-now"
+            first_pass_done = ((ram.get("dirty-sync-count") or 0) >= 2 or
+                               inp["vmm"] in ("qemu-postcopy-now", "qemu-postcopy-preempt-now"))
             if postcopy and status == "active" and first_pass_done and "postcopy_switch_ms" not in res:
                 sqmp.cmd("migrate-start-postcopy")
                 res["postcopy_switch_ms"] = (time.monotonic() - t_mig) * 1000.0

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -176,6 +177,20 @@ static void exchange(const struct transport_addr *a, struct transport_listener *
 		assert_int_equal(sb, 64 << 20);
 	else
 		assert_true(r == -ERANGE && sb == 65536);
+	/* the return path's marking: the priority a host's pfifo_fast sorts
+	 * by, and the TOS the next hops see; TCP only */
+	int prio = 0, tos = 0;
+	socklen_t pl = sizeof(prio), tl = sizeof(tos);
+
+	if (a->kind == TRANSPORT_TCP) {
+		assert_int_equal(transport_prefer_latency(&c.conn), 0);
+		assert_int_equal(getsockopt(c.conn.fd, SOL_SOCKET, SO_PRIORITY, &prio, &pl), 0);
+		assert_int_equal(prio, 6);  /* TC_PRIO_INTERACTIVE: pfifo_fast's band 0 */
+		assert_int_equal(getsockopt(c.conn.fd, IPPROTO_IP, IP_TOS, &tos, &tl), 0);
+		assert_int_equal(tos, 0x10); /* IPTOS_LOWDELAY */
+	} else {
+		assert_int_equal(transport_prefer_latency(&c.conn), -ENOTSUP);
+	}
 	/* shutdown from "another thread" ends a read at once */
 	stream_shutdown(&c);
 	assert_int_equal(stream_read_all(&s, tok, 1, err, sizeof(err)), -ECONNRESET);
