@@ -613,7 +613,10 @@ def run_minivmm(ctx):
                     res["postcopy_asked_ms"] = (time.monotonic() - t_start - inp["migrate_after"]) * 1000.0
                 rc, ru = wait_rusage(src, 0.02)
             else:
-                rc, ru = wait_rusage(src, 0.5)
+                # a switch still to ask for is looked for as often as
+                # QEMU's (every 20 ms), not at 0.5 s: that late, the first
+                # pass's switch came a round later than QEMU's
+                rc, ru = wait_rusage(src, 0.02 if not switch_asked else 0.5)
             if rc is not None or time.monotonic() > deadline:
                 break
             # the target gave up (it exits non-zero on any failure) while the
