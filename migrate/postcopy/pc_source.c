@@ -434,7 +434,6 @@ int pc_src_run(struct pc_src *pc, struct mig_src_env *env)
 	uint64_t cut = test_cut_after();
 	int ret, said;
 
-
 	for (;;) {
 		ret = push(pc, env, &cut);
 		if (!ret)

@@ -1,8 +1,10 @@
 /* Snapshots written by earlier releases must keep restoring: the v1
  * fixture (an 8 MiB dirty guest saved mid-run by the release before the
- * device list) restores, runs on to its own verify and exits with the
- * guest's status. The blob's device sections (UART, console line) are
- * read by today's device list. */
+ * device list, 398fc55) restores, runs on to its own verify and exits
+ * with the guest's status. The blob's device sections (UART, console
+ * line) are read by today's device list. A snapshot carries its host's
+ * CPU, so there is one per vendor: this host's restores, the other's is
+ * refused with one clear line before the guest runs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +15,25 @@
 
 #include "tests/harness.h"
 
-#define FIXTURE_V1 "tests/fixtures/v1-dirty-8m.snap"
+#include <cpuid.h>
+
+#define FIXTURE_V1_AMD "tests/fixtures/v1-dirty-8m.snap"
+#define FIXTURE_V1_INTEL "tests/fixtures/v1-dirty-8m-intel.snap"
+
+static bool host_is_intel(void)
+{
+	unsigned a = 0, b = 0, c = 0, d = 0;
+	char v[13];
+
+	assert_true(__get_cpuid(0, &a, &b, &c, &d));
+	memcpy(v, &b, 4);
+	memcpy(v + 4, &d, 4);
+	memcpy(v + 8, &c, 4);
+	v[12] = 0;
+	if (strcmp(v, "GenuineIntel") && strcmp(v, "AuthenticAMD"))
+		fail_msg("host CPU vendor %s: no fixture of it", v);
+	return strcmp(v, "GenuineIntel") == 0;
+}
 
 static int kvm_setup(void **state)
 {
@@ -24,7 +44,9 @@ static int kvm_setup(void **state)
 
 static void test_v1_fixture_restores(void **state)
 {
-	const char *argv[] = { NULL, "--incoming", "file:" FIXTURE_V1, NULL };
+	const char *argv[] = { NULL, "--incoming",
+			       host_is_intel() ? "file:" FIXTURE_V1_INTEL : "file:" FIXTURE_V1_AMD,
+			       NULL };
 	struct proc p;
 	long last = -1, first = -1;
 	int status;
@@ -56,10 +78,33 @@ static void test_v1_fixture_restores(void **state)
 	proc_free(&p);
 }
 
+static void test_other_vendor_refused(void **state)
+{
+	bool intel = host_is_intel();
+	const char *argv[] = { NULL, "--incoming",
+			       intel ? "file:" FIXTURE_V1_AMD : "file:" FIXTURE_V1_INTEL, NULL };
+	const char *want = intel ? "CPU vendor differs: source AuthenticAMD, target GenuineIntel" :
+				   "CPU vendor differs: source GenuineIntel, target AuthenticAMD";
+	struct proc p;
+	int status;
+
+	(void)state;
+	status = proc_run(&p, argv, 60000);
+	if (status == 0 || status == 1 || !proc_stderr_has(&p, want))
+		fail_msg("status %d, want a refusal saying '%s'; stderr: %s", status, want,
+			 p.err ? p.err : "");
+	assert_true(proc_stderr_has(&p, "incompatible CPU"));
+	for (size_t i = 0; i < p.nlines; i++)
+		if (strncmp(p.lines[i].text, "seq=", 4) == 0)
+			fail_msg("the guest ran: %s", p.lines[i].text);
+	proc_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_v1_fixture_restores),
+		cmocka_unit_test(test_other_vendor_refused),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, kvm_setup, NULL);
 }
