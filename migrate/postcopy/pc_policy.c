@@ -27,13 +27,6 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 	return r >= 1 && before && bytes * 10 >= before * 9;
 }
 
-/* A page the target asked for queues behind whatever of the push the link
- * still holds, and the kernel sizes a socket's queue for throughput alone
- * (milliseconds of a link). Four times the bandwidth-delay product keeps
- * the link as busy, even when pre-copy's estimate understated the link
- * (rounds bound by the CPU), and leaves a reply behind little more. Four
- * segments at least: the receiver acknowledges every second full one, and
- * a queue smaller than that waits for a delayed ACK (40 ms) each time. */
 /* times x the bandwidth-delay product plus slack, within [4 segments,
  * PC_PUSH_QUEUE_MAX]. */
 static uint32_t bdp_bound(double times, double bw_Bps, uint32_t min_rtt_us, uint32_t mss,
@@ -46,6 +39,13 @@ static uint32_t bdp_bound(double times, double bw_Bps, uint32_t min_rtt_us, uint
 	return q > PC_PUSH_QUEUE_MAX ? PC_PUSH_QUEUE_MAX : (uint32_t)q;
 }
 
+/* A page the target asked for queues behind whatever of the push the link
+ * still holds, and the kernel sizes a socket's queue for throughput alone
+ * (milliseconds of a link). Four times the bandwidth-delay product keeps
+ * the link as busy, even when pre-copy's estimate understated the link
+ * (rounds bound by the CPU), and leaves a reply behind little more. Four
+ * segments at least: the receiver acknowledges every second full one, and
+ * a queue smaller than that waits for a delayed ACK (40 ms) each time. */
 uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss)
 {
 	return bdp_bound(4, bw_Bps, min_rtt_us, mss, PC_PUSH_QUEUE_MIN);

@@ -127,23 +127,23 @@ static void lose(struct pc_src *pc, const char *why)
 	pthread_mutex_unlock(&pc->mu);
 }
 
-/* Whether the server sends page i: one still to send (taken now), or,
- * when the target asked for it, one the push took but the server never
- * sent. The push's copy may sit behind megabytes in the main socket's
- * buffer while the guest waits for this page; a second copy on the
- * return path costs a page and the target drops whichever comes second.
- * At most once per page: repeated requests cost nothing. */
-static bool serve_page(struct pc_src *pc, uint64_t i, bool asked)
+/* Whether the server sends asked page i: one still to send (taken now),
+ * or one the push took but the server never sent. The push's copy may sit
+ * behind megabytes in the main socket's buffer while the guest waits for
+ * this page; a second copy on the return path costs a page and the target
+ * drops whichever comes second. At most once per page: repeated requests
+ * cost nothing. */
+static bool serve_page(struct pc_src *pc, uint64_t i)
 {
-	if (!pc_bm_take(pc->to_send, i) && (!asked || !bm_test(pc->resendable, i)))
+	if (!pc_bm_take(pc->to_send, i) && !bm_test(pc->resendable, i))
 		return false;
 	bm_clear(pc->resendable, i);
 	return true;
 }
 
-/* Sends, in runs, the pages of [first, first + n) serve_page gives. */
-static int send_taken(struct pc_src *pc, struct stream *s, uint64_t first, uint64_t n,
-		      bool asked, atomic_uint_fast64_t *counter, char *err, size_t errlen)
+/* Sends on the return path, in runs, the pages of [first, first + n)
+ * serve_page gives. */
+static int send_asked(struct pc_src *pc, uint64_t first, uint64_t n, char *err, size_t errlen)
 {
 	uint64_t i = first, end = first + n;
 
@@ -151,16 +151,16 @@ static int send_taken(struct pc_src *pc, struct stream *s, uint64_t first, uint6
 		uint64_t j;
 		int ret;
 
-		if (!serve_page(pc, i, asked)) {
+		if (!serve_page(pc, i)) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < end && j - i < PC_BATCH_PAGES && serve_page(pc, j, asked); j++)
+		for (j = i + 1; j < end && j - i < PC_BATCH_PAGES && serve_page(pc, j); j++)
 			;
-		ret = pc_pages_send(s, pc->vm->ram, i, (uint32_t)(j - i), err, errlen);
+		ret = pc_pages_send(&pc->rp, pc->vm->ram, i, (uint32_t)(j - i), err, errlen);
 		if (ret)
 			return ret;
-		atomic_fetch_add(counter, j - i);
+		atomic_fetch_add(&pc->requested, j - i);
 		i = j;
 	}
 	return 0;
@@ -192,7 +192,7 @@ static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errl
 	end = first + n;
 	if (end < pc->npages)
 		atomic_store(&pc->push_from, end + 1);
-	return send_taken(pc, &pc->rp, first, n, true, &pc->requested, err, errlen);
+	return send_asked(pc, first, n, err, errlen);
 }
 
 static void *server_main(void *arg)

@@ -83,16 +83,18 @@ def parse_link(text):
     if parts[0] != "veth" or len(parts) not in (2, 3, 4):
         raise ConfigError("bad link %r (want loopback or veth:RATE[:RTT][:fifo|prio])" % text)
     link = {"kind": "veth", "rate_bps": parse_rate(parts[1])}
+    queue = None
     for extra in parts[2:]:
         m = re.fullmatch(r"(\d+(?:\.\d+)?)ms", extra)
-        if m and "rtt_ms" not in link and "queue" not in link:
+        if m and "rtt_ms" not in link and queue is None:
             link["rtt_ms"] = float(m.group(1))
-        elif extra in ("fifo", "prio") and "queue" not in link:
-            if extra == "prio":
-                link["queue"] = "prio"
+        elif extra in ("fifo", "prio") and queue is None:
+            queue = extra
         else:
             raise ConfigError("bad link field %r in %r (want an RTT like 0.2ms, or fifo|prio)"
                               % (extra, text))
+    if queue == "prio":
+        link["queue"] = "prio"
     return link
 
 

@@ -5,6 +5,7 @@
  * line) are read by today's device list. A snapshot carries its host's
  * CPU, so there is one per vendor: this host's restores, the other's is
  * refused with one clear line before the guest runs. */
+#include <cpuid.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +15,6 @@
 #include <cmocka.h>
 
 #include "tests/harness.h"
-
-#include <cpuid.h>
 
 #define FIXTURE_V1_AMD "tests/fixtures/v1-dirty-8m.snap"
 #define FIXTURE_V1_INTEL "tests/fixtures/v1-dirty-8m-intel.snap"
