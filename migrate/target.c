@@ -123,7 +123,7 @@ static int wait_connection(struct tgt *g)
 	describe_peer(g, conn.fd);
 	stream_attach(g->s, &conn, MIG_IO_TIMEOUT_MS);
 	g->s->intr_fd = g->sigfd;
-	g->s->frame_ms = MIG_IO_TIMEOUT_MS;
+	stream_set_frame_ms(g->s, MIG_IO_TIMEOUT_MS);
 	g->s->deadline_ns = clock_now_ns() + (uint64_t)MIG_HANDSHAKE_MS * 1000000u;
 	return 0;
 }

@@ -292,7 +292,7 @@ int pc_tgt_run(struct pc_tgt *pc, struct stream *s, char *err, size_t errlen)
 	stream_reset(s);
 	pc->main.intr_fd = -1;
 	pc->main.cancel_fd = -1;
-	pc->main.frame_ms = 0;
+	stream_set_frame_ms(&pc->main, 0);
 	pc->t_commit = clock_now_ns();
 	set_state(pc, MIG_POSTCOPY);
 	return pool_start(&pc->recv_thr, 1, recv_main, pc, 0, "pc-recv", err, errlen);

@@ -65,7 +65,7 @@ int pc_accept_token(struct transport_listener *lst, int wait_ms, uint32_t want,
 	if (ret)
 		return ret;
 	stream_attach(s, &conn, MIG_IO_TIMEOUT_MS);
-	s->frame_ms = MIG_IO_TIMEOUT_MS;
+	stream_set_frame_ms(s, MIG_IO_TIMEOUT_MS);
 	ret = stream_read_all(s, pre, sizeof(pre), err, errlen);
 	if (!ret)
 		ret = stream_preamble_decode(pre, err, errlen);
@@ -79,7 +79,7 @@ int pc_accept_token(struct transport_listener *lst, int wait_ms, uint32_t want,
 		stream_close(s);
 	else if (want == ST_RETURN_PATH)
 		(void)transport_prefer_latency(&s->conn); /* requests: see pc_source.c */
-	s->frame_ms = 0;
+	stream_set_frame_ms(s, 0);
 	return ret;
 }
 

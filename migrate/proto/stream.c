@@ -354,6 +354,12 @@ void stream_set_timeout(struct stream *s, int timeout_ms)
 	transport_set_timeout(&s->conn, timeout_ms);
 }
 
+void stream_set_frame_ms(struct stream *s, int frame_ms)
+{
+	s->frame_ms = frame_ms;
+	s->frame_deadline_ns = 0;
+}
+
 void stream_shutdown(struct stream *s)
 {
 	transport_shutdown(&s->conn);
@@ -610,8 +616,10 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 		if (!ret)
 			ret = stream_read_all(s, b + 1, sizeof(b) - 1, err, errlen);
 	} else {
-		if (s->frame_ms > 0)
-			s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->frame_ms * 1000000u;
+		/* Without frame_ms no deadline is left from an earlier frame:
+		 * one would fail every read once it passed. */
+		s->frame_deadline_ns = s->frame_ms > 0 ?
+				       clock_now_ns() + (uint64_t)s->frame_ms * 1000000u : 0;
 		ret = stream_read_all(s, b, sizeof(b), err, errlen);
 	}
 	if (!ret)

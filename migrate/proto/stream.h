@@ -243,6 +243,11 @@ static inline bool stream_is_open(const struct stream *s)
  * frame_ms 10 s). A header itself gets frame_ms. */
 #define STREAM_MIN_RATE_BPS (1u << 20)
 uint64_t stream_frame_deadline_ms(int frame_ms, uint32_t len);
+/* Gives each frame read from now on frame_ms (0: no per-frame bound),
+ * dropping the deadline of the frame before: a stream that stays open
+ * past it (the return path, the main connection into post-copy) must
+ * not inherit it. */
+void stream_set_frame_ms(struct stream *s, int frame_ms);
 /* Bounds blocking I/O from now on (roll-back's last words, say). */
 void stream_set_timeout(struct stream *s, int timeout_ms);
 /* From any thread: blocked I/O on the stream returns at once. */

@@ -237,7 +237,7 @@ static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_
 		goto fail;
 	}
 	s.deadline_ns = 0; /* from here its frames have their own deadlines */
-	s.frame_ms = ct->timeout_ms;
+	stream_set_frame_ms(&s, ct->timeout_ms);
 	/* Quiet between frames for as long as a pass of the other sections
 	 * lasts (a disk's bulk pass on the main stream). */
 	s.idle_ms = MIG_IDLE_TIMEOUT_MS;

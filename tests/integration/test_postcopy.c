@@ -1,6 +1,7 @@
 /* Post-copy on real KVM (docs/postcopy.md): the dirty guest migrated with
  * post-copy on 1 and 2 vCPUs (guest verify, RAM digest, heartbeat
- * continuous on the target), migrate_start_postcopy inside round 0, the
+ * continuous on the target), migrate_start_postcopy inside round 0 (and
+ * late, with a post-copy phase longer than a frame's deadline), the
  * link cut during post-copy and recovered, and the source killed during
  * post-copy (the target pauses the guest and says so). */
 #include <setjmp.h>
@@ -118,8 +119,8 @@ static long first_seq(struct proc *p)
 
 /* A target, and a dirty guest migrating to it with post-copy allowed and
  * the link held to rate (so that pre-copy does not converge). */
-static void start_pair(struct pair *p, int cpus, int wss, const char *rate, const char *after,
-		       const char **extra)
+static void start_pair_guest(struct pair *p, int cpus, const char *guest, const char *rate,
+			     const char *after, const char **extra)
 {
 	const char *argv[40] = { NULL, "--kernel", DIRTY, "--append", p->wss, "--cpus", p->cpus,
 				 "--migrate", p->addr, "--migrate-after", after, "--verify-ram",
@@ -130,7 +131,7 @@ static void start_pair(struct pair *p, int cpus, int wss, const char *rate, cons
 	memset(&p->s, 0, sizeof(p->s));
 	snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", h_port());
 	snprintf(p->cpus, sizeof(p->cpus), "%d", cpus);
-	snprintf(p->wss, sizeof(p->wss), "wss=%d", wss);
+	snprintf(p->wss, sizeof(p->wss), "%s", guest);
 	path(p->sstats, sizeof(p->sstats), "s.json");
 	path(p->tstats, sizeof(p->tstats), "t.json");
 	path(p->smon, sizeof(p->smon), "s.sock");
@@ -141,6 +142,15 @@ static void start_pair(struct pair *p, int cpus, int wss, const char *rate, cons
 		argv[n++] = *extra++;
 	argv[n] = NULL;
 	assert_int_equal(proc_spawn(&p->s, argv), 0);
+}
+
+static void start_pair(struct pair *p, int cpus, int wss, const char *rate, const char *after,
+		       const char **extra)
+{
+	char guest[32];
+
+	snprintf(guest, sizeof(guest), "wss=%d", wss);
+	start_pair_guest(p, cpus, guest, rate, after, extra);
 }
 
 /* Every page arrived, both ends say post-copy, the guest is whole and
@@ -284,6 +294,41 @@ static void test_start_postcopy_round0(void **state)
 	end_pair(&p);
 }
 
+/* A switch long after the start and a post-copy phase longer than a
+ * frame's deadline (MIG_IO_TIMEOUT_MS, 10 s): the return path's first
+ * reply comes 11 s after it opened, and the push runs for over 10 s after
+ * the last pre-copy frame. Both used to fail their first read ("a frame
+ * did not arrive in time", a deadline left over from the frame before):
+ * every post-copy that began 10 s into a migration paused the guest. The
+ * guest dirties slowly (200 pages/s), so that the push, not its faults,
+ * brings most of the 96 MiB: 4 MB/s, round 0 cut at 11 s. */
+static void test_late_long_postcopy(void **state)
+{
+	char reply[4096];
+	struct pair p;
+	double t0;
+
+	(void)state;
+	start_pair_guest(&p, 1, "wss=96 rate=200", "4M", "1",
+			 (const char *[]){ "--on-nonconvergence", "throttle", NULL });
+	wait_info(&p, p.smon, "round: 0", 10000);
+	t0 = h_now_ms();
+	while (h_now_ms() - t0 < 11000) {
+		proc_pump(&p.s, 50);
+		proc_pump(&p.t, 50);
+	}
+	assert_int_equal(h_monitor(p.smon, "migrate_start_postcopy", reply, sizeof(reply)), 0);
+	assert_true(proc_wait_stderr(&p.s, "switching to post-copy", 10000));
+	check_done(&p, 96, false);
+	print_message("late switch: post-copy %.0f ms, %.0f pages pushed\n",
+		      h_json_num(p.tstats, "postcopy_ms"),
+		      h_json_num(p.tstats, "postcopy_pages_pushed"));
+	if (h_json_num(p.tstats, "postcopy_ms") <= 10000)
+		fail_msg("post-copy took %.0f ms: not past a frame's deadline",
+			 h_json_num(p.tstats, "postcopy_ms"));
+	end_pair(&p);
+}
+
 /* The connections cut after 2000 pushed pages (test hook): both sides
  * pause and say so, then migrate_recover + migrate resume and finish. */
 static void test_link_cut_recovered(void **state)
@@ -370,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_postcopy_1cpu),
 		cmocka_unit_test(test_postcopy_2cpu),
 		cmocka_unit_test(test_start_postcopy_round0),
+		cmocka_unit_test(test_late_long_postcopy),
 		cmocka_unit_test(test_link_cut_recovered),
 		cmocka_unit_test(test_source_killed),
 		cmocka_unit_test(test_target_quits),

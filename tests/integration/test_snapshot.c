@@ -3,14 +3,17 @@
  * device list, 398fc55) restores, runs on to its own verify and exits
  * with the guest's status. The blob's device sections (UART, console
  * line) are read by today's device list. A snapshot carries its host's
- * CPU, so there is one per vendor: this host's restores, the other's is
- * refused with one clear line before the guest runs. */
+ * CPU, so there is one per vendor: this host's restores (or, where this
+ * host's CPU differs from that fixture's, one the same release writes
+ * here), the other's is refused with one clear line before the guest
+ * runs. */
 #include <cpuid.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -41,20 +44,43 @@ static int kvm_setup(void **state)
 	return 0;
 }
 
+#define V1_HOST_SNAP "build/v1-dirty-8m-host.snap"
+
+/* Restores a v1 snapshot; its status (the guest's exit status: 1 once its
+ * verify passed), with p holding what it printed. */
+static int restore(struct proc *p, const char *uri)
+{
+	const char *argv[] = { NULL, "--incoming", uri, NULL };
+
+	return proc_run(p, argv, 60000);
+}
+
+/* The committed fixture of the host's vendor; on a host of that vendor
+ * whose CPU differs from the fixture's (features, XSAVE layout, TSC rate:
+ * the fixture is refused, rightly), one written here by the same release,
+ * rebuilt from this repository's history (tests/fixtures/make-v1.sh). */
 static void test_v1_fixture_restores(void **state)
 {
-	const char *argv[] = { NULL, "--incoming",
-			       host_is_intel() ? "file:" FIXTURE_V1_INTEL : "file:" FIXTURE_V1_AMD,
-			       NULL };
+	const char *fixture = host_is_intel() ? "file:" FIXTURE_V1_INTEL : "file:" FIXTURE_V1_AMD;
 	struct proc p;
 	long last = -1, first = -1;
 	int status;
 
 	(void)state;
-	status = proc_run(&p, argv, 60000);
+	status = restore(&p, fixture);
+	if (status != 1 && proc_stderr_has(&p, "incompatible CPU") &&
+	    !proc_stderr_has(&p, "CPU vendor differs")) {
+		print_message("    %s was saved on another CPU (%s); writing one with the same "
+			      "release on this host\n", fixture + 5, p.err ? p.err : "");
+		proc_free(&p);
+		if (system("tests/fixtures/make-v1.sh " V1_HOST_SNAP) != 0)
+			fail_msg("tests/fixtures/make-v1.sh could not write a v1 snapshot here");
+		fixture = "file:" V1_HOST_SNAP;
+		status = restore(&p, fixture);
+	}
 	if (status != 1)
-		fail_msg("status %d, expected 1 (guest verify passed); stderr: %s", status,
-			 p.err ? p.err : "");
+		fail_msg("%s: status %d, expected 1 (guest verify passed); stderr: %s", fixture + 5,
+			 status, p.err ? p.err : "");
 	assert_true(proc_wait_line(&p, 0, "verify: pass pages=256", 0) >= 0);
 	assert_true(proc_stderr_has(&p, "incoming migration completed"));
 	/* The guest continues where it was saved: one heartbeat after
@@ -72,8 +98,8 @@ static void test_v1_fixture_restores(void **state)
 	}
 	assert_true(first > 0);
 	assert_true(last > first);
-	print_message("    v1 fixture: restored at seq=%ld, ran to seq=%ld, verify passed\n",
-		      first, last);
+	print_message("    v1 snapshot %s: restored at seq=%ld, ran to seq=%ld, verify passed\n",
+		      fixture + 5, first, last);
 	proc_free(&p);
 }
 

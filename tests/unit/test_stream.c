@@ -242,6 +242,52 @@ static void test_io_socketpair(void **state)
 	close(sv[1]);
 }
 
+/* A frame begun must end within frame_ms; once the bound is lifted (the
+ * target's return path and main connection into post-copy), a frame read
+ * long after the last bounded one is no longer held to that one's
+ * deadline (it was: every post-copy switched 10 s after the start
+ * failed on its first reply). */
+static void test_frame_deadline(void **state)
+{
+	int sv[2];
+	struct stream a = { .cancel_fd = -1, .intr_fd = -1 }, b = { .cancel_fd = -1, .intr_fd = -1 };
+	struct stream_hdr h;
+	uint8_t buf[8];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	transport_wrap_fd(&a.conn, sv[0], TRANSPORT_UNIX);
+	transport_wrap_fd(&b.conn, sv[1], TRANSPORT_UNIX);
+	a.timeout_ms = b.timeout_ms = 5000;
+	stream_set_frame_ms(&b, 50);
+	/* a header whose payload never comes: too slow, within the bound */
+	assert_int_equal(stream_send(&a, ST_PING, "1234", 4, err, sizeof(err)), 0);
+	assert_int_equal(stream_recv_hdr(&b, &h, err, sizeof(err)), 0);
+	assert_int_equal(stream_read_all(&b, buf, 8, err, sizeof(err)), -ETIMEDOUT);
+	assert_non_null(strstr(err, "too slow"));
+	assert_int_equal(stream_read_all(&b, buf, 4, err, sizeof(err)), -ETIMEDOUT);
+	/* lifted by the setter: a later frame reads whole */
+	stream_set_frame_ms(&b, 0);
+	usleep(100 * 1000);
+	assert_int_equal(stream_send(&a, ST_PING, "abcd", 4, err, sizeof(err)), 0);
+	assert_int_equal(stream_recv_hdr(&b, &h, err, sizeof(err)), 0);
+	assert_int_equal(stream_read_all(&b, buf, 4, err, sizeof(err)), 0);
+	assert_memory_equal(buf, "abcd", 4);
+	/* bounded again, then lifted by hand: the next header clears it */
+	stream_set_frame_ms(&b, 50);
+	assert_int_equal(stream_send(&a, ST_PING, "", 0, err, sizeof(err)), 0);
+	assert_int_equal(stream_recv_hdr(&b, &h, err, sizeof(err)), 0);
+	b.frame_ms = 0;
+	usleep(100 * 1000);
+	assert_int_equal(stream_send(&a, ST_PING, "wxyz", 4, err, sizeof(err)), 0);
+	assert_int_equal(stream_recv_hdr(&b, &h, err, sizeof(err)), 0);
+	assert_int_equal(h.len, 4);
+	assert_int_equal(stream_read_all(&b, buf, 4, err, sizeof(err)), 0);
+	assert_memory_equal(buf, "wxyz", 4);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void test_bitmap(void **state)
 {
 	uint64_t bm[4] = { 0 };
@@ -288,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_hello_malformed),
 		cmocka_unit_test(test_pages_decode),
 		cmocka_unit_test(test_io_socketpair),
+		cmocka_unit_test(test_frame_deadline),
 		cmocka_unit_test(test_bitmap),
 	};
 
