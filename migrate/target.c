@@ -291,6 +291,16 @@ static int take_devices(struct tgt *g, const struct hello *h, struct vm_config *
 	return ret;
 }
 
+/* MIG_IDLE_TIMEOUT_MS, or shorter for a test (MINIVMM_TEST_IDLE_MS,
+ * docs/migration.md "Test hooks"): so that a test's pass outlasts it. */
+static int idle_ms(void)
+{
+	const char *v = getenv("MINIVMM_TEST_IDLE_MS");
+	long n = v ? strtol(v, NULL, 10) : 0;
+
+	return n > 0 && n < MIG_IDLE_TIMEOUT_MS ? (int)n : MIG_IDLE_TIMEOUT_MS;
+}
+
 static int handshake(struct tgt *g)
 {
 	uint8_t pre[STREAM_PREAMBLE_LEN], *buf = NULL;
@@ -356,8 +366,9 @@ static int handshake(struct tgt *g)
 		ret = stream_send(g->s, ST_ACCEPT, NULL, 0, g->err, g->errlen);
 	g->s->deadline_ns = 0; /* the migration has begun: frames have their own */
 	/* While a pass runs on the data channels the main connection is
-	 * quiet for as long as the pass lasts. */
-	g->s->idle_ms = MIG_IDLE_TIMEOUT_MS;
+	 * quiet for as long as the pass lasts (receive() waits on while the
+	 * channels move). */
+	g->s->idle_ms = idle_ms();
 out:
 	free(buf);
 	return ret;
@@ -413,6 +424,7 @@ static int receive(struct tgt *g)
 	for (;;) {
 		struct mig_section *sec;
 		struct stream_hdr h;
+		uint64_t in = g->s->bytes_in, live = atomic_load(&g->m->live_bytes);
 		int ret;
 
 		if (signalled()) {
@@ -421,6 +433,15 @@ static int receive(struct tgt *g)
 		}
 		/* A blocked read also returns on a signal (g->s->intr_fd). */
 		ret = stream_recv_hdr(g->s, &h, g->err, g->errlen);
+		/* A pass longer than the idle bound (a big guest on a slow
+		 * link) keeps this connection quiet throughout: the source is
+		 * alive while the data channels move. */
+		if (ret == -ETIMEDOUT && g->s->bytes_in == in) {
+			if (atomic_load(&g->m->live_bytes) != live)
+				continue;
+			snprintf(g->err, g->errlen, "the source sent nothing for %d s",
+				 (g->s->idle_ms + 999) / 1000);
+		}
 		if (ret)
 			return ret;
 		switch (h.type) {
@@ -599,6 +620,7 @@ int mig_incoming(const char *uri, const struct mig_params *p, struct vm *vm,
 	g.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	ret = transport_parse(uri, true, &a, err, errlen);
 	m->in_file = !ret && a.kind == TRANSPORT_FILE;
+	atomic_store(&m->live_bytes, 0);
 	if (!ret && !m->in_file)
 		ret = auth_key_resolve(p ? p->t.key : NULL, &g.key, err, errlen);
 	if (!ret)

@@ -13,6 +13,7 @@
 #ifndef MINIVMM_MIGRATE_CHAN_H
 #define MINIVMM_MIGRATE_CHAN_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "migrate/ram/ram.h"
@@ -64,11 +65,13 @@ struct chan_tgt;
 /* Accepts n channels on l (each must present token and a distinct
  * index; keyed (session): with a valid frame MAC of its channel key)
  * and starts a receiver for each. pf: prefault helpers, or NULL;
- * have: the received-page bitmap (ram_recv_pages). */
+ * have: the received-page bitmap (ram_recv_pages); live_bytes (or NULL)
+ * grows by every frame's bytes as it is read: the main connection is
+ * quiet while a pass runs here, and this says the source is alive. */
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
 		    uint64_t token, const uint8_t *session, bool integrity,
 		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
-		    char *err, size_t errlen);
+		    atomic_uint_fast64_t *live_bytes, char *err, size_t errlen);
 /* Returns once every channel has passed SYNC(round); an error if one
  * failed, closed early or nothing came within the timeout. */
 int chan_tgt_wait(struct chan_tgt *ct, uint32_t round, char *err, size_t errlen);

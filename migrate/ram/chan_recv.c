@@ -33,6 +33,7 @@ struct chan_tgt {
 	int timeout_ms;
 	int nice;
 	const uint8_t *session; /* keyed: the main stream's session secret */
+	atomic_uint_fast64_t *live_bytes; /* NULL: none */
 	bool integrity;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -114,6 +115,8 @@ static int one_frame(struct chan_r *ch, char *err, size_t errlen)
 		ch->zero += zero;
 		ch->bytes = ch->s.bytes_in;
 		pthread_mutex_unlock(&ch->ct->mu);
+		if (ch->ct->live_bytes)
+			atomic_fetch_add(ch->ct->live_bytes, (uint64_t)h.len + STREAM_HDR_LEN);
 		return ret;
 	case ST_SYNC:
 		return on_sync(ch, h.len, err, errlen);
@@ -283,7 +286,7 @@ static int accept_all(struct chan_tgt *ct, struct transport_listener *l, uint64_
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
 		    uint64_t token, const uint8_t *session, bool integrity,
 		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
-		    char *err, size_t errlen)
+		    atomic_uint_fast64_t *live_bytes, char *err, size_t errlen)
 {
 	pthread_condattr_t ca;
 	struct chan_tgt *ct;
@@ -306,6 +309,7 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 	ct->timeout_ms = timeout_ms;
 	ct->nice = nice;
 	ct->session = session;
+	ct->live_bytes = live_bytes;
 	ct->integrity = integrity;
 	pthread_mutex_init(&ct->mu, NULL);
 	pthread_condattr_init(&ca);

@@ -170,7 +170,8 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	if (!ret && want)
 		ret = chan_tgt_accept(&x->ct, env->lst, want, token, stream_mac_session(env->s),
 				      stream_mac_integrity(env->s), env->vm, x->pf, x->have,
-				      MIG_IO_TIMEOUT_MS, env->nice, env->err, env->errlen);
+				      MIG_IO_TIMEOUT_MS, env->nice, &env->m->live_bytes, env->err,
+				      env->errlen);
 	if (!ret)
 		env->m->st.channels = want;
 	return ret;

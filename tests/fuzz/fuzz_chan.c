@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	have = calloc((f.vm.ram_size / 4096 + 63) / 64, 8);
 	if (!have || fuzz_peer_start(&peer, fd, buf, n))
 		abort();
-	ret = chan_tgt_accept(&ct, l, 1, FUZZ_TOKEN, NULL, false, &f.vm, NULL, have, 50, 0, err,
+	ret = chan_tgt_accept(&ct, l, 1, FUZZ_TOKEN, NULL, false, &f.vm, NULL, have, 50, 0, NULL, err,
 			      sizeof(err));
 	for (uint32_t r = 0; !ret && r < 4; r++)
 		ret = chan_tgt_wait(ct, r, err, sizeof(err));

@@ -678,9 +678,12 @@ static void test_target_shell_rebuilt(void **state)
 	end_pair(&s, &t, sstats, tstats);
 }
 
-/* A pass longer than a frame's deadline (10 s): 64 MiB at 5 MB/s on the
- * data channels, the main connection quiet all along. The target waits
- * for the pass, not for a frame, and the guest verifies there. */
+/* A pass longer than a frame's deadline (10 s) and than the target's
+ * idle bound (MIG_IDLE_TIMEOUT_MS, 300 s; 4 s here by its test hook):
+ * 64 MiB at 5 MB/s on the data channels, the main connection quiet all
+ * along. The target waits while the channels move (it gave up at the
+ * idle bound: no guest over ~300 s of round 0 could migrate), and the
+ * guest verifies there. */
 static void test_long_pass(void **state)
 {
 	char addr[32], sstats[128], tstats[128];
@@ -694,10 +697,12 @@ static void test_long_pass(void **state)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "long-src.json");
 	tmpfile_path(tstats, sizeof(tstats), "long-tgt.json");
+	setenv("MINIVMM_TEST_IDLE_MS", "4000", 1);
 	spawn_target(&t, prt, tstats);
+	unsetenv("MINIVMM_TEST_IDLE_MS");
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	if (proc_wait_exit(&s, 60000) != 0)
-		fail_msg("source failed: %s", s.err ? s.err : "");
+		fail_msg("source failed: %s; target: %s", s.err ? s.err : "", t.err ? t.err : "");
 	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
 	if (h_json_num(sstats, "total_ms") < 11000)
 		fail_msg("the pass took %.0f ms: not longer than a frame's deadline",
@@ -706,6 +711,53 @@ static void test_long_pass(void **state)
 	if (proc_wait_line(&t, 0, "verify: pass", 30000) < 0)
 		fail_msg("guest verify on the target did not pass");
 	end_pair(&s, &t, sstats, tstats);
+}
+
+/* The other side of the idle bound: a source stopped (SIGSTOP) inside a
+ * long pass moves neither connection, and the target gives up after the
+ * bound (2 s by the hook), not never; the source, continued, keeps its
+ * guest. */
+static void test_stopped_source_idle(void **state)
+{
+	char addr[32], sstats[128], tstats[128];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=4 fill=64", "--migrate",
+			       addr, "--migrate-after", "1", "--max-bandwidth", "5M",
+			       "--stats-json", sstats, NULL };
+	struct proc s, t;
+	int prt = h_port(), st;
+	double t0;
+
+	(void)state;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(sstats, sizeof(sstats), "stop-src.json");
+	tmpfile_path(tstats, sizeof(tstats), "stop-tgt.json");
+	setenv("MINIVMM_TEST_IDLE_MS", "2000", 1);
+	spawn_target(&t, prt, tstats);
+	unsetenv("MINIVMM_TEST_IDLE_MS");
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	/* inside round 0 (64 MiB at 5 MB/s from 1 s on: 13 s) */
+	t0 = h_now_ms();
+	while (h_now_ms() - t0 < 3000) {
+		proc_pump(&s, 50);
+		proc_pump(&t, 50);
+	}
+	proc_kill(&s, SIGSTOP);
+	t0 = h_now_ms();
+	st = proc_wait_exit(&t, 20000);
+	if (st <= 0 || h_now_ms() - t0 > 15000 ||
+	    !proc_stderr_has(&t, "the source sent nothing for 2 s"))
+		fail_msg("target: exit %d %.0f ms after the source stopped: %s", st,
+			 h_now_ms() - t0, t.err ? t.err : "");
+	print_message("target gave up %.0f ms after the source stopped\n", h_now_ms() - t0);
+	proc_kill(&s, SIGCONT);
+	if (!proc_wait_stderr(&s, "the guest keeps running here", 15000))
+		fail_msg("source: %s", s.err ? s.err : "");
+	proc_kill(&s, SIGKILL);
+	proc_wait_exit(&s, 5000);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(sstats);
+	unlink(tstats);
 }
 
 /* A source throttled to 2 MB/s (16 MiB take seconds) to a live target,
@@ -1141,6 +1193,7 @@ int main(void)
 		cmocka_unit_test(test_prealloc_target),
 		cmocka_unit_test(test_target_shell_rebuilt),
 		cmocka_unit_test(test_long_pass),
+		cmocka_unit_test(test_stopped_source_idle),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_target_killed_mid_round),
 		cmocka_unit_test(test_target_killed_mid_switchover),
