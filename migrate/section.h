@@ -80,6 +80,10 @@ struct mig_pass {
 struct mig_pending {
 	uint64_t bytes;                 /* still to send */
 	double rate_Bps;                /* how fast that grows (0: unknown) */
+	/* Of bytes, what sections without save_postcopy hold: a switch to
+	 * post-copy sends it in the pause all the same. Filled by the
+	 * engine, not by the sections. */
+	uint64_t precopy_bytes;
 };
 
 /* END's payload (docs/migration-stream.md): filled by save_complete. */

@@ -271,6 +271,26 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 	return ret;
 }
 
+/* Post-copy defers RAM only: what the other sections (the streamed disk)
+ * still hold goes in the pause. While that would take longer than the
+ * downtime limit, the switch waits and pre-copy goes on (a RAM pass the
+ * switch request stopped sends nothing), until it fits or a backstop
+ * ends pre-copy. */
+static bool disk_first(struct src *c, enum est_decision why, const struct mig_pending *pend)
+{
+	double ms;
+
+	if (why != EST_CONTINUE || !pend->precopy_bytes)
+		return false;
+	ms = est_expected_downtime_ms(&c->e, pend->precopy_bytes);
+	if (ms <= c->t->downtime_ms)
+		return false;
+	fprintf(stderr, "minivmm: post-copy waits for the disk: %llu KiB to send first "
+		"(%.0f ms at the current rate)\n",
+		(unsigned long long)(pend->precopy_bytes >> 10), ms);
+	return true;
+}
+
 /* What every section still has to send, synced now; fills rec's dirty
  * figures and the expected downtime. */
 static int pending(struct src *c, uint32_t round, bool final, struct stats_round *rec,
@@ -280,9 +300,14 @@ static int pending(struct src *c, uint32_t round, bool final, struct stats_round
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
-	for (int i = 0; i < c->ss.n && !ret; i++)
+	for (int i = 0; i < c->ss.n && !ret; i++) {
+		uint64_t before = out->bytes;
+
 		if (c->ss.s[i].ops->save_pending)
 			ret = c->ss.s[i].ops->save_pending(c->ss.s[i].state, &c->env, &p, out);
+		if (!c->ss.s[i].ops->save_postcopy)
+			out->precopy_bytes += out->bytes - before;
+	}
 	if (ret)
 		return ret;
 	est_set_fixed_ms(&c->e, fixed_cost_ms(c));
@@ -313,7 +338,8 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		*why = est_decide(&c->e, r, pend.bytes, out_bytes(c),
 				  (uint64_t)clock_ms_since(c->t0), pend.rate_Bps);
 		publish(c, r, rec.expected_downtime_ms);
-		if (pc_policy_due(c->t, c->m->start_postcopy != 0, *why, r, pend.bytes, before)) {
+		if (pc_policy_due(c->t, c->m->start_postcopy != 0, *why, r, pend.bytes, before) &&
+		    !disk_first(c, *why, &pend)) {
 			c->env.postcopy = true;
 			*next_round = r;
 			return 0;

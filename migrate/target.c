@@ -444,6 +444,9 @@ static int receive(struct tgt *g)
 		}
 		if (ret)
 			return ret;
+		/* The data channels, quiet while the disk's pass runs here,
+		 * see this frame as the source being alive. */
+		atomic_fetch_add(&g->m->live_bytes, (uint64_t)h.len + STREAM_HDR_LEN);
 		switch (h.type) {
 		case ST_PING:
 			ret = on_ping(g, h.len);

@@ -62,16 +62,26 @@ void chan_src_close(struct chan_src *cs);
 
 /* ---- target ---------------------------------------------------------- */
 struct chan_tgt;
+struct chan_tgt_cfg {
+	struct vm *vm;
+	struct ram_prefault *pf;        /* prefault helpers, or NULL */
+	uint64_t *have;                 /* the received-page bitmap (ram_recv_pages) */
+	const uint8_t *session;         /* keyed: the main stream's session secret */
+	bool integrity;
+	int timeout_ms;                 /* a frame, once begun; the handshake */
+	int idle_ms;                    /* between frames while nothing else moves */
+	int nice;
+	/* Every connection of the migration adds what it reads (the main
+	 * stream too): one that is quiet while the others move waits on,
+	 * as the source is alive. NULL: no such sharing. */
+	atomic_uint_fast64_t *live_bytes;
+};
+
 /* Accepts n channels on l (each must present token and a distinct
- * index; keyed (session): with a valid frame MAC of its channel key)
- * and starts a receiver for each. pf: prefault helpers, or NULL;
- * have: the received-page bitmap (ram_recv_pages); live_bytes (or NULL)
- * grows by every frame's bytes as it is read: the main connection is
- * quiet while a pass runs here, and this says the source is alive. */
+ * index; keyed (cfg->session): with a valid frame MAC of its channel
+ * key) and starts a receiver for each. */
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
-		    uint64_t token, const uint8_t *session, bool integrity,
-		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
-		    atomic_uint_fast64_t *live_bytes, char *err, size_t errlen);
+		    uint64_t token, const struct chan_tgt_cfg *cfg, char *err, size_t errlen);
 /* Returns once every channel has passed SYNC(round); an error if one
  * failed, closed early or nothing came within the timeout. */
 int chan_tgt_wait(struct chan_tgt *ct, uint32_t round, char *err, size_t errlen);

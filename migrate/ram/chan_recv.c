@@ -34,6 +34,7 @@ struct chan_tgt {
 	int nice;
 	const uint8_t *session; /* keyed: the main stream's session secret */
 	atomic_uint_fast64_t *live_bytes; /* NULL: none */
+	int idle_ms;
 	bool integrity;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -101,9 +102,15 @@ static int one_frame(struct chan_r *ch, char *err, size_t errlen)
 {
 	struct stream_hdr h;
 	char text[TEXT_MAX_LEN + 1];
-	uint64_t normal = 0, zero = 0;
+	uint64_t normal = 0, zero = 0, in = ch->s.bytes_in;
+	uint64_t live = ch->ct->live_bytes ? atomic_load(ch->ct->live_bytes) : 0;
 	int ret = stream_recv_hdr(&ch->s, &h, err, errlen);
 
+	/* Quiet while the disk's pass or the other channels move: the
+	 * source is alive (-EAGAIN: wait again). */
+	if (ret == -ETIMEDOUT && ch->s.bytes_in == in && ch->ct->live_bytes &&
+	    atomic_load(ch->ct->live_bytes) != live)
+		return -EAGAIN;
 	if (ret)
 		return ret;
 	switch (h.type) {
@@ -142,7 +149,7 @@ static void *recv_main(void *arg)
 	mig_thread_nice(ct->nice);
 	do
 		ret = one_frame(ch, err, sizeof(err));
-	while (!ret);
+	while (!ret || ret == -EAGAIN);
 	pthread_mutex_lock(&ct->mu);
 	ch->closed = true;
 	ch->bytes = ch->s.bytes_in;
@@ -243,7 +250,7 @@ static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_
 	stream_set_frame_ms(&s, ct->timeout_ms);
 	/* Quiet between frames for as long as a pass of the other sections
 	 * lasts (a disk's bulk pass on the main stream). */
-	s.idle_ms = MIG_IDLE_TIMEOUT_MS;
+	s.idle_ms = ct->idle_ms;
 	ct->ch[idx].s = s;
 	return 0;
 fail:
@@ -284,9 +291,7 @@ static int accept_all(struct chan_tgt *ct, struct transport_listener *l, uint64_
 }
 
 int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_t n,
-		    uint64_t token, const uint8_t *session, bool integrity,
-		    struct vm *vm, struct ram_prefault *pf, uint64_t *have, int timeout_ms, int nice,
-		    atomic_uint_fast64_t *live_bytes, char *err, size_t errlen)
+		    uint64_t token, const struct chan_tgt_cfg *cfg, char *err, size_t errlen)
 {
 	pthread_condattr_t ca;
 	struct chan_tgt *ct;
@@ -302,15 +307,16 @@ int chan_tgt_accept(struct chan_tgt **out, struct transport_listener *l, uint32_
 		snprintf(err, errlen, "calloc(channels): out of memory");
 		return -ENOMEM;
 	}
-	ct->vm = vm;
-	ct->pf = pf;
-	ct->have = have;
+	ct->vm = cfg->vm;
+	ct->pf = cfg->pf;
+	ct->have = cfg->have;
 	ct->n = n;
-	ct->timeout_ms = timeout_ms;
-	ct->nice = nice;
-	ct->session = session;
-	ct->live_bytes = live_bytes;
-	ct->integrity = integrity;
+	ct->timeout_ms = cfg->timeout_ms;
+	ct->idle_ms = cfg->idle_ms;
+	ct->nice = cfg->nice;
+	ct->session = cfg->session;
+	ct->live_bytes = cfg->live_bytes;
+	ct->integrity = cfg->integrity;
 	pthread_mutex_init(&ct->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* chan_tgt_wait's deadline */

@@ -167,11 +167,18 @@ static int on_channels(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 	le_put32(b, want);
 	le_put64(b + 4, token);
 	ret = stream_send(env->s, ST_CHANNELS, b, CHANNELS_LEN, env->err, env->errlen);
-	if (!ret && want)
-		ret = chan_tgt_accept(&x->ct, env->lst, want, token, stream_mac_session(env->s),
-				      stream_mac_integrity(env->s), env->vm, x->pf, x->have,
-				      MIG_IO_TIMEOUT_MS, env->nice, &env->m->live_bytes, env->err,
-				      env->errlen);
+	if (!ret && want) {
+		struct chan_tgt_cfg cfg = {
+			.vm = env->vm, .pf = x->pf, .have = x->have,
+			.session = stream_mac_session(env->s),
+			.integrity = stream_mac_integrity(env->s),
+			.timeout_ms = MIG_IO_TIMEOUT_MS, .idle_ms = env->s->idle_ms > 0 ?
+				env->s->idle_ms : MIG_IDLE_TIMEOUT_MS,
+			.nice = env->nice, .live_bytes = &env->m->live_bytes,
+		};
+
+		ret = chan_tgt_accept(&x->ct, env->lst, want, token, &cfg, env->err, env->errlen);
+	}
 	if (!ret)
 		env->m->st.channels = want;
 	return ret;

@@ -85,8 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	have = calloc((f.vm.ram_size / 4096 + 63) / 64, 8);
 	if (!have || fuzz_peer_start(&peer, fd, buf, n))
 		abort();
-	ret = chan_tgt_accept(&ct, l, 1, FUZZ_TOKEN, NULL, false, &f.vm, NULL, have, 50, 0, NULL, err,
-			      sizeof(err));
+	ret = chan_tgt_accept(&ct, l, 1, FUZZ_TOKEN,
+			      &(struct chan_tgt_cfg){ .vm = &f.vm, .have = have, .timeout_ms = 50,
+						      .idle_ms = 300000 },
+			      err, sizeof(err));
 	for (uint32_t r = 0; !ret && r < 4; r++)
 		ret = chan_tgt_wait(ct, r, err, sizeof(err));
 	if (getenv("FUZZ_VERBOSE"))

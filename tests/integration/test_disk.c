@@ -394,6 +394,119 @@ static void test_streamed_target_killed(void **state)
 	unlink(dst);
 }
 
+/* An image of IMG_SIZE full of data (not holes: the bulk pass reads and
+ * sends every byte). */
+static void make_filled_image(const char *path)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	for (int i = 0; i < IMG_SIZE >> 20; i++)
+		assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+}
+
+/* The disk's bulk pass runs on the main stream and the RAM's data
+ * channels are quiet meanwhile: a pass longer than the target's idle
+ * bound (300 s; 1.5 s here by MINIVMM_TEST_IDLE_MS, against a 4 s pass:
+ * 16 MiB at 4 MB/s) must not fail them (it did: a 100 GiB disk at
+ * 1 Gbit/s could not move). */
+static void test_streamed_quiet_channels(void **state)
+{
+	char img[128], dst[128], mon[128], addr[32];
+	const char *argv[] = { NULL, "--kernel", DISK_ELF, "--mem", "64M", "--name", "dk-quiet",
+			       "--monitor", mon, "--disk", img, "--append",
+			       "dwrite=100 dpattern=random dblocks=1024", "--migrate", addr,
+			       "--migrate-after", "1", "--migrate-disk", "--max-bandwidth", "4M",
+			       NULL };
+	const char *topts[] = { "--disk", dst, NULL };
+	struct proc s, t;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "quiet-src.img");
+	tmp_path(dst, sizeof(dst), "quiet-dst.img");
+	tmp_path(mon, sizeof(mon), "quiet.sock");
+	make_filled_image(img);
+	unlink(dst);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	setenv("MINIVMM_TEST_IDLE_MS", "1500", 1);
+	h_spawn_target(&t, addr, topts);
+	unsetenv("MINIVMM_TEST_IDLE_MS");
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s; target: %s", s.err ? s.err : "", t.err ? t.err : "");
+	assert_true(proc_wait_stderr(&t, "received from the source", 5000));
+	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
+	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
+	expect_verify(&t, true);
+	proc_send(&t, "q");
+	assert_int_equal(proc_wait_exit(&t, 30000), 1);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+	unlink(dst);
+}
+
+/* Post-copy with the disk streamed: post-copy defers RAM only, so the
+ * disk's blocks written during its bulk pass must not all go in the pause.
+ * 16 MiB of data at 8 MB/s (2 s), the guest writing 300 blocks/s, the
+ * switch asked inside the bulk pass: the switch waits until the disk's
+ * rest fits the downtime limit (it sent ~2 MB in the pause, 240-390 ms). */
+static void test_streamed_postcopy(void **state)
+{
+	char img[128], dst[128], mon[128], addr[32], sstats[128], reply[4096] = "";
+	/* Not dfresh: the blocks never written hold the fill, not zeros. */
+	const char *argv[] = { NULL, "--kernel", DISK_ELF, "--mem", "64M", "--name", "dk-pc",
+			       "--monitor", mon, "--disk", img, "--append",
+			       "dwrite=300 dpattern=random dblocks=1024", "--migrate", addr,
+			       "--migrate-after", "1", "--migrate-disk", "--postcopy",
+			       "--max-bandwidth", "8M", "--stats-json", sstats, NULL };
+	const char *topts[] = { "--disk", dst, NULL };
+	struct proc s, t;
+
+	(void)state;
+	tmp_path(img, sizeof(img), "pc-src.img");
+	tmp_path(dst, sizeof(dst), "pc-dst.img");
+	tmp_path(mon, sizeof(mon), "pc.sock");
+	tmp_path(sstats, sizeof(sstats), "pc-src.json");
+	make_filled_image(img);
+	unlink(dst);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
+	h_spawn_target(&t, addr, topts);
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	for (int i = 0; i < 100 && !strstr(reply, "status: active"); i++) {
+		proc_pump(&s, 50);
+		if (h_monitor(mon, "info migrate", reply, sizeof(reply)))
+			reply[0] = '\0';
+	}
+	assert_non_null(strstr(reply, "round: 0"));
+	assert_int_equal(h_monitor(mon, "migrate_start_postcopy", reply, sizeof(reply)), 0);
+	if (proc_wait_exit(&s, T_MIG) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_stderr_has(&s, "switching to post-copy"));
+	assert_true(proc_stderr_has(&s, "post-copy waits for the disk"));
+	print_message("post-copy with the disk: downtime %.1f ms, %.0f rounds\n",
+		      h_json_num(sstats, "downtime_ms"), h_json_num(sstats, "rounds"));
+	if (h_json_num(sstats, "downtime_ms") > 150)
+		fail_msg("downtime %.1f ms: the disk's rest went in the pause",
+			 h_json_num(sstats, "downtime_ms"));
+	assert_true(proc_wait_stderr(&t, "post-copy completed", 20000));
+	assert_true(proc_stderr_has(&t, "received from the source"));
+	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
+	expect_verify(&t, true);
+	expect_locked(dst);
+	proc_send(&t, "q");
+	assert_int_equal(proc_wait_exit(&t, 30000), 1);
+	proc_free(&s);
+	proc_free(&t);
+	unlink(img);
+	unlink(dst);
+	unlink(sstats);
+}
+
 /* Streamed into a file of another size, or with no --disk: refused at
  * HELLO, the source keeps its guest. */
 static void test_streamed_refused(void **state)
@@ -531,6 +644,8 @@ int main(void)
 		cmocka_unit_test(test_target_other_file),
 		cmocka_unit_test(test_streamed),
 		cmocka_unit_test(test_streamed_target_killed),
+		cmocka_unit_test(test_streamed_postcopy),
+		cmocka_unit_test(test_streamed_quiet_channels),
 		cmocka_unit_test(test_streamed_refused),
 		cmocka_unit_test(test_streamed_no_room),
 		cmocka_unit_test(test_cold_with_disk),
