@@ -48,6 +48,7 @@ struct src {
 	uint64_t t_running; /* RUNNING received: where downtime (and pre-copy's total) ends */
 	struct throttle_ctl thr;  /* on-nonconvergence throttle */
 	uint64_t last_sent;       /* bytes of the last pass, for the plan */
+	uint64_t disk_wait;       /* a post-copy switch waits: the disk's rest then (0: no wait) */
 	/* Stalls the migration caused outside the throttle's holds (which the
 	 * vCPU threads count): the probe's pause and the switchover's. */
 	double stall_max_ms, stall_total_ms;
@@ -272,22 +273,27 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 }
 
 /* Post-copy defers RAM only: what the other sections (the streamed disk)
- * still hold goes in the pause. While that would take longer than the
- * downtime limit, the switch waits and pre-copy goes on (a RAM pass the
- * switch request stopped sends nothing), until it fits or a backstop
- * ends pre-copy. */
+ * still hold goes in the pause. While sending that would take longer than
+ * the downtime limit and it shrinks round by round, the switch waits and
+ * pre-copy goes on (a RAM pass the switch request stopped sends nothing);
+ * a disk rest that stops shrinking, or a backstop, switches all the same. */
 static bool disk_first(struct src *c, enum est_decision why, const struct mig_pending *pend)
 {
-	double ms;
+	uint64_t left = pend->precopy_bytes, last = c->disk_wait;
+	/* the transfer alone: the pause's fixed costs are there either way */
+	double ms = est_expected_downtime_ms(&c->e, left) - est_expected_downtime_ms(&c->e, 0);
 
-	if (why != EST_CONTINUE || !pend->precopy_bytes)
+	if (why != EST_CONTINUE || !left || ms <= c->t->downtime_ms || (last && left >= last)) {
+		if (last && left)
+			fprintf(stderr, "minivmm: post-copy switches with the disk's %llu KiB "
+				"still to send in the pause\n", (unsigned long long)(left >> 10));
+		c->disk_wait = 0;
 		return false;
-	ms = est_expected_downtime_ms(&c->e, pend->precopy_bytes);
-	if (ms <= c->t->downtime_ms)
-		return false;
-	fprintf(stderr, "minivmm: post-copy waits for the disk: %llu KiB to send first "
-		"(%.0f ms at the current rate)\n",
-		(unsigned long long)(pend->precopy_bytes >> 10), ms);
+	}
+	if (!last)
+		fprintf(stderr, "minivmm: post-copy waits for the disk: %llu KiB to send first "
+			"(%.0f ms at the current rate)\n", (unsigned long long)(left >> 10), ms);
+	c->disk_wait = left;
 	return true;
 }
 
@@ -351,7 +357,11 @@ static int precopy(struct src *c, enum est_decision *why, uint32_t *next_round)
 		/* After each sync the plan compares what the round dirtied
 		 * with what the round before sent; the share holds for the
 		 * pass that follows. */
-		ret = throttle_ctl_round(&c->thr, &rec, c->last_sent, c->err, sizeof(c->err));
+		/* Waiting for the disk, a stopped RAM pass sends nothing: the
+		 * plan would read that as a guest outrunning the link. */
+		if (!c->disk_wait || !c->m->start_postcopy)
+			ret = throttle_ctl_round(&c->thr, &rec, c->last_sent, c->err,
+						 sizeof(c->err));
 		if (!ret)
 			ret = pass(c, r, false, &rec);
 		if (ret)

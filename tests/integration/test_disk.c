@@ -411,8 +411,8 @@ static void make_filled_image(const char *path)
 
 /* The disk's bulk pass runs on the main stream and the RAM's data
  * channels are quiet meanwhile: a pass longer than the target's idle
- * bound (300 s; 1.5 s here by MINIVMM_TEST_IDLE_MS, against a 4 s pass:
- * 16 MiB at 4 MB/s) must not fail them (it did: a 100 GiB disk at
+ * bound (300 s; 4 s here by MINIVMM_TEST_IDLE_MS, against an 8 s pass:
+ * 16 MiB at 2 MB/s) must not fail them (it did: a 100 GiB disk at
  * 1 Gbit/s could not move). */
 static void test_streamed_quiet_channels(void **state)
 {
@@ -420,7 +420,7 @@ static void test_streamed_quiet_channels(void **state)
 	const char *argv[] = { NULL, "--kernel", DISK_ELF, "--mem", "64M", "--name", "dk-quiet",
 			       "--monitor", mon, "--disk", img, "--append",
 			       "dwrite=100 dpattern=random dblocks=1024", "--migrate", addr,
-			       "--migrate-after", "1", "--migrate-disk", "--max-bandwidth", "4M",
+			       "--migrate-after", "1", "--migrate-disk", "--max-bandwidth", "2M",
 			       NULL };
 	const char *topts[] = { "--disk", dst, NULL };
 	struct proc s, t;
@@ -432,7 +432,7 @@ static void test_streamed_quiet_channels(void **state)
 	make_filled_image(img);
 	unlink(dst);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
-	setenv("MINIVMM_TEST_IDLE_MS", "1500", 1);
+	setenv("MINIVMM_TEST_IDLE_MS", "4000", 1);
 	h_spawn_target(&t, addr, topts);
 	unsetenv("MINIVMM_TEST_IDLE_MS");
 	assert_int_equal(proc_spawn(&s, argv), 0);

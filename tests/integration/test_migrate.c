@@ -719,10 +719,10 @@ static void test_long_pass(void **state)
  * guest. */
 static void test_stopped_source_idle(void **state)
 {
-	char addr[32], sstats[128], tstats[128];
+	char addr[32], sstats[128], tstats[128], mon[128], reply[4096] = "";
 	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=4 fill=64", "--migrate",
 			       addr, "--migrate-after", "1", "--max-bandwidth", "5M",
-			       "--stats-json", sstats, NULL };
+			       "--stats-json", sstats, "--monitor", mon, NULL };
 	struct proc s, t;
 	int prt = h_port(), st;
 	double t0;
@@ -731,13 +731,21 @@ static void test_stopped_source_idle(void **state)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "stop-src.json");
 	tmpfile_path(tstats, sizeof(tstats), "stop-tgt.json");
+	tmpfile_path(mon, sizeof(mon), "stop.sock");
 	setenv("MINIVMM_TEST_IDLE_MS", "2000", 1);
 	spawn_target(&t, prt, tstats);
 	unsetenv("MINIVMM_TEST_IDLE_MS");
 	assert_int_equal(proc_spawn(&s, argv), 0);
-	/* inside round 0 (64 MiB at 5 MB/s from 1 s on: 13 s) */
+	/* inside round 0 (64 MiB at 5 MB/s: 13 s), a second into it */
+	for (int i = 0; i < 200 && !strstr(reply, "round: 0"); i++) {
+		proc_pump(&s, 50);
+		proc_pump(&t, 50);
+		if (h_monitor(mon, "info migrate", reply, sizeof(reply)))
+			reply[0] = '\0';
+	}
+	assert_non_null(strstr(reply, "status: active"));
 	t0 = h_now_ms();
-	while (h_now_ms() - t0 < 3000) {
+	while (h_now_ms() - t0 < 1000) {
 		proc_pump(&s, 50);
 		proc_pump(&t, 50);
 	}
