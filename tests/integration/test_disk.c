@@ -287,6 +287,37 @@ static void test_target_other_file(void **state)
 
 /* ---- the disk streamed (--migrate-disk) ------------------------------ */
 
+/* An image of mib MiB full of data (not holes: the bulk pass reads and
+ * sends every byte). */
+static void make_filled_image(const char *path, int mib)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	for (int i = 0; i < mib; i++)
+		assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+}
+
+/* The migrated guest on the target: its verify passes on its disk, and it
+ * exits with the guest's status; then both ends and both images go. */
+static void finish_on_target(struct proc *s, struct proc *t, const char *img, const char *dst)
+{
+	assert_true(proc_wait_line(t, t->nlines, "seq=", 5000) >= 0);
+	expect_verify(t, true);
+	expect_locked(dst);
+	proc_send(t, "q");
+	assert_int_equal(proc_wait_exit(t, 30000), 1);
+	proc_free(s);
+	proc_free(t);
+	unlink(img);
+	unlink(dst);
+}
+
+
 static off_t file_size(const char *path)
 {
 	struct stat st;
@@ -321,15 +352,7 @@ static void test_streamed(void **state)
 	assert_int_equal(file_size(dst), IMG_SIZE);
 	/* dfresh=1: the blocks never written must have come over as zeros,
 	 * the written ones with their last generation. */
-	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
-	expect_verify(&t, true);
-	expect_locked(dst);
-	proc_send(&t, "q");
-	assert_int_equal(proc_wait_exit(&t, 30000), 1);
-	proc_free(&s);
-	proc_free(&t);
-	unlink(img);
-	unlink(dst);
+	finish_on_target(&s, &t, img, dst);
 }
 
 /* The target dies in the bulk pass (the copy paced to take seconds): the
@@ -341,24 +364,13 @@ static void test_streamed_target_killed(void **state)
 	const char *topts[] = { "--disk", dst, NULL };
 	const char *extra[] = { "--max-bandwidth", "8M", NULL };
 	struct proc s, t;
-	int fd;
 
 	(void)state;
 	tmp_path(img, sizeof(img), "kill-src.img");
 	tmp_path(dst, sizeof(dst), "kill-dst.img");
 	tmp_path(mon, sizeof(mon), "k.sock");
 	/* 64 MiB of data to copy at 8 MB/s: the bulk pass takes ~8 s. */
-	fd = open(img, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-	assert_true(fd >= 0);
-	{
-		static uint8_t buf[1 << 20];
-
-		for (size_t i = 0; i < sizeof(buf); i++)
-			buf[i] = (uint8_t)(i * 7 + 3);
-		for (int i = 0; i < 64; i++)
-			assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
-	}
-	close(fd);
+	make_filled_image(img, 64);
 	unlink(dst);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
 	h_spawn_target(&t, addr, topts);
@@ -394,20 +406,6 @@ static void test_streamed_target_killed(void **state)
 	unlink(dst);
 }
 
-/* An image of IMG_SIZE full of data (not holes: the bulk pass reads and
- * sends every byte). */
-static void make_filled_image(const char *path)
-{
-	static uint8_t buf[1 << 20];
-	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-
-	assert_true(fd >= 0);
-	for (size_t i = 0; i < sizeof(buf); i++)
-		buf[i] = (uint8_t)(i * 7 + 3);
-	for (int i = 0; i < IMG_SIZE >> 20; i++)
-		assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
-	close(fd);
-}
 
 /* The disk's bulk pass runs on the main stream and the RAM's data
  * channels are quiet meanwhile: a pass longer than the target's idle
@@ -429,7 +427,7 @@ static void test_streamed_quiet_channels(void **state)
 	tmp_path(img, sizeof(img), "quiet-src.img");
 	tmp_path(dst, sizeof(dst), "quiet-dst.img");
 	tmp_path(mon, sizeof(mon), "quiet.sock");
-	make_filled_image(img);
+	make_filled_image(img, IMG_SIZE >> 20);
 	unlink(dst);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
 	setenv("MINIVMM_TEST_IDLE_MS", "4000", 1);
@@ -440,14 +438,7 @@ static void test_streamed_quiet_channels(void **state)
 		fail_msg("source failed: %s; target: %s", s.err ? s.err : "", t.err ? t.err : "");
 	assert_true(proc_wait_stderr(&t, "received from the source", 5000));
 	assert_true(proc_wait_line(&t, 0, "seq=", T_BOOT) >= 0);
-	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
-	expect_verify(&t, true);
-	proc_send(&t, "q");
-	assert_int_equal(proc_wait_exit(&t, 30000), 1);
-	proc_free(&s);
-	proc_free(&t);
-	unlink(img);
-	unlink(dst);
+	finish_on_target(&s, &t, img, dst);
 }
 
 /* Post-copy with the disk streamed: post-copy defers RAM only, so the
@@ -472,7 +463,7 @@ static void test_streamed_postcopy(void **state)
 	tmp_path(dst, sizeof(dst), "pc-dst.img");
 	tmp_path(mon, sizeof(mon), "pc.sock");
 	tmp_path(sstats, sizeof(sstats), "pc-src.json");
-	make_filled_image(img);
+	make_filled_image(img, IMG_SIZE >> 20);
 	unlink(dst);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h_port());
 	h_spawn_target(&t, addr, topts);
@@ -495,16 +486,8 @@ static void test_streamed_postcopy(void **state)
 			 h_json_num(sstats, "downtime_ms"));
 	assert_true(proc_wait_stderr(&t, "post-copy completed", 20000));
 	assert_true(proc_stderr_has(&t, "received from the source"));
-	assert_true(proc_wait_line(&t, t.nlines, "seq=", 5000) >= 0);
-	expect_verify(&t, true);
-	expect_locked(dst);
-	proc_send(&t, "q");
-	assert_int_equal(proc_wait_exit(&t, 30000), 1);
-	proc_free(&s);
-	proc_free(&t);
-	unlink(img);
-	unlink(dst);
 	unlink(sstats);
+	finish_on_target(&s, &t, img, dst);
 }
 
 /* Streamed into a file of another size, or with no --disk: refused at
