@@ -741,13 +741,15 @@ static void test_stopped_source_idle(void **state)
 	spawn_target_idle(&t, prt, tstats, "2000");
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	/* inside round 0 (64 MiB at 5 MB/s: 13 s), a second into it */
-	for (int i = 0; i < 200 && !strstr(reply, "round: 0"); i++) {
+	for (int i = 0; i < 200 && !(strstr(reply, "status: active") && strstr(reply, "round: 0"));
+	     i++) {
 		proc_pump(&s, 50);
 		proc_pump(&t, 50);
 		if (h_monitor(mon, "info migrate", reply, sizeof(reply)))
 			reply[0] = '\0';
 	}
 	assert_non_null(strstr(reply, "status: active"));
+	assert_non_null(strstr(reply, "round: 0"));
 	t0 = h_now_ms();
 	while (h_now_ms() - t0 < 1000) {
 		proc_pump(&s, 50);
