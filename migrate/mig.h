@@ -25,6 +25,11 @@ struct pc_tgt;
 /* Target: the longest quiet between two frames on the main connection
  * once a migration has begun (the source's --max-time-s default). */
 #define MIG_IDLE_TIMEOUT_MS 300000
+/* Source: how long a live pass's end-of-pass PONG may take. The target
+ * answers once the pass is applied, its disk's writes flushed (up to
+ * 1 GiB: seconds on a slow disk); the guest runs here meanwhile, and
+ * migrate_cancel still ends the wait at once. */
+#define MIG_DRAIN_TIMEOUT_MS 120000
 /* Target, at COMMIT: how long RUNNING waits for the new vCPU threads to
  * reach KVM_RUN (then it goes anyway: the guest runs here whatever). */
 #define MIG_ENTER_WAIT_MS 1000

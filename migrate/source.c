@@ -126,17 +126,22 @@ out:
 }
 
 /* PING/PONG. Inside a pass the target answers once what the pass sent is
- * applied (the end-of-pass drain); before pass 0 it is one round trip. */
-static int ping(struct src *c)
+ * applied (the end-of-pass drain: wait_ms); before pass 0 it is one round
+ * trip (MIG_IO_TIMEOUT_MS). */
+static int ping(struct src *c, int wait_ms)
 {
 	uint8_t tok[8];
 	int ret;
 
 	le_put64(tok, clock_now_ns());
 	ret = stream_send(&c->s, ST_PING, tok, 8, c->err, sizeof(c->err));
+	if (!ret && wait_ms != MIG_IO_TIMEOUT_MS)
+		stream_set_timeout(&c->s, wait_ms);
 	if (!ret)
 		ret = stream_recv_expect(&c->s, ST_PONG, tok, 8, NULL, "target", c->err,
 					 sizeof(c->err));
+	if (wait_ms != MIG_IO_TIMEOUT_MS)
+		stream_set_timeout(&c->s, MIG_IO_TIMEOUT_MS);
 	return ret;
 }
 
@@ -154,7 +159,7 @@ static int handshake(struct src *c)
 	/* One round trip, for the switchover cost estimate (READY/COMMIT and
 	 * COMMIT/RUNNING are one each). */
 	t = clock_now_ns();
-	ret = ping(c);
+	ret = ping(c, MIG_IO_TIMEOUT_MS);
 	c->rtt_ms = clock_ms_since(t);
 	c->env.rtt_ms = c->rtt_ms;
 	return ret;
@@ -252,7 +257,7 @@ static int pass(struct src *c, uint32_t round, bool final, struct stats_round *r
 		ret = tr;
 	}
 	if (!ret && !final && !c->file)
-		ret = ping(c);
+		ret = ping(c, MIG_DRAIN_TIMEOUT_MS);
 	if (ret)
 		return ret;
 	rec->duration_ms = clock_ms_since(t);

@@ -49,6 +49,7 @@ struct tgt {
 	bool peer_local;         /* the connection comes from this host */
 	struct auth_key key;     /* --migrate-key or the default one; unset: keyless */
 	char peer[96];           /* for messages */
+	unsigned pings;          /* PINGs answered: the first is the handshake's */
 };
 
 /* The handshake as a whole (preamble to ACCEPT): a peer that trickles
@@ -395,6 +396,12 @@ static int on_ping(struct tgt *g, uint32_t len)
 	for (int i = 0; i < g->ss.n && !ret; i++)
 		if (g->ss.s[i].ops->load_drain)
 			ret = g->ss.s[i].ops->load_drain(g->ss.s[i].state, &g->env);
+	/* Test hook: the first pass's drain as slow as a slow disk's flush. */
+	if (!ret && g->pings++ == 1 && getenv("MINIVMM_TEST_DRAIN_DELAY_MS")) {
+		unsigned long ms = strtoul(getenv("MINIVMM_TEST_DRAIN_DELAY_MS"), NULL, 10);
+
+		usleep((useconds_t)(ms > 60000 ? 60000 : ms) * 1000);
+	}
 	if (!ret && !g->m->in_file)
 		ret = stream_send(g->s, ST_PONG, tok, 8, g->err, g->errlen);
 	return ret;

@@ -719,6 +719,35 @@ static void test_long_pass(void **state)
 	end_pair(&s, &t, sstats, tstats);
 }
 
+/* A target slow to apply a pass (a slow disk's flush before PONG, 12 s
+ * here by MINIVMM_TEST_DRAIN_DELAY_MS) past the source's 10 s I/O
+ * timeout: the source waits (MIG_DRAIN_TIMEOUT_MS) and the migration
+ * completes; it used to fail with "receive timed out after 10000 ms". */
+static void test_slow_drain(void **state)
+{
+	char addr[32], sstats[128], tstats[128];
+	const char *argv[] = { NULL, "--kernel", DIRTY, "--append", "wss=0", "--migrate", addr,
+			       "--migrate-after", "1", "--verify-ram", "--stats-json", sstats, NULL };
+	struct proc s, t;
+	int prt = h_port();
+
+	(void)state;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
+	tmpfile_path(sstats, sizeof(sstats), "drain-src.json");
+	tmpfile_path(tstats, sizeof(tstats), "drain-tgt.json");
+	setenv("MINIVMM_TEST_DRAIN_DELAY_MS", "12000", 1);
+	spawn_target(&t, prt, tstats);
+	unsetenv("MINIVMM_TEST_DRAIN_DELAY_MS");
+	assert_int_equal(proc_spawn(&s, argv), 0);
+	if (proc_wait_exit(&s, 60000) != 0)
+		fail_msg("source failed: %s", s.err ? s.err : "");
+	assert_true(proc_wait_stderr(&t, "RAM digest verified", 5000));
+	if (h_json_num(sstats, "total_ms") < 12000)
+		fail_msg("the migration took %.0f ms: the drain was not delayed",
+			 h_json_num(sstats, "total_ms"));
+	end_pair(&s, &t, sstats, tstats);
+}
+
 /* The other side of the idle bound: a source stopped (SIGSTOP) inside a
  * long pass moves neither connection, and the target gives up after the
  * bound (2 s by the hook), not never; the source, continued, keeps its
@@ -1208,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_target_shell_rebuilt),
 		cmocka_unit_test(test_long_pass),
 		cmocka_unit_test(test_stopped_source_idle),
+		cmocka_unit_test(test_slow_drain),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_target_killed_mid_round),
 		cmocka_unit_test(test_target_killed_mid_switchover),
