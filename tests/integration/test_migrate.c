@@ -678,12 +678,14 @@ static void test_target_shell_rebuilt(void **state)
 	end_pair(&s, &t, sstats, tstats);
 }
 
-/* A target whose idle bound is ms (MINIVMM_TEST_IDLE_MS), not 300 s. */
-static void spawn_target_idle(struct proc *t, int prt, const char *stats, const char *ms)
+/* A target started with one test hook (docs/migration.md "Test hooks")
+ * set to val. */
+static void spawn_target_hook(struct proc *t, int prt, const char *stats, const char *hook,
+			      const char *val)
 {
-	setenv("MINIVMM_TEST_IDLE_MS", ms, 1);
+	setenv(hook, val, 1);
 	spawn_target(t, prt, stats);
-	unsetenv("MINIVMM_TEST_IDLE_MS");
+	unsetenv(hook);
 }
 
 /* A pass longer than a frame's deadline (10 s) and than the target's
@@ -705,7 +707,7 @@ static void test_long_pass(void **state)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "long-src.json");
 	tmpfile_path(tstats, sizeof(tstats), "long-tgt.json");
-	spawn_target_idle(&t, prt, tstats, "4000");
+	spawn_target_hook(&t, prt, tstats, "MINIVMM_TEST_IDLE_MS", "4000");
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	if (proc_wait_exit(&s, 60000) != 0)
 		fail_msg("source failed: %s; target: %s", s.err ? s.err : "", t.err ? t.err : "");
@@ -735,9 +737,7 @@ static void test_slow_drain(void **state)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", prt);
 	tmpfile_path(sstats, sizeof(sstats), "drain-src.json");
 	tmpfile_path(tstats, sizeof(tstats), "drain-tgt.json");
-	setenv("MINIVMM_TEST_DRAIN_DELAY_MS", "12000", 1);
-	spawn_target(&t, prt, tstats);
-	unsetenv("MINIVMM_TEST_DRAIN_DELAY_MS");
+	spawn_target_hook(&t, prt, tstats, "MINIVMM_TEST_DRAIN_DELAY_MS", "12000");
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	if (proc_wait_exit(&s, 60000) != 0)
 		fail_msg("source failed: %s", s.err ? s.err : "");
@@ -767,7 +767,7 @@ static void test_stopped_source_idle(void **state)
 	tmpfile_path(sstats, sizeof(sstats), "stop-src.json");
 	tmpfile_path(tstats, sizeof(tstats), "stop-tgt.json");
 	tmpfile_path(mon, sizeof(mon), "stop.sock");
-	spawn_target_idle(&t, prt, tstats, "2000");
+	spawn_target_hook(&t, prt, tstats, "MINIVMM_TEST_IDLE_MS", "2000");
 	assert_int_equal(proc_spawn(&s, argv), 0);
 	/* inside round 0 (64 MiB at 5 MB/s: 13 s), a second into it */
 	for (int i = 0; i < 200 && !(strstr(reply, "status: active") && strstr(reply, "round: 0"));
