@@ -135,13 +135,11 @@ static int ping(struct src *c, int wait_ms)
 
 	le_put64(tok, clock_now_ns());
 	ret = stream_send(&c->s, ST_PING, tok, 8, c->err, sizeof(c->err));
-	if (!ret && wait_ms != MIG_IO_TIMEOUT_MS)
-		stream_set_timeout(&c->s, wait_ms);
+	stream_set_timeout(&c->s, wait_ms);
 	if (!ret)
 		ret = stream_recv_expect(&c->s, ST_PONG, tok, 8, NULL, "target", c->err,
 					 sizeof(c->err));
-	if (wait_ms != MIG_IO_TIMEOUT_MS)
-		stream_set_timeout(&c->s, MIG_IO_TIMEOUT_MS);
+	stream_set_timeout(&c->s, MIG_IO_TIMEOUT_MS);
 	return ret;
 }
 

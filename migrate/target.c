@@ -367,9 +367,11 @@ static int handshake(struct tgt *g)
 		ret = stream_send(g->s, ST_ACCEPT, NULL, 0, g->err, g->errlen);
 	g->s->deadline_ns = 0; /* the migration has begun: frames have their own */
 	/* While a pass runs on the data channels the main connection is
-	 * quiet for as long as the pass lasts (receive() waits on while the
-	 * channels move). */
+	 * quiet for as long as the pass lasts: it waits on while the
+	 * channels move (a pass longer than the bound: a big guest on a
+	 * slow link). */
 	g->s->idle_ms = idle_ms();
+	g->s->idle_live = &g->m->live_bytes;
 out:
 	free(buf);
 	return ret;
@@ -431,7 +433,6 @@ static int receive(struct tgt *g)
 	for (;;) {
 		struct mig_section *sec;
 		struct stream_hdr h;
-		uint64_t in = g->s->bytes_in, live = atomic_load(&g->m->live_bytes);
 		int ret;
 
 		if (signalled()) {
@@ -440,20 +441,11 @@ static int receive(struct tgt *g)
 		}
 		/* A blocked read also returns on a signal (g->s->intr_fd). */
 		ret = stream_recv_hdr(g->s, &h, g->err, g->errlen);
-		/* A pass longer than the idle bound (a big guest on a slow
-		 * link) keeps this connection quiet throughout: the source is
-		 * alive while the data channels move. */
-		if (ret == -ETIMEDOUT && g->s->bytes_in == in) {
-			if (atomic_load(&g->m->live_bytes) != live)
-				continue;
+		if (ret == -ETIME)
 			snprintf(g->err, g->errlen, "the source sent nothing for %d s",
 				 (g->s->idle_ms + 999) / 1000);
-		}
 		if (ret)
 			return ret;
-		/* The data channels, quiet while the disk's pass runs here,
-		 * see this frame as the source being alive. */
-		atomic_fetch_add(&g->m->live_bytes, (uint64_t)h.len + STREAM_HDR_LEN);
 		switch (h.type) {
 		case ST_PING:
 			ret = on_ping(g, h.len);

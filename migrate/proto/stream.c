@@ -607,11 +607,20 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 		/* Between frames the peer may be quiet for long (a pass on
 		 * the data channels); a frame, once begun, has frame_ms. */
 		int t = s->timeout_ms;
+		uint64_t live;
 
 		s->timeout_ms = s->idle_ms;
-		s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->idle_ms * 1000000u;
-		ret = stream_read_all(s, b, 1, err, errlen);
+		do {
+			live = s->idle_live ? atomic_load(s->idle_live) : 0;
+			s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->idle_ms * 1000000u;
+			ret = stream_read_all(s, b, 1, err, errlen);
+		} while (ret == -ETIMEDOUT && s->idle_live && atomic_load(s->idle_live) != live);
 		s->timeout_ms = t;
+		if (ret == -ETIMEDOUT) {
+			snprintf(err, errlen, "the peer sent nothing for %d s",
+				 (s->idle_ms + 999) / 1000);
+			ret = -ETIME;
+		}
 		s->frame_deadline_ns = clock_now_ns() + (uint64_t)s->frame_ms * 1000000u;
 		if (!ret)
 			ret = stream_read_all(s, b + 1, sizeof(b) - 1, err, errlen);
@@ -627,6 +636,8 @@ int stream_recv_hdr(struct stream *s, struct stream_hdr *h, char *err,
 	if (!ret && s->frame_ms > 0)
 		s->frame_deadline_ns = clock_now_ns() +
 				       stream_frame_deadline_ms(s->frame_ms, h->len) * 1000000u;
+	if (!ret && s->idle_live)
+		atomic_fetch_add(s->idle_live, (uint64_t)h->len + STREAM_HDR_LEN);
 	return ret;
 }
 

@@ -8,6 +8,7 @@
 #ifndef MINIVMM_MIGRATE_STREAM_H
 #define MINIVMM_MIGRATE_STREAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -151,8 +152,12 @@ struct stream {
 	uint64_t deadline_ns;
 	int frame_ms;
 	/* idle_ms > 0: the wait for a frame's first byte may last that long
-	 * (frame_ms starts at that byte). */
+	 * (frame_ms starts at that byte); then -ETIME. idle_live (or NULL):
+	 * a counter that every connection of the migration adds its frames'
+	 * lengths to; the wait goes on while it moves (a quiet connection
+	 * beside busy ones: the peer is alive). */
 	int idle_ms;
+	atomic_uint_fast64_t *idle_live;
 	uint64_t frame_deadline_ns;
 	uint64_t bytes_out;
 	uint64_t bytes_in;

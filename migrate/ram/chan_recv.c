@@ -102,15 +102,9 @@ static int one_frame(struct chan_r *ch, char *err, size_t errlen)
 {
 	struct stream_hdr h;
 	char text[TEXT_MAX_LEN + 1];
-	uint64_t normal = 0, zero = 0, in = ch->s.bytes_in;
-	uint64_t live = ch->ct->live_bytes ? atomic_load(ch->ct->live_bytes) : 0;
+	uint64_t normal = 0, zero = 0;
 	int ret = stream_recv_hdr(&ch->s, &h, err, errlen);
 
-	/* Quiet while the disk's pass or the other channels move: the
-	 * source is alive (-EAGAIN: wait again). */
-	if (ret == -ETIMEDOUT && ch->s.bytes_in == in && ch->ct->live_bytes &&
-	    atomic_load(ch->ct->live_bytes) != live)
-		return -EAGAIN;
 	if (ret)
 		return ret;
 	switch (h.type) {
@@ -122,8 +116,6 @@ static int one_frame(struct chan_r *ch, char *err, size_t errlen)
 		ch->zero += zero;
 		ch->bytes = ch->s.bytes_in;
 		pthread_mutex_unlock(&ch->ct->mu);
-		if (ch->ct->live_bytes)
-			atomic_fetch_add(ch->ct->live_bytes, (uint64_t)h.len + STREAM_HDR_LEN);
 		return ret;
 	case ST_SYNC:
 		return on_sync(ch, h.len, err, errlen);
@@ -149,7 +141,7 @@ static void *recv_main(void *arg)
 	mig_thread_nice(ct->nice);
 	do
 		ret = one_frame(ch, err, sizeof(err));
-	while (!ret || ret == -EAGAIN);
+	while (!ret);
 	pthread_mutex_lock(&ct->mu);
 	ch->closed = true;
 	ch->bytes = ch->s.bytes_in;
@@ -251,6 +243,7 @@ static int accept_one(struct chan_tgt *ct, struct transport_listener *l, uint64_
 	/* Quiet between frames for as long as a pass of the other sections
 	 * lasts (a disk's bulk pass on the main stream). */
 	s.idle_ms = ct->idle_ms;
+	s.idle_live = ct->live_bytes;
 	ct->ch[idx].s = s;
 	return 0;
 fail:
