@@ -129,6 +129,9 @@ int ram_send_all_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t firs
 		       uint64_t n, char *err, size_t errlen);
 int ram_send_dirty_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t first,
 			 uint64_t n, char *err, size_t errlen);
+/* One page, queued like a range's, outside dirty tracking: for a paused
+ * guest, the caller taking the page out of its own dirty set. */
+int ram_send_page(struct ram_sender *rs, uint64_t page, char *err, size_t errlen);
 int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen);
 
 /* ---- receiver (ram_recv.c) ------------------------------------------- */

@@ -373,6 +373,17 @@ int ram_send_dirty_range(struct ram_sender *rs, struct ram_dirty *d, uint64_t ba
 	return 0;
 }
 
+int ram_send_page(struct ram_sender *rs, uint64_t page, char *err, size_t errlen)
+{
+	if (page >= rs->npages) {
+		snprintf(err, errlen, "ram_send_page: page %llu out of range",
+			 (unsigned long long)page);
+		return -EINVAL;
+	}
+	rs->batch_max = batch_pages(rs);
+	return add_run(rs, page, 1, PAGE_RUN_NORMAL, err, errlen);
+}
+
 int ram_send_dirty(struct ram_sender *rs, struct ram_dirty *d, char *err,
 		   size_t errlen)
 {

@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "migrate/mig.h"
+#include "migrate/postcopy/pc_policy.h"
 #include "migrate/postcopy/pc_source.h"
 #include "migrate/ram/bitmap.h"
+#include "vmm/core/hotpages.h"
 
 /* The target grants up to what was asked (0: one stream it is) and a
  * token the channels present when they connect. */
@@ -192,6 +194,41 @@ static int uncovered_to_dirty(struct ram_sec *x, struct mig_src_env *env)
 	return ret;
 }
 
+/* The pages the vCPUs' registers point at, if the guest dirtied them:
+ * sent now, in the pause, rather than asked for by the guest's first
+ * faults on the target (docs/postcopy.md, "Pages sent with the state").
+ * At most PC_HOT_MAX, and no more than PC_HOT_SHARE of the downtime
+ * limit takes at the estimated bandwidth. */
+static int send_hot(struct ram_sec *x, struct mig_src_env *env)
+{
+	uint64_t pages[PC_HOT_MAX];
+	double bw = est_bandwidth(env->e);
+	int max = PC_HOT_MAX, n, ret = 0;
+
+	if (bw > 0) {
+		double fit = bw * env->t->downtime_ms / 1000.0 * PC_HOT_SHARE / RAM_WIRE_PAGE_BYTES;
+
+		if (fit < max)
+			max = (int)fit;
+	}
+	n = hotpages_find(env->vm, pages, max, env->err, env->errlen);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && !ret; i++) {
+		if (!bm_test(x->d.bm, pages[i]))
+			continue;
+		bm_clear(x->d.bm, pages[i]);
+		ret = ram_send_page(&x->rs, pages[i], env->err, env->errlen);
+		x->hot_sent++;
+	}
+	if (!ret)
+		ret = ram_send_flush(&x->rs, env->err, env->errlen);
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.pc_pages_hot = x->hot_sent;
+	pthread_mutex_unlock(&env->m->lock);
+	return ret;
+}
+
 /* Round 0's look at its own debt, every p->progress_ms; a tracker that
  * cannot be read without disturbing it ends the looks (the rounds still
  * decide, a round later). */
@@ -265,6 +302,8 @@ int ram_save_iterate(void *sec, struct mig_src_env *env, struct mig_pass *p)
 		/* The switch: the target gets the set it lacks, not the pages:
 		 * the dirty ones, and those a pass ended early did not cover. */
 		ret = uncovered_to_dirty(x, env);
+		if (!ret)
+			ret = send_hot(x, env);
 		if (!ret)
 			ret = pc_src_switch(x->pcs, env, x->d.bm);
 		p->rec->dirty_pages = bm_count(x->d.bm, x->d.npages);

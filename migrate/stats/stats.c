@@ -96,7 +96,8 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->throttle_max_pct, st->guest_console_gap_ms);
 	fprintf(f, "  \"postcopy\": %s,\n  \"postcopy_ms\": %.3f,\n"
 		"  \"postcopy_pages_missing\": %llu,\n  \"postcopy_pages_requested\": %llu,\n"
-		"  \"postcopy_pages_pushed\": %llu,\n  \"postcopy_bad_requests\": %llu,\n"
+		"  \"postcopy_pages_pushed\": %llu,\n  \"postcopy_pages_hot\": %llu,\n"
+		"  \"postcopy_bad_requests\": %llu,\n"
 		"  \"postcopy_faults\": %llu,\n  \"postcopy_refaults\": %llu,\n"
 		"  \"postcopy_fault_p50_ms\": %.3f,\n"
 		"  \"postcopy_fault_p99_ms\": %.3f,\n  \"postcopy_fault_max_ms\": %.3f,\n"
@@ -105,7 +106,8 @@ static void write_doc(FILE *f, const struct stats *st)
 		"  \"postcopy_push_gate_bytes\": %llu,\n  \"postcopy_push_wait_ms\": %.3f,\n",
 		st->postcopy ? "true" : "false", st->postcopy_ms,
 		(unsigned long long)st->pc_pages_missing, (unsigned long long)st->pc_pages_requested,
-		(unsigned long long)st->pc_pages_pushed, (unsigned long long)st->pc_bad_requests,
+		(unsigned long long)st->pc_pages_pushed, (unsigned long long)st->pc_pages_hot,
+		(unsigned long long)st->pc_bad_requests,
 		(unsigned long long)st->pc_faults, (unsigned long long)st->pc_refaults,
 		st->pc_fault_p50_ms, st->pc_fault_p99_ms,
 		st->pc_fault_max_ms, st->pc_blocktime_ms, st->pc_recoveries,
