@@ -195,11 +195,33 @@ def measure_ceilings(links=()):
             out[key] = json.loads(srv.stdout.readline())
             srv.wait(5)
             out["rtt_veth_%dmbit" % (spec["rate_bps"] // 1000000)] = ping_rtt(link)
+            out["pagereq_veth_%dmbit" % (spec["rate_bps"] // 1000000)] = page_floor(link)
         except (RuntimeError, ValueError, subprocess.SubprocessError) as e:
             out[key] = {"error": str(e)}
         finally:
             link.teardown()
     return out
+
+
+def page_floor(link):
+    """One 4 KiB page asked for and answered over the idle link, 500 times
+    2 ms apart, between two plain processes: what a post-copy fault costs
+    on this machine with no VMM, guest or push around it."""
+    srv = subprocess.Popen(link.prefix(1) + [CEILING, "page-server", link.addr[1], "5202"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        srv.stdout.readline()
+        r = subprocess.run(link.prefix(0) + [CEILING, "page-client", link.addr[1], "5202", "500",
+                                             "2000"], capture_output=True, text=True, timeout=60)
+        return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-200:]}
+    except ValueError as e:
+        return {"error": str(e)}
+    finally:
+        try:
+            srv.wait(5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
 
 
 def ping_rtt(link):

@@ -11,6 +11,11 @@
  *                                    reuse of `tcp`'s 1 MiB buffers
  *   ceiling tcp-server ADDR PORT     receive one stream, print bytes and seconds
  *   ceiling tcp-client ADDR PORT SECONDS
+ *   ceiling page-server ADDR PORT    answer each 16-byte request with one 4 KiB page
+ *   ceiling page-client ADDR PORT N GAP_US
+ *                                    N requests GAP_US apart, each timed until its page is
+ *                                    in: the floor under post-copy's fault latency on this
+ *                                    link and this machine (no VMM, no guest, no push)
  * Output: one JSON object on stdout. Built by tests/bench/bench.mk, not part of minivmm.
  */
 #define _GNU_SOURCE
@@ -263,6 +268,93 @@ static int do_tcp_fresh(size_t mib, int warm)
 	return 0;
 }
 
+#define PAGE 4096
+#define REQ 16
+
+static int read_full(int fd, char *b, size_t n)
+{
+	for (size_t off = 0; off < n;) {
+		ssize_t r = read(fd, b + off, n - off);
+		if (r <= 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const char *b, size_t n)
+{
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(fd, b + off, n - off);
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static void nodelay(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int do_page_server(const char *addr, int port)
+{
+	static char page[REQ + PAGE];
+	char req[REQ];
+	int lfd = listen_on(addr, port), fd;
+
+	if (lfd < 0)
+		return 1;
+	printf("listening\n");
+	fflush(stdout);
+	fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		return perror("accept"), 1;
+	nodelay(fd);
+	memset(page, 0xa5, sizeof(page));
+	while (!read_full(fd, req, REQ)) {
+		memcpy(page, req, REQ);
+		if (write_full(fd, page, sizeof(page)))
+			return perror("write"), 1;
+	}
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int do_page_client(const char *addr, int port, int n, int gap_us)
+{
+	static char page[REQ + PAGE];
+	double *lat = calloc((size_t)n, sizeof(*lat));
+	int fd = connect_to(addr, port);
+	char req[REQ] = { 0 };
+
+	if (fd < 0 || !lat || n < 1)
+		return 1;
+	nodelay(fd);
+	for (int i = 0; i < n; i++) {
+		double t0 = now();
+
+		memcpy(req, &i, sizeof(i));
+		if (write_full(fd, req, REQ) || read_full(fd, page, sizeof(page)))
+			return perror("page request"), 1;
+		lat[i] = now() - t0;
+		usleep((useconds_t)gap_us);
+	}
+	close(fd);
+	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
+	printf("{\"n\":%d,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f}\n", n,
+	       lat[n / 2] * 1e3, lat[n * 9 / 10] * 1e3, lat[n * 99 / 100] * 1e3, lat[n - 1] * 1e3);
+	free(lat);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && !strcmp(argv[1], "memcpy"))
@@ -293,7 +385,12 @@ int main(int argc, char **argv)
 		int fd = connect_to(argv[2], atoi(argv[3]));
 		return fd < 0 ? 1 : send_for(fd, atof(argv[4]));
 	}
+	if (argc >= 4 && !strcmp(argv[1], "page-server"))
+		return do_page_server(argv[2], atoi(argv[3]));
+	if (argc >= 6 && !strcmp(argv[1], "page-client"))
+		return do_page_client(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	fprintf(stderr, "usage: ceiling memcpy MIB REPS | zeroscan MIB | tcp SECONDS | tcp-fresh MIB | "
-			"tcp-mem MIB | tcp-server ADDR PORT | tcp-client ADDR PORT SECONDS\n");
+			"tcp-mem MIB | tcp-server ADDR PORT | tcp-client ADDR PORT SECONDS | "
+			"page-server ADDR PORT | page-client ADDR PORT N GAP_US\n");
 	return 2;
 }

@@ -224,6 +224,40 @@ def throughput_row(by_vmm):
         if parts else ""
 
 
+def fault_row(by_vmm):
+    """Post-copy fault latency against issue 12's target, 2 x (one page's
+    transfer + the link's ping RTT), and against the floor measured before
+    the cell: a bare 4 KiB request/reply over the same link, no VMM."""
+    parts, target, floor = [], [], {}
+    for vmm in sorted(by_vmm, key=vmm_sort):
+        p99 = []
+        for r in by_vmm[vmm]:
+            v = fig(r, "postcopy_fault_p99_ms")
+            if not isinstance(v, (int, float)) or not fig(r, "postcopy_faults"):
+                continue
+            p99.append(v)
+            spec, c = r["inputs"].get("link_spec") or {}, r.get("ceiling") or {}
+            mbit = spec.get("rate_bps", 0) // 1000000
+            rtt = (c.get("rtt_veth_%dmbit" % mbit) or {}).get("avg_ms")
+            if spec.get("rate_bps") and rtt is not None:
+                target.append(2 * (4096 * 8 * 1e3 / spec["rate_bps"] + rtt))
+            pf = c.get("pagereq_veth_%dmbit" % mbit) or {}
+            for k in ("p50_ms", "p99_ms"):
+                if isinstance(pf.get(k), (int, float)):
+                    floor.setdefault(k, []).append(pf[k])
+        if p99:
+            parts.append("%s %.3f ms" % (vmm, median(p99)))
+    if not parts:
+        return ""
+    txt = "Fault p99 (medians of runs with a fault): " + "; ".join(parts)
+    if target:
+        txt += "; target 2 x (page + RTT) %.3f ms" % median(target)
+    if floor.get("p99_ms"):
+        txt += ("; floor, a bare 4 KiB request/reply over this link before the cell: p50 %.3f, "
+                "p99 %.3f ms" % (median(floor.get("p50_ms", [])), median(floor["p99_ms"])))
+    return txt + "."
+
+
 AB_FIG = [("total_ms", "total"), ("downtime_ms", "downtime"), ("gap_ms", "gap"),
           ("bytes_total", "bytes"), ("rounds", "rounds"), ("throughput_Bps", "throughput")]
 
@@ -260,7 +294,7 @@ def binary_rows(by_vmm):
 def ratio_rows(by_vmm):
     """minivmm variants against QEMU's of the same class: a target that populated
     its RAM ahead (-prealloc) is compared with QEMU targets that did too."""
-    out = [throughput_row(by_vmm), binary_rows(by_vmm)]
+    out = [throughput_row(by_vmm), fault_row(by_vmm), binary_rows(by_vmm)]
     for mv_name in sorted((v for v in by_vmm if v.startswith("minivmm")), key=vmm_sort):
         pre = vmm_base(mv_name).endswith("-prealloc")
         qemus = [v for v in by_vmm if not v.startswith("minivmm") and v.endswith("-prealloc") == pre]
