@@ -15,10 +15,6 @@
 bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision why, uint32_t r,
 		   uint64_t bytes, uint64_t before);
 
-/* The push's send-queue bound during post-copy (bytes), for a link of
- * bw_Bps with base round trip min_rtt_us and segments of mss bytes: four
- * times the bandwidth-delay product plus PC_PUSH_QUEUE_MIN, at least four
- * segments, at most PC_PUSH_QUEUE_MAX. Pure. */
 /* At the switch, the pages the vCPUs' registers point at go with the
  * state (migrate/ram/section_save.c): at most this many, and no more than
  * this share of the downtime limit at the estimated bandwidth. Each saves
@@ -27,6 +23,10 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
 #define PC_HOT_MAX 64
 #define PC_HOT_SHARE 0.1
 
+/* The push's send-queue bound during post-copy (bytes), for a link of
+ * bw_Bps with base round trip min_rtt_us and segments of mss bytes: four
+ * times the bandwidth-delay product plus PC_PUSH_QUEUE_MIN, at least four
+ * segments, at most PC_PUSH_QUEUE_MAX. Pure. */
 #define PC_PUSH_QUEUE_MIN (16u << 10)
 #define PC_PUSH_QUEUE_MAX (4u << 20)
 uint32_t pc_policy_push_queue(double bw_Bps, uint32_t min_rtt_us, uint32_t mss);

@@ -286,8 +286,21 @@ static void *recv_main(void *arg)
 	return NULL;
 }
 
+/* Frees the stale copies the switch moved aside, at the lowest priority:
+ * the guest runs meanwhile and nothing waits for it. */
+static void *grave_main(void *arg)
+{
+	struct pc_tgt *pc = arg;
+
+	mig_thread_nice(19);
+	ramdrop_free(&pc->drop);
+	return NULL;
+}
+
 int pc_tgt_run(struct pc_tgt *pc, struct stream *s, char *err, size_t errlen)
 {
+	int ret;
+
 	pc->main = *s;
 	stream_reset(s);
 	pc->main.intr_fd = -1;
@@ -295,7 +308,11 @@ int pc_tgt_run(struct pc_tgt *pc, struct stream *s, char *err, size_t errlen)
 	stream_set_frame_ms(&pc->main, 0);
 	pc->t_commit = clock_now_ns();
 	set_state(pc, MIG_POSTCOPY);
-	return pool_start(&pc->recv_thr, 1, recv_main, pc, 0, "pc-recv", err, errlen);
+	ret = pool_start(&pc->recv_thr, 1, recv_main, pc, 0, "pc-recv", err, errlen);
+	/* Without the thread, destroy frees the grave. */
+	if (!ret && pool_start(&pc->grave_thr, 1, grave_main, pc, 0, "pc-grave", err, errlen))
+		pool_join(&pc->grave_thr);
+	return ret;
 }
 
 /* The VM stops here (guest exit, quit, a signal, an error) before every
@@ -340,6 +357,8 @@ void pc_tgt_destroy(struct pc_tgt *pc)
 	stream_shutdown(&pc->main);
 	pool_join(&pc->recv_thr);
 	pool_join(&pc->fault_thr);
+	pool_join(&pc->grave_thr);
+	ramdrop_free(&pc->drop); /* if no thread did */
 	/* Closing it releases any thread still waiting on a fault. */
 	uffd_close(pc->uffd, pc->vm->ram, pc->vm->ram_size);
 	stream_close(&pc->main);

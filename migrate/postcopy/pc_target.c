@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "migrate/mig.h"
@@ -35,6 +34,7 @@ int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, char *err, 
 	pc->vm = vm;
 	pc->m = m;
 	pc->npages = vm->ram_size / VM_PAGE_SIZE;
+	ramdrop_init(&pc->drop, vm->ram, vm->ram_size);
 	pc->uffd = -1;
 	pc->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&pc->mu, NULL);
@@ -119,15 +119,14 @@ int pc_tgt_arm(struct pc_tgt *pc, bool digest, uint64_t want, char *err, size_t 
 	int ret;
 
 	/* What the target holds of a missing page is stale: dropped, it is
-	 * missing for userfaultfd too. */
+	 * missing for userfaultfd too. In the downtime, so the large runs
+	 * are moved aside, not freed (vmm/core/ramdrop.h). */
 	for (uint64_t i = bm_next_set(pc->missing, pc->npages, 0); i < pc->npages;) {
 		uint64_t e = bm_next_clear(pc->missing, pc->npages, i);
 
-		if (madvise(ram + i * VM_PAGE_SIZE, (e - i) * VM_PAGE_SIZE, MADV_DONTNEED) < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "madvise(DONTNEED, stale pages): %s", strerror(errno));
+		ret = ramdrop_range(&pc->drop, i * VM_PAGE_SIZE, (e - i) * VM_PAGE_SIZE, err, errlen);
+		if (ret)
 			return ret;
-		}
 		i = bm_next_set(pc->missing, pc->npages, e);
 	}
 	pc->digest = digest;

@@ -12,6 +12,7 @@
 #include "migrate/postcopy/pc_target.h"
 #include "migrate/proto/stream.h"
 #include "vmm/core/pool.h"
+#include "vmm/core/ramdrop.h"
 
 /* Threads that can wait on a fault at once: vCPUs plus the VMM's own. */
 #define PC_MAX_WAITERS 256
@@ -38,6 +39,10 @@ struct pc_tgt {
 	struct stream rp_new;         /* a recovered return path, handed over under mu */
 	struct stream main;           /* the push receiver's, after COMMIT */
 	struct pool fault_thr, recv_thr;
+	/* The stale copies dropped at the switch, freed by grave_thr once the
+	 * guest runs (or by destroy, if it never did). */
+	struct ramdrop drop;
+	struct pool grave_thr;
 	pthread_mutex_t mu;
 	bool quit, rp_ok, done, digest;
 	uint64_t digest_want, digest_sum;

@@ -246,9 +246,9 @@ static void migrate_postcopy(int cpus)
 	start_pair(&p, cpus, 64, "30M", "1.5", NULL);
 	check_done(&p, 64, false);
 	assert_true(h_json_num(p.sstats, "converged") == 0);
-	/* Each vCPU's stack page (dirtied all the time) went with the state,
-	 * not on demand; within the bound. */
-	assert_in_range(h_json_num(p.sstats, "postcopy_pages_hot"), cpus, 64);
+	/* The running vCPU's stack page (dirtied all the time) went with the
+	 * state, not on demand; within the bound. */
+	assert_in_range(h_json_num(p.sstats, "postcopy_pages_hot"), 1, 64);
 	end_pair(&p);
 }
 

@@ -15,7 +15,10 @@ struct gwalk_mode {
  * when [gpa, gpa+len) is not RAM. */
 typedef int (*gwalk_read_fn)(void *ctx, uint64_t gpa, void *buf, unsigned len);
 
-/* 0 and *gpa; -ENOENT when la is not mapped; -EFAULT when a table the
+/* Reserved bits are not checked, so a table the CPU would refuse may
+ * still translate; PAE's PDPTEs are read from memory, not from the
+ * registers the CPU loaded them into.
+ * 0 and *gpa; -ENOENT when la is not mapped; -EFAULT when a table the
  * walk needs lies outside RAM (the guest's tables are its own business:
  * any value is walked safely). */
 int gwalk_translate(const struct gwalk_mode *m, gwalk_read_fn rd, void *ctx, uint64_t la,

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,8 +77,10 @@ int hotpages_find(struct vm *vm, uint64_t *pages, int max, char *err, size_t err
 	struct cpu_view *cv = calloc((size_t)vm->ncpus, sizeof(*cv));
 	int n = 0, ret = 0;
 
-	if (!cv)
+	if (!cv) {
+		snprintf(err, errlen, "calloc(vCPU registers): out of memory");
 		return -ENOMEM;
+	}
 	for (int i = 0; i < vm->ncpus && !ret; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -94,7 +97,7 @@ int hotpages_find(struct vm *vm, uint64_t *pages, int max, char *err, size_t err
 			int nla = candidates(&cv[i], k, la);
 
 			for (int j = 0; j < nla && n < max; j++) {
-				uint64_t gpa;
+				uint64_t gpa, page;
 				uint8_t *hva;
 
 				if (gwalk_translate(&m, read_gpa, vm, la[j], &gpa))
@@ -102,7 +105,7 @@ int hotpages_find(struct vm *vm, uint64_t *pages, int max, char *err, size_t err
 				hva = vm_gpa_to_hva(vm, gpa, 1);
 				if (!hva)
 					continue;
-				uint64_t page = (uint64_t)(hva - vm->ram) / VM_PAGE_SIZE;
+				page = (uint64_t)(hva - vm->ram) / VM_PAGE_SIZE;
 				if (!seen(pages, n, page))
 					pages[n++] = page;
 			}

@@ -1,0 +1,79 @@
+/* Bulk drop of guest RAM pages (ramdrop.h). */
+#include "vmm/core/ramdrop.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7 */
+#endif
+
+/* What ramdrop_free unmaps at a time, yielding in between, so that the
+ * guest and the migration threads sharing the CPU are not held up. */
+#define RAMDROP_FREE_PIECE (64ull << 20)
+
+void ramdrop_init(struct ramdrop *d, uint8_t *ram, uint64_t size)
+{
+	void *g = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	memset(d, 0, sizeof(*d));
+	d->ram = ram;
+	d->size = size;
+	d->grave = g == MAP_FAILED ? NULL : g;
+}
+
+static int drop_in_place(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen)
+{
+	if (madvise(d->ram + off, len, MADV_DONTNEED) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "madvise(DONTNEED, %llu bytes of RAM): %s",
+			 (unsigned long long)len, strerror(e));
+		return -e;
+	}
+	d->dropped_bytes += len;
+	return 0;
+}
+
+int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen)
+{
+	if (off > d->size || len > d->size - off || (off | len) % 4096) {
+		snprintf(err, errlen, "ramdrop: bad range %llu+%llu", (unsigned long long)off,
+			 (unsigned long long)len);
+		return -EINVAL;
+	}
+	if (d->grave && len >= RAMDROP_MOVE_MIN && d->moves < RAMDROP_MOVES_MAX) {
+		/* Same offset in the grave: runs never overlap there either. */
+		void *r = mremap(d->ram + off, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+				 d->grave + off);
+
+		if (r != MAP_FAILED) {
+			d->moves++;
+			d->moved_bytes += len;
+			return 0;
+		}
+		/* An older kernel (EINVAL) or too many mappings (ENOMEM): in
+		 * place from now on. The range is untouched after a failure. */
+		d->moves = RAMDROP_MOVES_MAX;
+	}
+	return drop_in_place(d, off, len, err, errlen);
+}
+
+void ramdrop_free(struct ramdrop *d)
+{
+	if (!d->grave)
+		return;
+	/* Only the moved runs hold pages; unmapping the untouched
+	 * reservation costs nothing, so piece by piece over all of it. */
+	for (uint64_t off = 0; off < d->size; off += RAMDROP_FREE_PIECE) {
+		uint64_t n = d->size - off < RAMDROP_FREE_PIECE ? d->size - off : RAMDROP_FREE_PIECE;
+
+		munmap(d->grave + off, n);
+		if (d->moved_bytes)
+			sched_yield();
+	}
+	d->grave = NULL;
+}

@@ -1,0 +1,38 @@
+/* Dropping many guest RAM pages at once, fast. MADV_DONTNEED frees each
+ * page as it goes (~0.3 us a page here: 20 ms for 256 MiB, inside a
+ * post-copy switch's downtime). Instead a large run's pages are moved to
+ * a "grave" mapping by one mremap(MREMAP_DONTUNMAP), which moves page
+ * tables and frees nothing: the range stays mapped, empty, as after
+ * MADV_DONTNEED. The grave is freed later, off the critical path. */
+#ifndef MINIVMM_RAMDROP_H
+#define MINIVMM_RAMDROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Runs shorter than this are dropped in place (a move costs a syscall and
+ * may split a mapping); at most RAMDROP_MOVES_MAX moves per grave, the
+ * rest in place too, so the mappings stay far below vm.max_map_count. */
+#define RAMDROP_MOVE_MIN (64u * 4096u)
+#define RAMDROP_MOVES_MAX 4096u
+
+struct ramdrop {
+	uint8_t *ram;     /* the RAM mapping the pages come from */
+	uint8_t *grave;   /* a reservation as large, NULL: drop in place */
+	uint64_t size;
+	unsigned moves;
+	uint64_t moved_bytes, dropped_bytes;
+};
+
+/* Reserves the grave (address space only). Never fails: without a grave
+ * every run is dropped in place. */
+void ramdrop_init(struct ramdrop *d, uint8_t *ram, uint64_t size);
+/* Drops [off, off+len) of RAM (page-aligned): its contents are gone,
+ * the next access finds a fresh page (or a userfaultfd fault). 0 or
+ * -errno. */
+int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen);
+/* Frees what was moved, a piece at a time (slow: call it where time does
+ * not count), and the reservation. */
+void ramdrop_free(struct ramdrop *d);
+
+#endif
