@@ -21,6 +21,7 @@ struct ramdrop {
 	uint8_t *grave;   /* a reservation as large, NULL: drop in place */
 	uint64_t size;
 	unsigned moves;
+	uint64_t moved_lo, moved_hi; /* the grave's offsets that hold pages */
 	uint64_t moved_bytes, dropped_bytes;
 };
 
@@ -31,8 +32,9 @@ void ramdrop_init(struct ramdrop *d, uint8_t *ram, uint64_t size);
  * the next access finds a fresh page (or a userfaultfd fault). 0 or
  * -errno. */
 int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen);
-/* Frees what was moved, a piece at a time (slow: call it where time does
- * not count), and the reservation. */
+/* Frees what was moved, a piece at a time with pauses, and the
+ * reservation: slow on purpose (call it where time does not count), so
+ * that the threads it shares the CPU and the mm with hardly notice. */
 void ramdrop_free(struct ramdrop *d);
 
 #endif
