@@ -472,6 +472,15 @@ def baseline_run(ns, procs, out, vmm):
         res.update({"rtt_n": len(rtt), "rtt_lost": pr["lost"], "rtt_p50_ms": percentile(rtt, 50),
                     "rtt_p90_ms": percentile(rtt, 90), "rtt_p99_ms": percentile(rtt, 99),
                     "rtt_max_ms": max(rtt) if rtt else None})
+        # The migration runs' pings with nothing migrating: the longest
+        # reply gap this machine gives a guest on its own, which the
+        # issue's "longest gap <= downtime + 2 ms" cannot go below.
+        res["nomig"] = {}
+        for iv in INTERVALS:
+            p = start_ping(ns, procs, d, iv, int(PING_SECONDS / float(iv)), "nomig" + iv)
+            pr = ping_result(p, PING_SECONDS * 3 + 10)
+            res["nomig"][iv] = {"lost": pr["lost"], "max_gap_ms": pr["max_gap_ms"],
+                                "gaps_over_10ms": gaps_over(pr["reply_ts"], 10.0)}
         for tag, extra, iv in (("flood", ["-f", "-q"], None), ("i0.2ms", ["-q"], "0.0002")):
             t = time.monotonic()
             cmd = ns.prefix() + ["ping", "-n", "-c", "5000", "-W", "1"] + extra + \
@@ -560,6 +569,19 @@ def report(out):
                 b["rtt_lost"], 100 * b["flood"]["success"], b["flood"]["replies_per_s"],
                 100 * b["i0.2ms"]["success"]))
         md.append("")
+        nm = [b for b in base if b.get("status") == "ok" and b.get("nomig")]
+        if nm:
+            md.append("Without migration (idle guest), the migration runs' pings (%.0f s worth at each "
+                      "interval): the longest reply gap the machine gives on its own." % PING_SECONDS)
+            md.append("")
+            md.append("| VMM | interval | lost | longest reply gap ms | gaps > 10 ms |")
+            md.append("|---|---|---|---|---|")
+            for b in nm:
+                for iv in sorted(b["nomig"], key=float):
+                    g = b["nomig"][iv]
+                    md.append("| %s | %g ms | %s | %.1f | %d |" % (b["vmm"], float(iv) * 1000, g["lost"],
+                                                             g["max_gap_ms"] or 0, g["gaps_over_10ms"]))
+            md.append("")
     ann = [l for l in mig if l.get("vmm") == "qemu" and l.get("target_announce")]
     if ann:
         md.append("QEMU target's announce parameters (query-migrate-parameters): `%s`." %
