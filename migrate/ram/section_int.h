@@ -31,7 +31,6 @@ struct ram_sec {
 	uint64_t t_last_sync, t_prev_sync;
 	double sync_ms, digest_ms;
 	struct pc_src *pcs;         /* post-copy allowed and taken by the target */
-	uint64_t hot_sent;          /* pages sent with the state at the switch */
 	/* Round 0's debt probe (mig_pass.progress), while it runs. */
 	struct mig_pass *probe_pass;
 	uint64_t probe_next;

@@ -229,9 +229,8 @@ static int send_hot(struct ram_sec *x, struct mig_src_env *env)
 	}
 	if (!ret)
 		ret = ram_send_flush(&x->rs, env->err, env->errlen);
-	x->hot_sent = (uint64_t)sent;
 	pthread_mutex_lock(&env->m->lock);
-	env->m->st.pc_pages_hot = x->hot_sent;
+	env->m->st.pc_pages_hot = (uint64_t)sent;
 	pthread_mutex_unlock(&env->m->lock);
 	return ret;
 }

@@ -27,12 +27,7 @@ struct cpu_view {
 
 static int read_gpa(void *ctx, uint64_t gpa, void *buf, unsigned len)
 {
-	uint8_t *p = vm_gpa_to_hva(ctx, gpa, len);
-
-	if (!p)
-		return -EFAULT;
-	memcpy(buf, p, len);
-	return 0;
+	return vm_read_guest(ctx, gpa, buf, len);
 }
 
 /* The linear addresses of class k (0: stack, 1: code, 2: below the stack,

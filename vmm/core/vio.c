@@ -16,12 +16,7 @@
 
 static int mem_read(void *opaque, uint64_t gpa, void *buf, uint64_t len)
 {
-	uint8_t *p = vm_gpa_to_hva(opaque, gpa, len);
-
-	if (!p)
-		return -EFAULT;
-	memcpy(buf, p, len);
-	return 0;
+	return vm_read_guest(opaque, gpa, buf, len);
 }
 
 static int mem_write(void *opaque, uint64_t gpa, const void *buf, uint64_t len)

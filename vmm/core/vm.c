@@ -559,6 +559,16 @@ void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len)
 		vm_page_dirty(vm, p);
 }
 
+int vm_read_guest(struct vm *vm, uint64_t gpa, void *dst, uint64_t len)
+{
+	uint8_t *p = vm_gpa_to_hva(vm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(dst, p, len);
+	return 0;
+}
+
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
 {
 	uint8_t *p = vm_gpa_to_hva(vm, gpa, len);

@@ -223,6 +223,8 @@ void vm_stop_vcpus(struct vm *vm);
 
 /* Host pointer for [gpa, gpa+len) if it lies inside one slot, else NULL. */
 uint8_t *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+/* Copies [gpa, gpa+len) of guest RAM into dst; -EFAULT unless it lies in one slot. */
+int vm_read_guest(struct vm *vm, uint64_t gpa, void *dst, uint64_t len);
 /* Writes guest memory and records the pages in vmm_dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 void vm_mark_dirty(struct vm *vm, uint64_t ram_offset, uint64_t len);
