@@ -118,6 +118,9 @@ struct mig_section_ops {
 			    struct mig_pending *out);
 	double (*save_cost_ms)(void *sec, struct mig_src_env *env);
 	int (*save_complete)(void *sec, struct mig_src_env *env, struct mig_end *end);
+	/* A post-copy switch is next: the guest still runs here, its pause
+	 * follows (the RAM section looks at what it keeps writing). */
+	int (*save_before_switch)(void *sec, struct mig_src_env *env);
 	/* After READY, before COMMIT, the guest still paused here: what
 	 * reached it since save_complete that the target must still get. */
 	int (*save_late)(void *sec, struct mig_src_env *env);

@@ -433,6 +433,10 @@ static int switchover(struct src *c, uint32_t round)
 
 	set_state(c, MIG_SWITCHOVER);
 	throttle_ctl_end(&c->thr);
+	for (int i = 0; c->env.postcopy && i < c->ss.n; i++)
+		if (c->ss.s[i].ops->save_before_switch &&
+		    (ret = c->ss.s[i].ops->save_before_switch(c->ss.s[i].state, &c->env)) != 0)
+			return ret;
 	ret = pause_guest(c);
 	if (!ret)
 		mig_fault_delay("SWITCHOVER");

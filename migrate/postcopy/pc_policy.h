@@ -22,6 +22,10 @@ bool pc_policy_due(const struct mig_tunables *t, bool asked, enum est_decision w
  * in the pause. */
 #define PC_HOT_MAX 64
 #define PC_HOT_SHARE 0.1
+/* After them, the pages the guest wrote in each of two windows of this
+ * long just before the pause (migrate/ram/hotwin.h): each window holds a
+ * tick of any timer at 200 Hz or more (Linux's HZ is 100 to 1000). */
+#define PC_HOT_WINDOW_US 5000u
 
 /* The push's send-queue bound during post-copy (bytes), for a link of
  * bw_Bps with base round trip min_rtt_us and segments of mss bytes: four

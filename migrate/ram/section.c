@@ -26,6 +26,7 @@ const struct mig_section_ops ram_section_ops = {
 	.save_pending = ram_save_pending,
 	.save_cost_ms = ram_save_cost_ms,
 	.save_complete = ram_save_complete,
+	.save_before_switch = ram_save_before_switch,
 	.save_postcopy = ram_save_postcopy,
 	.save_cleanup = ram_save_cleanup,
 	.frames = ram_frames,

@@ -5,6 +5,7 @@
 #define MINIVMM_MIGRATE_RAM_SECTION_INT_H
 
 #include "migrate/ram/chan.h"
+#include "migrate/ram/hotwin.h"
 #include "migrate/ram/ram.h"
 #include "migrate/ram/xbzrle.h"
 #include "migrate/section.h"
@@ -31,6 +32,7 @@ struct ram_sec {
 	uint64_t t_last_sync, t_prev_sync;
 	double sync_ms, digest_ms;
 	struct pc_src *pcs;         /* post-copy allowed and taken by the target */
+	struct ram_hotwin hw;       /* what the guest kept writing before the switch */
 	/* Round 0's debt probe (mig_pass.progress), while it runs. */
 	struct mig_pass *probe_pass;
 	uint64_t probe_next;
@@ -53,6 +55,7 @@ int ram_save_pending(void *sec, struct mig_src_env *env, struct mig_pass *p,
 		     struct mig_pending *out);
 double ram_save_cost_ms(void *sec, struct mig_src_env *env);
 int ram_save_complete(void *sec, struct mig_src_env *env, struct mig_end *end);
+int ram_save_before_switch(void *sec, struct mig_src_env *env);
 int ram_save_postcopy(void *sec, struct mig_src_env *env);
 void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok);
 

@@ -205,7 +205,7 @@ static int send_hot(struct ram_sec *x, struct mig_src_env *env)
 	 * budget: ask for more than will be sent. */
 	uint64_t pages[4 * PC_HOT_MAX];
 	double bw = est_bandwidth(env->e);
-	int max = PC_HOT_MAX, n, ret = 0, sent = 0;
+	int max = PC_HOT_MAX, n, nregs, ret = 0, sent = 0, busy = 0;
 	char why[160];
 
 	if (bw > 0) {
@@ -214,25 +214,46 @@ static int send_hot(struct ram_sec *x, struct mig_src_env *env)
 		if (fit < max)
 			max = (int)fit;
 	}
-	n = hotpages_find(env->vm, pages, 4 * PC_HOT_MAX, why, sizeof(why));
+	n = hotpages_find(env->vm, pages, 3 * PC_HOT_MAX, why, sizeof(why));
 	if (n < 0) {
 		/* A hint only: the pages stay in the missing set. */
 		fprintf(stderr, "minivmm: post-copy: the vCPUs' pages are not sent ahead: %s\n", why);
-		return 0;
+		n = 0;
 	}
+	/* Then what the guest kept writing: a page already sent above is
+	 * no longer in d.bm and is skipped below. */
+	nregs = n;
+	n += ram_hotwin_pages(&x->hw, env->vm, x->d.bm, pages + n, 4 * PC_HOT_MAX - n);
+	ram_hotwin_free(&x->hw);
 	for (int i = 0; i < n && sent < max && !ret; i++) {
 		if (!bm_test(x->d.bm, pages[i]))
 			continue;
 		bm_clear(x->d.bm, pages[i]);
 		ret = ram_send_page(&x->rs, pages[i], env->err, env->errlen);
 		sent += !ret;
+		busy += !ret && i >= nregs;
 	}
 	if (!ret)
 		ret = ram_send_flush(&x->rs, env->err, env->errlen);
 	pthread_mutex_lock(&env->m->lock);
 	env->m->st.pc_pages_hot = (uint64_t)sent;
+	env->m->st.pc_pages_busy = (uint64_t)busy;
 	pthread_mutex_unlock(&env->m->lock);
 	return ret;
+}
+
+/* Only while the switch can use it: the target took post-copy. */
+int ram_save_before_switch(void *sec, struct mig_src_env *env)
+{
+	struct ram_sec *x = sec;
+	char why[160];
+
+	if (!x->pcs)
+		return 0;
+	if (ram_hotwin_take(&x->hw, env->vm, &x->d, PC_HOT_WINDOW_US, why, sizeof(why)))
+		fprintf(stderr, "minivmm: post-copy: the guest's busiest pages are not sent ahead: "
+			"%s\n", why);
+	return 0;
 }
 
 /* Round 0's look at its own debt, every p->progress_ms; a tracker that
@@ -407,6 +428,7 @@ void ram_save_cleanup(void *sec, struct mig_src_env *env, bool ok)
 
 	pc_src_destroy(x->pcs);
 	x->pcs = NULL;
+	ram_hotwin_free(&x->hw);
 
 	(void)ok;
 	if (x->tracing)

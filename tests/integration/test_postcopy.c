@@ -249,6 +249,12 @@ static void migrate_postcopy(int cpus)
 	/* The running vCPU's stack page (dirtied all the time) went with the
 	 * state, not on demand; within the bound. */
 	assert_in_range(h_json_num(p.sstats, "postcopy_pages_hot"), 1, 64);
+	/* So did its tick counter, written every ms but named by no
+	 * register; the working set, written once a lap, did not (a window
+	 * that saw every dirty page would fill the budget). */
+	assert_in_range(h_json_num(p.sstats, "postcopy_pages_busy"), 1, 16);
+	assert_true(h_json_num(p.sstats, "postcopy_pages_busy") <
+		    h_json_num(p.sstats, "postcopy_pages_hot") + 1);
 	end_pair(&p);
 }
 

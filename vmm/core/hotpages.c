@@ -31,7 +31,8 @@ static int read_gpa(void *ctx, uint64_t gpa, void *buf, unsigned len)
 }
 
 /* The linear addresses of class k (0: stack, 1: code, 2: below the stack,
- * 3: the other general registers) for one vCPU; returns how many. */
+ * 3: the code's next page, which a straight run of instructions reaches
+ * first, 4: the other general registers) for one vCPU; returns how many. */
 static int candidates(const struct cpu_view *c, int k, uint64_t *la)
 {
 	bool flat = (c->s.efer & EFER_LMA) != 0; /* CS/SS bases are ignored */
@@ -47,6 +48,9 @@ static int candidates(const struct cpu_view *c, int k, uint64_t *la)
 		return 1;
 	case 2:
 		la[0] = ss + r->rsp - HOT_STACK_BELOW;
+		return 1;
+	case 3:
+		la[0] = cs + r->rip + VM_PAGE_SIZE;
 		return 1;
 	default: {
 		const uint64_t g[] = { r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp,
@@ -85,7 +89,7 @@ int hotpages_find(struct vm *vm, uint64_t *pages, int max, char *err, size_t err
 					errlen);
 		ret = ret < 0 ? ret : 0;
 	}
-	for (int k = 0; k <= 3 && !ret && n < max; k++)
+	for (int k = 0; k <= 4 && !ret && n < max; k++)
 		for (int i = 0; i < vm->ncpus && n < max; i++) {
 			struct gwalk_mode m = { cv[i].s.cr0, cv[i].s.cr3, cv[i].s.cr4, cv[i].s.efer };
 			uint64_t la[16];

@@ -12,7 +12,8 @@ struct vm;
 
 /* Up to max RAM page indices (RAM offset / page size), distinct, best
  * first: every vCPU's stack page, then its code page, the page below its
- * stack, then what its other general registers point at. Returns the
+ * stack, the code's next page, then what its other general registers
+ * point at. Returns the
  * count or -errno. The vCPUs must be paused. */
 int hotpages_find(struct vm *vm, uint64_t *pages, int max, char *err, size_t errlen);
 

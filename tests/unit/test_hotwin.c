@@ -1,0 +1,111 @@
+/* The hot-page windows' answer (migrate/ram/hotwin.c): pages written in
+ * both windows and still to send, lowest first, within the caller's max;
+ * nothing when the windows were not taken (a ring VM, a failure). The
+ * windows themselves need KVM: test_postcopy checks them on a guest. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "migrate/ram/bitmap.h"
+#include "migrate/ram/hotwin.h"
+#include "vmm/core/vm.h"
+
+#define NPG 300u /* not a multiple of 64: the last word is partial */
+
+struct fix {
+	struct ram_hotwin h;
+	struct vm vm;
+	uint64_t log[8], bm[8];
+};
+
+static void fix_init(struct fix *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->h.first = calloc(8, sizeof(uint64_t));
+	assert_non_null(f->h.first);
+	f->h.npages = NPG;
+	f->h.armed = true;
+	f->vm.mig_log = f->log;
+}
+
+static void test_both_windows_and_dirty(void **state)
+{
+	struct fix f;
+	uint64_t pages[16];
+	/* 3: both windows, dirty. 70: second window only. 130: first only.
+	 * 200: both, already sent (not in bm). 299: both, dirty, last page. */
+	static const uint64_t first[] = { 3, 130, 200, 299 }, second[] = { 3, 70, 200, 299 },
+			      dirty[] = { 3, 70, 130, 299 };
+
+	(void)state;
+	fix_init(&f);
+	for (size_t i = 0; i < 4; i++) {
+		bm_set(f.h.first, first[i]);
+		bm_set(f.log, second[i]);
+		bm_set(f.bm, dirty[i]);
+	}
+	assert_int_equal(ram_hotwin_pages(&f.h, &f.vm, f.bm, pages, 16), 2);
+	assert_int_equal(pages[0], 3);
+	assert_int_equal(pages[1], 299);
+	/* The caller's room bounds it. */
+	assert_int_equal(ram_hotwin_pages(&f.h, &f.vm, f.bm, pages, 1), 1);
+	assert_int_equal(pages[0], 3);
+	assert_int_equal(ram_hotwin_pages(&f.h, &f.vm, f.bm, pages, 0), 0);
+	ram_hotwin_free(&f.h);
+	assert_null(f.h.first);
+	assert_false(f.h.armed);
+	assert_int_equal(ram_hotwin_pages(&f.h, &f.vm, f.bm, pages, 16), 0);
+}
+
+static void test_many_in_one_word(void **state)
+{
+	struct fix f;
+	uint64_t pages[64];
+
+	(void)state;
+	fix_init(&f);
+	f.h.first[1] = f.log[1] = f.bm[1] = ~0ULL;
+	assert_int_equal(ram_hotwin_pages(&f.h, &f.vm, f.bm, pages, 10), 10);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(pages[i], 64 + i);
+	ram_hotwin_free(&f.h);
+}
+
+/* A ring VM has no per-slot log to look at: the windows are not taken,
+ * nothing is asked of KVM, and d->bm is untouched. */
+static void test_ring_not_taken(void **state)
+{
+	struct ram_hotwin h = { 0 };
+	struct ram_dirty d = { 0 };
+	struct vm vm;
+	uint64_t bm[8] = { 5 }, log[8] = { 0 }, pages[4];
+	char err[128] = "";
+
+	(void)state;
+	memset(&vm, 0, sizeof(vm));
+	vm.mig_log = log;
+	d.npages = NPG;
+	d.bm = bm;
+	d.ring = true;
+	assert_int_equal(ram_hotwin_take(&h, &vm, &d, 100, err, sizeof(err)), 0);
+	assert_false(h.armed);
+	assert_int_equal(bm[0], 5);
+	assert_int_equal(ram_hotwin_pages(&h, &vm, bm, pages, 4), 0);
+	ram_hotwin_free(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_both_windows_and_dirty),
+		cmocka_unit_test(test_many_in_one_word),
+		cmocka_unit_test(test_ring_not_taken),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
