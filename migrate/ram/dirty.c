@@ -261,13 +261,19 @@ static int sync_slots(struct vm *vm, struct ram_dirty *d, char *err, size_t errl
 		for (size_t w = 0; w < bm_words(n); w++)
 			if (log[w])
 				d->bm[first / 64 + w] |= log[w];
+		if (d->written)
+			memcpy(d->written + first / 64, log, bm_words(n) * sizeof(*log));
 	}
 	return 0;
 }
 
 int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 {
-	int ret = d->ring ? sync_rings(vm, d, err, errlen) :
+	int ret;
+
+	if (d->written)
+		memset(d->written, 0, bm_words(d->npages) * sizeof(*d->written));
+	ret = d->ring ? sync_rings(vm, d, err, errlen) :
 		  d->init_set ? ram_dirty_sync_trusted(vm, d, err, errlen) :
 		  sync_slots(vm, d, err, errlen);
 

@@ -14,7 +14,8 @@
  * between trusted ranges are populated now (resident.c; PAGEMAP_SCAN skips
  * the empty page tables of an idle guest whole), sends those and trusts
  * them from then on. Adding a page to d->res is always safe: its KVM bit
- * is still 1 until we clear it, which we do only before reading it. */
+ * is still 1 until we clear it, which we do only while it is in d->bm,
+ * i.e. before reading it. */
 #include "migrate/ram/dirty_int.h"
 
 #include <errno.h>
@@ -63,6 +64,9 @@ static int or_trusted(struct vm *vm, struct ram_dirty *d, int slot, char *err, s
 		uint64_t a = d->res.r[i].first, b = a + d->res.r[i].count;
 
 		or_pages(d->bm, log, sfirst / 64, a < sfirst ? sfirst : a, b > send ? send : b);
+		if (d->written)
+			or_pages(d->written, log, sfirst / 64, a < sfirst ? sfirst : a,
+				 b > send ? send : b);
 	}
 	return 0;
 }

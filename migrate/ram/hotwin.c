@@ -5,12 +5,12 @@
 #include "migrate/ram/hotwin.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "migrate/ram/bitmap.h"
-#include "vmm/core/vm.h"
 
 static void sleep_us(unsigned us)
 {
@@ -21,61 +21,62 @@ static void sleep_us(unsigned us)
 }
 
 int ram_hotwin_take(struct ram_hotwin *h, struct vm *vm, struct ram_dirty *d,
-		    unsigned window_us, char *err, size_t errlen)
+		    const uint64_t *sent, unsigned window_us, char *err, size_t errlen)
 {
 	size_t nw = bm_words(d->npages);
-	uint64_t *first;
 	int ret;
 
-	h->armed = false;
-	if (d->ring || !d->bm || !vm->mig_log)
+	ram_hotwin_free(h);
+	if (d->ring || !d->bm)
 		return 0;
-	first = malloc(nw * sizeof(*first));
-	if (!first) {
-		snprintf(err, errlen, "hot-page windows: %zu KiB: out of memory", nw * 8 / 1024);
-		return -ENOMEM;
+	h->first = malloc(nw * sizeof(uint64_t));
+	h->seen = malloc(nw * sizeof(uint64_t));
+	if (!h->first || !h->seen) {
+		snprintf(err, errlen, "hot-page windows: %zu bytes: out of memory",
+			 2 * nw * sizeof(uint64_t));
+		ram_hotwin_free(h);
+		return 1;
 	}
 	/* With manual protect a page's bit stays set from its last write
 	 * until we clear it: clearing the pages still to send starts the
 	 * window for them (they stay in d->bm, so nothing is lost). Without
-	 * it the sync that found them reset KVM's log already. */
-	memcpy(first, d->bm, nw * sizeof(*first));
-	ret = ram_dirty_clear_bits(vm, d, 0, d->npages, first, err, errlen);
-	if (ret)
-		goto fail;
-	sleep_us(window_us);
-	/* A slot whose log a sync does not fetch (initially-set, nothing
-	 * trusted in it) must read as unwritten, not as the last fetch. */
-	memset(vm->mig_log, 0, nw * sizeof(*first));
-	ret = ram_dirty_sync(vm, d, err, errlen);
-	if (ret)
-		goto fail;
+	 * it the sync that found them reset KVM's log already. Pages never
+	 * sent are left alone: with initially-set their bits say nothing,
+	 * and clearing them all would walk the RAM that mode spares. */
 	for (size_t w = 0; w < nw; w++)
-		first[w] &= vm->mig_log[w];
-	ret = ram_dirty_clear_bits(vm, d, 0, d->npages, first, err, errlen);
-	if (ret)
-		goto fail;
-	memset(vm->mig_log, 0, nw * sizeof(*first));
-	free(h->first);
-	h->first = first;
+		h->first[w] = d->bm[w] & (sent ? sent[w] : ~0ULL);
+	if (ram_dirty_clear_bits(vm, d, 0, d->npages, h->first, err, errlen)) {
+		ram_hotwin_free(h);
+		return 1;
+	}
+	sleep_us(window_us);
+	d->written = h->seen;
+	h->d = d;
+	ret = ram_dirty_sync(vm, d, err, errlen);
+	if (ret) {
+		ram_hotwin_free(h);
+		return ret;
+	}
+	for (size_t w = 0; w < nw; w++)
+		h->first[w] &= h->seen[w];
+	if (ram_dirty_clear_bits(vm, d, 0, d->npages, h->first, err, errlen)) {
+		ram_hotwin_free(h);
+		return 1;
+	}
 	h->npages = d->npages;
 	h->armed = true;
 	sleep_us(window_us);
 	return 0;
-fail:
-	free(first);
-	return ret;
 }
 
-int ram_hotwin_pages(const struct ram_hotwin *h, const struct vm *vm, const uint64_t *bm,
-		     uint64_t *pages, int max)
+int ram_hotwin_pages(const struct ram_hotwin *h, const uint64_t *bm, uint64_t *pages, int max)
 {
 	int n = 0;
 
 	if (!h->armed)
 		return 0;
 	for (size_t w = 0; w < bm_words(h->npages) && n < max; w++) {
-		uint64_t v = h->first[w] & vm->mig_log[w] & bm[w];
+		uint64_t v = h->first[w] & h->seen[w] & bm[w];
 
 		while (v && n < max) {
 			pages[n++] = w * 64 + (uint64_t)__builtin_ctzll(v);
@@ -87,7 +88,11 @@ int ram_hotwin_pages(const struct ram_hotwin *h, const struct vm *vm, const uint
 
 void ram_hotwin_free(struct ram_hotwin *h)
 {
+	if (h->d)
+		h->d->written = NULL;
+	h->d = NULL;
 	free(h->first);
-	h->first = NULL;
+	free(h->seen);
+	h->first = h->seen = NULL;
 	h->armed = false;
 }

@@ -16,24 +16,30 @@
 struct vm;
 
 struct ram_hotwin {
-	uint64_t *first;  /* dirty pages written in the first window */
+	uint64_t *first;  /* pages written in the first window */
+	uint64_t *seen;   /* what the last sync found written (d->written) */
 	uint64_t npages;
+	struct ram_dirty *d; /* whose syncs fill seen, while armed */
 	bool armed;       /* the first window was taken: the final sync ends the second */
 };
 
 /* The guest running, d->bm up to date: the first window of window_us,
  * then the sync that ends it (its pages join d->bm as any sync's do),
- * then the second window of window_us; the caller pauses the guest next,
- * and the final sync ends it. Nothing for a ring VM (no per-slot log).
- * A failure leaves h unarmed and d->bm whole: a hint only. */
+ * then the second window; the caller pauses the guest next, and its final
+ * sync ends it. Only pages in both d->bm and sent (those sent once, whose
+ * tracking says something; NULL: all of d->bm) are looked at. Nothing
+ * for a ring VM (no per-slot log). Returns 0 (taken, or nothing to take),
+ * 1 when not taken (err says why: a hint only, d->bm is whole), or
+ * -errno when the sync failed: then pages may be known only to a log it
+ * half reset, and the migration must fail. */
 int ram_hotwin_take(struct ram_hotwin *h, struct vm *vm, struct ram_dirty *d,
-		    unsigned window_us, char *err, size_t errlen);
+		    const uint64_t *sent, unsigned window_us, char *err, size_t errlen);
 
 /* After the final sync: up to max page indices written in both windows
  * and still in bm, lowest first. Returns the count (0 unarmed). */
-int ram_hotwin_pages(const struct ram_hotwin *h, const struct vm *vm, const uint64_t *bm,
-		     uint64_t *pages, int max);
+int ram_hotwin_pages(const struct ram_hotwin *h, const uint64_t *bm, uint64_t *pages, int max);
 
+/* Disarms h: d's syncs stop filling it. */
 void ram_hotwin_free(struct ram_hotwin *h);
 
 #endif

@@ -42,6 +42,11 @@ struct ram_dirty {
 	uint64_t *slot_log[VM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG buffers, kept */
 	uint64_t found_late; /* init_set: pages a sync found populated outside res */
 	uint32_t ring_resends; /* ring: syncs that marked every populated page (lost) */
+	/* When set (hotwin.c): each slot-log sync also writes here the pages
+	 * KVM says were written since the sync or clear before, where its bit
+	 * means that (trusted pages with initially-set); every other page 0.
+	 * RAM-indexed, bm_words(npages) words. Not for a ring. */
+	uint64_t *written;
 };
 
 /* Zeroes d for npages of RAM; ram_dirty_stop undoes it. */
@@ -58,7 +63,9 @@ int ram_dirty_scan(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen)
 int ram_dirty_sync(struct vm *vm, struct ram_dirty *d, char *err, size_t errlen);
 /* Manual protect: re-arms tracking for the pages set in d->bm within
  * [first, first + n) (n and first multiples of 64, or reaching the end)
- * before they are read. A no-op without manual protect. */
+ * before they are read: only pages still to send (in d->bm) may be
+ * cleared, so a write after the clear is always caught before the read.
+ * A no-op without manual protect. */
 int ram_dirty_clear(struct vm *vm, struct ram_dirty *d, uint64_t first,
 		    uint64_t n, char *err, size_t errlen);
 /* The same for the pages set in bits (bits[0] bit 0 is page first). */

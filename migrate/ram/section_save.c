@@ -220,10 +220,10 @@ static int send_hot(struct ram_sec *x, struct mig_src_env *env)
 		fprintf(stderr, "minivmm: post-copy: the vCPUs' pages are not sent ahead: %s\n", why);
 		n = 0;
 	}
-	/* Then what the guest kept writing: a page already sent above is
-	 * no longer in d.bm and is skipped below. */
+	/* Then what the guest kept writing; a page on both lists is sent
+	 * once: the first send clears its bit. */
 	nregs = n;
-	n += ram_hotwin_pages(&x->hw, env->vm, x->d.bm, pages + n, 4 * PC_HOT_MAX - n);
+	n += ram_hotwin_pages(&x->hw, x->d.bm, pages + n, 4 * PC_HOT_MAX - n);
 	ram_hotwin_free(&x->hw);
 	for (int i = 0; i < n && sent < max && !ret; i++) {
 		if (!bm_test(x->d.bm, pages[i]))
@@ -246,13 +246,24 @@ static int send_hot(struct ram_sec *x, struct mig_src_env *env)
 int ram_save_before_switch(void *sec, struct mig_src_env *env)
 {
 	struct ram_sec *x = sec;
+	uint64_t t = clock_now_ns();
 	char why[160];
+	int ret;
 
 	if (!x->pcs)
 		return 0;
-	if (ram_hotwin_take(&x->hw, env->vm, &x->d, PC_HOT_WINDOW_US, why, sizeof(why)))
+	ret = ram_hotwin_take(&x->hw, env->vm, &x->d, x->rs.sent_bm, PC_HOT_WINDOW_US, why,
+			      sizeof(why));
+	if (ret < 0) {
+		snprintf(env->err, env->errlen, "%s", why);
+		return ret;
+	}
+	if (ret)
 		fprintf(stderr, "minivmm: post-copy: the guest's busiest pages are not sent ahead: "
 			"%s\n", why);
+	pthread_mutex_lock(&env->m->lock);
+	env->m->st.pc_hotwin_ms = clock_ms_since(t);
+	pthread_mutex_unlock(&env->m->lock);
 	return 0;
 }
 

@@ -97,7 +97,7 @@ static void write_doc(FILE *f, const struct stats *st)
 	fprintf(f, "  \"postcopy\": %s,\n  \"postcopy_ms\": %.3f,\n"
 		"  \"postcopy_pages_missing\": %llu,\n  \"postcopy_pages_requested\": %llu,\n"
 		"  \"postcopy_pages_pushed\": %llu,\n  \"postcopy_pages_hot\": %llu,\n"
-		"  \"postcopy_pages_busy\": %llu,\n"
+		"  \"postcopy_pages_busy\": %llu,\n  \"postcopy_hotwin_ms\": %.3f,\n"
 		"  \"postcopy_bad_requests\": %llu,\n"
 		"  \"postcopy_faults\": %llu,\n  \"postcopy_refaults\": %llu,\n"
 		"  \"postcopy_fault_p50_ms\": %.3f,\n"
@@ -108,7 +108,7 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->postcopy ? "true" : "false", st->postcopy_ms,
 		(unsigned long long)st->pc_pages_missing, (unsigned long long)st->pc_pages_requested,
 		(unsigned long long)st->pc_pages_pushed, (unsigned long long)st->pc_pages_hot,
-		(unsigned long long)st->pc_pages_busy,
+		(unsigned long long)st->pc_pages_busy, st->pc_hotwin_ms,
 		(unsigned long long)st->pc_bad_requests,
 		(unsigned long long)st->pc_faults, (unsigned long long)st->pc_refaults,
 		st->pc_fault_p50_ms, st->pc_fault_p99_ms,

@@ -77,6 +77,7 @@ struct stats {
 	uint64_t pc_pages_missing, pc_pages_requested, pc_pages_pushed, pc_bad_requests;
 	uint64_t pc_pages_hot;    /* source: pages sent in the pause ahead of the guest's faults */
 	uint64_t pc_pages_busy;   /* of those, the ones it wrote in both windows (hotwin.h) */
+	double pc_hotwin_ms;      /* source: the two windows before the pause, their syncs too */
 	uint64_t pc_faults;       /* target: faults that waited for the source */
 	uint64_t pc_refaults;     /* the same thread's fault on the same page, again */
 	double pc_fault_p50_ms, pc_fault_p99_ms, pc_fault_max_ms, pc_blocktime_ms;
