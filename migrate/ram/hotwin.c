@@ -83,6 +83,19 @@ int ram_hotwin_pages(const struct ram_hotwin *h, const uint64_t *bm, uint64_t *p
 			v &= v - 1;
 		}
 	}
+	for (size_t w = 0; w < bm_words(h->npages) && n < max; w++) {
+		/* p-1 written in the first window, p since and not then: a
+		 * walk that moved on during the windows (an array it fills a
+		 * page at a time) is at p now. Bit 0's page below is bit 63
+		 * of the word before. */
+		uint64_t below = h->first[w] << 1 | (w ? h->first[w - 1] >> 63 : 0);
+		uint64_t v = h->seen[w] & bm[w] & below & ~h->first[w];
+
+		while (v && n < max) {
+			pages[n++] = w * 64 + (uint64_t)__builtin_ctzll(v);
+			v &= v - 1;
+		}
+	}
 	return n;
 }
 

@@ -35,8 +35,10 @@ struct ram_hotwin {
 int ram_hotwin_take(struct ram_hotwin *h, struct vm *vm, struct ram_dirty *d,
 		    const uint64_t *sent, unsigned window_us, char *err, size_t errlen);
 
-/* After the final sync: up to max page indices written in both windows
- * and still in bm, lowest first. Returns the count (0 unarmed). */
+/* After the final sync: up to max page indices still in bm, lowest
+ * first: those written in both windows, then those written in the second
+ * whose page below was written in the first and they not (where a walk
+ * through an array went on to). Returns the count (0 unarmed). */
 int ram_hotwin_pages(const struct ram_hotwin *h, const uint64_t *bm, uint64_t *pages, int max);
 
 /* Disarms h: d's syncs stop filling it. */

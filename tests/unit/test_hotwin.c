@@ -62,6 +62,36 @@ static void test_both_windows_and_dirty(void **state)
 	assert_int_equal(ram_hotwin_pages(&f.h, f.bm, pages, 16), 0);
 }
 
+/* A walk that went from page 99 to 100 during the windows, and one that
+ * went from 63 to 64 (across a word): 100 and 64 follow the pages
+ * written in both windows. 150 was written in the second window only,
+ * with nothing below it in the first: a page once a lap, not sent. */
+static void test_walk_moved_on(void **state)
+{
+	struct fix f;
+	uint64_t pages[16];
+
+	(void)state;
+	fix_init(&f);
+	bm_set(f.h.first, 99);
+	bm_set(f.h.first, 63);
+	bm_set(f.h.first, 7);
+	bm_set(f.h.seen, 7);     /* both windows */
+	bm_set(f.h.seen, 100);
+	bm_set(f.h.seen, 64);
+	bm_set(f.h.seen, 150);
+	for (uint64_t p = 0; p < NPG; p++)
+		bm_set(f.bm, p);
+	assert_int_equal(ram_hotwin_pages(&f.h, f.bm, pages, 16), 3);
+	assert_int_equal(pages[0], 7);
+	assert_int_equal(pages[1], 64);
+	assert_int_equal(pages[2], 100);
+	/* Already sent (not in bm): not again. */
+	bm_clear(f.bm, 100);
+	assert_int_equal(ram_hotwin_pages(&f.h, f.bm, pages, 16), 2);
+	ram_hotwin_free(&f.h);
+}
+
 static void test_many_in_one_word(void **state)
 {
 	struct fix f;
@@ -134,6 +164,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_both_windows_and_dirty),
+		cmocka_unit_test(test_walk_moved_on),
 		cmocka_unit_test(test_many_in_one_word),
 		cmocka_unit_test(test_ring_not_taken),
 		cmocka_unit_test(test_window_sync_joins_bm),
