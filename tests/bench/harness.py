@@ -542,6 +542,19 @@ def _save_console(ctx, name, con):
             f.write("%.6f %s\n" % (t, s))
 
 
+def _qmp_paths():
+    """QEMU's two QMP sockets: short for the same reason as _mon_path (a
+    matrix with a longer name put them past sun_path's 108 bytes, and every
+    QEMU run of it failed); stale ones from a killed run are removed."""
+    paths = ["/tmp/mvb%d.%s.qmp" % (os.getpid(), side) for side in ("src", "tgt")]
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+    return paths
+
+
 def _mon_path(ctx):
     """The source's monitor socket: short (sun_path holds 108 bytes; the run
     folders are deeper than that), one per bench process (runs are serial)."""
@@ -753,7 +766,7 @@ def run_qemu(ctx):
     port = free_port() if ctx.link.kind == "loopback" else 4444
     addr = ctx.link.target_addr()
     kernel, app = guest_elf(inp["guest"]), guest_append(inp)
-    sq, tq = os.path.join(ctx.dir, "src.qmp"), os.path.join(ctx.dir, "tgt.qmp")
+    sq, tq = _qmp_paths()
     tgt_cmd = ctx.link.prefix(1) + qemu_cmd(kernel, app, inp["mem"], inp["cpus"], tq, incoming=True)
     if prealloc:
         tgt_cmd += ["-mem-prealloc"]
