@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "migrate/mig.h"
@@ -73,13 +72,8 @@ static int pace(struct mig_src_env *env, uint64_t bytes)
 	if (!env->rate)
 		return 0;
 	ns = est_rate_account(env->rate, bytes, clock_now_ns());
-	if (ns) {
-		struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
-				       .tv_nsec = (long)(ns % 1000000000ULL) };
-
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
+	if (ns)
+		clock_sleep_ns(ns);
 	return 0;
 }
 

@@ -4,7 +4,6 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 
 #include "migrate/postcopy/pc_policy.h"
 #include "migrate/transport/transport.h"
@@ -13,14 +12,6 @@
 /* The sleeps are tens of microseconds: the default slack (50 us) would
  * leave the link idle at each one. */
 #define PC_PACE_TIMER_SLACK_NS 1000ul
-
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
-			       .tv_nsec = (long)(ns % 1000000000u) };
-
-	nanosleep(&ts, NULL);
-}
 
 void pc_pace_init(struct pc_pace *p, struct transport_conn *conn, double bw_Bps,
 		  const struct transport_path *path)
@@ -74,7 +65,7 @@ void pc_pace_wait(struct pc_pace *p, uint32_t bytes)
 		measure(p, q, now);
 		if (q < p->gate || now - t0 >= PC_PUSH_WAIT_MAX_NS)
 			break;
-		sleep_ns(pc_policy_push_sleep_ns(q - p->gate,
+		clock_sleep_ns(pc_policy_push_sleep_ns(q - p->gate,
 						 p->drain_Bps > 0 ? p->drain_Bps : p->bw_Bps));
 		now = clock_now_ns();
 	}

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "migrate/mig.h"
@@ -22,6 +21,7 @@
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/ram/bitmap.h"
 #include "migrate/section.h"
+#include "vmm/core/clock.h"
 #include "vmm/core/vm.h"
 
 /* How long a lost link waits for the target's last word on main; once
@@ -359,8 +359,7 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 			atomic_fetch_add(&pc->pushed, e - b);
 			bytes = (e - b) * VM_PAGE_SIZE;
 			if (env->rate && (ns = est_rate_account(env->rate, bytes, clock_now_ns())))
-				nanosleep(&(struct timespec){ .tv_sec = (time_t)(ns / 1000000000u),
-					  .tv_nsec = (long)(ns % 1000000000u) }, NULL);
+				clock_sleep_ns(ns);
 			if (*cut && atomic_load(&pc->pushed) >= *cut) {
 				*cut = 0;
 				stream_shutdown(env->s);

@@ -4,27 +4,17 @@
  * runs on the target. */
 #include "migrate/ram/hotwin.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include "migrate/ram/bitmap.h"
-
-static void sleep_us(unsigned us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000u, .tv_nsec = (long)(us % 1000000u) * 1000 };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
+#include "vmm/core/clock.h"
 
 int ram_hotwin_take(struct ram_hotwin *h, struct vm *vm, struct ram_dirty *d,
 		    const uint64_t *sent, unsigned window_us, char *err, size_t errlen)
 {
 	size_t nw = bm_words(d->npages);
-	int ret;
+	int ret = 1;
 
 	ram_hotwin_free(h);
 	if (d->ring || !d->bm)
@@ -34,8 +24,7 @@ int ram_hotwin_take(struct ram_hotwin *h, struct vm *vm, struct ram_dirty *d,
 	if (!h->first || !h->seen) {
 		snprintf(err, errlen, "hot-page windows: %zu bytes: out of memory",
 			 2 * nw * sizeof(uint64_t));
-		ram_hotwin_free(h);
-		return 1;
+		goto fail;
 	}
 	/* With manual protect a page's bit stays set from its last write
 	 * until we clear it: clearing the pages still to send starts the
@@ -45,37 +34,33 @@ int ram_hotwin_take(struct ram_hotwin *h, struct vm *vm, struct ram_dirty *d,
 	 * and clearing them all would walk the RAM that mode spares. */
 	for (size_t w = 0; w < nw; w++)
 		h->first[w] = d->bm[w] & (sent ? sent[w] : ~0ULL);
-	if (ram_dirty_clear_bits(vm, d, 0, d->npages, h->first, err, errlen)) {
-		ram_hotwin_free(h);
-		return 1;
-	}
-	sleep_us(window_us);
+	if (ram_dirty_clear_bits(vm, d, 0, d->npages, h->first, err, errlen))
+		goto fail;
+	clock_sleep_ns((uint64_t)window_us * 1000);
 	d->written = h->seen;
 	h->d = d;
 	ret = ram_dirty_sync(vm, d, err, errlen);
-	if (ret) {
-		ram_hotwin_free(h);
-		return ret;
-	}
+	if (ret)
+		goto fail;
 	for (size_t w = 0; w < nw; w++)
 		h->first[w] &= h->seen[w];
 	if (ram_dirty_clear_bits(vm, d, 0, d->npages, h->first, err, errlen)) {
-		ram_hotwin_free(h);
-		return 1;
+		ret = 1;
+		goto fail;
 	}
-	h->npages = d->npages;
-	h->armed = true;
-	sleep_us(window_us);
+	clock_sleep_ns((uint64_t)window_us * 1000);
 	return 0;
+fail:
+	ram_hotwin_free(h);
+	return ret;
 }
 
 int ram_hotwin_pages(const struct ram_hotwin *h, const uint64_t *bm, uint64_t *pages, int max)
 {
+	size_t nw = h->d ? bm_words(h->d->npages) : 0;
 	int n = 0;
 
-	if (!h->armed)
-		return 0;
-	for (size_t w = 0; w < bm_words(h->npages) && n < max; w++) {
+	for (size_t w = 0; w < nw && n < max; w++) {
 		uint64_t v = h->first[w] & h->seen[w] & bm[w];
 
 		while (v && n < max) {
@@ -83,7 +68,7 @@ int ram_hotwin_pages(const struct ram_hotwin *h, const uint64_t *bm, uint64_t *p
 			v &= v - 1;
 		}
 	}
-	for (size_t w = 0; w < bm_words(h->npages) && n < max; w++) {
+	for (size_t w = 0; w < nw && n < max; w++) {
 		/* p-1 written in the first window, p since and not then: a
 		 * walk that moved on during the windows (an array it fills a
 		 * page at a time) is at p now. Bit 0's page below is bit 63
@@ -107,5 +92,4 @@ void ram_hotwin_free(struct ram_hotwin *h)
 	free(h->first);
 	free(h->seen);
 	h->first = h->seen = NULL;
-	h->armed = false;
 }

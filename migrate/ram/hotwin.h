@@ -8,7 +8,6 @@
 #ifndef MINIVMM_MIGRATE_RAM_HOTWIN_H
 #define MINIVMM_MIGRATE_RAM_HOTWIN_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "migrate/ram/ram.h"
@@ -18,9 +17,9 @@ struct vm;
 struct ram_hotwin {
 	uint64_t *first;  /* pages written in the first window */
 	uint64_t *seen;   /* what the last sync found written (d->written) */
-	uint64_t npages;
-	struct ram_dirty *d; /* whose syncs fill seen, while armed */
-	bool armed;       /* the first window was taken: the final sync ends the second */
+	/* Whose syncs fill seen; set once the first window was taken (the
+	 * final sync ends the second), NULL otherwise. */
+	struct ram_dirty *d;
 };
 
 /* The guest running, d->bm up to date: the first window of window_us,

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "migrate/ram/bitmap.h"
 #include "migrate/ram/xbzrle.h"
@@ -110,13 +109,8 @@ int ram_send_flush(struct ram_sender *rs, char *err, size_t errlen)
 		if (rs->rate_lock)
 			pthread_mutex_unlock(rs->rate_lock);
 
-		if (ns) {
-			struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
-					       .tv_nsec = (long)(ns % 1000000000ULL) };
-
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
-		}
+		if (ns)
+			clock_sleep_ns(ns);
 	}
 	rs->nruns = rs->data_pages = 0;
 	rs->snap_pages = rs->dlen = 0;

@@ -19,6 +19,7 @@
 
 struct fix {
 	struct ram_hotwin h;
+	struct ram_dirty d;
 	uint64_t bm[8];
 };
 
@@ -29,8 +30,8 @@ static void fix_init(struct fix *f)
 	f->h.seen = calloc(8, sizeof(uint64_t));
 	assert_non_null(f->h.first);
 	assert_non_null(f->h.seen);
-	f->h.npages = NPG;
-	f->h.armed = true;
+	f->d.npages = NPG;
+	f->h.d = &f->d; /* armed */
 }
 
 static void test_both_windows_and_dirty(void **state)
@@ -58,7 +59,7 @@ static void test_both_windows_and_dirty(void **state)
 	assert_int_equal(ram_hotwin_pages(&f.h, f.bm, pages, 0), 0);
 	ram_hotwin_free(&f.h);
 	assert_null(f.h.first);
-	assert_false(f.h.armed);
+	assert_null(f.h.d);
 	assert_int_equal(ram_hotwin_pages(&f.h, f.bm, pages, 16), 0);
 }
 
@@ -122,7 +123,7 @@ static void test_ring_not_taken(void **state)
 	d.bm = bm;
 	d.ring = true;
 	assert_int_equal(ram_hotwin_take(&h, &vm, &d, NULL, 100, err, sizeof(err)), 0);
-	assert_false(h.armed);
+	assert_null(h.d);
 	assert_null(d.written);
 	assert_int_equal(bm[0], 5);
 	assert_int_equal(ram_hotwin_pages(&h, bm, pages, 4), 0);
@@ -149,7 +150,7 @@ static void test_window_sync_joins_bm(void **state)
 	d.npages = NPG;
 	d.bm = bm;
 	assert_int_equal(ram_hotwin_take(&h, &vm, &d, sent, 100, err, sizeof(err)), 0);
-	assert_true(h.armed);
+	assert_ptr_equal(h.d, &d);
 	assert_ptr_equal(d.written, h.seen);
 	assert_true(bm_test(bm, 9));
 	assert_true(bm_test(bm, 131));

@@ -29,6 +29,32 @@ static uint8_t *map_ram(void)
 	return p;
 }
 
+/* Each test: a fresh RAM mapping and its ramdrop. */
+struct fix {
+	uint8_t *ram;
+	struct ramdrop d;
+	char err[160];
+};
+
+static int setup(void **state)
+{
+	static struct fix f;
+
+	f.ram = map_ram();
+	ramdrop_init(&f.d, f.ram, NPG * PG);
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fix *f = *state;
+
+	ramdrop_free(&f->d);
+	munmap(f->ram, NPG * PG);
+	return 0;
+}
+
 static bool resident(uint8_t *p)
 {
 	unsigned char v = 0;
@@ -49,20 +75,18 @@ static void check_page(uint8_t *ram, uint64_t i, bool dropped)
 
 static void test_drop_runs(void **state)
 {
-	uint8_t *ram = map_ram();
-	struct ramdrop d;
-	char err[160];
+	struct fix *f = *state;
+	uint8_t *ram = f->ram;
+	struct ramdrop *d = &f->d;
 
-	(void)state;
-	ramdrop_init(&d, ram, NPG * PG);
-	assert_non_null(d.grave);
+	assert_non_null(d->grave);
 	/* 1024 pages (moved), 3 pages (in place), the last 64 (moved). */
-	assert_int_equal(ramdrop_range(&d, 100 * PG, 1024 * PG, err, sizeof(err)), 0);
-	assert_int_equal(ramdrop_range(&d, 2000 * PG, 3 * PG, err, sizeof(err)), 0);
-	assert_int_equal(ramdrop_range(&d, (NPG - 64) * PG, 64 * PG, err, sizeof(err)), 0);
-	assert_int_equal(d.moves, 2);
-	assert_int_equal(d.moved_bytes, (1024 + 64) * PG);
-	assert_int_equal(d.dropped_bytes, 3 * PG);
+	assert_int_equal(ramdrop_range(d, 100 * PG, 1024 * PG, f->err, sizeof(f->err)), 0);
+	assert_int_equal(ramdrop_range(d, 2000 * PG, 3 * PG, f->err, sizeof(f->err)), 0);
+	assert_int_equal(ramdrop_range(d, (NPG - 64) * PG, 64 * PG, f->err, sizeof(f->err)), 0);
+	assert_int_equal(d->moves, 2);
+	assert_int_equal(d->moved_bytes, (1024 + 64) * PG);
+	assert_int_equal(d->dropped_bytes, 3 * PG);
 	for (uint64_t i = 0; i < NPG; i++)
 		check_page(ram, i, (i >= 100 && i < 1124) || (i >= 2000 && i < 2003) ||
 					   i >= NPG - 64);
@@ -70,61 +94,52 @@ static void test_drop_runs(void **state)
 	ram[150 * PG] = 7;
 	assert_int_equal(ram[150 * PG], 7);
 	assert_int_equal(ram[150 * PG + 1], 0);
-	ramdrop_free(&d);
-	assert_null(d.grave);
+	ramdrop_free(d);
+	assert_null(d->grave);
 	check_page(ram, 99, false);
 	check_page(ram, 1124, false);
-	munmap(ram, NPG * PG);
 }
 
 static void test_bad_ranges(void **state)
 {
-	uint8_t *ram = map_ram();
-	struct ramdrop d;
-	char err[160];
+	struct fix *f = *state;
+	uint8_t *ram = f->ram;
+	struct ramdrop *d = &f->d;
 
-	(void)state;
-	ramdrop_init(&d, ram, NPG * PG);
-	assert_int_equal(ramdrop_range(&d, NPG * PG, PG, err, sizeof(err)), -EINVAL);
-	assert_int_equal(ramdrop_range(&d, PG, NPG * PG, err, sizeof(err)), -EINVAL);
-	assert_int_equal(ramdrop_range(&d, 100, PG, err, sizeof(err)), -EINVAL);
-	assert_int_equal(ramdrop_range(&d, UINT64_MAX & ~(PG - 1), 2 * PG, err, sizeof(err)),
+	assert_int_equal(ramdrop_range(d, NPG * PG, PG, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_range(d, PG, NPG * PG, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_range(d, 100, PG, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_range(d, UINT64_MAX & ~(PG - 1), 2 * PG, f->err, sizeof(f->err)),
 			 -EINVAL);
-	assert_int_equal(d.moves + d.dropped_bytes, 0);
+	assert_int_equal(d->moves + d->dropped_bytes, 0);
 	for (uint64_t i = 0; i < NPG; i += 97)
 		check_page(ram, i, false);
-	ramdrop_free(&d);
-	munmap(ram, NPG * PG);
 }
 
 /* More runs than RAMDROP_MOVES_MAX allows moves: the rest are dropped in
  * place, and all are dropped. */
 static void test_move_cap(void **state)
 {
-	uint8_t *ram = map_ram();
+	struct fix *f = *state;
+	uint8_t *ram = f->ram;
 	uint64_t run = RAMDROP_MOVE_MIN / PG, n = 0;
-	struct ramdrop d;
-	char err[160];
+	struct ramdrop *d = &f->d;
 
-	(void)state;
-	ramdrop_init(&d, ram, NPG * PG);
-	d.moves = RAMDROP_MOVES_MAX - 2;
+	d->moves = RAMDROP_MOVES_MAX - 2;
 	for (uint64_t i = 0; i + run <= NPG; i += 2 * run, n++)
-		assert_int_equal(ramdrop_range(&d, i * PG, run * PG, err, sizeof(err)), 0);
-	assert_int_equal(d.moved_bytes, 2 * run * PG);
-	assert_int_equal(d.dropped_bytes, (n - 2) * run * PG);
+		assert_int_equal(ramdrop_range(d, i * PG, run * PG, f->err, sizeof(f->err)), 0);
+	assert_int_equal(d->moved_bytes, 2 * run * PG);
+	assert_int_equal(d->dropped_bytes, (n - 2) * run * PG);
 	for (uint64_t i = 0; i < NPG; i++)
 		check_page(ram, i, (i / run) % 2 == 0);
-	ramdrop_free(&d);
-	munmap(ram, NPG * PG);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_drop_runs),
-		cmocka_unit_test(test_bad_ranges),
-		cmocka_unit_test(test_move_cap),
+		cmocka_unit_test_setup_teardown(test_drop_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_ranges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_cap, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

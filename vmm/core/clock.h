@@ -3,6 +3,7 @@
 #ifndef MINIVMM_CLOCK_H
 #define MINIVMM_CLOCK_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -28,6 +29,17 @@ static inline struct timespec clock_deadline(int ms)
 
 	return (struct timespec){ .tv_sec = (time_t)(t / 1000000000ULL),
 				  .tv_nsec = (long)(t % 1000000000ULL) };
+}
+
+/* Sleeps ns in full: a signal (the monitor's, a profiler's) resumes the
+ * sleep rather than cutting a rate limit's or a window's pause short. */
+static inline void clock_sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
+			       .tv_nsec = (long)(ns % 1000000000ULL) };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 #endif
