@@ -273,6 +273,7 @@ void mig_info(struct vm *vm, const struct mig_params *p, FILE *out)
 			fprintf(out, "postcopy_ms: %.1f\npostcopy_pages_missing: %llu\n"
 				"postcopy_pages_requested: %llu\npostcopy_pages_pushed: %llu\n"
 				"postcopy_pages_hot: %llu\npostcopy_pages_busy: %llu\n"
+				"postcopy_pages_delta: %llu\n"
 				"postcopy_faults: %llu\npostcopy_fault_p50_ms: %.3f\n"
 				"postcopy_fault_p99_ms: %.3f\npostcopy_fault_max_ms: %.3f\n"
 				"postcopy_blocktime_ms: %.1f\npostcopy_recoveries: %u\n",
@@ -281,6 +282,7 @@ void mig_info(struct vm *vm, const struct mig_params *p, FILE *out)
 				(unsigned long long)st->pc_pages_pushed,
 				(unsigned long long)st->pc_pages_hot,
 				(unsigned long long)st->pc_pages_busy,
+				(unsigned long long)st->pc_pages_delta,
 				(unsigned long long)st->pc_faults, st->pc_fault_p50_ms,
 				st->pc_fault_p99_ms, st->pc_fault_max_ms, st->pc_blocktime_ms,
 				st->pc_recoveries);

@@ -100,7 +100,8 @@ static int on_reply(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen)
 			 stream_type_name(h.type));
 		return -EPROTO;
 	}
-	n = pc_pages_recv(&pc->rp, h.len, pc->npages, runs, PC_BATCH_PAGES, buf, err, errlen);
+	n = pc_pages_recv(&pc->rp, h.len, pc->npages, runs, PC_BATCH_PAGES, buf, NULL, NULL, err,
+			  errlen);
 	for (int i = 0; i < n && !ret; i++) {
 		bool zero = runs[i].kind == PAGE_RUN_ZERO;
 
@@ -150,6 +151,11 @@ void *pc_fault_main(void *arg)
 		pc_rp_lost(pc, "fault thread: out of memory");
 		return NULL;
 	}
+	/* Before any request: which stale copies the push may send deltas
+	 * against (the source sends whole pages until it knows). */
+	if (pc->nkept && pc_bitmap_send(&pc->rp, ST_PC_KEPT, pc->kept, pc->npages, err,
+					sizeof(err)) < 0)
+		pc_rp_lost(pc, err);
 	for (;;) {
 		struct pollfd p[3] = { { .fd = pc->uffd, .events = POLLIN },
 				       { .fd = pc->wake_efd, .events = POLLIN },

@@ -16,6 +16,7 @@
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/postcopy/uffd.h"
 #include "migrate/ram/bitmap.h"
+#include "migrate/ram/xbzrle.h"
 #include "devices/conline.h"
 #include "vmm/core/vm.h"
 
@@ -24,11 +25,81 @@
 /* How long a lost link's pause waits for the vCPUs to park. */
 #define PC_PAUSE_WAIT_MS 200
 
-static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen)
+/* With deltas: frees each piece of the grave that [first, first + n)
+ * touches once every page whose stale copy it holds is placed. Only this
+ * thread decodes against the grave, so nothing reads a piece it frees. */
+static void free_done_pieces(struct pc_tgt *pc, uint64_t first, uint64_t n)
+{
+	for (uint64_t k = first / PC_GRAVE_PIECE_PAGES; k <= (first + n - 1) / PC_GRAVE_PIECE_PAGES;
+	     k++) {
+		uint64_t w0 = k * (PC_GRAVE_PIECE_PAGES / 64), words = bm_words(pc->npages);
+		uint64_t p0 = k * PC_GRAVE_PIECE_PAGES, left = 0;
+
+		if (bm_test(pc->grave_gone, k))
+			continue;
+		pthread_mutex_lock(&pc->mu);
+		for (uint64_t w = w0; w < w0 + PC_GRAVE_PIECE_PAGES / 64 && w < words; w++)
+			left |= pc->kept[w] & ~pc->placed[w];
+		pthread_mutex_unlock(&pc->mu);
+		if (left)
+			continue;
+		ramdrop_free_range(&pc->drop, p0 * VM_PAGE_SIZE,
+				   (pc->npages - p0 < PC_GRAVE_PIECE_PAGES ? pc->npages - p0 :
+				    PC_GRAVE_PIECE_PAGES) * VM_PAGE_SIZE);
+		bm_set(pc->grave_gone, k);
+	}
+}
+
+/* A delta run: each page decoded against its stale copy in the grave
+ * (only a kept page may come so; one placed since is left alone, its
+ * copy may be freed), then placed. */
+static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8_t *area,
+			uint32_t area_len, uint32_t *pos, uint8_t *page, char *err, size_t errlen)
+{
+	for (uint64_t p = r->first; p < r->first + r->count; p++) {
+		const uint8_t *enc;
+		uint32_t len;
+		bool placed;
+		int ret = pc_delta_entry(area, area_len, pos, &enc, &len, err, errlen);
+
+		if (ret)
+			return ret;
+		if (!bm_test(pc->kept, p)) {
+			snprintf(err, errlen, "bad PAGES: a delta for page %llu, whose stale copy this "
+				 "side did not keep", (unsigned long long)p);
+			return -EPROTO;
+		}
+		pthread_mutex_lock(&pc->mu);
+		placed = bm_test(pc->placed, p);
+		if (placed)
+			pc->dups++;
+		pthread_mutex_unlock(&pc->mu);
+		if (placed)
+			continue;
+		memcpy(page, pc->drop.grave + p * VM_PAGE_SIZE, VM_PAGE_SIZE);
+		ret = xbzrle_decode(enc, len, page, err, errlen);
+		if (ret) {
+			char why[256];
+
+			snprintf(why, sizeof(why), "%s", err);
+			snprintf(err, errlen, "bad PAGES: page %llu: %.200s", (unsigned long long)p, why);
+			return ret;
+		}
+		ret = pc_place(pc, p, 1, page, false, err, errlen);
+		if (ret)
+			return ret;
+		pc->got_delta++;
+	}
+	return 0;
+}
+
+static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *page, char *err,
+		       size_t errlen)
 {
 	struct page_run runs[PC_BATCH_PAGES];
 	struct stream_hdr h;
 	size_t off = 0;
+	uint32_t area_len = 0, pos = 0;
 	int n, ret = stream_recv_hdr(&pc->main, &h, err, errlen);
 
 	if (ret)
@@ -45,8 +116,13 @@ static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen
 			 stream_type_name(h.type));
 		return -EPROTO;
 	}
-	n = pc_pages_recv(&pc->main, h.len, pc->npages, runs, PC_BATCH_PAGES, buf, err, errlen);
+	n = pc_pages_recv(&pc->main, h.len, pc->npages, runs, PC_BATCH_PAGES, buf,
+			  pc->delta ? area : NULL, &area_len, err, errlen);
 	for (int i = 0; i < n && !ret; i++) {
+		if (runs[i].kind == PAGE_RUN_DELTA) {
+			ret = place_deltas(pc, &runs[i], area, area_len, &pos, page, err, errlen);
+			continue;
+		}
 		bool zero = runs[i].kind == PAGE_RUN_ZERO;
 
 		ret = pc_place(pc, runs[i].first, runs[i].count, zero ? NULL : buf + off, false,
@@ -54,6 +130,13 @@ static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, char *err, size_t errlen
 		if (!zero)
 			off += runs[i].count * VM_PAGE_SIZE;
 	}
+	if (n > 0 && !ret && pos != area_len) {
+		snprintf(err, errlen, "bad PAGES: %u bytes after the last delta entry",
+			 area_len - pos);
+		ret = -EPROTO;
+	}
+	for (int i = 0; i < n && !ret && pc->delta; i++)
+		free_done_pieces(pc, runs[i].first, runs[i].count);
 	return n < 0 ? n : ret;
 }
 
@@ -118,7 +201,7 @@ static int resume_handshake(struct pc_tgt *pc, struct transport_listener *lst, c
 	for (size_t w = 0; w < words; w++)
 		left[w] = pc->missing[w] & ~pc->placed[w];
 	pthread_mutex_unlock(&pc->mu);
-	ret = pc_missing_send(&s, left, pc->npages, err, errlen);
+	ret = pc_bitmap_send(&s, ST_MISSING, left, pc->npages, err, errlen);
 	le_put64(b, pc->token);
 	if (ret >= 0)
 		ret = stream_send(&s, ST_RESUME, b, sizeof(b), err, errlen);
@@ -263,13 +346,19 @@ static void *recv_main(void *arg)
 {
 	struct pc_tgt *pc = arg;
 	uint8_t *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
+	uint8_t *area = malloc(PC_BATCH_PAGES * VM_PAGE_SIZE);
+	uint8_t *page = aligned_alloc(VM_PAGE_SIZE, VM_PAGE_SIZE);
 	char err[256];
 
-	if (!buf)
+	if (!buf || !area || !page) {
+		free(buf);
+		free(area);
+		free(page);
 		return NULL;
+	}
 	pc_maybe_done(pc); /* nothing was missing */
 	for (;;) {
-		int ret = recv_pushed(pc, buf, err, sizeof(err));
+		int ret = recv_pushed(pc, buf, area, page, err, sizeof(err));
 		bool done;
 
 		pthread_mutex_lock(&pc->mu);
@@ -282,7 +371,11 @@ static void *recv_main(void *arg)
 	}
 	if (!quitting(pc))
 		finish(pc);
+	if (pc->delta) /* every page is here: no base is needed any more */
+		ramdrop_free(&pc->drop);
 	free(buf);
+	free(area);
+	free(page);
 	return NULL;
 }
 
@@ -309,8 +402,10 @@ int pc_tgt_run(struct pc_tgt *pc, struct stream *s, char *err, size_t errlen)
 	pc->t_commit = clock_now_ns();
 	set_state(pc, MIG_POSTCOPY);
 	ret = pool_start(&pc->recv_thr, 1, recv_main, pc, 0, "pc-recv", err, errlen);
-	/* Without the thread, destroy frees the grave. */
-	if (!ret && pool_start(&pc->grave_thr, 1, grave_main, pc, 0, "pc-grave", err, errlen))
+	/* Without the thread, destroy frees the grave; with deltas the
+	 * receiver does, as the bases are used up. */
+	if (!ret && !pc->delta &&
+	    pool_start(&pc->grave_thr, 1, grave_main, pc, 0, "pc-grave", err, errlen))
 		pool_join(&pc->grave_thr);
 	return ret;
 }
@@ -370,6 +465,8 @@ void pc_tgt_destroy(struct pc_tgt *pc)
 	free(pc->missing);
 	free(pc->placed);
 	free(pc->requested);
+	free(pc->kept);
+	free(pc->grave_gone);
 	free(pc->lat);
 	free(pc);
 }

@@ -92,14 +92,15 @@ int pc_src_create(struct pc_src **out, struct vm *vm, struct mig *m, uint64_t to
 	return 0;
 }
 
-int pc_src_setup(struct pc_src **out, struct mig_src_env *env)
+int pc_src_setup(struct pc_src **out, struct mig_src_env *env, struct xbz_cache *xbz)
 {
 	uint8_t b[POSTCOPY_LEN] = { 0 };
 	struct pc_src *pc;
-	uint32_t len;
+	uint32_t len, take;
 	int ret;
 
 	*out = NULL;
+	le_put32(b, xbz ? POSTCOPY_DELTA : 0);
 	ret = stream_send(env->s, ST_POSTCOPY, b, sizeof(b), env->err, env->errlen);
 	if (!ret)
 		ret = stream_recv_expect(env->s, ST_POSTCOPY, b, sizeof(b), &len, "target",
@@ -110,12 +111,21 @@ int pc_src_setup(struct pc_src **out, struct mig_src_env *env)
 		snprintf(env->err, env->errlen, "bad POSTCOPY reply from the target");
 		return -EPROTO;
 	}
-	if (!le_get32(b)) {
+	take = le_get32(b);
+	if (!(take & POSTCOPY_ACCEPTED)) {
 		fprintf(stderr, "minivmm: the target cannot take post-copy; pre-copy only\n");
 		return 0;
 	}
 	ret = pc_src_create(&pc, env->vm, env->m, le_get64(b + 4), env->err, env->errlen);
 	*out = pc;
+	if (!ret && xbz && (take & POSTCOPY_DELTA)) {
+		pc->xbz = xbz;
+		pc->kept = calloc(bm_words(pc->npages), 8);
+		if (!pc->kept) {
+			snprintf(env->err, env->errlen, "post-copy: out of memory");
+			return -ENOMEM;
+		}
+	}
 	return ret ? ret : pc_src_connect_rp(pc, env->addr, env->err, env->errlen);
 }
 
@@ -195,6 +205,25 @@ static int serve_request(struct pc_src *pc, uint32_t len, char *err, size_t errl
 	return send_asked(pc, first, n, err, errlen);
 }
 
+/* One PC_KEPT slice: its pages may go as deltas from now on (a page
+ * named that is not missing is never pushed: harmless). */
+static int take_kept(struct pc_src *pc, uint32_t len, char *err, size_t errlen)
+{
+	uint64_t words = bm_words(pc->npages), n = 0, *got = calloc(words, 8);
+	int ret;
+
+	if (!got) {
+		snprintf(err, errlen, "PC_KEPT: out of memory");
+		return -ENOMEM;
+	}
+	ret = pc_missing_recv(&pc->rp, len, got, pc->npages, &n, err, errlen);
+	for (uint64_t w = 0; w < words && !ret; w++)
+		if (got[w])
+			atomic_fetch_or_explicit(&pc->kept[w], got[w], memory_order_relaxed);
+	free(got);
+	return ret;
+}
+
 static void *server_main(void *arg)
 {
 	struct pc_src *pc = arg;
@@ -206,6 +235,8 @@ static void *server_main(void *arg)
 
 		if (!ret && h.type == ST_PAGE_REQ)
 			ret = serve_request(pc, h.len, err, sizeof(err));
+		else if (!ret && h.type == ST_PC_KEPT && pc->kept)
+			ret = take_kept(pc, h.len, err, sizeof(err));
 		else if (!ret) {
 			snprintf(err, sizeof(err), "protocol error: %s on the return path",
 				 stream_type_name(h.type));
@@ -256,7 +287,7 @@ int pc_src_switch(struct pc_src *pc, struct mig_src_env *env, const uint64_t *bm
 		pc->resendable[w] = bm[w];
 		n += (uint64_t)__builtin_popcountll(bm[w]);
 	}
-	ret = pc_missing_send(env->s, bm, pc->npages, env->err, env->errlen);
+	ret = pc_bitmap_send(env->s, ST_MISSING, bm, pc->npages, env->err, env->errlen);
 	if (ret < 0)
 		return ret;
 	pc->t_switch = clock_now_ns();
@@ -321,9 +352,15 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	double bw = env->e ? est_bandwidth(env->e) : 0;
 	struct transport_path path;
 	bool tcp = !transport_path_info(&env->s->conn, &path);
+	struct pc_delta dl = { .cache = pc->xbz, .kept = pc->kept };
+	struct pc_batch batch;
 	struct pc_pace pace;
 	int ret = 0;
 
+	if (pc->kept && !(dl.enc = malloc(PC_BATCH_PAGES * (PAGE_DELTA_HDR + PC_DELTA_CAP)))) {
+		snprintf(env->err, env->errlen, "post-copy push: out of memory");
+		return -ENOMEM;
+	}
 	bound_push_queue(env, bw, tcp ? &path : NULL);
 	pc_pace_init(&pace, &env->s->conn, bw, tcp ? &path : NULL);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
@@ -349,15 +386,16 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 			if (e - b > pace.piece_pages)
 				e = b + pace.piece_pages;
 			v &= e == 64 ? 0 : ~0ULL << e;
-			pc_pace_wait(&pace, (uint32_t)(e - b) * VM_PAGE_SIZE);
-			ret = pc_pages_send(env->s, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
-					    env->err, env->errlen);
+			pc_batch_build(&batch, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
+				       dl.enc ? &dl : NULL);
+			pc_pace_wait(&pace, batch.bytes);
+			ret = pc_batch_write(env->s, &batch, env->err, env->errlen);
 			if (ret) {
 				/* Not sent: the target will say it lacks them. */
 				goto out;
 			}
 			atomic_fetch_add(&pc->pushed, e - b);
-			bytes = (e - b) * VM_PAGE_SIZE;
+			bytes = batch.bytes;
 			if (env->rate && (ns = est_rate_account(env->rate, bytes, clock_now_ns())))
 				clock_sleep_ns(ns);
 			if (*cut && atomic_load(&pc->pushed) >= *cut) {
@@ -375,7 +413,10 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	}
 out:
 	pc_pace_fini(&pace);
+	free(dl.enc);
 	pthread_mutex_lock(&env->m->lock);
+	env->m->st.pc_pages_delta += dl.pages;
+	env->m->st.pc_delta_bytes_saved += dl.saved;
 	env->m->st.pc_push_gate_bytes = pace.gate;
 	env->m->st.pc_push_wait_ms += (double)pace.wait_ns / 1e6;
 	pthread_mutex_unlock(&env->m->lock);
@@ -487,5 +528,6 @@ void pc_src_destroy(struct pc_src *pc)
 	pthread_mutex_destroy(&pc->mu);
 	free(pc->to_send);
 	free(pc->resendable);
+	free(pc->kept);
 	free(pc);
 }

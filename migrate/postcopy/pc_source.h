@@ -17,10 +17,13 @@ struct mig;
 struct mig_src_env;
 struct transport_conn;
 struct vm;
+struct xbz_cache;
 
 /* Before round 0: asks the target for post-copy and connects the return
- * path. *out is NULL when the target declined (pre-copy only). */
-int pc_src_setup(struct pc_src **out, struct mig_src_env *env);
+ * path. *out is NULL when the target declined (pre-copy only). With
+ * xbz (the RAM section's delta cache, which outlives *out) the push
+ * offers deltas against what the target keeps of its stale copies. */
+int pc_src_setup(struct pc_src **out, struct mig_src_env *env, struct xbz_cache *xbz);
 /* The parts of setup without a peer (pc_src_setup calls them; unit
  * tests drive a page server over a socketpair with them). */
 int pc_src_create(struct pc_src **out, struct vm *vm, struct mig *m, uint64_t token, char *err,

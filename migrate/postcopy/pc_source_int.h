@@ -29,6 +29,11 @@ struct pc_src {
 	atomic_int lost;             /* a connection failed */
 	atomic_uint_fast64_t requested, pushed, bad;
 	atomic_uint_fast64_t push_from; /* page + 1 the push jumps to; 0: none */
+	/* Deltas (POSTCOPY_DELTA taken): the pages whose stale copy the
+	 * target keeps, as its PC_KEPT frames say (the server ORs them in,
+	 * the push reads them). NULL: whole pages only. */
+	struct xbz_cache *xbz;
+	_Atomic uint64_t *kept;
 	uint64_t t_switch;
 	uint64_t rp_bytes_closed;    /* written on return paths already closed */
 	pthread_mutex_t mu;          /* serializes writes on rp... */

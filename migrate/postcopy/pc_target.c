@@ -21,7 +21,8 @@
 #include "devices/conline.h"
 #include "vmm/core/vm.h"
 
-int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, char *err, size_t errlen)
+int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, bool delta, char *err,
+		  size_t errlen)
 {
 	struct pc_tgt *pc = calloc(1, sizeof(*pc));
 	size_t words = bm_words(vm->ram_size / VM_PAGE_SIZE);
@@ -45,7 +46,13 @@ int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, char *err, 
 	pc->placed = calloc(words, 8);
 	pc->requested = calloc(words, 8);
 	pc->lat = malloc(PC_MAX_LATENCIES * sizeof(double));
-	if (!pc->missing || !pc->placed || !pc->requested || !pc->lat || pc->wake_efd < 0) {
+	pc->delta = delta;
+	if (delta) {
+		pc->kept = calloc(words, 8);
+		pc->grave_gone = calloc(bm_words(pc->npages / PC_GRAVE_PIECE_PAGES + 1), 8);
+	}
+	if (!pc->missing || !pc->placed || !pc->requested || !pc->lat || pc->wake_efd < 0 ||
+	    (delta && (!pc->kept || !pc->grave_gone))) {
 		snprintf(err, errlen, "post-copy: out of memory");
 		return -ENOMEM;
 	}
@@ -123,10 +130,16 @@ int pc_tgt_arm(struct pc_tgt *pc, bool digest, uint64_t want, char *err, size_t 
 	 * are moved aside, not freed (vmm/core/ramdrop.h). */
 	for (uint64_t i = bm_next_set(pc->missing, pc->npages, 0); i < pc->npages;) {
 		uint64_t e = bm_next_clear(pc->missing, pc->npages, i);
+		bool moved;
 
-		ret = ramdrop_range(&pc->drop, i * VM_PAGE_SIZE, (e - i) * VM_PAGE_SIZE, err, errlen);
+		ret = ramdrop_range(&pc->drop, i * VM_PAGE_SIZE, (e - i) * VM_PAGE_SIZE, &moved, err,
+				    errlen);
 		if (ret)
 			return ret;
+		if (moved && pc->kept) {
+			bm_set_range(pc->kept, i, e - i);
+			pc->nkept += e - i;
+		}
 		i = bm_next_set(pc->missing, pc->npages, e);
 	}
 	pc->digest = digest;
@@ -271,6 +284,7 @@ void pc_tgt_publish(struct pc_tgt *pc)
 	st->pc_refaults = pc->refaults;
 	st->pc_pages_requested = pc->got_rp;
 	st->pc_pages_pushed = pc->got_push;
+	st->pc_pages_delta = pc->got_delta;
 	st->pc_fault_p50_ms = p50;
 	st->pc_fault_p99_ms = p99;
 	st->pc_fault_max_ms = pc->lat_max;

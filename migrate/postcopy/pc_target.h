@@ -17,7 +17,10 @@ struct mig;
 struct stream;
 struct transport_listener;
 
-int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, char *err, size_t errlen);
+/* delta: the source may push deltas against the stale copies this side
+ * keeps (POSTCOPY_DELTA taken). */
+int pc_tgt_create(struct pc_tgt **out, struct vm *vm, struct mig *m, bool delta, char *err,
+		  size_t errlen);
 /* Accepts the return path on lst (its first frame presents token). */
 int pc_tgt_accept_rp(struct pc_tgt *pc, struct transport_listener *lst, uint64_t token,
 		     char *err, size_t errlen);

@@ -14,6 +14,9 @@
 #include "vmm/core/pool.h"
 #include "vmm/core/ramdrop.h"
 
+/* With deltas, what of the grave the receiver frees at once: 2 MiB, as
+ * ramdrop_free does (vmm/core/ramdrop.c). */
+#define PC_GRAVE_PIECE_PAGES 512u
 /* Threads that can wait on a fault at once: vCPUs plus the VMM's own. */
 #define PC_MAX_WAITERS 256
 /* Fault latencies kept for the percentiles; past this, max and sum only. */
@@ -40,9 +43,15 @@ struct pc_tgt {
 	struct stream main;           /* the push receiver's, after COMMIT */
 	struct pool fault_thr, recv_thr;
 	/* The stale copies dropped at the switch, freed by grave_thr once the
-	 * guest runs (or by destroy, if it never did). */
+	 * guest runs (or by destroy, if it never did). With deltas they are
+	 * the bases: kept says which pages' copies the grave holds (fixed once
+	 * armed), and the push receiver frees each piece of the grave once
+	 * every kept page in it is placed (grave_gone, its own). */
 	struct ramdrop drop;
 	struct pool grave_thr;
+	bool delta;
+	uint64_t *kept, nkept;
+	uint64_t *grave_gone;         /* per PC_GRAVE_PIECE_PAGES */
 	pthread_mutex_t mu;
 	bool quit, rp_ok, done, digest;
 	uint64_t digest_want, digest_sum;
@@ -51,7 +60,7 @@ struct pc_tgt {
 	double *lat;                  /* ms, PC_MAX_LATENCIES */
 	size_t nlat;
 	double lat_max, block_ms;
-	uint64_t faults, refaults, zero_faults, req_pages, got_rp, got_push, dups;
+	uint64_t faults, refaults, zero_faults, req_pages, got_rp, got_push, got_delta, dups;
 	uint64_t t_switch, t_commit;
 	atomic_uint_fast64_t bytes_closed; /* read on connections since replaced */
 };

@@ -9,32 +9,43 @@
 
 #include "migrate/ram/bitmap.h"
 #include "migrate/ram/ram.h"
+#include "migrate/ram/xbzrle.h"
+#include "vmm/core/vm.h"
 
-int pc_missing_send(struct stream *s, const uint64_t *bm, uint64_t npages, char *err,
-		    size_t errlen)
+int pc_bitmap_send(struct stream *s, uint32_t type, const uint64_t *bm, uint64_t npages,
+		   char *err, size_t errlen)
 {
 	uint64_t words = bm_words(npages);
 	uint8_t *buf = malloc(MISSING_HDR_LEN + MISSING_MAX_WORDS * 8);
 	int frames = 0, ret = 0;
 
 	if (!buf) {
-		snprintf(err, errlen, "malloc(MISSING): out of memory");
+		snprintf(err, errlen, "malloc(%s): out of memory", stream_type_name(type));
 		return -ENOMEM;
 	}
 	for (uint64_t w = 0; w < words && !ret; w += MISSING_MAX_WORDS) {
-		uint32_t n = words - w < MISSING_MAX_WORDS ? (uint32_t)(words - w) : MISSING_MAX_WORDS;
-		bool any = false;
+		uint64_t n = words - w < MISSING_MAX_WORDS ? words - w : MISSING_MAX_WORDS;
+		uint64_t lo = w, hi = w + n;
 
-		for (uint32_t i = 0; i < n; i++) {
-			le_put64(buf + MISSING_HDR_LEN + i * 8, bm[w + i]);
-			any |= bm[w + i] != 0;
+		while (lo < hi && !bm[lo])
+			lo++;
+		while (hi > lo && !bm[hi - 1])
+			hi--;
+		if (lo == hi) {
+			if (frames || w + n < words)
+				continue;
+			hi = lo + 1; /* nothing set anywhere: one empty word */
+			if (hi > words) {
+				lo = words - 1;
+				hi = words;
+			}
 		}
-		if (!any && (frames || w + n < words))
-			continue;
-		le_put64(buf, w * 64);
-		le_put32(buf + 8, n);
+		for (uint64_t i = lo; i < hi; i++)
+			le_put64(buf + MISSING_HDR_LEN + (i - lo) * 8, bm[i]);
+		le_put64(buf, lo * 64);
+		le_put32(buf + 8, (uint32_t)(hi - lo));
 		le_put32(buf + 12, 0);
-		ret = stream_send(s, ST_MISSING, buf, MISSING_HDR_LEN + n * 8, err, errlen);
+		ret = stream_send(s, type, buf, MISSING_HDR_LEN + (uint32_t)(hi - lo) * 8, err, errlen);
 		frames++;
 	}
 	free(buf);
@@ -86,50 +97,88 @@ int pc_missing_recv(struct stream *s, uint32_t len, uint64_t *bm, uint64_t npage
 	return ret;
 }
 
-int pc_pages_send(struct stream *s, const uint8_t *ram, uint64_t first, uint32_t n,
-		  char *err, size_t errlen)
+/* The delta entry of page p into dl->enc at *pos: 1 when it went, 0
+ * when the page goes whole (not kept, not cached, or too long). */
+static int add_delta(struct pc_delta *dl, uint64_t p, const uint8_t *cur, uint32_t *pos)
 {
-	uint8_t tbl[STREAM_HDR_LEN + PAGES_HDR_LEN + PC_BATCH_PAGES * PAGE_RUN_LEN];
-	struct iovec iov[1 + PC_BATCH_PAGES];
-	struct page_run r = { 0 };
-	uint32_t nruns = 0, data = 0;
-	int niov = 1;
+	int n;
 
+	if (!dl || !((atomic_load_explicit(&dl->kept[p / 64], memory_order_relaxed) >> (p % 64)) & 1))
+		return 0;
+	n = xbz_cache_delta(dl->cache, p, cur, dl->enc + *pos + PAGE_DELTA_HDR, PC_DELTA_CAP);
+	if (n < 0)
+		return 0;
+	le_put16(dl->enc + *pos, (uint16_t)n);
+	*pos += PAGE_DELTA_HDR + (uint32_t)n;
+	dl->pages++;
+	dl->saved += VM_PAGE_SIZE - PAGE_DELTA_HDR - (uint64_t)n;
+	return 1;
+}
+
+void pc_batch_build(struct pc_batch *b, const uint8_t *ram, uint64_t first, uint32_t n,
+		    struct pc_delta *dl)
+{
+	uint8_t *runs = b->tbl + STREAM_HDR_LEN + PAGES_HDR_LEN;
+	struct page_run r = { 0 };
+	uint32_t nruns = 0, data = 0, area = 0;
+
+	b->niov = 1;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = ram + (first + i) * VM_PAGE_SIZE;
-		uint32_t kind = ram_page_is_zero(p) ? PAGE_RUN_ZERO : PAGE_RUN_NORMAL;
+		uint32_t kind = ram_page_is_zero(p) ? PAGE_RUN_ZERO :
+				add_delta(dl, first + i, p, &area) ? PAGE_RUN_DELTA : PAGE_RUN_NORMAL;
 
 		if (r.count && r.kind == kind) {
 			r.count++;
 		} else {
 			if (r.count)
-				stream_run_encode(tbl + STREAM_HDR_LEN + PAGES_HDR_LEN +
-						  nruns++ * PAGE_RUN_LEN, &r);
+				stream_run_encode(runs + nruns++ * PAGE_RUN_LEN, &r);
 			r = (struct page_run){ .first = first + i, .count = 1, .kind = kind };
 		}
 		if (kind == PAGE_RUN_NORMAL) {
-			iov[niov++] = (struct iovec){ .iov_base = (void *)p, .iov_len = VM_PAGE_SIZE };
+			b->iov[b->niov++] = (struct iovec){ .iov_base = (void *)p,
+							    .iov_len = VM_PAGE_SIZE };
 			data++;
 		}
 	}
 	if (r.count)
-		stream_run_encode(tbl + STREAM_HDR_LEN + PAGES_HDR_LEN + nruns++ * PAGE_RUN_LEN, &r);
-	stream_hdr_encode(tbl, ST_PAGES, PAGES_HDR_LEN + nruns * PAGE_RUN_LEN +
-			  data * (uint32_t)VM_PAGE_SIZE);
-	le_put32(tbl + STREAM_HDR_LEN, nruns);
-	le_put32(tbl + STREAM_HDR_LEN + 4, 0);
-	iov[0] = (struct iovec){ .iov_base = tbl,
-				 .iov_len = STREAM_HDR_LEN + PAGES_HDR_LEN + nruns * PAGE_RUN_LEN };
-	return stream_writev_all(s, iov, niov, err, errlen);
+		stream_run_encode(runs + nruns++ * PAGE_RUN_LEN, &r);
+	/* The entries follow every normal page's contents, in run order. */
+	if (area)
+		b->iov[b->niov++] = (struct iovec){ .iov_base = dl->enc, .iov_len = area };
+	b->bytes = STREAM_HDR_LEN + PAGES_HDR_LEN + nruns * PAGE_RUN_LEN +
+		   data * (uint32_t)VM_PAGE_SIZE + area;
+	stream_hdr_encode(b->tbl, ST_PAGES, b->bytes - STREAM_HDR_LEN);
+	le_put32(b->tbl + STREAM_HDR_LEN, nruns);
+	le_put32(b->tbl + STREAM_HDR_LEN + 4, 0);
+	b->iov[0] = (struct iovec){ .iov_base = b->tbl,
+				    .iov_len = STREAM_HDR_LEN + PAGES_HDR_LEN + nruns * PAGE_RUN_LEN };
+}
+
+int pc_batch_write(struct stream *s, struct pc_batch *b, char *err, size_t errlen)
+{
+	return stream_writev_all(s, b->iov, b->niov, err, errlen);
+}
+
+int pc_pages_send(struct stream *s, const uint8_t *ram, uint64_t first, uint32_t n,
+		  char *err, size_t errlen)
+{
+	struct pc_batch b;
+
+	pc_batch_build(&b, ram, first, n, NULL);
+	return pc_batch_write(s, &b, err, errlen);
 }
 
 int pc_pages_recv(struct stream *s, uint32_t len, uint64_t npages, struct page_run *runs,
-		  int maxruns, uint8_t *buf, char *err, size_t errlen)
+		  int maxruns, uint8_t *buf, uint8_t *area, uint32_t *area_len, char *err,
+		  size_t errlen)
 {
 	uint8_t tbl[PAGES_HDR_LEN + PAGES_MAX_RUNS * PAGE_RUN_LEN];
-	uint64_t data = 0, tlen;
+	uint64_t data = 0, delta = 0, tlen;
 	int nruns, ret;
 
+	if (area_len)
+		*area_len = 0;
 	if (len < PAGES_HDR_LEN) {
 		snprintf(err, errlen, "bad PAGES: %u bytes is too short", len);
 		return -EPROTO;
@@ -141,15 +190,39 @@ int pc_pages_recv(struct stream *s, uint32_t len, uint64_t npages, struct page_r
 		ret = stream_read_all(s, tbl + PAGES_HDR_LEN, tlen - PAGES_HDR_LEN, err, errlen);
 	if (ret)
 		return ret;
-	nruns = stream_pages_decode(tbl, len, npages, runs, (size_t)maxruns, &data, NULL, err,
-				    errlen);
+	nruns = stream_pages_decode(tbl, len, npages, runs, (size_t)maxruns, &data,
+				    area ? &delta : NULL, err, errlen);
 	if (nruns < 0)
 		return nruns;
-	if (data > PC_BATCH_PAGES) {
+	if (data + delta > PC_BATCH_PAGES) {
 		snprintf(err, errlen, "bad PAGES: %llu pages of contents in post-copy (at most %u)",
-			 (unsigned long long)data, PC_BATCH_PAGES);
+			 (unsigned long long)(data + delta), PC_BATCH_PAGES);
 		return -EPROTO;
 	}
 	ret = stream_read_all(s, buf, data * VM_PAGE_SIZE, err, errlen);
+	/* The decoder bounded it: at most delta pages' worth, so within area. */
+	if (!ret && delta) {
+		*area_len = (uint32_t)(len - tlen - data * VM_PAGE_SIZE);
+		ret = stream_read_all(s, area, *area_len, err, errlen);
+	}
 	return ret ? ret : nruns;
+}
+
+int pc_delta_entry(const uint8_t *area, uint32_t area_len, uint32_t *pos, const uint8_t **enc,
+		   uint32_t *len, char *err, size_t errlen)
+{
+	if (*pos > area_len || area_len - *pos < PAGE_DELTA_HDR) {
+		snprintf(err, errlen, "bad PAGES: a delta entry is cut off");
+		return -EPROTO;
+	}
+	*len = le_get16(area + *pos);
+	*pos += PAGE_DELTA_HDR;
+	if (*len > XBZ_MAX_ENC || *len > area_len - *pos) {
+		snprintf(err, errlen, "bad PAGES: a delta entry of %u bytes (at most %u, %u left)",
+			 *len, XBZ_MAX_ENC, area_len - *pos);
+		return -EPROTO;
+	}
+	*enc = area + *pos;
+	*pos += *len;
+	return 0;
 }

@@ -23,6 +23,7 @@ static const char *const type_names[] = {
 	[ST_AUTH_PROOF] = "AUTH_PROOF",
 	[ST_POSTCOPY] = "POSTCOPY", [ST_RETURN_PATH] = "RETURN_PATH", [ST_MISSING] = "MISSING",
 	[ST_PAGE_REQ] = "PAGE_REQ", [ST_PC_DONE] = "PC_DONE", [ST_RESUME] = "RESUME",
+	[ST_PC_KEPT] = "PC_KEPT",
 };
 
 const char *stream_type_name(uint32_t type)
@@ -75,6 +76,7 @@ uint32_t stream_max_len(uint32_t type)
 	case ST_RETURN_PATH:
 		return RETURN_PATH_LEN;
 	case ST_MISSING:
+	case ST_PC_KEPT:
 		return MISSING_HDR_LEN + MISSING_MAX_WORDS * 8;
 	case ST_PAGE_REQ:
 		return PAGE_REQ_LEN;

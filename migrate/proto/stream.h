@@ -54,7 +54,8 @@ enum stream_type {
 	ST_PAGE_REQ = 27,    /* T->S on the return path: u64 first page, u32 count */
 	ST_PC_DONE = 28,     /* T->S: every page is here (empty) */
 	ST_RESUME = 29,      /* a new main connection after a post-copy link loss: u64 token */
-	ST_TYPE_MAX = 29,
+	ST_PC_KEPT = 30,     /* T->S, return path: a slice of the pages whose stale copy it keeps */
+	ST_TYPE_MAX = 30,
 };
 
 /* Page batches: a u32 run count, a u32 reserved word, the runs, then the
@@ -105,6 +106,10 @@ enum stream_type {
 #define AUTH_PROOF_LEN AUTH_MAC_LEN
 #define AUTH_FLAG_INTEGRITY 1u /* every frame carries a MAC, PAGES included */
 #define POSTCOPY_LEN 12
+/* POSTCOPY's u32: from the source, what it offers; from the target, what
+ * it takes (ACCEPTED: post-copy at all). */
+#define POSTCOPY_ACCEPTED 1u
+#define POSTCOPY_DELTA 2u  /* the push may send deltas against stale copies (PC_KEPT) */
 #define RETURN_PATH_LEN 12
 #define MISSING_HDR_LEN 16      /* u64 first page (multiple of 64), u32 words, u32 0 */
 #define MISSING_MAX_WORDS 131072u /* 1 MiB of bitmap: 4 GiB of RAM per frame */

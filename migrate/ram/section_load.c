@@ -190,6 +190,7 @@ static int on_postcopy(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 {
 	uint8_t b[POSTCOPY_LEN];
 	uint64_t token = 0;
+	uint32_t offer, take = 0;
 	bool ok;
 	int ret;
 
@@ -205,11 +206,16 @@ static int on_postcopy(struct ram_sec *x, struct mig_tgt_env *env, uint32_t len)
 		snprintf(env->err, env->errlen, "getrandom: %s", strerror(errno));
 		return -EIO;
 	}
-	le_put32(b, ok);
+	/* Bits it does not know are offers it does not take. */
+	offer = le_get32(b);
+	if (ok)
+		take = POSTCOPY_ACCEPTED | (offer & POSTCOPY_DELTA);
+	le_put32(b, take);
 	le_put64(b + 4, token);
 	ret = stream_send(env->s, ST_POSTCOPY, b, POSTCOPY_LEN, env->err, env->errlen);
 	if (!ret && ok)
-		ret = pc_tgt_create(&x->pct, env->vm, env->m, env->err, env->errlen);
+		ret = pc_tgt_create(&x->pct, env->vm, env->m, take & POSTCOPY_DELTA, env->err,
+				    env->errlen);
 	if (!ret && ok)
 		ret = pc_tgt_accept_rp(x->pct, env->lst, token, env->err, env->errlen);
 	return ret;

@@ -125,7 +125,7 @@ int ram_save_setup(void *sec, struct mig_src_env *env)
 	}
 	if (x->nchan && (ret = open_channels(x, env)) != 0)
 		return ret;
-	if (!env->file && env->t->postcopy && (ret = pc_src_setup(&x->pcs, env)) != 0)
+	if (!env->file && env->t->postcopy && (ret = pc_src_setup(&x->pcs, env, x->xbz)) != 0)
 		return ret;
 	/* Declined: the stop flag stays 0 (migrate_start_postcopy needs
 	 * pc_possible). */

@@ -68,6 +68,20 @@ int xbz_cache_put(struct xbz_cache *c, uint64_t page, const uint8_t *snap, uint8
 	return n;
 }
 
+int xbz_cache_delta(struct xbz_cache *c, uint64_t page, const uint8_t *cur, uint8_t *out,
+		    size_t cap)
+{
+	uint64_t s = page % c->nslots;
+	pthread_mutex_t *mu = &c->mu[s % XBZ_LOCKS];
+	int n = -1;
+
+	pthread_mutex_lock(mu);
+	if (c->tag[s] == page + 1)
+		n = xbzrle_encode(c->data + s * XBZ_PAGE, cur, out, cap);
+	pthread_mutex_unlock(mu);
+	return n;
+}
+
 void xbz_cache_forget(struct xbz_cache *c, uint64_t page)
 {
 	uint64_t s = page % c->nslots;

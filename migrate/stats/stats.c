@@ -104,7 +104,8 @@ static void write_doc(FILE *f, const struct stats *st)
 		"  \"postcopy_fault_p99_ms\": %.3f,\n  \"postcopy_fault_max_ms\": %.3f,\n"
 		"  \"postcopy_blocktime_ms\": %.3f,\n  \"postcopy_recoveries\": %u,\n"
 		"  \"postcopy_push_queue_bytes\": %llu,\n"
-		"  \"postcopy_push_gate_bytes\": %llu,\n  \"postcopy_push_wait_ms\": %.3f,\n",
+		"  \"postcopy_push_gate_bytes\": %llu,\n  \"postcopy_push_wait_ms\": %.3f,\n"
+		"  \"postcopy_pages_delta\": %llu,\n  \"postcopy_delta_bytes_saved\": %llu,\n",
 		st->postcopy ? "true" : "false", st->postcopy_ms,
 		(unsigned long long)st->pc_pages_missing, (unsigned long long)st->pc_pages_requested,
 		(unsigned long long)st->pc_pages_pushed, (unsigned long long)st->pc_pages_hot,
@@ -114,7 +115,8 @@ static void write_doc(FILE *f, const struct stats *st)
 		st->pc_fault_p50_ms, st->pc_fault_p99_ms,
 		st->pc_fault_max_ms, st->pc_blocktime_ms, st->pc_recoveries,
 		(unsigned long long)st->pc_push_queue_bytes,
-		(unsigned long long)st->pc_push_gate_bytes, st->pc_push_wait_ms);
+		(unsigned long long)st->pc_push_gate_bytes, st->pc_push_wait_ms,
+		(unsigned long long)st->pc_pages_delta, (unsigned long long)st->pc_delta_bytes_saved);
 	fprintf(f, "  \"xbzrle_cache_bytes\": %llu,\n  \"xbzrle_pages\": %llu,\n"
 		"  \"xbzrle_bytes_saved\": %llu,\n  \"xbzrle_cache_misses\": %llu,\n"
 		"  \"xbzrle_encode_ms\": %.3f,\n",

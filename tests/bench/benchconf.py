@@ -41,8 +41,8 @@ INPUT_KEYS = {
 }
 
 VMMS = ("minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0",
-        "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now", "minivmm-postcopy-after-precopy",
-        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now", "qemu-postcopy-preempt", "qemu-postcopy-preempt-now",
+        "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now", "minivmm-postcopy-after-precopy", "minivmm-postcopy-after-precopy-xbzrle",
+        "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-xbzrle", "qemu-postcopy-now", "qemu-postcopy-preempt", "qemu-postcopy-preempt-now",
         "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc")
 GUESTS = ("dirty", "counter", "hello")
 PATTERNS = ("seq", "random", "hotcold")

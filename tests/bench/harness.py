@@ -439,6 +439,9 @@ MINIVMM_VARIANTS = {
     # migrate_start_postcopy once round 0 (the first pass) ended, as
     # qemu-postcopy and libvirt's --postcopy-after-precopy
     "minivmm-postcopy-after-precopy": (["--postcopy"], []),
+    # the same with the delta cache: the push sends rewritten pages as deltas
+    # against the stale copies the target kept (docs/postcopy.md, "Deltas")
+    "minivmm-postcopy-after-precopy-xbzrle": (["--postcopy", "--xbzrle-cache", "512M"], []),
 }
 
 # (capabilities, parameters); the policies of issue 11/12 as the issues name them
@@ -453,6 +456,8 @@ QEMU_VARIANTS = {
     "qemu-xbzrle-ac": ({"xbzrle": True, "auto-converge": True}, {"xbzrle-cache-size": 512 << 20}),
     # post-copy switched after the first pass, as libvirt's --postcopy-after-precopy
     "qemu-postcopy": ({"postcopy-ram": True}, {}),
+    # QEMU encodes deltas in its pre-copy passes only, never after the switch
+    "qemu-postcopy-xbzrle": ({"postcopy-ram": True, "xbzrle": True}, {"xbzrle-cache-size": 512 << 20}),
     # migrate-start-postcopy right after migrate, as minivmm-postcopy-now
     "qemu-postcopy-now": ({"postcopy-ram": True}, {}),
     # the same with postcopy-preempt (7.2): requested pages on a channel of
@@ -561,9 +566,12 @@ def _mon_path(ctx):
     return "/tmp/mvb%d.mon" % os.getpid()
 
 
+AFTER_PRECOPY = ("minivmm-postcopy-after-precopy", "minivmm-postcopy-after-precopy-xbzrle")
+
+
 def _first_pass_done(ctx, vmm):
     """minivmm-postcopy-after-precopy switches once info migrate shows round 1."""
-    if vmm != "minivmm-postcopy-after-precopy":
+    if vmm not in AFTER_PRECOPY:
         return True
     info = _monitor_cmd(_mon_path(ctx), "info migrate") or ""
     m = re.search(r"^round: (\d+)", info, re.M)
@@ -616,7 +624,7 @@ def run_minivmm(ctx):
         src_con = Console(src.stdout, "source")
         deadline = time.monotonic() + inp["migrate_after"] + inp["timeout_s"] + 10
         t_tgt_dead = None
-        switch_asked = inp["vmm"] not in ("minivmm-postcopy-now", "minivmm-postcopy-after-precopy")
+        switch_asked = inp["vmm"] not in ("minivmm-postcopy-now",) + AFTER_PRECOPY
         while True:
             if not switch_asked and time.monotonic() >= t_start + inp["migrate_after"] and \
                     _first_pass_done(ctx, inp["vmm"]):
@@ -690,7 +698,8 @@ def _figures_from_minivmm(s, t):
             "guest_stall_max_ms", "guest_stall_total_ms", "throttle_hold_max_ms", "throttle_max_pct",
             "xbzrle_pages", "xbzrle_bytes_saved", "xbzrle_cache_misses", "xbzrle_encode_ms",
             # issue 12: post-copy (source side)
-            "postcopy_ms", "postcopy_pages_missing", "postcopy_pages_requested", "postcopy_pages_pushed"]
+            "postcopy_ms", "postcopy_pages_missing", "postcopy_pages_requested", "postcopy_pages_pushed",
+            "postcopy_pages_delta", "postcopy_delta_bytes_saved"]
     out = {k: s.get(k) for k in keys}
     if t:
         out["restore_ms"] = t.get("restore_ms")

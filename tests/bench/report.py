@@ -27,8 +27,8 @@ RESULTS_FILE = "results.jsonl"  # in a run folder, beside its index.md and plots
 NEEDS = {"gnuplot": "gnuplot-nox"}  # command -> Debian package
 GNUPLOT_FAILED = []  # plots gnuplot refused in this rendering: the report then fails
 VMM_ORDER = ["minivmm", "minivmm-1stream", "minivmm-prealloc", "minivmm-nice", "minivmm-nice0",
-             "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now", "minivmm-postcopy-after-precopy",
-             "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-now", "qemu-postcopy-preempt", "qemu-postcopy-preempt-now",
+             "minivmm-force", "minivmm-throttle", "minivmm-xbzrle", "minivmm-xbzrle-throttle", "minivmm-postcopy", "minivmm-postcopy-now", "minivmm-postcopy-after-precopy", "minivmm-postcopy-after-precopy-xbzrle",
+             "qemu", "qemu-multifd", "qemu-xbzrle", "qemu-ac", "qemu-ac-50-25", "qemu-ac-99", "qemu-xbzrle-ac", "qemu-postcopy", "qemu-postcopy-xbzrle", "qemu-postcopy-now", "qemu-postcopy-preempt", "qemu-postcopy-preempt-now",
              "qemu-tuned", "qemu-prealloc", "qemu-multifd-prealloc"]
 FIG = [  # (key, header, scale, fmt)
     ("total_ms", "total ms", 1, "%.0f"),

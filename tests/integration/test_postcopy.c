@@ -258,6 +258,31 @@ static void migrate_postcopy(int cpus)
 	end_pair(&p);
 }
 
+/* With the delta cache the push sends the pages the guest rewrote as
+ * deltas against the stale copies the target kept (the dirty guest
+ * changes 16 bytes a page): every delta under the cap, the guest whole.
+ * (Pages that change whole go whole: test_pcserve's test_push_deltas.) */
+static void test_postcopy_delta(void **state)
+{
+	struct pair p;
+	double sd, td;
+
+	(void)state;
+	start_pair(&p, 1, 64, "30M", "1.5", (const char *[]){ "--xbzrle-cache", "96M", NULL });
+	check_done(&p, 64, false);
+	sd = h_json_num(p.sstats, "postcopy_pages_delta");
+	td = h_json_num(p.tstats, "postcopy_pages_delta");
+	print_message("deltas: %.0f sent, %.0f placed, of %.0f pushed; %.0f bytes saved\n", sd, td,
+		      h_json_num(p.tstats, "postcopy_pages_pushed"),
+		      h_json_num(p.sstats, "postcopy_delta_bytes_saved"));
+	if (!(td >= 1 && td <= sd))
+		fail_msg("deltas: %.0f sent, %.0f placed", sd, td);
+	assert_true(td <= h_json_num(p.tstats, "postcopy_pages_pushed"));
+	/* Each entry is at most PC_DELTA_CAP (2048) bytes plus its length. */
+	assert_true(h_json_num(p.sstats, "postcopy_delta_bytes_saved") >= sd * 2046);
+	end_pair(&p);
+}
+
 static void test_postcopy_1cpu(void **state) { (void)state; migrate_postcopy(1); }
 static void test_postcopy_2cpu(void **state) { (void)state; migrate_postcopy(2); }
 
@@ -339,7 +364,9 @@ static void test_late_long_postcopy(void **state)
 }
 
 /* The connections cut after 2000 pushed pages (test hook): both sides
- * pause and say so, then migrate_recover + migrate resume and finish. */
+ * pause and say so, then migrate_recover + migrate resume and finish.
+ * With deltas: pages pushed again after the recovery are encoded against
+ * the same stale copies, which the target still keeps. */
 static void test_link_cut_recovered(void **state)
 {
 	char reply[8192], uri[32], cmd[64];
@@ -347,7 +374,7 @@ static void test_link_cut_recovered(void **state)
 
 	(void)state;
 	setenv("MINIVMM_TEST_PC_CUT", "2000", 1);
-	start_pair(&p, 2, 64, "20M", "1.5", NULL);
+	start_pair(&p, 2, 64, "20M", "1.5", (const char *[]){ "--xbzrle-cache", "96M", NULL });
 	unsetenv("MINIVMM_TEST_PC_CUT");
 	if (!proc_wait_stderr(&p.s, "the link to the target is lost", T_MIG))
 		fail_msg("source never lost the link: %s", p.s.err ? p.s.err : "");
@@ -364,6 +391,7 @@ static void test_link_cut_recovered(void **state)
 	check_done(&p, 64, true);
 	assert_true(h_json_num(p.sstats, "postcopy_recoveries") == 1);
 	assert_true(h_json_num(p.tstats, "postcopy_recoveries") == 1);
+	assert_true(h_json_num(p.tstats, "postcopy_pages_delta") >= 1);
 	end_pair(&p);
 }
 
@@ -423,6 +451,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_postcopy_1cpu),
 		cmocka_unit_test(test_postcopy_2cpu),
+		cmocka_unit_test(test_postcopy_delta),
 		cmocka_unit_test(test_start_postcopy_round0),
 		cmocka_unit_test(test_late_long_postcopy),
 		cmocka_unit_test(test_link_cut_recovered),

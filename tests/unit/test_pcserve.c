@@ -20,6 +20,7 @@
 #include "migrate/postcopy/pc_source_int.h"
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/ram/bitmap.h"
+#include "migrate/ram/xbzrle.h"
 #include "migrate/section.h"
 #include "migrate/transport/transport.h"
 #include "vmm/core/vm.h"
@@ -134,7 +135,7 @@ static int reply(struct fx *f, uint64_t *first, uint64_t *n)
 		return 1;
 	}
 	assert_int_equal(h.type, ST_PAGES);
-	nr = pc_pages_recv(&f->peer_rp, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, f->err,
+	nr = pc_pages_recv(&f->peer_rp, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, NULL, NULL, f->err,
 			   sizeof(f->err));
 	assert_true(nr > 0);
 	*first = runs[0].first;
@@ -262,7 +263,7 @@ static void test_push_follows_request(void **state)
 
 		assert_int_equal(stream_recv_hdr(&f->peer_main, &h, f->err, sizeof(f->err)), 0);
 		assert_int_equal(h.type, ST_PAGES);
-		nr = pc_pages_recv(&f->peer_main, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, f->err,
+		nr = pc_pages_recv(&f->peer_main, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, NULL, NULL, f->err,
 				   sizeof(f->err));
 		assert_true(nr > 0);
 		for (int i = 0; i < nr; i++) {
@@ -278,6 +279,150 @@ static void test_push_follows_request(void **state)
 			 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(r.ret, 0);
+	free(buf);
+}
+
+/* Deltas: the source caches pages 10..29 as the target got them, then
+ * they change (a few bytes in 10..24, the whole page in 25..29). The
+ * target keeps stale copies of 10..19 only (PC_KEPT). The push sends
+ * 10..19 as deltas that rebuild the new pages from the old ones, every
+ * other page whole. */
+static void test_push_deltas(void **state)
+{
+	struct fx *f = *state;
+	struct page_run runs[PC_BATCH_PAGES];
+	uint8_t *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
+	uint8_t *area = malloc(PC_BATCH_PAGES * VM_PAGE_SIZE), *old = malloc(20 * VM_PAGE_SIZE);
+	uint64_t kept[(NPAGES + 63) / 64] = { 0 }, got = 0, deltas = 0;
+	struct runner r = { .f = f, .ret = -1 };
+	struct xbz_cache *c;
+	pthread_t t;
+	int miss;
+
+	assert_non_null(buf);
+	assert_non_null(area);
+	assert_non_null(old);
+	assert_int_equal(xbz_cache_create(&c, NPAGES * VM_PAGE_SIZE, f->err, sizeof(f->err)), 0);
+	for (int i = 10; i < 30; i++) {
+		uint8_t *p = f->vm.ram + i * VM_PAGE_SIZE;
+
+		(void)xbz_cache_put(c, (uint64_t)i, p, area, &miss);
+		memcpy(old + (i - 10) * VM_PAGE_SIZE, p, VM_PAGE_SIZE);
+		if (i < 25)
+			memset(p + 100, 0xee, 16);
+		else
+			for (int k = 0; k < (int)VM_PAGE_SIZE; k++)
+				p[k] = (uint8_t)(k * 7 + i);
+	}
+	f->pc->xbz = c;
+	f->pc->kept = calloc((NPAGES + 63) / 64, 8);
+	assert_non_null(f->pc->kept);
+	do_switch(f);
+	bm_set_range(kept, 10, 10);
+	assert_true(pc_bitmap_send(&f->peer_rp, ST_PC_KEPT, kept, NPAGES, f->err,
+				   sizeof(f->err)) == 1);
+	for (int i = 0; i < 200 && !bm_test((uint64_t *)f->pc->kept, 19); i++)
+		usleep(5000);
+	assert_true(bm_test((uint64_t *)f->pc->kept, 10) && bm_test((uint64_t *)f->pc->kept, 19));
+	assert_int_equal(pthread_create(&t, NULL, run_source, &r), 0);
+	while (got < 150) {
+		struct stream_hdr h;
+		uint32_t alen = 0, pos = 0;
+		size_t off = 0;
+		int nr;
+
+		assert_int_equal(stream_recv_hdr(&f->peer_main, &h, f->err, sizeof(f->err)), 0);
+		assert_int_equal(h.type, ST_PAGES);
+		nr = pc_pages_recv(&f->peer_main, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, area,
+				   &alen, f->err, sizeof(f->err));
+		assert_true(nr > 0);
+		for (int i = 0; i < nr; i++)
+			for (uint64_t p = runs[i].first; p < runs[i].first + runs[i].count; p++) {
+				const uint8_t *want = f->vm.ram + p * VM_PAGE_SIZE, *enc;
+				uint32_t len;
+
+				got++;
+				if (runs[i].kind == PAGE_RUN_ZERO) {
+					assert_int_equal(p, 7);
+					continue;
+				}
+				if (runs[i].kind == PAGE_RUN_NORMAL) {
+					assert_false(p >= 10 && p < 20);
+					assert_memory_equal(buf + off, want, VM_PAGE_SIZE);
+					off += VM_PAGE_SIZE;
+					continue;
+				}
+				assert_int_equal(runs[i].kind, PAGE_RUN_DELTA);
+				assert_true(p >= 10 && p < 20);
+				assert_int_equal(pc_delta_entry(area, alen, &pos, &enc, &len, f->err,
+								sizeof(f->err)), 0);
+				assert_true(len <= PC_DELTA_CAP);
+				memcpy(buf + PC_BATCH_PAGES * VM_PAGE_SIZE - VM_PAGE_SIZE,
+				       old + (p - 10) * VM_PAGE_SIZE, VM_PAGE_SIZE);
+				assert_int_equal(xbzrle_decode(enc, len, buf + (PC_BATCH_PAGES - 1) *
+							       VM_PAGE_SIZE, f->err, sizeof(f->err)), 0);
+				assert_memory_equal(buf + (PC_BATCH_PAGES - 1) * VM_PAGE_SIZE, want,
+						    VM_PAGE_SIZE);
+				deltas++;
+			}
+		assert_int_equal(pos, alen);
+	}
+	assert_int_equal(deltas, 10);
+	assert_int_equal(stream_send(&f->peer_main, ST_PC_DONE, NULL, 0, f->err, sizeof(f->err)),
+			 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(f->m->st.pc_pages_delta, 10);
+	assert_true(f->m->st.pc_delta_bytes_saved >= 10 * (VM_PAGE_SIZE - 64));
+	f->pc->xbz = NULL;
+	xbz_cache_destroy(c);
+	free(buf);
+	free(area);
+	free(old);
+}
+
+/* Delta entries a hostile source might send: cut off, longer than the
+ * codec allows, past the area; and delta runs where none are allowed. */
+static void test_delta_entries_hostile(void **state)
+{
+	struct fx *f = *state;
+	uint8_t area[8], *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
+	uint8_t frame[PAGES_HDR_LEN + PAGE_RUN_LEN + 4];
+	struct page_run runs[PC_BATCH_PAGES], rr = { .first = 3, .count = 1, .kind = PAGE_RUN_DELTA };
+	struct stream_hdr h;
+	const uint8_t *enc;
+	uint32_t pos = 0, len;
+
+	assert_non_null(buf);
+	assert_int_equal(pc_delta_entry(area, 1, &pos, &enc, &len, f->err, sizeof(f->err)),
+			 -EPROTO);
+	le_put16(area, 7); /* 7 bytes, 6 left */
+	pos = 0;
+	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
+			 -EPROTO);
+	le_put16(area, XBZ_MAX_ENC + 1);
+	pos = 0;
+	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
+			 -EPROTO);
+	le_put16(area, 6);
+	pos = 0;
+	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)), 0);
+	assert_int_equal(len, 6);
+	assert_int_equal(pos, 8);
+	pos = 9;
+	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
+			 -EPROTO);
+	/* A delta run on a connection that takes none (the return path). */
+	le_put32(frame, 1);
+	le_put32(frame + 4, 0);
+	stream_run_encode(frame + PAGES_HDR_LEN, &rr);
+	le_put16(frame + PAGES_HDR_LEN + PAGE_RUN_LEN, 2);
+	assert_int_equal(stream_send(&f->main, ST_PAGES, frame, sizeof(frame), f->err,
+				     sizeof(f->err)), 0);
+	assert_int_equal(stream_recv_hdr(&f->peer_main, &h, f->err, sizeof(f->err)), 0);
+	assert_true(pc_pages_recv(&f->peer_main, h.len, NPAGES, runs, PC_BATCH_PAGES, buf, NULL,
+				  NULL, f->err, sizeof(f->err)) < 0);
+	assert_non_null(strstr(f->err, "delta"));
 	free(buf);
 }
 
@@ -403,6 +548,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_asked_page_resent_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_follows_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_deltas, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delta_entries_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_frame_stops_server, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_hostile, setup, teardown),
 		cmocka_unit_test(test_policy),

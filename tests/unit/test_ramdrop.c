@@ -81,9 +81,9 @@ static void test_drop_runs(void **state)
 
 	assert_non_null(d->grave);
 	/* 1024 pages (moved), 3 pages (in place), the last 64 (moved). */
-	assert_int_equal(ramdrop_range(d, 100 * PG, 1024 * PG, f->err, sizeof(f->err)), 0);
-	assert_int_equal(ramdrop_range(d, 2000 * PG, 3 * PG, f->err, sizeof(f->err)), 0);
-	assert_int_equal(ramdrop_range(d, (NPG - 64) * PG, 64 * PG, f->err, sizeof(f->err)), 0);
+	assert_int_equal(ramdrop_range(d, 100 * PG, 1024 * PG, NULL, f->err, sizeof(f->err)), 0);
+	assert_int_equal(ramdrop_range(d, 2000 * PG, 3 * PG, NULL, f->err, sizeof(f->err)), 0);
+	assert_int_equal(ramdrop_range(d, (NPG - 64) * PG, 64 * PG, NULL, f->err, sizeof(f->err)), 0);
 	assert_int_equal(d->moves, 2);
 	assert_int_equal(d->moved_bytes, (1024 + 64) * PG);
 	assert_int_equal(d->dropped_bytes, 3 * PG);
@@ -106,14 +106,42 @@ static void test_bad_ranges(void **state)
 	uint8_t *ram = f->ram;
 	struct ramdrop *d = &f->d;
 
-	assert_int_equal(ramdrop_range(d, NPG * PG, PG, f->err, sizeof(f->err)), -EINVAL);
-	assert_int_equal(ramdrop_range(d, PG, NPG * PG, f->err, sizeof(f->err)), -EINVAL);
-	assert_int_equal(ramdrop_range(d, 100, PG, f->err, sizeof(f->err)), -EINVAL);
-	assert_int_equal(ramdrop_range(d, UINT64_MAX & ~(PG - 1), 2 * PG, f->err, sizeof(f->err)),
+	assert_int_equal(ramdrop_range(d, NPG * PG, PG, NULL, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_range(d, PG, NPG * PG, NULL, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_range(d, 100, PG, NULL, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_range(d, UINT64_MAX & ~(PG - 1), 2 * PG, NULL, f->err, sizeof(f->err)),
 			 -EINVAL);
 	assert_int_equal(d->moves + d->dropped_bytes, 0);
 	for (uint64_t i = 0; i < NPG; i += 97)
 		check_page(ram, i, false);
+}
+
+/* A moved run says so, and its old contents stay readable in the grave
+ * (post-copy decodes deltas against them) until that piece is freed; a
+ * run dropped in place says it was not moved. */
+static void test_grave_keeps(void **state)
+{
+	struct fix *f = *state;
+	uint8_t *ram = f->ram;
+	struct ramdrop *d = &f->d;
+	bool moved = true;
+
+	assert_int_equal(ramdrop_range(d, 512 * PG, 1024 * PG, &moved, f->err, sizeof(f->err)), 0);
+	assert_true(moved);
+	assert_int_equal(ramdrop_range(d, 3000 * PG, 2 * PG, &moved, f->err, sizeof(f->err)), 0);
+	assert_false(moved);
+	for (uint64_t i = 512; i < 1536; i += 7)
+		assert_int_equal(d->grave[i * PG + 100], (uint8_t)(i % 250 + 1));
+	check_page(ram, 600, true);
+	ramdrop_free_range(d, 512 * PG, 512 * PG);
+	assert_int_equal(d->grave[1024 * PG], (uint8_t)(1024 % 250 + 1));
+	/* The freed piece holds nothing, and its addresses stay reserved
+	 * (no hole another mapping could take). */
+	assert_false(resident(d->grave + 600 * PG));
+	assert_false(resident(d->grave + 1023 * PG));
+	ramdrop_free_range(d, NPG * PG, PG); /* outside: nothing */
+	ramdrop_free(d);
+	assert_null(d->grave);
 }
 
 /* More runs than RAMDROP_MOVES_MAX allows moves: the rest are dropped in
@@ -127,7 +155,7 @@ static void test_move_cap(void **state)
 
 	d->moves = RAMDROP_MOVES_MAX - 2;
 	for (uint64_t i = 0; i + run <= NPG; i += 2 * run, n++)
-		assert_int_equal(ramdrop_range(d, i * PG, run * PG, f->err, sizeof(f->err)), 0);
+		assert_int_equal(ramdrop_range(d, i * PG, run * PG, NULL, f->err, sizeof(f->err)), 0);
 	assert_int_equal(d->moved_bytes, 2 * run * PG);
 	assert_int_equal(d->dropped_bytes, (n - 2) * run * PG);
 	for (uint64_t i = 0; i < NPG; i++)
@@ -138,6 +166,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_drop_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grave_keeps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_move_cap, setup, teardown),
 	};

@@ -116,12 +116,41 @@ static void test_cache(void **state)
 	xbz_cache_destroy(c);
 }
 
+/* The post-copy encode leaves the cache alone: two encodes of the same
+ * page give the same delta (against the base the target holds), a miss
+ * stays a miss, and a cap shorter than the delta refuses it. */
+static void test_cache_delta_readonly(void **state)
+{
+	struct xbz_cache *c;
+	uint8_t a[XBZ_PAGE], b[XBZ_PAGE], out[XBZ_PAGE], page[XBZ_PAGE];
+	char err[128];
+	int miss;
+
+	(void)state;
+	assert_int_equal(xbz_cache_create(&c, 4 * XBZ_PAGE, err, sizeof(err)), 0);
+	memset(a, 3, sizeof(a));
+	memcpy(b, a, sizeof(b));
+	memset(b + 200, 0x55, 40);
+	assert_int_equal(xbz_cache_delta(c, 6, b, out, sizeof(out)), -1);
+	assert_int_equal(xbz_cache_put(c, 6, a, out, &miss), -1);
+	assert_int_equal(xbz_cache_delta(c, 6, b, out, sizeof(out)), 43);
+	assert_int_equal(xbz_cache_delta(c, 6, b, out, sizeof(out)), 43);
+	memcpy(page, a, sizeof(page));
+	assert_int_equal(xbzrle_decode(out, 43, page, err, sizeof(err)), 0);
+	assert_memory_equal(page, b, sizeof(page));
+	assert_int_equal(xbz_cache_delta(c, 6, b, out, 42), -1);
+	assert_int_equal(xbz_cache_delta(c, 10, b, out, sizeof(out)), -1); /* 6's slot: a miss */
+	assert_int_equal(xbz_cache_delta(c, 6, a, out, sizeof(out)), 0);  /* unchanged */
+	xbz_cache_destroy(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_decode_refuses_without_change),
 		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_cache_delta_readonly),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

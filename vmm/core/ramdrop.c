@@ -41,8 +41,11 @@ static int drop_in_place(struct ramdrop *d, uint64_t off, uint64_t len, char *er
 	return 0;
 }
 
-int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen)
+int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, bool *moved, char *err,
+		  size_t errlen)
 {
+	if (moved)
+		*moved = false;
 	if (off > d->size || len > d->size - off || (off | len) % 4096) {
 		snprintf(err, errlen, "ramdrop: bad range %llu+%llu", (unsigned long long)off,
 			 (unsigned long long)len);
@@ -60,6 +63,8 @@ int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size
 				d->moved_hi = off + len;
 			d->moves++;
 			d->moved_bytes += len;
+			if (moved)
+				*moved = true;
 			return 0;
 		}
 		/* An older kernel (EINVAL) or too many mappings (ENOMEM): in
@@ -67,6 +72,24 @@ int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size
 		d->moves = RAMDROP_MOVES_MAX;
 	}
 	return drop_in_place(d, off, len, err, errlen);
+}
+
+/* Frees a piece of the grave and keeps its addresses reserved: a hole
+ * would let another mapping land there, which the reservation's final
+ * munmap would then take away. */
+static void release(struct ramdrop *d, uint64_t off, uint64_t len)
+{
+	void *r = mmap(d->grave + off, len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+
+	if (r == MAP_FAILED) /* no new mapping (vm.max_map_count): free in place */
+		(void)madvise(d->grave + off, len, MADV_DONTNEED);
+}
+
+void ramdrop_free_range(struct ramdrop *d, uint64_t off, uint64_t len)
+{
+	if (d->grave && off <= d->size && len <= d->size - off && len && !((off | len) % 4096))
+		release(d, off, len);
 }
 
 void ramdrop_free(struct ramdrop *d)
@@ -77,7 +100,7 @@ void ramdrop_free(struct ramdrop *d)
 		uint64_t n = d->moved_hi - off < RAMDROP_FREE_PIECE ? d->moved_hi - off
 								     : RAMDROP_FREE_PIECE;
 
-		munmap(d->grave + off, n);
+		release(d, off, n);
 		usleep(RAMDROP_FREE_PAUSE_US);
 	}
 	munmap(d->grave, d->size); /* the reservation left, no pages */

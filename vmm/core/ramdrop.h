@@ -7,6 +7,7 @@
 #ifndef MINIVMM_RAMDROP_H
 #define MINIVMM_RAMDROP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,8 +31,13 @@ struct ramdrop {
 void ramdrop_init(struct ramdrop *d, uint8_t *ram, uint64_t size);
 /* Drops [off, off+len) of RAM (page-aligned): its contents are gone,
  * the next access finds a fresh page (or a userfaultfd fault). 0 or
- * -errno. */
-int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen);
+ * -errno. *moved (may be NULL) says whether the old contents went to the
+ * grave, where they stay readable at grave + off until freed. */
+int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, bool *moved, char *err,
+		  size_t errlen);
+/* Frees the grave's [off, off+len) (page-aligned, inside it) now: a
+ * caller that still reads stale copies frees them piece by piece. */
+void ramdrop_free_range(struct ramdrop *d, uint64_t off, uint64_t len);
 /* Frees what was moved, a piece at a time with pauses, and the
  * reservation: slow on purpose (call it where time does not count), so
  * that the threads it shares the CPU and the mm with hardly notice. */
