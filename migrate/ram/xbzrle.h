@@ -58,7 +58,8 @@ int xbz_cache_put(struct xbz_cache *c, uint64_t page, const uint8_t *snap, uint8
  * into out (cap bytes) and leaves the cache as it is, so that every copy
  * of the page sent after the switch (a resend, a recovery) is encoded
  * against the same base: what the target held at the switch. Returns the
- * length, or -1 (a miss, or longer than cap). */
+ * length, or -1 (a miss, longer than cap, or a page whose first 256
+ * bytes changed in 24 or more of their 32 words: rewritten whole). */
 int xbz_cache_delta(struct xbz_cache *c, uint64_t page, const uint8_t *cur, uint8_t *out,
 		    size_t cap);
 /* The page goes some other way (a zero marker): forget it. */

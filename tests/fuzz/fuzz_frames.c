@@ -1,11 +1,12 @@
 /* The stream's pure decoders (migrate/proto/stream.c) and the payloads a
- * handshake carries (the CPU description, DEVICES, a delta page): the
- * first byte picks the decoder, the rest is its input. A HELLO or DEVICES
- * that decodes must encode back to what decodes the same. */
+ * handshake carries (the CPU description, DEVICES, a delta page, post-copy's
+ * delta area): the first byte picks the decoder, the rest is its input. A
+ * HELLO or DEVICES that decodes must encode back to what decodes the same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "migrate/postcopy/pc_wire.h"
 #include "migrate/proto/stream.h"
 #include "migrate/ram/xbzrle.h"
 #include "migrate/state/cpucompat.h"
@@ -98,6 +99,27 @@ static void delta(const uint8_t *d, size_t n)
 		abort();
 }
 
+/* Post-copy's delta area (migrate/postcopy/pc_wire.c): every entry the
+ * walk accepts lies inside the area and within the codec's bound. */
+static void pc_area(const uint8_t *d, size_t n)
+{
+	static uint8_t page[4096];
+	const uint8_t *enc;
+	uint32_t pos = 0, len;
+	char err[256];
+
+	if (n > PC_BATCH_PAGES * 4096)
+		return;
+	while (pos < n) {
+		if (pc_delta_entry(d, (uint32_t)n, &pos, &enc, &len, err, sizeof(err)) < 0)
+			return;
+		if (enc < d || len > XBZ_MAX_ENC || (size_t)(enc - d) + len > n || pos > n)
+			abort();
+		memset(page, 0x5a, sizeof(page));
+		(void)xbzrle_decode(enc, len, page, err, sizeof(err));
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct stream_hdr h;
@@ -106,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 7) {
+	switch (data[0] % 8) {
 	case 0:
 		if (size - 1 >= STREAM_PREAMBLE_LEN)
 			stream_preamble_decode(data + 1, err, sizeof(err));
@@ -131,6 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 6:
 		delta(data + 1, size - 1);
+		break;
+	case 7:
+		pc_area(data + 1, size - 1);
 		break;
 	}
 	return 0;

@@ -148,6 +148,8 @@ def migration_seeds(tmp):
     dev = struct.pack("<III", 1, 1, 22) + b"\x52\x54\x00\x12\x34\x56" + b"br0".ljust(16, b"\0")
     put("fuzz_frames", "devices", b"\5" + dev)
     put("fuzz_frames", "delta", b"\6" + bytes([8, 2, 0xaa, 0xbb, 0xf5, 0x1f, 1, 0xcc]))
+    # post-copy's delta area: a 3-byte entry, an empty one, one cut short
+    put("fuzz_frames", "pcdelta", b"\7" + bytes([3, 0, 0, 1, 0x33, 0, 0, 2, 0, 0x10, 1]))
 
 def other_seeds():
     for g in ("hello", "counter", "dirty"):

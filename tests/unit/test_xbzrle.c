@@ -118,7 +118,8 @@ static void test_cache(void **state)
 
 /* The post-copy encode leaves the cache alone: two encodes of the same
  * page give the same delta (against the base the target holds), a miss
- * stays a miss, and a cap shorter than the delta refuses it. */
+ * stays a miss, a cap shorter than the delta refuses it, and so does a
+ * page whose head was rewritten. */
 static void test_cache_delta_readonly(void **state)
 {
 	struct xbz_cache *c;
@@ -141,6 +142,15 @@ static void test_cache_delta_readonly(void **state)
 	assert_int_equal(xbz_cache_delta(c, 6, b, out, 42), -1);
 	assert_int_equal(xbz_cache_delta(c, 10, b, out, sizeof(out)), -1); /* 6's slot: a miss */
 	assert_int_equal(xbz_cache_delta(c, 6, a, out, sizeof(out)), 0);  /* unchanged */
+	/* A head rewritten (all 32 words of the first 256 bytes) goes whole,
+	 * though this one would encode in 259 bytes; 23 words still encode. */
+	memcpy(b, a, sizeof(b));
+	memset(b, 0x77, 256);
+	assert_true(xbzrle_encode(a, b, out, sizeof(out)) > 0);
+	assert_int_equal(xbz_cache_delta(c, 6, b, out, sizeof(out)), -1);
+	memcpy(b, a, sizeof(b));
+	memset(b, 0x77, 23 * 8);
+	assert_int_equal(xbz_cache_delta(c, 6, b, out, sizeof(out)), 3 + 23 * 8);
 	xbz_cache_destroy(c);
 }
 
