@@ -28,26 +28,34 @@
 /* With deltas: frees each piece of the grave that [first, first + n)
  * touches once every page whose stale copy it holds is placed. Only this
  * thread decodes against the grave, so nothing reads a piece it frees. */
-static void free_done_pieces(struct pc_tgt *pc, uint64_t first, uint64_t n)
+static int free_done_pieces(struct pc_tgt *pc, uint64_t first, uint64_t n, char *err,
+			    size_t errlen)
 {
-	for (uint64_t k = first / PC_GRAVE_PIECE_PAGES; k <= (first + n - 1) / PC_GRAVE_PIECE_PAGES;
-	     k++) {
-		uint64_t w0 = k * (PC_GRAVE_PIECE_PAGES / 64), words = bm_words(pc->npages);
-		uint64_t p0 = k * PC_GRAVE_PIECE_PAGES, left = 0;
+	const uint64_t per = PC_GRAVE_PIECE_PAGES, words = bm_words(pc->npages);
+
+	for (uint64_t k = first / per; k <= (first + n - 1) / per; k++) {
+		uint64_t w0 = k * (per / 64), p0 = k * per, left = 0, any = 0;
+		int ret = 0;
 
 		if (bm_test(pc->grave_gone, k))
 			continue;
 		pthread_mutex_lock(&pc->mu);
-		for (uint64_t w = w0; w < w0 + PC_GRAVE_PIECE_PAGES / 64 && w < words; w++)
+		for (uint64_t w = w0; w < w0 + per / 64 && w < words; w++) {
 			left |= pc->kept[w] & ~pc->placed[w];
+			any |= pc->kept[w];
+		}
 		pthread_mutex_unlock(&pc->mu);
 		if (left)
 			continue;
-		ramdrop_free_range(&pc->drop, p0 * VM_PAGE_SIZE,
-				   (pc->npages - p0 < PC_GRAVE_PIECE_PAGES ? pc->npages - p0 :
-				    PC_GRAVE_PIECE_PAGES) * VM_PAGE_SIZE);
+		if (any) /* a piece that kept nothing holds nothing */
+			ret = ramdrop_free_range(&pc->drop, p0 * VM_PAGE_SIZE,
+						 (pc->npages - p0 < per ? pc->npages - p0 : per) *
+						 VM_PAGE_SIZE, err, errlen);
+		if (ret)
+			return ret;
 		bm_set(pc->grave_gone, k);
 	}
+	return 0;
 }
 
 /* A delta run: each page decoded against its stale copy in the grave
@@ -59,6 +67,7 @@ static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8
 	for (uint64_t p = r->first; p < r->first + r->count; p++) {
 		const uint8_t *enc;
 		uint32_t len;
+		uint64_t before;
 		bool placed;
 		int ret = pc_delta_entry(area, area_len, pos, &enc, &len, err, errlen);
 
@@ -85,10 +94,12 @@ static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8
 			snprintf(err, errlen, "bad PAGES: page %llu: %.200s", (unsigned long long)p, why);
 			return ret;
 		}
+		before = pc->got_push; /* only this thread places pushed pages */
 		ret = pc_place(pc, p, 1, page, false, err, errlen);
 		if (ret)
 			return ret;
-		pc->got_delta++;
+		if (pc->got_push != before)
+			pc->got_delta++;
 	}
 	return 0;
 }
@@ -119,12 +130,12 @@ static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *
 	n = pc_pages_recv(&pc->main, h.len, pc->npages, runs, PC_BATCH_PAGES, buf,
 			  pc->delta ? area : NULL, &area_len, err, errlen);
 	for (int i = 0; i < n && !ret; i++) {
+		bool zero = runs[i].kind == PAGE_RUN_ZERO;
+
 		if (runs[i].kind == PAGE_RUN_DELTA) {
 			ret = place_deltas(pc, &runs[i], area, area_len, &pos, page, err, errlen);
 			continue;
 		}
-		bool zero = runs[i].kind == PAGE_RUN_ZERO;
-
 		ret = pc_place(pc, runs[i].first, runs[i].count, zero ? NULL : buf + off, false,
 			       err, errlen);
 		if (!zero)
@@ -136,7 +147,7 @@ static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *
 		ret = -EPROTO;
 	}
 	for (int i = 0; i < n && !ret && pc->delta; i++)
-		free_done_pieces(pc, runs[i].first, runs[i].count);
+		ret = free_done_pieces(pc, runs[i].first, runs[i].count, err, errlen);
 	return n < 0 ? n : ret;
 }
 
@@ -346,14 +357,17 @@ static void *recv_main(void *arg)
 {
 	struct pc_tgt *pc = arg;
 	uint8_t *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
-	uint8_t *area = malloc(PC_BATCH_PAGES * VM_PAGE_SIZE);
+	uint8_t *area = pc->delta ? malloc(PC_BATCH_PAGES * VM_PAGE_SIZE) : NULL;
 	uint8_t *page = aligned_alloc(VM_PAGE_SIZE, VM_PAGE_SIZE);
 	char err[256];
 
-	if (!buf || !area || !page) {
+	if (!buf || (pc->delta && !area) || !page) {
+		/* No receiver: the guest would wait on the push forever. */
+		fprintf(stderr, "minivmm: post-copy receiver: out of memory\n");
 		free(buf);
 		free(area);
 		free(page);
+		pc_rp_lost(pc, "the receiver has no memory");
 		return NULL;
 	}
 	pc_maybe_done(pc); /* nothing was missing */
@@ -371,8 +385,10 @@ static void *recv_main(void *arg)
 	}
 	if (!quitting(pc))
 		finish(pc);
-	if (pc->delta) /* every page is here: no base is needed any more */
+	if (pc->delta) { /* every page is here: no base is needed any more */
+		mig_thread_nice(19);
 		ramdrop_free(&pc->drop);
+	}
 	free(buf);
 	free(area);
 	free(page);

@@ -20,6 +20,7 @@
 #include "migrate/postcopy/pc_policy.h"
 #include "migrate/postcopy/pc_wire.h"
 #include "migrate/ram/bitmap.h"
+#include "migrate/ram/xbzrle.h"
 #include "migrate/section.h"
 #include "vmm/core/clock.h"
 #include "vmm/core/vm.h"
@@ -112,6 +113,11 @@ int pc_src_setup(struct pc_src **out, struct mig_src_env *env, struct xbz_cache 
 		return -EPROTO;
 	}
 	take = le_get32(b);
+	if (take & ~(POSTCOPY_ACCEPTED | (xbz ? POSTCOPY_DELTA : 0))) {
+		snprintf(env->err, env->errlen, "protocol error: the target took post-copy "
+			 "features not offered (%#x)", take);
+		return -EPROTO;
+	}
 	if (!(take & POSTCOPY_ACCEPTED)) {
 		fprintf(stderr, "minivmm: the target cannot take post-copy; pre-copy only\n");
 		return 0;
@@ -121,7 +127,8 @@ int pc_src_setup(struct pc_src **out, struct mig_src_env *env, struct xbz_cache 
 	if (!ret && xbz && (take & POSTCOPY_DELTA)) {
 		pc->xbz = xbz;
 		pc->kept = calloc(bm_words(pc->npages), 8);
-		if (!pc->kept) {
+		pc->enc = malloc(PC_DELTA_AREA);
+		if (!pc->kept || !pc->enc) {
 			snprintf(env->err, env->errlen, "post-copy: out of memory");
 			return -ENOMEM;
 		}
@@ -343,6 +350,19 @@ static void bound_push_queue(struct mig_src_env *env, double bw, const struct tr
 	pthread_mutex_unlock(&env->m->lock);
 }
 
+/* A page the target kept a stale copy of goes as a delta against what
+ * the cache holds of it: what the target held at the switch, as the
+ * cache is not updated after it (xbz_cache_delta). -1: whole. */
+static int encode_delta(void *arg, uint64_t page, const uint8_t *cur, uint8_t *out, size_t cap)
+{
+	struct pc_src *pc = arg;
+	uint64_t w = atomic_load_explicit(&pc->kept[page / 64], memory_order_relaxed);
+
+	if (!((w >> (page % 64)) & 1))
+		return -1;
+	return xbz_cache_delta(pc->xbz, page, cur, out, cap);
+}
+
 /* Every page not yet taken on the main connection: in order, from wherever
  * the last request left off, wrapping around, until a whole sweep of the
  * bitmap finds nothing (pages are only ever taken, so that is the end). */
@@ -352,15 +372,11 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	double bw = env->e ? est_bandwidth(env->e) : 0;
 	struct transport_path path;
 	bool tcp = !transport_path_info(&env->s->conn, &path);
-	struct pc_delta dl = { .cache = pc->xbz, .kept = pc->kept };
+	struct pc_delta dl = { .encode = encode_delta, .arg = pc, .enc = pc->enc };
 	struct pc_batch batch;
 	struct pc_pace pace;
 	int ret = 0;
 
-	if (pc->kept && !(dl.enc = malloc(PC_BATCH_PAGES * (PAGE_DELTA_HDR + PC_DELTA_CAP)))) {
-		snprintf(env->err, env->errlen, "post-copy push: out of memory");
-		return -ENOMEM;
-	}
 	bound_push_queue(env, bw, tcp ? &path : NULL);
 	pc_pace_init(&pace, &env->s->conn, bw, tcp ? &path : NULL);
 	for (; empty < words; w = w + 1 < words ? w + 1 : 0, n++) {
@@ -386,8 +402,13 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 			if (e - b > pace.piece_pages)
 				e = b + pace.piece_pages;
 			v &= e == 64 ? 0 : ~0ULL << e;
-			pc_batch_build(&batch, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
-				       dl.enc ? &dl : NULL);
+			ret = pc_batch_build(&batch, pc->vm->ram, w * 64 + b, (uint32_t)(e - b),
+					     pc->kept ? &dl : NULL);
+			if (ret) {
+				snprintf(env->err, env->errlen, "post-copy push: a batch of %llu pages",
+					 (unsigned long long)(e - b));
+				goto out;
+			}
 			pc_pace_wait(&pace, batch.bytes);
 			ret = pc_batch_write(env->s, &batch, env->err, env->errlen);
 			if (ret) {
@@ -413,7 +434,6 @@ static int push(struct pc_src *pc, struct mig_src_env *env, uint64_t *cut)
 	}
 out:
 	pc_pace_fini(&pace);
-	free(dl.enc);
 	pthread_mutex_lock(&env->m->lock);
 	env->m->st.pc_pages_delta += dl.pages;
 	env->m->st.pc_delta_bytes_saved += dl.saved;
@@ -529,5 +549,6 @@ void pc_src_destroy(struct pc_src *pc)
 	free(pc->to_send);
 	free(pc->resendable);
 	free(pc->kept);
+	free(pc->enc);
 	free(pc);
 }

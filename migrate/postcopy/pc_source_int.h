@@ -34,6 +34,7 @@ struct pc_src {
 	 * the push reads them). NULL: whole pages only. */
 	struct xbz_cache *xbz;
 	_Atomic uint64_t *kept;
+	uint8_t *enc;                /* the push's delta entries, PC_DELTA_AREA */
 	uint64_t t_switch;
 	uint64_t rp_bytes_closed;    /* written on return paths already closed */
 	pthread_mutex_t mu;          /* serializes writes on rp... */

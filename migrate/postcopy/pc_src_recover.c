@@ -69,6 +69,10 @@ static int reconnect(struct pc_src *pc, struct mig_src_env *env, const char *uri
 	for (uint64_t w = 0; w < words; w++) {
 		atomic_store(&pc->to_send[w], bm[w]);
 		pc->resendable[w] = bm[w];
+		/* Whole pages from now on: a delta the target refused (the
+		 * link "lost" for that) would otherwise come again and again. */
+		if (pc->kept)
+			atomic_store(&pc->kept[w], 0);
 	}
 	atomic_store(&pc->lost, 0);
 	ret = pc_src_connect_rp(pc, &a, env->err, env->errlen);

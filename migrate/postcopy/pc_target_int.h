@@ -14,9 +14,8 @@
 #include "vmm/core/pool.h"
 #include "vmm/core/ramdrop.h"
 
-/* With deltas, what of the grave the receiver frees at once: 2 MiB, as
- * ramdrop_free does (vmm/core/ramdrop.c). */
-#define PC_GRAVE_PIECE_PAGES 512u
+/* With deltas, what of the grave the receiver frees at once. */
+#define PC_GRAVE_PIECE_PAGES (RAMDROP_FREE_PIECE / 4096u)
 /* Threads that can wait on a fault at once: vCPUs plus the VMM's own. */
 #define PC_MAX_WAITERS 256
 /* Fault latencies kept for the percentiles; past this, max and sum only. */

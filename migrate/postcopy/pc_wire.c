@@ -9,7 +9,7 @@
 
 #include "migrate/ram/bitmap.h"
 #include "migrate/ram/ram.h"
-#include "migrate/ram/xbzrle.h"
+#include "migrate/ram/xbzrle.h" /* XBZ_MAX_ENC: the codec bounds an entry */
 #include "vmm/core/vm.h"
 
 int pc_bitmap_send(struct stream *s, uint32_t type, const uint64_t *bm, uint64_t npages,
@@ -98,15 +98,15 @@ int pc_missing_recv(struct stream *s, uint32_t len, uint64_t *bm, uint64_t npage
 }
 
 /* The delta entry of page p into dl->enc at *pos: 1 when it went, 0
- * when the page goes whole (not kept, not cached, or too long). */
+ * when the page goes whole. */
 static int add_delta(struct pc_delta *dl, uint64_t p, const uint8_t *cur, uint32_t *pos)
 {
 	int n;
 
-	if (!dl || !((atomic_load_explicit(&dl->kept[p / 64], memory_order_relaxed) >> (p % 64)) & 1))
+	if (!dl)
 		return 0;
-	n = xbz_cache_delta(dl->cache, p, cur, dl->enc + *pos + PAGE_DELTA_HDR, PC_DELTA_CAP);
-	if (n < 0)
+	n = dl->encode(dl->arg, p, cur, dl->enc + *pos + PAGE_DELTA_HDR, PC_DELTA_CAP);
+	if (n < 0 || n > (int)PC_DELTA_CAP)
 		return 0;
 	le_put16(dl->enc + *pos, (uint16_t)n);
 	*pos += PAGE_DELTA_HDR + (uint32_t)n;
@@ -115,13 +115,15 @@ static int add_delta(struct pc_delta *dl, uint64_t p, const uint8_t *cur, uint32
 	return 1;
 }
 
-void pc_batch_build(struct pc_batch *b, const uint8_t *ram, uint64_t first, uint32_t n,
-		    struct pc_delta *dl)
+int pc_batch_build(struct pc_batch *b, const uint8_t *ram, uint64_t first, uint32_t n,
+		   struct pc_delta *dl)
 {
 	uint8_t *runs = b->tbl + STREAM_HDR_LEN + PAGES_HDR_LEN;
 	struct page_run r = { 0 };
 	uint32_t nruns = 0, data = 0, area = 0;
 
+	if (n == 0 || n > PC_BATCH_PAGES)
+		return -EINVAL;
 	b->niov = 1;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = ram + (first + i) * VM_PAGE_SIZE;
@@ -153,6 +155,7 @@ void pc_batch_build(struct pc_batch *b, const uint8_t *ram, uint64_t first, uint
 	le_put32(b->tbl + STREAM_HDR_LEN + 4, 0);
 	b->iov[0] = (struct iovec){ .iov_base = b->tbl,
 				    .iov_len = STREAM_HDR_LEN + PAGES_HDR_LEN + nruns * PAGE_RUN_LEN };
+	return 0;
 }
 
 int pc_batch_write(struct stream *s, struct pc_batch *b, char *err, size_t errlen)
@@ -165,7 +168,10 @@ int pc_pages_send(struct stream *s, const uint8_t *ram, uint64_t first, uint32_t
 {
 	struct pc_batch b;
 
-	pc_batch_build(&b, ram, first, n, NULL);
+	if (pc_batch_build(&b, ram, first, n, NULL)) {
+		snprintf(err, errlen, "post-copy: a batch of %u pages", n);
+		return -EINVAL;
+	}
 	return pc_batch_write(s, &b, err, errlen);
 }
 

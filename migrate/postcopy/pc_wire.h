@@ -30,17 +30,16 @@ int pc_missing_recv(struct stream *s, uint32_t len, uint64_t *bm, uint64_t npage
  * saved do not pay for decoding on the target's receive path. */
 #define PC_DELTA_CAP 2048u
 
-/* The push's delta encoding (docs/postcopy.md, "Deltas"): a page the
- * target kept a stale copy of (kept, filled from its PC_KEPT frames by
- * another thread) and the source's cache still holds as sent goes as a
- * delta against it. */
-struct xbz_cache;
+/* The push's delta encoding (docs/postcopy.md, "Deltas"): encode says
+ * whether a page goes as a delta (its length into out, at most cap) or
+ * whole (-1); the entries gather in enc. */
 struct pc_delta {
-	struct xbz_cache *cache;
-	_Atomic uint64_t *kept;
-	uint8_t *enc;            /* PC_BATCH_PAGES x (PAGE_DELTA_HDR + PC_DELTA_CAP) */
+	int (*encode)(void *arg, uint64_t page, const uint8_t *cur, uint8_t *out, size_t cap);
+	void *arg;
+	uint8_t *enc;            /* PC_DELTA_AREA bytes */
 	uint64_t pages, saved;   /* sent as deltas, and the bytes that saved */
 };
+#define PC_DELTA_AREA (PC_BATCH_PAGES * (PAGE_DELTA_HDR + PC_DELTA_CAP))
 
 /* One PAGES frame of post-copy, built before it is written (so that the
  * push can pace it by its real size). */
@@ -51,10 +50,11 @@ struct pc_batch {
 	uint32_t bytes;          /* the whole frame */
 };
 
-/* Builds pages [first, first + n) of ram (n <= PC_BATCH_PAGES) as one
- * PAGES frame: runs of zero, normal and (dl not NULL) delta pages. */
-void pc_batch_build(struct pc_batch *b, const uint8_t *ram, uint64_t first, uint32_t n,
-		    struct pc_delta *dl);
+/* Builds pages [first, first + n) of ram (1 <= n <= PC_BATCH_PAGES) as
+ * one PAGES frame: runs of zero, normal and (dl not NULL) delta pages.
+ * -EINVAL for a bad n. */
+int pc_batch_build(struct pc_batch *b, const uint8_t *ram, uint64_t first, uint32_t n,
+		   struct pc_delta *dl);
 int pc_batch_write(struct stream *s, struct pc_batch *b, char *err, size_t errlen);
 /* pc_batch_build without deltas, then pc_batch_write. */
 int pc_pages_send(struct stream *s, const uint8_t *ram, uint64_t first, uint32_t n,

@@ -54,7 +54,8 @@ void xbz_cache_destroy(struct xbz_cache *c);
  * or -1 (a miss, or an encoding too long): send snap whole. */
 int xbz_cache_put(struct xbz_cache *c, uint64_t page, const uint8_t *snap, uint8_t *out,
 		  int *miss);
-/* Post-copy's push: encodes cur against what the cache holds of page
+/* Post-copy's push (which relies on the invariant above holding at the
+ * switch): encodes cur against what the cache holds of page
  * into out (cap bytes) and leaves the cache as it is, so that every copy
  * of the page sent after the switch (a resend, a recovery) is encoded
  * against the same base: what the target held at the switch. Returns the

@@ -85,7 +85,7 @@ struct stats {
 	uint64_t pc_push_queue_bytes; /* source: the push's send-queue bound, 0: none */
 	uint64_t pc_push_gate_bytes;  /* source: the push's gate at its end, 0: none */
 	double pc_push_wait_ms;       /* source: time the push waited at the gate */
-	uint64_t pc_pages_delta;      /* source: pushed as deltas against the target's stale copies */
+	uint64_t pc_pages_delta;      /* pushed as deltas (source), placed from them (target) */
 	uint64_t pc_delta_bytes_saved; /* source: what those deltas saved against whole pages */
 	struct stats_round *rec;
 	size_t nrec, caprec;

@@ -316,7 +316,9 @@ static void test_push_deltas(void **state)
 	}
 	f->pc->xbz = c;
 	f->pc->kept = calloc((NPAGES + 63) / 64, 8);
+	f->pc->enc = malloc(PC_DELTA_AREA);
 	assert_non_null(f->pc->kept);
+	assert_non_null(f->pc->enc);
 	do_switch(f);
 	bm_set_range(kept, 10, 10);
 	assert_true(pc_bitmap_send(&f->peer_rp, ST_PC_KEPT, kept, NPAGES, f->err,

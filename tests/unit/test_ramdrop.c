@@ -133,13 +133,15 @@ static void test_grave_keeps(void **state)
 	for (uint64_t i = 512; i < 1536; i += 7)
 		assert_int_equal(d->grave[i * PG + 100], (uint8_t)(i % 250 + 1));
 	check_page(ram, 600, true);
-	ramdrop_free_range(d, 512 * PG, 512 * PG);
+	assert_int_equal(ramdrop_free_range(d, 512 * PG, 512 * PG, f->err, sizeof(f->err)), 0);
 	assert_int_equal(d->grave[1024 * PG], (uint8_t)(1024 % 250 + 1));
-	/* The freed piece holds nothing, and its addresses stay reserved
-	 * (no hole another mapping could take). */
+	/* The freed piece holds nothing, and its mapping stays (no hole
+	 * another mapping could take): it reads zero. */
 	assert_false(resident(d->grave + 600 * PG));
 	assert_false(resident(d->grave + 1023 * PG));
-	ramdrop_free_range(d, NPG * PG, PG); /* outside: nothing */
+	assert_int_equal(d->grave[700 * PG + 5], 0);
+	assert_int_equal(ramdrop_free_range(d, NPG * PG, PG, f->err, sizeof(f->err)), -EINVAL);
+	assert_int_equal(ramdrop_free_range(d, PG, 100, f->err, sizeof(f->err)), -EINVAL);
 	ramdrop_free(d);
 	assert_null(d->grave);
 }

@@ -11,11 +11,8 @@
 #define MREMAP_DONTUNMAP 4 /* Linux 5.7 */
 #endif
 
-/* What ramdrop_free unmaps at a time, and the pause after each piece:
- * unmapping 64 MiB at once held up the target's page faults for up to
- * 14 ms (docs/benchmarks.md, "Stale copies moved aside"); 2 MiB is ~0.2
- * ms of it. */
-#define RAMDROP_FREE_PIECE (2ull << 20)
+/* The pause after each piece ramdrop_free frees (RAMDROP_FREE_PIECE),
+ * so that the target's page faults hardly notice it. */
 #define RAMDROP_FREE_PAUSE_US 200
 
 void ramdrop_init(struct ramdrop *d, uint8_t *ram, uint64_t size)
@@ -74,22 +71,25 @@ int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, bool *moved, ch
 	return drop_in_place(d, off, len, err, errlen);
 }
 
-/* Frees a piece of the grave and keeps its addresses reserved: a hole
- * would let another mapping land there, which the reservation's final
- * munmap would then take away. */
-static void release(struct ramdrop *d, uint64_t off, uint64_t len)
+/* Frees a piece of the grave's pages and leaves its mapping as it is:
+ * unmapping pieces would leave holes another mapping could land in (and
+ * the final munmap take away), and mapping over them would split the
+ * moved mappings towards vm.max_map_count. */
+int ramdrop_free_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen)
 {
-	void *r = mmap(d->grave + off, len, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (!d->grave || off > d->size || len > d->size - off || (off | len) % 4096) {
+		snprintf(err, errlen, "ramdrop: bad grave range %llu+%llu", (unsigned long long)off,
+			 (unsigned long long)len);
+		return -EINVAL;
+	}
+	if (len && madvise(d->grave + off, len, MADV_DONTNEED) < 0) {
+		int e = errno;
 
-	if (r == MAP_FAILED) /* no new mapping (vm.max_map_count): free in place */
-		(void)madvise(d->grave + off, len, MADV_DONTNEED);
-}
-
-void ramdrop_free_range(struct ramdrop *d, uint64_t off, uint64_t len)
-{
-	if (d->grave && off <= d->size && len <= d->size - off && len && !((off | len) % 4096))
-		release(d, off, len);
+		snprintf(err, errlen, "madvise(DONTNEED, %llu bytes of the grave): %s",
+			 (unsigned long long)len, strerror(e));
+		return -e;
+	}
+	return 0;
 }
 
 void ramdrop_free(struct ramdrop *d)
@@ -100,7 +100,9 @@ void ramdrop_free(struct ramdrop *d)
 		uint64_t n = d->moved_hi - off < RAMDROP_FREE_PIECE ? d->moved_hi - off
 								     : RAMDROP_FREE_PIECE;
 
-		release(d, off, n);
+		/* A piece of the reservation (never moved to) fails with
+		 * ENOMEM or changes nothing: either way nothing to free. */
+		(void)madvise(d->grave + off, n, MADV_DONTNEED);
 		usleep(RAMDROP_FREE_PAUSE_US);
 	}
 	munmap(d->grave, d->size); /* the reservation left, no pages */

@@ -16,6 +16,10 @@
  * rest in place too, so the mappings stay far below vm.max_map_count. */
 #define RAMDROP_MOVE_MIN (64u * 4096u)
 #define RAMDROP_MOVES_MAX 4096u
+/* What ramdrop_free frees at a time: unmapping 64 MiB at once held up the
+ * target's page faults for up to 14 ms (docs/benchmarks.md, "Stale
+ * copies moved aside"); 2 MiB is ~0.2 ms of it. */
+#define RAMDROP_FREE_PIECE (2ull << 20)
 
 struct ramdrop {
 	uint8_t *ram;     /* the RAM mapping the pages come from */
@@ -35,9 +39,10 @@ void ramdrop_init(struct ramdrop *d, uint8_t *ram, uint64_t size);
  * grave, where they stay readable at grave + off until freed. */
 int ramdrop_range(struct ramdrop *d, uint64_t off, uint64_t len, bool *moved, char *err,
 		  size_t errlen);
-/* Frees the grave's [off, off+len) (page-aligned, inside it) now: a
- * caller that still reads stale copies frees them piece by piece. */
-void ramdrop_free_range(struct ramdrop *d, uint64_t off, uint64_t len);
+/* Frees the pages of the grave's [off, off+len) (page-aligned, inside
+ * it) now, its mapping left as it is: a caller that still reads stale
+ * copies frees them piece by piece. 0 or -errno. */
+int ramdrop_free_range(struct ramdrop *d, uint64_t off, uint64_t len, char *err, size_t errlen);
 /* Frees what was moved, a piece at a time with pauses, and the
  * reservation: slow on purpose (call it where time does not count), so
  * that the threads it shares the CPU and the mm with hardly notice. */
