@@ -51,7 +51,7 @@ static int on_fault(struct pc_tgt *pc, uint64_t addr, uint32_t tid, char *err, s
 		/* Never sent because the source never had it: zero. */
 		pc->zero_faults++;
 		pthread_mutex_unlock(&pc->mu);
-		if (uffd_zero(pc->uffd, addr, VM_PAGE_SIZE) == 1)
+		if (uffd_zero(pc->uffd, addr, VM_PAGE_SIZE, NULL) == 1)
 			uffd_wake(pc->uffd, addr, VM_PAGE_SIZE);
 		return 0;
 	}

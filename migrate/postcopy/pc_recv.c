@@ -58,16 +58,35 @@ static int free_done_pieces(struct pc_tgt *pc, uint64_t first, uint64_t n, char 
 	return 0;
 }
 
-/* A delta run: each page decoded against its stale copy in the grave
- * (only a kept page may come so; one placed since is left alone, its
- * copy may be freed), then placed. */
-static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8_t *area,
-			uint32_t area_len, uint32_t *pos, uint8_t *page, char *err, size_t errlen)
+/* Places the n pages decoded into dec from page first on, in one run. */
+static int place_decoded(struct pc_tgt *pc, uint64_t first, uint64_t n, const uint8_t *dec,
+			 char *err, size_t errlen)
 {
+	uint64_t before = pc->got_push; /* only this thread places pushed pages */
+	int ret;
+
+	if (!n)
+		return 0;
+	ret = pc_place(pc, first, n, dec, false, err, errlen);
+	pthread_mutex_lock(&pc->mu);
+	pc->got_delta += pc->got_push - before;
+	pthread_mutex_unlock(&pc->mu);
+	return ret;
+}
+
+/* A delta run: each page decoded against its stale copy in the grave
+ * into dec (PC_BATCH_PAGES pages; only a kept page may come so; one
+ * placed since is left alone, its copy may be freed), then placed in
+ * runs. */
+static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8_t *area,
+			uint32_t area_len, uint32_t *pos, uint8_t *dec, char *err, size_t errlen)
+{
+	uint64_t run = r->first, n = 0;
+
 	for (uint64_t p = r->first; p < r->first + r->count; p++) {
+		uint8_t *page = dec + n * VM_PAGE_SIZE;
 		const uint8_t *enc;
 		uint32_t len;
-		uint64_t before;
 		bool placed;
 		int ret = pc_delta_entry(area, area_len, pos, &enc, &len, err, errlen);
 
@@ -83,8 +102,15 @@ static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8
 		if (placed)
 			pc->dups++;
 		pthread_mutex_unlock(&pc->mu);
-		if (placed)
+		if (placed) {
+			ret = place_decoded(pc, run, n, dec, err, errlen);
+			if (ret)
+				return ret;
+			n = 0;
 			continue;
+		}
+		if (!n)
+			run = p;
 		memcpy(page, pc->drop.grave + p * VM_PAGE_SIZE, VM_PAGE_SIZE);
 		ret = xbzrle_decode(enc, len, page, err, errlen);
 		if (ret) {
@@ -94,14 +120,9 @@ static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8
 			snprintf(err, errlen, "bad PAGES: page %llu: %.200s", (unsigned long long)p, why);
 			return ret;
 		}
-		before = pc->got_push; /* only this thread places pushed pages */
-		ret = pc_place(pc, p, 1, page, false, err, errlen);
-		if (ret)
-			return ret;
-		if (pc->got_push != before)
-			pc->got_delta++;
+		n++;
 	}
-	return 0;
+	return place_decoded(pc, run, n, dec, err, errlen);
 }
 
 static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *page, char *err,
@@ -358,10 +379,11 @@ static void *recv_main(void *arg)
 	struct pc_tgt *pc = arg;
 	uint8_t *buf = aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE);
 	uint8_t *area = pc->delta ? malloc(PC_BATCH_PAGES * VM_PAGE_SIZE) : NULL;
-	uint8_t *page = aligned_alloc(VM_PAGE_SIZE, VM_PAGE_SIZE);
+	uint8_t *page = pc->delta ? aligned_alloc(VM_PAGE_SIZE, PC_BATCH_PAGES * VM_PAGE_SIZE)
+				  : NULL;
 	char err[256];
 
-	if (!buf || (pc->delta && !area) || !page) {
+	if (!buf || (pc->delta && (!area || !page))) {
 		/* No receiver: the guest would wait on the push forever. */
 		fprintf(stderr, "minivmm: post-copy receiver: out of memory\n");
 		free(buf);

@@ -83,30 +83,36 @@ int uffd_read_fault(int fd, uint64_t *addr, uint32_t *tid)
 	}
 }
 
-static int done(int r, int64_t got, uint64_t len)
+static int done(int r, int64_t got, uint64_t len, uint64_t *placed)
 {
+	if (placed)
+		*placed = r == 0 ? len : 0;
 	if (r == 0)
 		return 0;
 	if (errno == EEXIST)
 		return 1;
-	/* A partial copy leaves the rest missing: the caller retries by page. */
-	if (errno == EAGAIN && got > 0 && (uint64_t)got < len)
+	/* A run that stopped part way (at a page that was there, or on a
+	 * failure the next call will tell) placed what came before it. */
+	if (errno == EAGAIN && got > 0 && (uint64_t)got < len) {
+		if (placed)
+			*placed = (uint64_t)got;
 		return -EAGAIN;
+	}
 	return -errno;
 }
 
-int uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len)
+int uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, uint64_t *placed)
 {
 	struct uffdio_copy c = { .dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len };
 
-	return done(ioctl(fd, UFFDIO_COPY, &c), c.copy, len);
+	return done(ioctl(fd, UFFDIO_COPY, &c), c.copy, len, placed);
 }
 
-int uffd_zero(int fd, uint64_t dst, uint64_t len)
+int uffd_zero(int fd, uint64_t dst, uint64_t len, uint64_t *placed)
 {
 	struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
 
-	return done(ioctl(fd, UFFDIO_ZEROPAGE, &z), z.zeropage, len);
+	return done(ioctl(fd, UFFDIO_ZEROPAGE, &z), z.zeropage, len, placed);
 }
 
 int uffd_wake(int fd, uint64_t dst, uint64_t len)

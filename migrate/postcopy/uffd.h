@@ -14,11 +14,14 @@ void uffd_close(int fd, uint8_t *base, uint64_t len);
 /* The next fault's address (page aligned) and faulting thread id: 1, 0
  * when none is queued, -errno on a failure. Other events are skipped. */
 int uffd_read_fault(int fd, uint64_t *addr, uint32_t *tid);
-/* Places len bytes from src at dst (page aligned) and wakes the waiters.
- * 0: placed; 1: something was there already (EEXIST: placed by someone
- * else, which also woke them); -errno on a failure. */
-int uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len);
-int uffd_zero(int fd, uint64_t dst, uint64_t len);
+/* Places len bytes from src at dst (page aligned, a run of pages in one
+ * call) and wakes the waiters. 0: all placed; 1: the first page was there
+ * already (EEXIST: placed by someone else, which also woke them), nothing
+ * placed; -EAGAIN: the run stopped part way, *placed (may be NULL) says
+ * how many bytes from dst were placed, and the page after them is for
+ * the caller to try again alone; any other -errno: nothing placed. */
+int uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, uint64_t *placed);
+int uffd_zero(int fd, uint64_t dst, uint64_t len, uint64_t *placed);
 /* Wakes threads waiting on [dst, dst + len) (the page is there). */
 int uffd_wake(int fd, uint64_t dst, uint64_t len);
 
