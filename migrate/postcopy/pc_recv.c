@@ -325,6 +325,7 @@ static int recover(struct pc_tgt *pc, const char *why)
 			err);
 	}
 	stream_set_timeout(&pc->main, MIG_IO_TIMEOUT_MS);
+	pc_maybe_done(pc); /* every page may have come before the link went */
 	vm_resume(pc->vm);
 	fprintf(stderr, "minivmm: post-copy resumed on %s; the guest runs again\n", uri);
 	return 0;

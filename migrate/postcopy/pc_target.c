@@ -7,6 +7,7 @@
 #include "migrate/postcopy/pc_target_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,25 +167,26 @@ static void note_latency(struct pc_tgt *pc, double ms)
 	pc->block_ms += ms;
 }
 
-/* Books pages [i, i + n) as placed (fresh; src their contents, NULL for
- * zero pages; a page booked already counts as a duplicate), or as
- * duplicates; either way the threads waiting on them are free now. */
-static void settle(struct pc_tgt *pc, uint64_t i, uint64_t n, const uint8_t *src, bool fresh,
-		   bool requested)
+/* Books pages [i, i + n) as placed (src their contents, NULL for zero
+ * pages; one booked already counts as a duplicate) and frees the threads
+ * waiting on them. Returns how many it booked now. */
+static uint64_t settle(struct pc_tgt *pc, uint64_t i, uint64_t n, const uint8_t *src,
+		       bool requested)
 {
-	uint64_t now;
+	uint64_t now, booked = 0;
 
 	pthread_mutex_lock(&pc->mu);
 	/* Under the lock: a fault queued since the copy (it woke that thread
 	 * already) then waited 0, not a negative time. */
 	now = clock_now_ns();
 	for (uint64_t p = i; p < i + n; p++) {
-		if (!fresh || bm_test(pc->placed, p)) {
+		if (bm_test(pc->placed, p)) {
 			pc->dups++;
 			continue;
 		}
 		bm_set(pc->placed, p);
 		pc->nplaced++;
+		booked++;
 		if (requested)
 			pc->got_rp++;
 		else
@@ -200,6 +202,25 @@ static void settle(struct pc_tgt *pc, uint64_t i, uint64_t n, const uint8_t *src
 			k++;
 		}
 	pthread_mutex_unlock(&pc->mu);
+	return booked;
+}
+
+/* One ioctl for [dst, dst + len); a page alone that the kernel asks to
+ * try again (EAGAIN, nothing placed: seen while both connections placed)
+ * is tried again a few times before that counts as a failure. */
+static int fill(struct pc_tgt *pc, uint64_t dst, const uint8_t *src, uint64_t len,
+		uint64_t *placed)
+{
+	int r = 0;
+
+	for (int tries = 0; tries < PC_FILL_TRIES; tries++) {
+		r = src ? uffd_copy(pc->uffd, dst, src, len, placed) :
+		    uffd_zero(pc->uffd, dst, len, placed);
+		if (r != -EAGAIN || *placed || len > VM_PAGE_SIZE)
+			break;
+		sched_yield();
+	}
+	return r;
 }
 
 int pc_place(struct pc_tgt *pc, uint64_t first, uint64_t count, const uint8_t *data,
@@ -207,12 +228,14 @@ int pc_place(struct pc_tgt *pc, uint64_t first, uint64_t count, const uint8_t *d
 {
 	uint8_t *ram = pc->vm->ram;
 	uint64_t i = first, end = first + count;
-	bool alone = false; /* the run failed as a whole: its first page alone */
+	int ret = 0;
+	/* A run failed as a whole: the rest of this call goes page by page. */
+	bool alone = false;
 
 	/* A run of missing pages goes in one ioctl; where one of them is
-	 * there already (the other connection's copy came first) the run
-	 * stops there, that page is booked once whoever placed it, and the
-	 * rest goes on. */
+	 * there already (the other connection's copy came first) the kernel
+	 * stops the run there, what came before is booked, and the run goes
+	 * on from that page, which is booked once whoever placed it. */
 	while (i < end) {
 		const uint8_t *src = data ? data + (i - first) * VM_PAGE_SIZE : NULL;
 		uint64_t dst = (uint64_t)(uintptr_t)(ram + i * VM_PAGE_SIZE), j, placed = 0;
@@ -229,45 +252,38 @@ int pc_place(struct pc_tgt *pc, uint64_t first, uint64_t count, const uint8_t *d
 		}
 		for (j = i + 1; j < end && !alone && bm_test(pc->missing, j); j++)
 			;
-		r = src ? uffd_copy(pc->uffd, dst, src, (j - i) * VM_PAGE_SIZE, &placed) :
-		    uffd_zero(pc->uffd, dst, (j - i) * VM_PAGE_SIZE, &placed);
+		r = fill(pc, dst, src, (j - i) * VM_PAGE_SIZE, &placed);
 		/* A run may fail where a page would not (one that spans two
 		 * mappings: ENOENT; EAGAIN with nothing placed, 3 times in 30
-		 * runs of test_postcopy's link cut, while both connections
-		 * placed): its first page is tried alone, which fails only
-		 * where the one-page ioctl always did. */
+		 * runs of test_postcopy's link cut): page by page from here,
+		 * which fails only where the one-page ioctl always did. */
 		if (r < 0 && (r != -EAGAIN || !placed) && j - i > 1) {
 			alone = true;
 			continue;
 		}
-		alone = false;
-		/* A page alone that fails, EAGAIN included, fails the
-		 * placement, as it always did: never a retry loop. */
-		if (r < 0 && (r != -EAGAIN || !placed)) {
+		if (r < 0 && (r != -EAGAIN || placed < VM_PAGE_SIZE)) {
 			snprintf(err, errlen, "%s of pages %llu..%llu: %s", src ? "UFFDIO_COPY" :
 				 "UFFDIO_ZEROPAGE", (unsigned long long)i, (unsigned long long)j - 1,
 				 strerror(-r));
-			return r;
+			ret = r;
+			break;
 		}
 		if (r == 1) {
 			/* There already: booked by whoever placed it, or now if
-			 * nobody has (a run the kernel said had failed had placed
-			 * it, once in the link-cut runs, and the page was never
-			 * booked). Its contents are these either way (the source's
-			 * guest is paused); the wake is for a placement that did
-			 * not wake. */
-			settle(pc, i, 1, src, true, requested);
-			(void)uffd_wake(pc->uffd, dst, VM_PAGE_SIZE);
+			 * nobody has yet; its contents are these either way (the
+			 * source's guest is paused). Booked now, the placement's
+			 * own wake may still be to come: wake here. */
+			if (settle(pc, i, 1, src, requested))
+				(void)uffd_wake(pc->uffd, dst, VM_PAGE_SIZE);
 			i++;
 			continue;
 		}
-		/* All of the run, or (EAGAIN) a part: the next page is tried
-		 * again first, and says why the run stopped. */
-		settle(pc, i, placed / VM_PAGE_SIZE, src, true, requested);
+		settle(pc, i, placed / VM_PAGE_SIZE, src, requested);
 		i += placed / VM_PAGE_SIZE;
 	}
+	/* Also after a failure: what was booked before it may be the last. */
 	pc_maybe_done(pc);
-	return 0;
+	return ret;
 }
 
 void pc_maybe_done(struct pc_tgt *pc)
@@ -282,8 +298,9 @@ void pc_maybe_done(struct pc_tgt *pc)
 	pthread_mutex_lock(&pc->mu);
 	now = !pc->done && pc->nplaced == pc->nmissing && stream_is_open(&pc->main);
 	if (now) {
-		pc->done = true;
 		ret = stream_send(&pc->main, ST_PC_DONE, NULL, 0, err, sizeof(err));
+		/* Not sent (the link is going): said again after a recovery. */
+		pc->done = ret == 0;
 	}
 	pthread_mutex_unlock(&pc->mu);
 	if (ret < 0)

@@ -16,6 +16,8 @@
 
 /* With deltas, what of the grave the receiver frees at once. */
 #define PC_GRAVE_PIECE_PAGES (RAMDROP_FREE_PIECE / 4096u)
+/* How often a page alone is placed again when the kernel says "again". */
+#define PC_FILL_TRIES 100
 /* Threads that can wait on a fault at once: vCPUs plus the VMM's own. */
 #define PC_MAX_WAITERS 256
 /* Fault latencies kept for the percentiles; past this, max and sum only. */

@@ -18,8 +18,9 @@ int uffd_read_fault(int fd, uint64_t *addr, uint32_t *tid);
  * call) and wakes the waiters. 0: all placed; 1: the first page was there
  * already (EEXIST: placed by someone else, which also woke them), nothing
  * placed; -EAGAIN: the run stopped part way, *placed (may be NULL) says
- * how many bytes from dst were placed, and the page after them is for
- * the caller to try again alone; any other -errno: nothing placed. */
+ * how many bytes from dst were placed, and the caller goes on from the
+ * page after them; -EAGAIN with nothing placed: the kernel asks to try
+ * again; any other -errno: nothing placed. */
 int uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, uint64_t *placed);
 int uffd_zero(int fd, uint64_t dst, uint64_t len, uint64_t *placed);
 /* Wakes threads waiting on [dst, dst + len) (the page is there). */
