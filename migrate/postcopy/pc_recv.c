@@ -79,19 +79,21 @@ static int place_decoded(struct pc_tgt *pc, uint64_t first, uint64_t n, const ui
  * placed since is left alone, its copy may be freed), then placed in
  * runs. */
 static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8_t *area,
-			uint32_t area_len, uint32_t *pos, uint8_t *dec, char *err, size_t errlen)
+			uint64_t area_len, uint64_t *pos, uint8_t *dec, char *err, size_t errlen)
 {
-	uint64_t run = r->first, n = 0;
+	uint64_t run = r->first, n = 0, p;
+	char why[256];
+	int ret = 0;
 
-	for (uint64_t p = r->first; p < r->first + r->count; p++) {
+	for (p = r->first; p < r->first + r->count; p++) {
 		uint8_t *page = dec + n * VM_PAGE_SIZE;
 		const uint8_t *enc;
 		uint32_t len;
 		bool placed;
-		int ret = pc_delta_entry(area, area_len, pos, &enc, &len, err, errlen);
 
+		ret = xbzrle_entry_next(area, area_len, pos, &enc, &len, err, errlen);
 		if (ret)
-			return ret;
+			goto bad;
 		if (!bm_test(pc->kept, p)) {
 			snprintf(err, errlen, "bad PAGES: a delta for page %llu, whose stale copy this "
 				 "side did not keep", (unsigned long long)p);
@@ -113,16 +115,15 @@ static int place_deltas(struct pc_tgt *pc, const struct page_run *r, const uint8
 			run = p;
 		memcpy(page, pc->drop.grave + p * VM_PAGE_SIZE, VM_PAGE_SIZE);
 		ret = xbzrle_decode(enc, len, page, err, errlen);
-		if (ret) {
-			char why[256];
-
-			snprintf(why, sizeof(why), "%s", err);
-			snprintf(err, errlen, "bad PAGES: page %llu: %.200s", (unsigned long long)p, why);
-			return ret;
-		}
+		if (ret)
+			goto bad;
 		n++;
 	}
 	return place_decoded(pc, run, n, dec, err, errlen);
+bad:
+	snprintf(why, sizeof(why), "%s", err);
+	snprintf(err, errlen, "bad PAGES: page %llu: %.200s", (unsigned long long)p, why);
+	return ret;
 }
 
 static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *page, char *err,
@@ -131,7 +132,8 @@ static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *
 	struct page_run runs[PC_BATCH_PAGES];
 	struct stream_hdr h;
 	size_t off = 0;
-	uint32_t area_len = 0, pos = 0;
+	uint32_t area_len = 0;
+	uint64_t pos = 0;
 	int n, ret = stream_recv_hdr(&pc->main, &h, err, errlen);
 
 	if (ret)
@@ -163,8 +165,8 @@ static int recv_pushed(struct pc_tgt *pc, uint8_t *buf, uint8_t *area, uint8_t *
 			off += runs[i].count * VM_PAGE_SIZE;
 	}
 	if (n > 0 && !ret && pos != area_len) {
-		snprintf(err, errlen, "bad PAGES: %u bytes after the last delta entry",
-			 area_len - pos);
+		snprintf(err, errlen, "bad PAGES: %llu bytes after the last delta entry",
+			 (unsigned long long)(area_len - pos));
 		ret = -EPROTO;
 	}
 	for (int i = 0; i < n && !ret && pc->delta; i++)
@@ -375,6 +377,17 @@ static void finish(struct pc_tgt *pc)
 		fprintf(stderr, "minivmm: %s\n", err);
 }
 
+/* Frees the stale copies the switch moved aside, at the lowest priority:
+ * the guest runs meanwhile and nothing waits for it. */
+static void *grave_main(void *arg)
+{
+	struct pc_tgt *pc = arg;
+
+	mig_thread_nice(19);
+	ramdrop_free(&pc->drop);
+	return NULL;
+}
+
 static void *recv_main(void *arg)
 {
 	struct pc_tgt *pc = arg;
@@ -408,24 +421,11 @@ static void *recv_main(void *arg)
 	}
 	if (!quitting(pc))
 		finish(pc);
-	if (pc->delta) { /* every page is here: no base is needed any more */
-		mig_thread_nice(19);
-		ramdrop_free(&pc->drop);
-	}
+	if (pc->delta) /* every page is here: no base is needed any more */
+		(void)grave_main(pc);
 	free(buf);
 	free(area);
 	free(page);
-	return NULL;
-}
-
-/* Frees the stale copies the switch moved aside, at the lowest priority:
- * the guest runs meanwhile and nothing waits for it. */
-static void *grave_main(void *arg)
-{
-	struct pc_tgt *pc = arg;
-
-	mig_thread_nice(19);
-	ramdrop_free(&pc->drop);
 	return NULL;
 }
 

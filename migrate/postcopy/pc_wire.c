@@ -9,7 +9,6 @@
 
 #include "migrate/ram/bitmap.h"
 #include "migrate/ram/ram.h"
-#include "migrate/ram/xbzrle.h" /* XBZ_MAX_ENC: the codec bounds an entry */
 #include "vmm/core/vm.h"
 
 int pc_bitmap_send(struct stream *s, uint32_t type, const uint64_t *bm, uint64_t npages,
@@ -34,11 +33,8 @@ int pc_bitmap_send(struct stream *s, uint32_t type, const uint64_t *bm, uint64_t
 		if (lo == hi) {
 			if (frames || w + n < words)
 				continue;
-			hi = lo + 1; /* nothing set anywhere: one empty word */
-			if (hi > words) {
-				lo = words - 1;
-				hi = words;
-			}
+			lo = words - 1; /* nothing set anywhere: one empty word */
+			hi = words;
 		}
 		for (uint64_t i = lo; i < hi; i++)
 			le_put64(buf + MISSING_HDR_LEN + (i - lo) * 8, bm[i]);
@@ -212,23 +208,4 @@ int pc_pages_recv(struct stream *s, uint32_t len, uint64_t npages, struct page_r
 		ret = stream_read_all(s, area, *area_len, err, errlen);
 	}
 	return ret ? ret : nruns;
-}
-
-int pc_delta_entry(const uint8_t *area, uint32_t area_len, uint32_t *pos, const uint8_t **enc,
-		   uint32_t *len, char *err, size_t errlen)
-{
-	if (*pos > area_len || area_len - *pos < PAGE_DELTA_HDR) {
-		snprintf(err, errlen, "bad PAGES: a delta entry is cut off");
-		return -EPROTO;
-	}
-	*len = le_get16(area + *pos);
-	*pos += PAGE_DELTA_HDR;
-	if (*len > XBZ_MAX_ENC || *len > area_len - *pos) {
-		snprintf(err, errlen, "bad PAGES: a delta entry of %u bytes (at most %u, %u left)",
-			 *len, XBZ_MAX_ENC, area_len - *pos);
-		return -EPROTO;
-	}
-	*enc = area + *pos;
-	*pos += *len;
-	return 0;
 }

@@ -64,14 +64,10 @@ int pc_pages_send(struct stream *s, const uint8_t *ram, uint64_t first, uint32_t
  * normal run's contents at buf + its offset (in run order). With area
  * NULL delta runs are refused; else area (PC_BATCH_PAGES pages) gets the
  * delta entries as they came and *area_len their length, for the caller
- * to check entry by entry (pc_delta_entry). */
+ * to check entry by entry (xbzrle_entry_next). */
 int pc_pages_recv(struct stream *s, uint32_t len, uint64_t npages, struct page_run *runs,
 		  int maxruns, uint8_t *buf, uint8_t *area, uint32_t *area_len, char *err,
 		  size_t errlen);
-/* The delta entry at *pos of area (area_len bytes): *enc and *len, *pos
- * moved past it; -EPROTO when it is cut off or too long. */
-int pc_delta_entry(const uint8_t *area, uint32_t area_len, uint32_t *pos, const uint8_t **enc,
-		   uint32_t *len, char *err, size_t errlen);
 
 /* Atomically takes the set bits of one bitmap word (returns them). */
 static inline uint64_t pc_bm_take_word(_Atomic uint64_t *bm, uint64_t w)

@@ -188,21 +188,16 @@ static int recv_deltas(struct stream *s, struct vm *vm, uint64_t *have,
 		if (runs[i].kind != PAGE_RUN_DELTA)
 			continue;
 		for (uint64_t p = runs[i].first; p < runs[i].first + runs[i].count && !ret; p++) {
+			const uint8_t *enc;
 			uint32_t l;
 
-			if (area - pos < PAGE_DELTA_HDR) {
-				snprintf(err, errlen, "bad PAGES: delta entry of page %llu cut off",
-					 (unsigned long long)p);
-				ret = -EPROTO;
-				break;
-			}
-			l = le_get16(buf + pos);
-			pos += PAGE_DELTA_HDR;
-			if (l > XBZ_MAX_ENC || l > area - pos) {
-				snprintf(err, errlen, "bad PAGES: delta entry of page %llu is %u bytes "
-					 "(at most %u, %llu left)", (unsigned long long)p, l,
-					 XBZ_MAX_ENC, (unsigned long long)(area - pos));
-				ret = -EPROTO;
+			ret = xbzrle_entry_next(buf, area, &pos, &enc, &l, err, errlen);
+			if (ret) {
+				char why[160];
+
+				snprintf(why, sizeof(why), "%s", err);
+				snprintf(err, errlen, "bad PAGES: page %llu: %s", (unsigned long long)p,
+					 why);
 				break;
 			}
 			if (!have_test(have, p)) {
@@ -211,14 +206,13 @@ static int recv_deltas(struct stream *s, struct vm *vm, uint64_t *have,
 				ret = -EPROTO;
 				break;
 			}
-			ret = xbzrle_decode(buf + pos, l, vm->ram + p * VM_PAGE_SIZE, err, errlen);
+			ret = xbzrle_decode(enc, l, vm->ram + p * VM_PAGE_SIZE, err, errlen);
 			if (ret) {
 				char why[256];
 
 				snprintf(why, sizeof(why), "%s", err);
 				snprintf(err, errlen, "page %llu: %s", (unsigned long long)p, why);
 			}
-			pos += l;
 		}
 	}
 	if (!ret && pos != area) {

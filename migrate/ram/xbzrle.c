@@ -133,3 +133,25 @@ int xbzrle_decode(const uint8_t *in, size_t len, uint8_t *page, char *err, size_
 
 	return ret ? ret : walk(in, len, page, err, errlen);
 }
+
+int xbzrle_entry_next(const uint8_t *area, uint64_t len, uint64_t *pos, const uint8_t **enc,
+		      uint32_t *enc_len, char *err, size_t errlen)
+{
+	uint32_t l;
+
+	if (*pos > len || len - *pos < 2) {
+		snprintf(err, errlen, "delta entry cut off");
+		return -EPROTO;
+	}
+	l = (uint32_t)area[*pos] | (uint32_t)area[*pos + 1] << 8; /* u16, little-endian */
+	*pos += 2;
+	if (l > XBZ_MAX_ENC || l > len - *pos) {
+		snprintf(err, errlen, "delta entry of %u bytes (at most %u, %llu left)", l,
+			 XBZ_MAX_ENC, (unsigned long long)(len - *pos));
+		return -EPROTO;
+	}
+	*enc = area + *pos;
+	*enc_len = l;
+	*pos += l;
+	return 0;
+}

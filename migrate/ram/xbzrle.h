@@ -30,6 +30,13 @@ int xbzrle_encode(const uint8_t *old, const uint8_t *cur, uint8_t *out, size_t c
  * nothing is changed when it is refused (-EPROTO with the reason). */
 int xbzrle_decode(const uint8_t *in, size_t len, uint8_t *page, char *err, size_t errlen);
 
+/* The entry at *pos of a frame's delta entries (area, len bytes): its
+ * encoding in *enc, *enc_len; *pos moved past it. -EPROTO when the entry
+ * is cut off or longer than XBZ_MAX_ENC (nothing else is checked: the
+ * encoding is xbzrle_decode's). */
+int xbzrle_entry_next(const uint8_t *area, uint64_t len, uint64_t *pos, const uint8_t **enc,
+		      uint32_t *enc_len, char *err, size_t errlen);
+
 /* ---- the source's cache (xbz_cache.c) ---------------------------------
  * Direct-mapped by page index: slot = page % nslots, each slot a tag and
  * a page copy. Shared by the data channels' senders (a page may go over

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrate/postcopy/pc_wire.h"
 #include "migrate/proto/stream.h"
 #include "migrate/ram/xbzrle.h"
 #include "migrate/state/cpucompat.h"
@@ -99,19 +98,19 @@ static void delta(const uint8_t *d, size_t n)
 		abort();
 }
 
-/* Post-copy's delta area (migrate/postcopy/pc_wire.c): every entry the
- * walk accepts lies inside the area and within the codec's bound. */
+/* A frame's delta entries (xbzrle_entry_next, both receivers' walk):
+ * every entry it accepts lies inside the area and within the codec's
+ * bound. */
 static void pc_area(const uint8_t *d, size_t n)
 {
 	static uint8_t page[4096];
 	const uint8_t *enc;
-	uint32_t pos = 0, len;
+	uint64_t pos = 0;
+	uint32_t len;
 	char err[256];
 
-	if (n > PC_BATCH_PAGES * 4096)
-		return;
 	while (pos < n) {
-		if (pc_delta_entry(d, (uint32_t)n, &pos, &enc, &len, err, sizeof(err)) < 0)
+		if (xbzrle_entry_next(d, n, &pos, &enc, &len, err, sizeof(err)) < 0)
 			return;
 		if (enc < d || len > XBZ_MAX_ENC || (size_t)(enc - d) + len > n || pos > n)
 			abort();

@@ -329,7 +329,8 @@ static void test_push_deltas(void **state)
 	assert_int_equal(pthread_create(&t, NULL, run_source, &r), 0);
 	while (got < 150) {
 		struct stream_hdr h;
-		uint32_t alen = 0, pos = 0;
+		uint32_t alen = 0;
+		uint64_t pos = 0;
 		size_t off = 0;
 		int nr;
 
@@ -356,7 +357,7 @@ static void test_push_deltas(void **state)
 				}
 				assert_int_equal(runs[i].kind, PAGE_RUN_DELTA);
 				assert_true(p >= 10 && p < 20);
-				assert_int_equal(pc_delta_entry(area, alen, &pos, &enc, &len, f->err,
+				assert_int_equal(xbzrle_entry_next(area, alen, &pos, &enc, &len, f->err,
 								sizeof(f->err)), 0);
 				assert_true(len <= PC_DELTA_CAP);
 				memcpy(buf + PC_BATCH_PAGES * VM_PAGE_SIZE - VM_PAGE_SIZE,
@@ -393,26 +394,27 @@ static void test_delta_entries_hostile(void **state)
 	struct page_run runs[PC_BATCH_PAGES], rr = { .first = 3, .count = 1, .kind = PAGE_RUN_DELTA };
 	struct stream_hdr h;
 	const uint8_t *enc;
-	uint32_t pos = 0, len;
+	uint64_t pos = 0;
+	uint32_t len;
 
 	assert_non_null(buf);
-	assert_int_equal(pc_delta_entry(area, 1, &pos, &enc, &len, f->err, sizeof(f->err)),
+	assert_int_equal(xbzrle_entry_next(area, 1, &pos, &enc, &len, f->err, sizeof(f->err)),
 			 -EPROTO);
 	le_put16(area, 7); /* 7 bytes, 6 left */
 	pos = 0;
-	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
+	assert_int_equal(xbzrle_entry_next(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
 			 -EPROTO);
 	le_put16(area, XBZ_MAX_ENC + 1);
 	pos = 0;
-	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
+	assert_int_equal(xbzrle_entry_next(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
 			 -EPROTO);
 	le_put16(area, 6);
 	pos = 0;
-	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)), 0);
+	assert_int_equal(xbzrle_entry_next(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)), 0);
 	assert_int_equal(len, 6);
 	assert_int_equal(pos, 8);
 	pos = 9;
-	assert_int_equal(pc_delta_entry(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
+	assert_int_equal(xbzrle_entry_next(area, 8, &pos, &enc, &len, f->err, sizeof(f->err)),
 			 -EPROTO);
 	/* A delta run on a connection that takes none (the return path). */
 	le_put32(frame, 1);
